@@ -1,0 +1,48 @@
+# Quick start: `make run` (serve on http://127.0.0.1:8000) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install browser run test lint format bench train clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+run: install
+	$(PY) -m app serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(VENV)/bin/ruff check app tests benchmarks scripts
+	$(VENV)/bin/ruff format --check app tests benchmarks scripts
+	$(VENV)/bin/mypy app
+
+test: install browser lint
+	$(PY) -m pytest
+
+format: install
+	$(VENV)/bin/ruff format app tests benchmarks scripts
+	$(VENV)/bin/ruff check --fix app tests benchmarks scripts
+
+bench: install
+	$(PY) benchmarks/mc_sampling.py
+
+train: install
+	$(PY) -m app train --out models/default
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,76 @@
+"""The app factory: settings, model loading in the lifespan, middleware, routers and static files."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from app.analysis import resolve_device
+from app.bundle import Bundle, load_bundle
+from app.web import routes_analyze, routes_health, routes_models, routes_page
+from app.web.errors import install_error_handlers
+from app.web.limits import BodyLimitMiddleware
+from app.web.service import AnalysisService
+from app.web.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+log = logging.getLogger("app.web")
+
+DESCRIPTION = """Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
+expected entropy, mutual information (BALD) and MC-dropout variance, plus a region table.
+
+Every error response is `{"error": {"code": ..., "message": ...}}`."""
+
+
+def _lifespan(settings: Settings, bundle: Bundle | None):  # type: ignore[no-untyped-def]
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        device = resolve_device(settings.device)
+        loaded = bundle if bundle is not None else await anyio.to_thread.run_sync(lambda: load_bundle(settings.model, device))
+        service = AnalysisService(loaded, device, settings)
+        app.state.service = service
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(service.start)
+            yield
+            tg.cancel_scope.cancel()
+        app.state.service = None
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -> FastAPI:
+    """Build the web app.
+
+    Args:
+        settings: Server settings; ``None`` reads them from ``SEGU_*`` environment variables.
+        bundle: An already loaded bundle to serve instead of loading ``settings.model``.
+
+    Returns:
+        The FastAPI app. The model is loaded when the app starts (lifespan);
+        ``/readyz`` answers 200 once a warm-up analysis has run.
+    """
+    settings = settings if settings is not None else Settings()
+    app = FastAPI(title="seg-uncertainty", version="1", description=DESCRIPTION, lifespan=_lifespan(settings, bundle))
+    app.state.settings = settings
+    app.state.service = None
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.include_router(routes_health.router)
+    app.include_router(routes_models.router)
+    app.include_router(routes_analyze.build_router(settings))
+    app.include_router(routes_page.build_router(Jinja2Templates(directory=str(TEMPLATES_DIR))))
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    return app

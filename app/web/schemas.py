@@ -1,0 +1,139 @@
+"""Pydantic models of every JSON the API sends (they also document ``/docs``)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong."""
+
+    code: str = Field(
+        description="Stable machine-readable code, e.g. unsupported_media_type, corrupt_image, too_many_pixels, body_too_large, validation_error."
+    )
+    message: str = Field(description="What went wrong and how to fix it, in words.")
+    field: str | None = Field(None, description="The request field at fault, when there is one.")
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail = Field(description="The error.")
+
+
+class RawArray(BaseModel):
+    """A numeric array as base64 of its raw little-endian bytes, in C (row-major) order."""
+
+    dtype: Literal["float32", "float16", "uint8"] = Field(description="Element type.")
+    shape: list[int] = Field(description="Array shape, e.g. [H, W] for a map or [C, H, W] for class probabilities.")
+    byte_order: Literal["little"] = Field("little", description="Byte order of multi-byte elements.")
+    data: str = Field(description="Base64 (RFC 4648, with padding) of the raw bytes.")
+
+
+class ClassOut(BaseModel):
+    """One output class of the model."""
+
+    index: int = Field(description="Label value of the class in the prediction.")
+    name: str = Field(description="Class name.")
+    colour: str = Field(description="Display colour as #rrggbb.")
+
+
+class MapOut(BaseModel):
+    """One per-pixel uncertainty map."""
+
+    name: str = Field(description="confidence, entropy, expected_entropy, mutual_information or variance.")
+    description: str = Field(description="One-line definition of the map.")
+    range: tuple[float, float] = Field(description="Fixed [low, high] of the colour scale (never the image's min-max).")
+    mean: float = Field(description="Mean of the map over the image.")
+    colourmap: str = Field(description="Name of the colour scale (viridis or inferno).")
+    png: str = Field(description="The map on its fixed colour scale, as a data:image/png;base64 URL.")
+    values: RawArray | None = Field(None, description="Raw (H, W) values; null when the request asked for raw=false.")
+
+
+class PredictionOut(BaseModel):
+    """The predicted label map."""
+
+    description: str = Field(description="How the prediction is made.")
+    png: str = Field(description="The labels in class colours, as a data:image/png;base64 URL.")
+    labels: RawArray | None = Field(None, description="Raw (H, W) uint8 class indices; null when raw=false.")
+
+
+class Timings(BaseModel):
+    """Seconds spent in each step of the request."""
+
+    decode: float = Field(description="Decoding the upload to RGB.")
+    inference: float = Field(description="Deterministic pass plus the MC-dropout samples.")
+    regions: float = Field(description="Building the region table.")
+    encode: float = Field(description="Encoding PNGs and raw arrays.")
+    total: float = Field(description="Everything after the upload was received.")
+
+
+class RegionOut(BaseModel):
+    """One row of the region table: a predicted class, or one connected component of it."""
+
+    kind: Literal["class", "component"] = Field(description="class: all pixels of a class; component: one 8-connected blob.")
+    class_index: int = Field(description="Class label value.")
+    class_name: str = Field(description="Class name.")
+    component: int | None = Field(None, description="1-based rank of the component within its class by area; null for class rows.")
+    pixels: int = Field(description="Area in pixels.")
+    share: float = Field(description="Area as a fraction of the image.")
+    bbox: list[int] = Field(description="Bounding box [x0, y0, x1, y1) in pixels.")
+    means: dict[str, float] = Field(description="Mean of every map over the region's pixels.")
+
+
+class AnalyzeResponse(BaseModel):
+    """The result of one analysis."""
+
+    model: str = Field(description="Name of the model bundle.")
+    classes: list[ClassOut] = Field(description="The model's classes in label order.")
+    width: int = Field(description="Image width in pixels.")
+    height: int = Field(description="Image height in pixels.")
+    samples: int = Field(description="MC-dropout samples drawn (0: deterministic pass only).")
+    seed: int = Field(description="Seed of the dropout masks; the same seed on the same device gives the same maps.")
+    device: str = Field(description="Where the model ran (cpu, cuda:0, ...).")
+    calibrated: bool = Field(description="Whether the bundle's calibration temperature was applied.")
+    temperature: float = Field(description="Temperature τ used in softmax(z / τ); 1.0 when not calibrated.")
+    model_temperature: float = Field(description="The bundle's fitted temperature (1.0 if it was never calibrated).")
+    dropout_added_at_inference: bool = Field(description="True if the model was trained without dropout and MC dropout was added for inference only.")
+    timings: Timings = Field(description="Seconds per step.")
+    image: str = Field(description="The decoded input (EXIF orientation applied) as a data:image/jpeg;base64 URL.")
+    prediction: PredictionOut = Field(description="The predicted labels: a PNG in class colours and the raw label map.")
+    maps: list[MapOut] = Field(description="The uncertainty maps.")
+    mean_probs: RawArray | None = Field(None, description="Raw (C, H, W) MC-mean class probabilities, for per-pixel top-k readouts; null when raw=false.")
+    class_shares: dict[str, float] = Field(description="Fraction of pixels predicted as each class.")
+    regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
+
+
+class ModelInfo(BaseModel):
+    """A loaded model bundle's card."""
+
+    name: str = Field(description="Bundle name.")
+    classes: list[ClassOut] = Field(description="Classes in label order with display colours.")
+    architecture: dict[str, Any] = Field(description="segmentation_models_pytorch create_model arguments.")
+    normalization: dict[str, Any] = Field(description="Input normalisation: (pixel / 255 - mean) / std per RGB channel.")
+    dropout: dict[str, Any] = Field(description="MC-dropout sites, rate, mode and whether the model was trained with it.")
+    temperature: float = Field(description="Calibration temperature τ (1.0 until calibrated).")
+    calibration: dict[str, Any] | None = Field(None, description="Calibration metrics measured when τ was fitted, if any.")
+    provenance: dict[str, Any] = Field(description="Training provenance and measured metrics.")
+    device: str = Field(description="Where the model runs.")
+
+
+class ModelsResponse(BaseModel):
+    """The models this server holds."""
+
+    default: str = Field(description="Name of the model used by /api/v1/analyze.")
+    models: list[ModelInfo] = Field(description="The loaded models (currently exactly one).")
+    default_samples: int = Field(description="MC samples used when a request does not say.")
+    max_samples: int = Field(description="Largest number of MC samples a request may ask for.")
+    max_body_bytes: int = Field(description="Largest accepted request body in bytes.")
+    max_pixels: int = Field(description="Largest accepted width x height.")
+
+
+class HealthResponse(BaseModel):
+    """Liveness or readiness."""
+
+    status: Literal["ok", "ready"] = Field(description="ok: the process is up; ready: the model is loaded and warmed up.")
+    model: str | None = Field(None, description="The loaded model, once ready.")
+    device: str | None = Field(None, description="Where the model runs, once ready.")

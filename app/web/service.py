@@ -1,0 +1,74 @@
+"""The shared model and the worker-thread gate every analysis passes through."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+import numpy as np
+import torch
+
+from app.analysis import Analysis, Analyzer
+from app.bundle import Bundle
+from app.web.settings import Settings
+
+T = TypeVar("T")
+log = logging.getLogger("app.web")
+
+
+class AnalysisService:
+    """One model instance shared by all requests.
+
+    Analyses run in worker threads so the event loop keeps serving; a capacity
+    limiter bounds how many run at once (and so the memory they take). Dropout
+    masks are seeded per request through a context variable, so concurrent
+    analyses do not disturb each other.
+
+    Args:
+        bundle: The loaded model bundle.
+        device: Where to run it.
+        settings: Limits and defaults.
+    """
+
+    def __init__(self, bundle: Bundle, device: torch.device, settings: Settings) -> None:
+        self.bundle = bundle
+        self.device = device
+        self.settings = settings
+        self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget)
+        self.limiter = anyio.CapacityLimiter(settings.max_concurrent)
+        self.ready = False
+
+    @property
+    def name(self) -> str:
+        """The model's name."""
+        return self.bundle.card.name
+
+    async def analyze(self, data: bytes, samples: int, seed: int, calibrated: bool) -> Analysis:
+        """Decode and analyse an upload in a worker thread.
+
+        Raises:
+            app.imaging.ImageDecodeError: the upload is not a usable image.
+        """
+        job = partial(self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area)
+        return await anyio.to_thread.run_sync(job, limiter=self.limiter)
+
+    async def run(self, func: Callable[..., T], *args: object) -> T:
+        """Run CPU-heavy encoding off the event loop."""
+        return await anyio.to_thread.run_sync(partial(func, *args))
+
+    def warm_up(self) -> None:
+        """One small analysis so the first request does not pay for lazy initialisation."""
+        image = np.full((64, 64, 3), 127, dtype=np.uint8)
+        self.analyzer.analyze_image(image, samples=min(2, self.settings.max_samples), seed=0)
+
+    async def start(self) -> None:
+        """Warm up (if configured) in a worker thread, then report ready."""
+        if self.settings.warmup:
+            async with self.limiter:
+                await anyio.to_thread.run_sync(self.warm_up)
+        self.ready = True
+        log.info("model %s ready on %s", self.name, self.device)

@@ -1,0 +1,135 @@
+"""MC-dropout sampling: this engine against the usual ways, side by side in one run.
+
+(a) one deterministic pass; (b) the naive loop of T full forward passes;
+(c) all T samples as one batched full forward; (d) this engine (prefix once,
+dropout tail T times in chunks, streaming statistics). Every method ends with
+the same maps (softmax, mean, entropies, variance) so the work compared is the
+same. Methods run interleaved over several rounds; the median time is reported,
+and the peak resident memory each method adds above the loaded model.
+
+Targets on a 2-core CPU: (d)/(a) <= 1.5 and (b)/(d) >= 8.
+
+Usage: python benchmarks/mc_sampling.py [--model default] [--size 512] [--samples 20] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from app.analysis import resolve_device
+from app.bundle import load_bundle
+from app.dropout import sampling_plan
+from app.imaging import to_tensor
+from app.network import SegmentationNet
+from app.sampling import SamplingOptions, run_mc
+from app.synthetic import make_scene
+from app.uncertainty import StreamingMoments, finalize
+
+
+def _status(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak() -> bool:
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def measure(fn: Callable[[], object], device: torch.device) -> tuple[float, int]:
+    """Seconds and peak extra bytes (RSS on CPU, allocated on CUDA) of one call."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        _reset_peak()
+        base = _status("VmRSS")
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() - base if device.type == "cuda" else _status("VmHWM") - base
+    return seconds, max(peak, 0)
+
+
+def methods(net: SegmentationNet, x: torch.Tensor, samples: int, seed: int) -> dict[str, Callable[[], object]]:
+    """The four ways to get T MC-dropout samples and their maps."""
+
+    def deterministic() -> object:
+        with torch.inference_mode():
+            return finalize(torch.softmax(net(x), 1), None)
+
+    def naive_loop() -> object:
+        return run_mc(net, x, SamplingOptions(samples=samples, seed=seed, strategy="full"))
+
+    def batched_full() -> object:
+        with torch.inference_mode():
+            probs = torch.softmax(net(x), 1)
+            with sampling_plan(seed, range(samples)):
+                sample_probs = torch.softmax(net(x.repeat(samples, 1, 1, 1)), 1)
+            moments = StreamingMoments()
+            moments.update(sample_probs, samples)
+            return finalize(probs, moments)
+
+    def engine() -> object:
+        return run_mc(net, x, SamplingOptions(samples=samples, seed=seed))
+
+    return {"a deterministic": deterministic, "b naive loop": naive_loop, "c batched full": batched_full, "d engine": engine}
+
+
+def main() -> None:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--samples", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+    bundle = load_bundle(args.model, device)
+    norm = bundle.card.normalization
+    x = to_tensor(make_scene("test", 0, size=args.size).image, norm.mean, norm.std).to(device)
+    funcs = methods(bundle.net, x, args.samples, args.seed)
+    for fn in funcs.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in funcs}
+    peaks: dict[str, int] = dict.fromkeys(funcs, 0)
+    names = list(funcs)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            seconds, peak = measure(funcs[name], device)
+            times[name].append(seconds)
+            peaks[name] = max(peaks[name], peak)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    print(f"model={bundle.card.name} device={device} threads={torch.get_num_threads()} size={args.size}x{args.size} T={args.samples} rounds={args.rounds}")
+    print(f"stochastic stages: dropout sites {list(bundle.net.sites)} -> first stochastic stage '{bundle.net.first_stochastic_stage}'")
+    print(f"{'method':<18}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'x (a)':>8}")
+    for name in names:
+        print(f"{name:<18}{med[name]:>10.3f}{min(times[name]):>10.3f}{peaks[name] / 2**20:>10.1f}{med[name] / med['a deterministic']:>8.2f}")
+    da = med["d engine"] / med["a deterministic"]
+    bd = med["b naive loop"] / med["d engine"]
+    cd = med["c batched full"] / med["d engine"]
+    print(f"(d)/(a) = {da:.2f}  target <= 1.5  {'OK' if da <= 1.5 else 'MISSED'}")
+    print(f"(b)/(d) = {bd:.2f}  target >= 8    {'OK' if bd >= 8 else 'MISSED'}")
+    print(f"(c)/(d) = {cd:.2f}  memory (c)/(d) = {peaks['c batched full'] / max(peaks['d engine'], 1):.1f}")
+
+
+if __name__ == "__main__":
+    main()

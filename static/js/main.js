@@ -1,0 +1,276 @@
+// The page: upload queue, thumbnails, controls, panels, readout, region table and downloads.
+
+import { analyze } from "./api.js";
+import { decodeRaw } from "./arrays.js";
+import { clearPanels, drawPanel, loadImages, pixelAt, placeCrosshair } from "./panels.js";
+import { clearReadout, showPixel } from "./readout.js";
+import { bindSorting, renderRegions } from "./regions.js";
+
+const config = JSON.parse(document.getElementById("segu-config").textContent);
+const $ = (id) => document.getElementById(id);
+const els = {
+  input: $("file-input"),
+  dropzone: $("dropzone"),
+  samples: $("samples"),
+  seed: $("seed"),
+  calibrated: $("calibrated"),
+  temperatureNote: $("temperature-note"),
+  opacity: $("opacity"),
+  rerun: $("rerun"),
+  status: $("status"),
+  error: $("error"),
+  thumbs: $("thumbs"),
+  panels: $("panels"),
+  readout: $("readout"),
+  runInfo: $("run-info"),
+  regions: $("region-table"),
+  downloads: $("download-links"),
+  inputSize: $("input-size"),
+};
+const mapNames = config.maps.map((m) => m.name);
+const items = [];
+let current = null;
+let running = false;
+let nextId = 1;
+let cursor = null;
+
+function params() {
+  const samples = Math.round(Number(els.samples.value));
+  const seed = Math.round(Number(els.seed.value));
+  return {
+    samples: Number.isFinite(samples) ? samples : config.defaultSamples,
+    seed: Number.isFinite(seed) ? seed : 0,
+    calibrated: els.calibrated.checked,
+  };
+}
+
+function setBusy(text) {
+  document.body.dataset.state = "busy";
+  els.panels.setAttribute("aria-busy", "true");
+  els.status.textContent = text;
+}
+
+function setIdle(text) {
+  document.body.dataset.state = current && current.status === "done" ? "ready" : "idle";
+  els.panels.setAttribute("aria-busy", "false");
+  els.status.textContent = text;
+}
+
+function showError(text) {
+  els.error.textContent = text || "";
+  els.error.hidden = !text;
+}
+
+function temperatureNote() {
+  const t = config.temperature;
+  els.temperatureNote.textContent = els.calibrated.checked ? `(τ = ${t} in use)` : t === 1 ? "(τ = 1; no fitted temperature)" : `(off: τ = 1 in use; fitted τ = ${t})`;
+}
+
+function renderThumb(item) {
+  let li = els.thumbs.querySelector(`[data-id="${item.id}"]`);
+  if (!li) {
+    li = document.createElement("li");
+    li.dataset.id = String(item.id);
+    li.innerHTML = '<button type="button"><img alt=""><span class="name"></span><span class="state"></span></button>';
+    li.querySelector("button").addEventListener("click", () => select(item));
+    const img = li.querySelector("img");
+    img.addEventListener("error", () => img.removeAttribute("src"));
+    img.src = item.thumbUrl;
+    els.thumbs.append(li);
+  }
+  const button = li.querySelector("button");
+  button.dataset.status = item.status;
+  button.title = item.error ? `${item.name}: ${item.error}` : item.name;
+  button.setAttribute("aria-current", item === current ? "true" : "false");
+  li.querySelector(".name").textContent = item.name;
+  li.querySelector(".state").textContent = { queued: "queued", busy: "analysing", done: "done", error: "error" }[item.status];
+  if (item.result && li.querySelector("img").src !== item.result.image) li.querySelector("img").src = item.result.image;
+}
+
+function addFiles(files) {
+  const added = [];
+  for (const file of files) {
+    const item = { id: nextId++, file, name: file.name || "image", status: "queued", thumbUrl: URL.createObjectURL(file) };
+    items.push(item);
+    added.push(item);
+    renderThumb(item);
+  }
+  if (added.length) pump();
+}
+
+async function pump() {
+  if (running) return;
+  running = true;
+  let item;
+  while ((item = items.find((i) => i.status === "queued"))) await run(item);
+  running = false;
+  const failed = items.filter((i) => i.status === "error").length;
+  const done = items.filter((i) => i.status === "done").length;
+  setIdle(`${done} image${done === 1 ? "" : "s"} analysed${failed ? `, ${failed} failed` : ""}.`);
+}
+
+async function run(item) {
+  const p = params();
+  item.status = "busy";
+  renderThumb(item);
+  setBusy(`Analysing ${item.name} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
+  try {
+    const result = await analyze(config.endpoints.analyze, item.file, p);
+    const arrays = {
+      maps: Object.fromEntries(result.maps.filter((m) => m.values).map((m) => [m.name, decodeRaw(m.values)])),
+      labels: result.prediction.labels ? decodeRaw(result.prediction.labels) : null,
+      probs: result.mean_probs ? decodeRaw(result.mean_probs) : null,
+    };
+    Object.assign(item, { result, arrays, params: p, images: await loadImages(result), status: "done", error: null });
+    showError("");
+    select(item);
+  } catch (err) {
+    Object.assign(item, { status: "error", error: err.message || String(err) });
+    showError(`${item.name}: ${item.error}`);
+    if (!current || current === item || current.status !== "done") select(item);
+  }
+  renderThumb(item);
+}
+
+function select(item) {
+  const previous = current;
+  current = item;
+  if (previous && previous !== item) renderThumb(previous);
+  renderThumb(item);
+  els.rerun.disabled = !(item.status === "done" || item.status === "error");
+  if (item.status === "done") render(item);
+  else {
+    clearPanels(els.panels);
+    clearReadout(els.readout);
+    els.regions.tBodies[0].replaceChildren();
+    els.downloads.innerHTML = '<span class="muted">Analyse an image first.</span>';
+    if (item.status === "error") showError(`${item.name}: ${item.error}`);
+    document.body.dataset.state = running ? "busy" : "idle";
+  }
+}
+
+function drawAll(item) {
+  const { width, height } = item.result;
+  for (const panel of els.panels.querySelectorAll(".panel")) drawPanel(panel, panel.dataset.panel, item.images, width, height, Number(els.opacity.value));
+}
+
+function render(item) {
+  const r = item.result;
+  drawAll(item);
+  els.inputSize.textContent = `${r.width} × ${r.height} px`;
+  renderRegions(els.regions, r.regions, r.classes, mapNames);
+  renderDownloads(item);
+  const ms = (s) => `${Math.round(1000 * s)} ms`;
+  els.runInfo.textContent =
+    `${r.samples} MC samples · seed ${r.seed} · τ = ${r.temperature} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ${r.width}×${r.height} · ` +
+    `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
+    (r.dropout_added_at_inference ? " · dropout added at inference only" : "");
+  if (cursor && cursor.x < r.width && cursor.y < r.height) moveTo(cursor.x, cursor.y);
+  else {
+    cursor = null;
+    els.panels.classList.remove("has-cursor");
+    clearReadout(els.readout);
+  }
+  document.body.dataset.state = running ? "busy" : "ready";
+}
+
+function stem(name) {
+  return name.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "image";
+}
+
+function renderDownloads(item) {
+  const r = item.result;
+  const base = stem(item.name);
+  els.downloads.replaceChildren();
+  const add = (name, href) => {
+    const a = document.createElement("a");
+    a.href = href;
+    a.download = `${base}_${name}.png`;
+    a.textContent = `${name}.png`;
+    els.downloads.append(a);
+  };
+  add("prediction", r.prediction.png);
+  for (const m of r.maps) add(m.name, m.png);
+  const npz = document.createElement("button");
+  npz.type = "button";
+  npz.id = "download-npz";
+  npz.textContent = "raw maps (.npz)";
+  npz.addEventListener("click", () => downloadNpz(item));
+  els.downloads.append(npz);
+}
+
+async function downloadNpz(item) {
+  setBusy(`Preparing ${item.name}.npz…`);
+  try {
+    const blob = await analyze(config.endpoints.analyze, item.file, item.params, "npz");
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `${stem(item.name)}_maps.npz`;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    setIdle(`Saved ${a.download}.`);
+  } catch (err) {
+    showError(`${item.name}: ${err.message}`);
+    setIdle("Download failed.");
+  }
+}
+
+function moveTo(x, y) {
+  if (!current || current.status !== "done") return;
+  const { width, height } = current.result;
+  cursor = { x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y)) };
+  placeCrosshair(els.panels, cursor.x, cursor.y, width, height);
+  showPixel(els.readout, current, cursor.x, cursor.y);
+}
+
+for (const view of els.panels.querySelectorAll(".view")) {
+  view.addEventListener("pointermove", (event) => {
+    if (!current || current.status !== "done") return;
+    const { x, y } = pixelAt(view, event, current.result.width, current.result.height);
+    moveTo(x, y);
+  });
+  view.addEventListener("keydown", (event) => {
+    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
+    if (!step || !current || current.status !== "done") return;
+    event.preventDefault();
+    const k = event.shiftKey ? 10 : 1;
+    const start = cursor || { x: current.result.width >> 1, y: current.result.height >> 1 };
+    moveTo(start.x + k * step[0], start.y + k * step[1]);
+  });
+}
+
+els.input.addEventListener("change", () => {
+  addFiles(Array.from(els.input.files));
+  els.input.value = "";
+});
+for (const type of ["dragenter", "dragover"]) {
+  document.addEventListener(type, (event) => {
+    event.preventDefault();
+    els.dropzone.classList.add("over");
+  });
+}
+document.addEventListener("dragleave", (event) => {
+  if (!event.relatedTarget) els.dropzone.classList.remove("over");
+});
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  els.dropzone.classList.remove("over");
+  if (event.dataTransfer && event.dataTransfer.files.length) addFiles(Array.from(event.dataTransfer.files));
+});
+els.opacity.addEventListener("input", () => {
+  if (current && current.status === "done") drawPanel($("panel-prediction"), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
+});
+els.calibrated.addEventListener("change", temperatureNote);
+els.rerun.addEventListener("click", () => {
+  if (!current || current.status === "busy" || current.status === "queued") return;
+  current.status = "queued";
+  renderThumb(current);
+  pump();
+});
+els.samples.max = String(config.maxSamples);
+bindSorting(els.regions, () => current && current.status === "done" && renderRegions(els.regions, current.result.regions, current.result.classes, mapNames));
+temperatureNote();
+document.body.dataset.state = "idle";

@@ -1,0 +1,69 @@
+// The six aligned panels: drawing, the prediction overlay and the shared crosshair.
+
+function loadImage(src) {
+  const img = new Image();
+  img.src = src;
+  return img.decode().then(() => img);
+}
+
+/** Decode every image of a result once: input, prediction and each map PNG. */
+export async function loadImages(result) {
+  const entries = [["input", result.image], ["prediction", result.prediction.png], ...result.maps.map((m) => [m.name, m.png])];
+  const images = await Promise.all(entries.map(([, src]) => loadImage(src)));
+  return Object.fromEntries(entries.map(([name], i) => [name, images[i]]));
+}
+
+function prepare(canvas, width, height) {
+  if (canvas.width !== width) canvas.width = width;
+  if (canvas.height !== height) canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.globalAlpha = 1;
+  ctx.clearRect(0, 0, width, height);
+  return ctx;
+}
+
+/** Draw one panel; the prediction is blended over the input with `opacity`. */
+export function drawPanel(panel, name, images, width, height, opacity) {
+  const canvas = panel.querySelector("canvas");
+  const ctx = prepare(canvas, width, height);
+  if (name === "prediction") {
+    ctx.drawImage(images.input, 0, 0);
+    ctx.globalAlpha = opacity;
+    ctx.drawImage(images.prediction, 0, 0);
+    ctx.globalAlpha = 1;
+  } else {
+    ctx.drawImage(images[name], 0, 0);
+  }
+  canvas.classList.add("drawn");
+  canvas.dataset.drawn = "1";
+}
+
+/** Empty every panel (before a new image is shown, or after an error). */
+export function clearPanels(container) {
+  for (const canvas of container.querySelectorAll(".view canvas")) {
+    canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+    canvas.classList.remove("drawn");
+    delete canvas.dataset.drawn;
+  }
+  container.classList.remove("has-cursor");
+}
+
+/** Put the crosshair on pixel (x, y) of a width x height image on every panel. */
+export function placeCrosshair(container, x, y, width, height) {
+  const left = `${(100 * (x + 0.5)) / width}%`;
+  const top = `${(100 * (y + 0.5)) / height}%`;
+  for (const view of container.querySelectorAll(".view")) {
+    view.querySelector(".cross-v").style.left = left;
+    view.querySelector(".cross-h").style.top = top;
+  }
+  container.classList.add("has-cursor");
+}
+
+/** Pixel under a pointer event on a panel's view, clamped to the image. */
+export function pixelAt(view, event, width, height) {
+  const rect = view.getBoundingClientRect();
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
+  return { x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y)) };
+}

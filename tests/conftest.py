@@ -1,0 +1,60 @@
+"""Shared fixtures: a tiny real smp model saved as a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.bundle import Bundle, ClassInfo, DropoutConfig, ModelCard, build_network, load_bundle, save_bundle
+
+# The test models are tiny: one thread is fastest, and it avoids OpenMP oversubscription on shared CPUs.
+torch.set_num_threads(1)
+
+TINY_ARCH = {
+    "arch": "unet",
+    "encoder_name": "mobilenet_v2",
+    "encoder_depth": 3,
+    "decoder_channels": [16, 8, 8],
+    "in_channels": 3,
+    "classes": 3,
+}
+
+
+def tiny_card(sites: list[str] | None = None, rate: float = 0.3, mode: str = "channel", trained: bool = True) -> ModelCard:
+    """A card for a 3-class tiny Unet with dropout at ``sites`` (default: before the head)."""
+    return ModelCard(
+        name="tiny",
+        architecture=dict(TINY_ARCH),
+        classes=[ClassInfo(name=n, colour=c) for n, c in (("bg", "#000000"), ("a", "#ff0000"), ("b", "#00ff00"))],
+        dropout=DropoutConfig(sites=sites if sites is not None else ["head"], rate=rate, mode=mode, trained_with_dropout=trained),
+    )
+
+
+def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "channel", seed: int = 0) -> Path:
+    """Build a seeded tiny model with non-trivial BatchNorm statistics and save it as a bundle."""
+    torch.manual_seed(seed)
+    card = tiny_card(sites, mode=mode)
+    net = build_network(card)
+    with torch.no_grad():
+        for module in net.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+        for p in net.net.segmentation_head.parameters():
+            p.mul_(20.0)
+    save_bundle(card, net.net, out, half=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny bundle with channel dropout before the head."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+@pytest.fixture
+def tiny_bundle(tiny_bundle_dir: Path) -> Bundle:
+    """A freshly loaded tiny bundle (each test gets its own copy)."""
+    return load_bundle(tiny_bundle_dir)

@@ -1,0 +1,111 @@
+"""The ``seg-uncertainty`` command line, run in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.analysis import MAP_NAMES
+from app.cli import expand_inputs, main
+from app.render import colour_lut
+
+
+def _write_png(path: Path, h: int, w: int, seed: int) -> np.ndarray:
+    rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(path)
+    return rgb
+
+
+def _load(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    _write_png(folder / "a.png", 24, 40, 1)
+    _write_png(folder / "b.png", 17, 9, 2)
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    (folder / "notes.txt").write_text("not an image and not picked from a folder")
+    return folder
+
+
+def test_folder_with_one_corrupt_file_writes_the_rest_and_fails(image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code = main(["analyze", str(image_folder), "--out", str(out), "--samples", "3", "--model", str(tiny_bundle_dir), "--quiet"])
+    assert code == 1
+    with (out / "summary.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    status = {Path(r["file"]).name: r["status"] for r in rows}
+    assert status == {"a.png": "ok", "b.png": "ok", "broken.png": "failed"}
+    broken = next(r for r in rows if r["status"] == "failed")
+    assert broken["error"]
+    for name, (h, w) in {"a": (24, 40), "b": (17, 9)}.items():
+        folder = out / name
+        for key in ("prediction", *MAP_NAMES):
+            with Image.open(folder / f"{key}.png") as img:
+                assert img.size == (w, h)
+        npz = _load(folder / "maps.npz")
+        assert npz["prediction"].shape == (h, w)
+        assert npz["mean_probs"].shape == (3, h, w)
+        np.testing.assert_allclose(npz["mean_probs"].sum(0), 1.0, atol=1e-5)
+        info = json.loads((folder / "analysis.json").read_text())
+        assert (info["width"], info["height"], info["samples"]) == (w, h, 3)
+        assert {"decode", "inference", "total"} <= set(info["timings"])
+        assert info["regions"][0]["kind"] == "class"
+        row = next(r for r in rows if r["output"] == name)
+        assert float(row["mean_entropy"]) == pytest.approx(float(npz["entropy"].mean()), rel=1e-5)
+    assert not (out / "broken").exists()
+
+
+def test_pngs_use_the_fixed_scale(image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    main(["analyze", str(image_folder / "a.png"), "--out", str(out), "--samples", "2", "--model", str(tiny_bundle_dir), "--quiet"])
+    npz = _load(out / "a" / "maps.npz")
+    with Image.open(out / "a" / "entropy.png") as img:
+        png = np.asarray(img.convert("RGB"))
+    t = np.clip(npz["entropy"] / np.log(3), 0, 1)
+    expected = colour_lut("inferno")[np.rint(t * 255).astype(int)]
+    assert np.abs(png.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_globs_and_missing_paths(image_folder: Path, tmp_path: Path) -> None:
+    files, missing = expand_inputs([str(image_folder / "*.png"), str(tmp_path / "nope.png"), str(image_folder / "a.png")])
+    assert sorted(p.name for p in files) == ["a.png", "b.png", "broken.png"]
+    assert missing == [str(tmp_path / "nope.png")]
+
+
+def test_bad_model_is_a_clear_error(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["analyze", str(image_folder / "a.png"), "--out", str(tmp_path / "o"), "--model", str(tmp_path / "nomodel"), "--quiet"])
+    assert code == 2
+    assert "no model bundle" in capsys.readouterr().err
+
+
+def test_negative_samples_rejected(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(image_folder), "--out", str(tmp_path / "o"), "--samples", "-1", "--quiet"]) == 2
+    assert "--samples" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_console_script_runs_as_a_process(image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "analyze", str(image_folder / "b.png"), "--out", str(out), "--samples", "0", "--model", str(tiny_bundle_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "analyze" in proc.stderr
+    npz = _load(out / "b" / "maps.npz")
+    assert np.all(npz["mutual_information"] == 0)
+    np.testing.assert_array_equal(npz["mean_probs"], npz["probs"])

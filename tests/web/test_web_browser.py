@@ -1,0 +1,173 @@
+"""The page in headless Chromium against the live server."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from webutil import random_png
+
+from app.web.payload import decode_raw
+from app.web.schemas import AnalyzeResponse
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information"]
+
+CANVAS_STATS = """(ids) => ids.map((id) => {
+  const c = document.querySelector(`#panel-${id} canvas`);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let opaque = 0; const colours = new Set();
+  for (let i = 0; i < d.length; i += 4) { if (d[i + 3] > 0) opaque++; colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]); }
+  return {id, width: c.width, height: c.height, opaque, pixels: d.length / 4, colours: colours.size};
+})"""
+
+READOUT = """() => ({
+  pixel: document.querySelector('#readout-pixel').textContent,
+  maps: Object.fromEntries([...document.querySelectorAll('td[data-map]')].map((td) => [td.dataset.map, [Number(td.dataset.value), Number(td.dataset.lo), Number(td.dataset.hi)]])),
+  top: [...document.querySelectorAll('#readout-top li')].map((li) => [li.dataset.class, Number(li.dataset.p)]),
+  crossLeft: [...document.querySelectorAll('.view .cross-v')].map((el) => el.style.left),
+  crossTop: [...document.querySelectorAll('.view .cross-h')].map((el) => el.style.top),
+})"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (make browser)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("request", lambda req: None if req.url.startswith((base_url, "data:", "blob:")) else outside.append(req.url))
+    pg.goto(f"{base_url}/")
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+    assert outside == [], f"requests outside the server: {outside}"
+
+
+def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:
+    page.set_input_files("#file-input", [{"name": n, "mimeType": m, "buffer": b} for n, b, m in files])
+
+
+def wait_drawn(page: Any) -> None:
+    page.wait_for_function(f"document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'", timeout=60_000)
+
+
+def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path) -> None:
+    image = random_png(72, 96, seed=21)
+    upload(page, [("scene.png", image, "image/png")])
+    wait_drawn(page)
+    assert page.get_attribute("#panels", "aria-busy") == "false"
+
+    stats = page.evaluate(CANVAS_STATS, PANELS)
+    for s in stats:
+        assert (s["width"], s["height"]) == (96, 72), s
+        assert s["opaque"] == s["pixels"], s
+        assert s["colours"] > 4, s
+    boxes = [page.locator(f"#panel-{p} canvas").bounding_box() for p in PANELS]
+    assert len({round(b["width"]) for b in boxes}) == 1 and len({round(b["height"]) for b in boxes}) == 1
+    assert round(boxes[0]["y"]) == round(boxes[1]["y"]) == round(boxes[2]["y"])
+
+    expected = AnalyzeResponse.model_validate(
+        httpx.post(f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "0"}, timeout=60).json()
+    )
+    values = {m.name: decode_raw(m.values) for m in expected.maps if m.values is not None}
+    assert expected.mean_probs is not None
+    probs = decode_raw(expected.mean_probs)
+
+    readouts = []
+    for panel, (fx, fy) in (("confidence", (0.25, 0.3)), ("mutual_information", (0.8, 0.7))):
+        view = page.locator(f"#panel-{panel} .view")
+        box = view.bounding_box()
+        view.hover(position={"x": fx * box["width"], "y": fy * box["height"]})
+        page.wait_for_function("document.querySelector('td[data-map=\"confidence\"]').dataset.value !== undefined")
+        readouts.append(page.evaluate(READOUT))
+    first, second = readouts
+    assert first["pixel"] != second["pixel"]
+    for r in readouts:
+        x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", r["pixel"]).groups())  # type: ignore[union-attr]
+        assert set(r["maps"]) == set(values)
+        for name, (value, lo, hi) in r["maps"].items():
+            assert lo - 1e-6 <= value <= hi + 1e-6, (name, value, lo, hi)
+            assert value == pytest.approx(float(values[name][y, x]), abs=1e-6)
+        assert len(r["top"]) == 3
+        ps = [p for _, p in r["top"]]
+        assert ps == sorted(ps, reverse=True) and sum(ps) == pytest.approx(1.0, abs=1e-5)
+        assert ps[0] == pytest.approx(float(probs[:, y, x].max()), abs=1e-6)
+        assert len(set(r["crossLeft"])) == 1 and len(set(r["crossTop"])) == 1 and r["crossLeft"][0] != ""
+    assert first["crossLeft"][0] != second["crossLeft"][0]
+
+    before = page.evaluate(CANVAS_STATS, ["prediction"])[0]
+    page.locator("#opacity").fill("1")
+    after = page.evaluate(CANVAS_STATS, ["prediction"])[0]
+    assert after["colours"] < before["colours"] and after["colours"] <= 3
+
+    page.click("#region-table th[data-key='pixels'] button")
+    pixels = [int(t) for t in page.locator("#region-table tbody td:nth-child(3)").all_inner_texts()]
+    assert len(pixels) >= 2 and pixels == sorted(pixels, reverse=True)
+    assert page.get_attribute("#region-table th[data-key='pixels']", "aria-sort") == "descending"
+    page.click("#region-table th[data-key='pixels'] button")
+    pixels = [int(t) for t in page.locator("#region-table tbody td:nth-child(3)").all_inner_texts()]
+    assert pixels == sorted(pixels)
+
+    links = page.locator("#download-links a")
+    assert links.count() == 6
+    assert page.get_attribute("#download-links a >> nth=0", "download") == "scene_prediction.png"
+    with page.expect_download() as download:
+        page.click("#download-npz")
+    saved = tmp_path / "scene_maps.npz"
+    download.value.save_as(saved)
+    np.testing.assert_array_equal(np.load(saved)["confidence"], values["confidence"])
+
+    page.screenshot(path=str(tmp_path / "analysed.png"), full_page=True)
+    assert (tmp_path / "analysed.png").stat().st_size > 10_000
+
+    upload(page, [("notes.txt", b"definitely not pixels", "text/plain")])
+    page.wait_for_selector("#error:not([hidden])")
+    page.wait_for_function("document.body.dataset.state !== 'busy'")
+    text = page.inner_text("#error")
+    assert text.startswith("notes.txt:") and "not an image" in text
+    assert page.locator("#thumbs button[data-status='error']").count() == 1
+    page.screenshot(path=str(tmp_path / "error.png"))
+
+
+def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) -> None:
+    upload(page, [("small.png", random_png(40, 56, seed=1), "image/png"), ("wide.png", random_png(48, 120, seed=2), "image/png")])
+    page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=\"done\"]').length === 2", timeout=60_000)
+    wait_drawn(page)
+    assert page.inner_text("#input-size") == "120 × 48 px"
+    page.click("#thumbs li:first-child button")
+    wait_drawn(page)
+    assert page.inner_text("#input-size") == "56 × 40 px"
+    assert page.get_attribute("#thumbs li:first-child button", "aria-current") == "true"
+    assert page.evaluate(CANVAS_STATS, ["entropy"])[0]["width"] == 56
+
+    wide = [page.locator(f"#panel-{p}").bounding_box() for p in PANELS]
+    assert len({round(b["x"]) for b in wide}) == 3
+    page.set_viewport_size({"width": 420, "height": 900})
+    narrow = [page.locator(f"#panel-{p}").bounding_box() for p in PANELS]
+    assert len({round(b["x"]) for b in narrow}) == 1
+    assert all(b["x"] + b["width"] <= 420 for b in narrow)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)

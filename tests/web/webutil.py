@@ -1,0 +1,91 @@
+"""Helpers of the web tests: a live uvicorn server, settings and test images."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import uvicorn
+from PIL import Image
+
+from app.web.factory import create_app
+from app.web.settings import Settings
+
+MAX_BODY = 256 * 1024
+MAX_PIXELS = 20_000
+MAX_SAMPLES = 16
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class LiveServer:
+    """Run an ASGI app with uvicorn in a background thread until :meth:`stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
+
+    def start(self, timeout: float = 60.0) -> LiveServer:
+        """Start and wait until ``/readyz`` answers 200."""
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.thread.is_alive():
+                raise RuntimeError("uvicorn exited during start-up")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2.0).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"server at {self.url} was not ready after {timeout} s")
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for its thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def web_settings(bundle_dir: Path, **overrides: object) -> Settings:
+    """Settings for tests: the tiny bundle on CPU with small limits."""
+    values: dict[str, object] = {
+        "model": str(bundle_dir),
+        "device": "cpu",
+        "default_samples": 4,
+        "max_samples": MAX_SAMPLES,
+        "max_body_bytes": MAX_BODY,
+        "max_pixels": MAX_PIXELS,
+        "max_concurrent": 2,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def encode_image(rgb: np.ndarray, fmt: str = "PNG") -> bytes:
+    """Encode ``(H, W, 3)`` uint8 with PIL."""
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def random_png(height: int = 48, width: int = 64, seed: int = 0) -> bytes:
+    """A PNG of smooth random colour blobs (so the tiny model predicts several classes)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, size=(max(2, height // 8), max(2, width // 8), 3), dtype=np.uint8)
+    rgb = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
+    noise = rng.integers(-20, 21, size=rgb.shape)
+    return encode_image(np.clip(rgb.astype(np.int64) + noise, 0, 255).astype(np.uint8))
