@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default=None, help="bundle name or folder (default: env SEGU_MODEL or 'default')")
     s.add_argument("--device", default=None, help="auto, cpu or cuda (default: env SEGU_DEVICE or auto)")
     s.set_defaults(func=cmd_serve)
+
+    from app.cli_eval import register
+
+    register(sub)
     return parser
 
 

@@ -23,12 +23,11 @@ def test_range_ends_get_first_and_last_colour(cmap: str, ends: tuple[tuple[int, 
     assert out[0].tolist() == [list(ends[0]), list(ends[1]), list(ends[0]), list(ends[1])]
 
 
-def test_lut_is_256_monotone_steps_between_anchors() -> None:
-    """The LUT has 256 entries; the midpoint lies between the neighbouring anchors."""
+def test_lut_has_256_entries_from_first_to_last_anchor() -> None:
+    """The LUT has 256 entries from the first to the last anchor, getting brighter along the way (inferno)."""
     lut = colour_lut("inferno")
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
     assert lut[0].tolist() == list(INFERNO_ENDS[0]) and lut[255].tolist() == list(INFERNO_ENDS[1])
-    # inferno gets brighter overall from start to end
     assert lut.astype(int).sum(1)[::51].tolist() == sorted(lut.astype(int).sum(1)[::51].tolist())
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from app.uncertainty import StreamingMoments, entropy, finalize, map_ranges, mutual_information, softmax_confidence
+from app.uncertainty import StreamingMoments, entropy, finalize, map_ranges, mutual_information, softmax_confidence, softmax_entropy
 
 
 def _dirichlet(shape: tuple[int, ...], classes: int, concentration: float, seed: int) -> torch.Tensor:
@@ -24,10 +24,10 @@ def _stack(t: int, batch: int, classes: int, h: int, w: int, seed: int, concentr
     return _dirichlet((t, batch, h, w), classes, concentration, seed)
 
 
-def _stream(stack: torch.Tensor, splits: list[int]) -> StreamingMoments:
+def _stream(stack: torch.Tensor, splits: list[int], shift: torch.Tensor | None = None) -> StreamingMoments:
     """Feed ``(T, B, C, H, W)`` samples into a fresh accumulator in sample-major chunks of the given sizes."""
     assert sum(splits) == stack.shape[0]
-    moments = StreamingMoments()
+    moments = StreamingMoments(shift=shift)
     start = 0
     for size in splits:
         part = stack[start : start + size]
@@ -199,3 +199,65 @@ def test_sample_major_layout_is_respected() -> None:
     maps = finalize(torch.cat([a, b]), moments)
     assert maps.prediction.flatten().tolist() == [0, 1]
     assert torch.equal(maps.variance, torch.zeros(2, 1, 1))
+
+
+def test_softmax_entropy_matches_reference_and_handles_extreme_logits() -> None:
+    """softmax_entropy(z, τ) = (softmax(z/τ), H[softmax(z/τ)]); equal logits → log C; a huge gap → exactly 0, no NaN."""
+    logits = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(9)) * 3
+    probs, h = softmax_entropy(logits, temperature=2.0)
+    ref = torch.softmax(logits.double() / 2.0, 1)
+    assert torch.allclose(probs.double(), ref, atol=1e-6)
+    assert torch.allclose(h.double(), _ref_entropy(ref), atol=1e-5)
+    flat_p, flat_h = softmax_entropy(torch.zeros(1, 5, 2, 2))
+    assert torch.allclose(flat_h, torch.full((1, 2, 2), math.log(5)), atol=1e-6)
+    assert torch.allclose(flat_p, torch.full((1, 5, 2, 2), 0.2))
+    _, sharp = softmax_entropy(torch.tensor([0.0, 200.0, -200.0]).view(1, 3, 1, 1))
+    assert not torch.isnan(sharp).any()
+    assert sharp.abs().max().item() < 1e-30
+
+
+@pytest.mark.parametrize("splits", [[6], [2, 4], [1] * 6])
+def test_shift_does_not_change_the_statistics(splits: list[int]) -> None:
+    """Accumulating around a shift (the deterministic softmax) gives the same mean, variance and entropies."""
+    stack = _stack(6, 2, 3, 4, 4, seed=21)
+    probs = _dirichlet((2, 4, 4), 3, 1.0, seed=22)
+    plain = finalize(probs, _stream(stack, [6]))
+    shifted = finalize(probs, _stream(stack, splits, shift=probs))
+    for name, value in plain.scalar_maps().items():
+        assert torch.allclose(value, shifted.scalar_maps()[name], atol=2e-6), name
+    assert torch.allclose(plain.mean_probs, shifted.mean_probs, atol=1e-6)
+    assert torch.allclose(plain.class_variance, shifted.class_variance, atol=1e-6)
+
+
+def test_shift_keeps_tiny_variances_accurate() -> None:
+    """Samples 0.9 ± 1e-4 (variance ~1e-8): shifted streaming is accurate where Σp² − p̄² in float32 would cancel."""
+    t = 50
+    gen = torch.Generator().manual_seed(23)
+    p0 = (0.9 + 1e-4 * torch.randn(t, 1, 1, 8, 8, generator=gen, dtype=torch.float64)).float()
+    stack = torch.cat([p0, 1 - p0], dim=2)
+    det = torch.tensor([0.9, 0.1]).view(1, 2, 1, 1).expand(1, 2, 8, 8).contiguous()
+    maps = finalize(det, _stream(stack, [10] * 5, shift=det))
+    ref = torch.var(stack.double(), dim=0, unbiased=False)
+    assert ref.min() > 1e-9
+    rel = ((maps.class_variance.double() - ref).abs() / ref).max().item()
+    assert rel < 1e-3
+
+
+def test_update_with_given_entropies_equals_computed() -> None:
+    """Passing per-sample entropies to update gives the same expected entropy as letting it compute them."""
+    stack = _stack(4, 1, 3, 3, 3, seed=31)
+    rows = stack.reshape(4, 3, 3, 3)
+    given = StreamingMoments()
+    given.update(rows, 4, entropies=_ref_entropy(rows).float())
+    computed = StreamingMoments()
+    computed.update(rows, 4)
+    assert torch.allclose(given.expected_entropy(), computed.expected_entropy(), atol=1e-6)
+    assert torch.allclose(computed.expected_entropy().double(), _ref_entropy(rows).view(4, 1, 3, 3).mean(0), atol=1e-6)
+
+
+def test_empty_accumulator_statistics_raise() -> None:
+    """mean/variance/expected_entropy of an empty accumulator are errors, not zeros."""
+    moments = StreamingMoments()
+    for method in (moments.mean, moments.variance, moments.expected_entropy):
+        with pytest.raises(ValueError, match="no samples"):
+            method()

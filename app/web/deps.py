@@ -13,7 +13,7 @@ from app.web.settings import Settings
 
 def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def get_service(request: Request) -> AnalysisService:

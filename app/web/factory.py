@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -33,7 +33,7 @@ expected entropy, mutual information (BALD) and MC-dropout variance, plus a regi
 Every error response is `{"error": {"code": ..., "message": ...}}`."""
 
 
-def _lifespan(settings: Settings, bundle: Bundle | None):  # type: ignore[no-untyped-def]
+def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         device = resolve_device(settings.device)

@@ -25,7 +25,7 @@ class BodyLimitMiddleware:
     """Reject bodies over ``max_bytes`` with 413 without buffering them.
 
     A ``Content-Length`` over the limit is rejected before any of the body is
-    read. Otherwise (chunked uploads, or a lying header) the bytes of every
+    read. Otherwise (chunked uploads) the bytes of every
     ``http.request`` message are counted as the app reads them; past the
     limit, ``receive`` raises :class:`BodyTooLarge`, whatever the app was
     about to answer is dropped and a 413 is sent instead. The connection is

@@ -7,7 +7,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 
 from app.encode import npz_bytes
 from app.web.deps import ServiceDep
-from app.web.payload import RawDtype, download_name, response_json
+from app.web.payload import download_name, response_json
 from app.web.schemas import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -59,8 +59,7 @@ def build_router(settings: Settings) -> APIRouter:
             body = await service.run(npz_bytes, analysis)
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
             return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
-        dtype: RawDtype = raw_dtype
-        body = await service.run(response_json, analysis, service.bundle.card, raw, dtype, started)
+        body = await service.run(response_json, analysis, service.bundle.card, raw, raw_dtype, started)
         return Response(body, media_type="application/json")
 
     return router

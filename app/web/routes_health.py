@@ -21,5 +21,6 @@ async def readyz(request: Request) -> HealthResponse:
     """The model is loaded and a warm-up analysis has run; 503 before."""
     service = getattr(request.app.state, "service", None)
     if service is None or not service.ready:
-        raise ApiError(503, "not_ready", "the model is still loading")
+        failure = getattr(service, "failure", None)
+        raise ApiError(503, "not_ready", failure or "the model is still loading")
     return HealthResponse(status="ready", model=service.name, device=str(service.device))

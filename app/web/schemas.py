@@ -14,7 +14,7 @@ class ErrorDetail(BaseModel):
         description="Stable machine-readable code, e.g. unsupported_media_type, corrupt_image, too_many_pixels, body_too_large, validation_error."
     )
     message: str = Field(description="What went wrong and how to fix it, in words.")
-    field: str | None = Field(None, description="The request field at fault, when there is one.")
+    field: str | None = Field(default=None, description="The request field at fault, when there is one.")
 
 
 class ErrorResponse(BaseModel):
@@ -28,7 +28,7 @@ class RawArray(BaseModel):
 
     dtype: Literal["float32", "float16", "uint8"] = Field(description="Element type.")
     shape: list[int] = Field(description="Array shape, e.g. [H, W] for a map or [C, H, W] for class probabilities.")
-    byte_order: Literal["little"] = Field("little", description="Byte order of multi-byte elements.")
+    byte_order: Literal["little"] = Field(default="little", description="Byte order of multi-byte elements.")
     data: str = Field(description="Base64 (RFC 4648, with padding) of the raw bytes.")
 
 
@@ -49,7 +49,7 @@ class MapOut(BaseModel):
     mean: float = Field(description="Mean of the map over the image.")
     colourmap: str = Field(description="Name of the colour scale (viridis or inferno).")
     png: str = Field(description="The map on its fixed colour scale, as a data:image/png;base64 URL.")
-    values: RawArray | None = Field(None, description="Raw (H, W) values; null when the request asked for raw=false.")
+    values: RawArray | None = Field(default=None, description="Raw (H, W) values; null when the request asked for raw=false.")
 
 
 class PredictionOut(BaseModel):
@@ -57,7 +57,7 @@ class PredictionOut(BaseModel):
 
     description: str = Field(description="How the prediction is made.")
     png: str = Field(description="The labels in class colours, as a data:image/png;base64 URL.")
-    labels: RawArray | None = Field(None, description="Raw (H, W) uint8 class indices; null when raw=false.")
+    labels: RawArray | None = Field(default=None, description="Raw (H, W) uint8 class indices; null when raw=false.")
 
 
 class Timings(BaseModel):
@@ -76,7 +76,7 @@ class RegionOut(BaseModel):
     kind: Literal["class", "component"] = Field(description="class: all pixels of a class; component: one 8-connected blob.")
     class_index: int = Field(description="Class label value.")
     class_name: str = Field(description="Class name.")
-    component: int | None = Field(None, description="1-based rank of the component within its class by area; null for class rows.")
+    component: int | None = Field(default=None, description="1-based rank of the component within its class by area; null for class rows.")
     pixels: int = Field(description="Area in pixels.")
     share: float = Field(description="Area as a fraction of the image.")
     bbox: list[int] = Field(description="Bounding box [x0, y0, x1, y1) in pixels.")
@@ -101,7 +101,9 @@ class AnalyzeResponse(BaseModel):
     image: str = Field(description="The decoded input (EXIF orientation applied) as a data:image/jpeg;base64 URL.")
     prediction: PredictionOut = Field(description="The predicted labels: a PNG in class colours and the raw label map.")
     maps: list[MapOut] = Field(description="The uncertainty maps.")
-    mean_probs: RawArray | None = Field(None, description="Raw (C, H, W) MC-mean class probabilities, for per-pixel top-k readouts; null when raw=false.")
+    mean_probs: RawArray | None = Field(
+        default=None, description="Raw (C, H, W) MC-mean class probabilities, for per-pixel top-k readouts; null when raw=false."
+    )
     class_shares: dict[str, float] = Field(description="Fraction of pixels predicted as each class.")
     regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
 
@@ -115,7 +117,7 @@ class ModelInfo(BaseModel):
     normalization: dict[str, Any] = Field(description="Input normalisation: (pixel / 255 - mean) / std per RGB channel.")
     dropout: dict[str, Any] = Field(description="MC-dropout sites, rate, mode and whether the model was trained with it.")
     temperature: float = Field(description="Calibration temperature τ (1.0 until calibrated).")
-    calibration: dict[str, Any] | None = Field(None, description="Calibration metrics measured when τ was fitted, if any.")
+    calibration: dict[str, Any] | None = Field(default=None, description="Calibration metrics measured when τ was fitted, if any.")
     provenance: dict[str, Any] = Field(description="Training provenance and measured metrics.")
     device: str = Field(description="Where the model runs.")
 
@@ -135,5 +137,5 @@ class HealthResponse(BaseModel):
     """Liveness or readiness."""
 
     status: Literal["ok", "ready"] = Field(description="ok: the process is up; ready: the model is loaded and warmed up.")
-    model: str | None = Field(None, description="The loaded model, once ready.")
-    device: str | None = Field(None, description="Where the model runs, once ready.")
+    model: str | None = Field(default=None, description="The loaded model, once ready.")
+    device: str | None = Field(default=None, description="Where the model runs, once ready.")

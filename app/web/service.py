@@ -41,6 +41,7 @@ class AnalysisService:
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget)
         self.limiter = anyio.CapacityLimiter(settings.max_concurrent)
         self.ready = False
+        self.failure: str | None = None
 
     @property
     def name(self) -> str:
@@ -66,9 +67,17 @@ class AnalysisService:
         self.analyzer.analyze_image(image, samples=min(2, self.settings.max_samples), seed=0)
 
     async def start(self) -> None:
-        """Warm up (if configured) in a worker thread, then report ready."""
+        """Warm up (if configured) in a worker thread, then report ready.
+
+        A failed warm-up is logged and kept in :attr:`failure`; the service then stays not ready.
+        """
         if self.settings.warmup:
-            async with self.limiter:
-                await anyio.to_thread.run_sync(self.warm_up)
+            try:
+                async with self.limiter:
+                    await anyio.to_thread.run_sync(self.warm_up)
+            except Exception as exc:
+                self.failure = f"warm-up analysis failed: {exc}"
+                log.exception("model %s failed its warm-up on %s", self.name, self.device)
+                return
         self.ready = True
         log.info("model %s ready on %s", self.name, self.device)

@@ -2,6 +2,7 @@
 
 import { analyze } from "./api.js";
 import { decodeRaw } from "./arrays.js";
+import { renderDownloads } from "./downloads.js";
 import { clearPanels, drawPanel, loadImages, pixelAt, placeCrosshair } from "./panels.js";
 import { clearReadout, showPixel } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
@@ -159,7 +160,7 @@ function render(item) {
   drawAll(item);
   els.inputSize.textContent = `${r.width} × ${r.height} px`;
   renderRegions(els.regions, r.regions, r.classes, mapNames);
-  renderDownloads(item);
+  renderDownloads(els.downloads, item, config.endpoints.analyze, { busy: setBusy, idle: setIdle, error: showError });
   const ms = (s) => `${Math.round(1000 * s)} ms`;
   els.runInfo.textContent =
     `${r.samples} MC samples · seed ${r.seed} · τ = ${r.temperature} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ${r.width}×${r.height} · ` +
@@ -172,50 +173,6 @@ function render(item) {
     clearReadout(els.readout);
   }
   document.body.dataset.state = running ? "busy" : "ready";
-}
-
-function stem(name) {
-  return name.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "image";
-}
-
-function renderDownloads(item) {
-  const r = item.result;
-  const base = stem(item.name);
-  els.downloads.replaceChildren();
-  const add = (name, href) => {
-    const a = document.createElement("a");
-    a.href = href;
-    a.download = `${base}_${name}.png`;
-    a.textContent = `${name}.png`;
-    els.downloads.append(a);
-  };
-  add("prediction", r.prediction.png);
-  for (const m of r.maps) add(m.name, m.png);
-  const npz = document.createElement("button");
-  npz.type = "button";
-  npz.id = "download-npz";
-  npz.textContent = "raw maps (.npz)";
-  npz.addEventListener("click", () => downloadNpz(item));
-  els.downloads.append(npz);
-}
-
-async function downloadNpz(item) {
-  setBusy(`Preparing ${item.name}.npz…`);
-  try {
-    const blob = await analyze(config.endpoints.analyze, item.file, item.params, "npz");
-    const url = URL.createObjectURL(blob);
-    const a = document.createElement("a");
-    a.href = url;
-    a.download = `${stem(item.name)}_maps.npz`;
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-    setIdle(`Saved ${a.download}.`);
-  } catch (err) {
-    showError(`${item.name}: ${err.message}`);
-    setIdle("Download failed.");
-  }
 }
 
 function moveTo(x, y) {

@@ -150,7 +150,7 @@ def test_bad_upload_errors(base_url: str, payload: bytes, status: int, code: str
     ],
 )
 def test_parameter_out_of_range(base_url: str, form: dict[str, object], field: str) -> None:
-    error = assert_error(post(base_url, random_png(16, 16), **form), 422, "validation_error", field)
+    error = assert_error(post(base_url, random_png(16, 16), **{k: str(v) for k, v in form.items()}), 422, "validation_error", field)
     assert field in error["message"]
     assert_still_serving(base_url)
 
@@ -189,18 +189,6 @@ def test_oversize_body_with_content_length(base_url: str) -> None:
     response = post(base_url, b"\x89PNG" + bytes(4 * MAX_BODY))
     assert_error(response, 413, "body_too_large")
     assert_still_serving(base_url)
-
-
-def test_lying_content_length_is_cut_off(base_url: str) -> None:
-    boundary = "segu-test-boundary"
-    body = b"".join(_multipart_stream(boundary, 4 * MAX_BODY))
-    with httpx.Client(timeout=TIMEOUT) as client:
-        request = client.build_request(
-            "POST", f"{base_url}/api/v1/analyze", content=body, headers={"Content-Type": f"multipart/form-data; boundary={boundary}"}
-        )
-        assert int(request.headers["content-length"]) > MAX_BODY
-        response = client.send(request)
-    assert_error(response, 413, "body_too_large")
 
 
 def test_concurrent_requests_match_sequential(base_url: str) -> None:

@@ -18,6 +18,7 @@ from app.web.factory import create_app
 from app.web.limits import BodyLimitMiddleware
 from app.web.payload import decode_raw, download_name, raw_array
 from app.web.routes_page import colour_gradient
+from app.web.service import AnalysisService
 from app.web.settings import Settings
 
 
@@ -81,6 +82,22 @@ def test_not_ready_before_lifespan(tiny_bundle: Bundle, tiny_bundle_dir: Path) -
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
     analyze = bare.post("/api/v1/analyze", files={"file": ("a.png", random_png(16, 16))})
     assert analyze.status_code == 503 and analyze.json()["error"]["code"] == "not_ready"
+
+
+def test_failed_warm_up_keeps_the_server_not_ready(tiny_bundle: Bundle, tiny_bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(_self: AnalysisService) -> None:
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(AnalysisService, "warm_up", broken)
+    with TestClient(create_app(web_settings(tiny_bundle_dir), bundle=tiny_bundle)) as c:
+        deadline = time.monotonic() + 10
+        while "warm-up" not in c.get("/readyz").text:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        response = c.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["error"] == {"code": "not_ready", "message": "warm-up analysis failed: out of memory"}
+        assert c.get("/healthz").status_code == 200
 
 
 def test_page_template_and_context(client: TestClient) -> None:
@@ -171,7 +188,7 @@ def test_calibrated_uses_the_bundle_temperature(tiny_bundle: Bundle, tiny_bundle
 def test_raw_array_round_trip_is_little_endian() -> None:
     values = np.array([[0.5, -1.25], [3.0, 65504.0]], dtype=np.float32)
     for dtype in ("float32", "float16"):
-        raw = raw_array(values, dtype)  # type: ignore[arg-type]
+        raw = raw_array(values, dtype)
         assert raw.shape == [2, 2] and raw.byte_order == "little"
         np.testing.assert_array_equal(decode_raw(raw), values)
     labels = raw_array(np.array([[0, 2], [1, 255]]), "uint8")

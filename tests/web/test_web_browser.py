@@ -19,7 +19,15 @@ from app.web.schemas import AnalyzeResponse
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information"]
 
 CANVAS_STATS = """(ids) => ids.map((id) => {
@@ -32,11 +40,24 @@ CANVAS_STATS = """(ids) => ids.map((id) => {
 
 READOUT = """() => ({
   pixel: document.querySelector('#readout-pixel').textContent,
-  maps: Object.fromEntries([...document.querySelectorAll('td[data-map]')].map((td) => [td.dataset.map, [Number(td.dataset.value), Number(td.dataset.lo), Number(td.dataset.hi)]])),
+  maps: Object.fromEntries([...document.querySelectorAll('td[data-map]')].map(
+    (td) => [td.dataset.map, [Number(td.dataset.value), Number(td.dataset.lo), Number(td.dataset.hi)]])),
   top: [...document.querySelectorAll('#readout-top li')].map((li) => [li.dataset.class, Number(li.dataset.p)]),
   crossLeft: [...document.querySelectorAll('.view .cross-v')].map((el) => el.style.left),
   crossTop: [...document.querySelectorAll('.view .cross-h')].map((el) => el.style.top),
 })"""
+
+
+STATE_RECORDER = """() => {
+  window.__states = [];
+  new MutationObserver(() => window.__states.push(document.body.dataset.state)).observe(document.body, {attributes: true, attributeFilter: ['data-state']});
+}"""
+
+DROP_FILE = """async ([name, bytes]) => {
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'}));
+  document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+}"""
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +92,19 @@ def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:
 
 
 def wait_drawn(page: Any) -> None:
-    page.wait_for_function(f"document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'", timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'", timeout=60_000
+    )
 
 
 def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path) -> None:
     image = random_png(72, 96, seed=21)
+    page.evaluate(STATE_RECORDER)
     upload(page, [("scene.png", image, "image/png")])
     wait_drawn(page)
     assert page.get_attribute("#panels", "aria-busy") == "false"
+    states = page.evaluate("window.__states")
+    assert states[0] == "busy" and states[-1] == "ready", states
 
     stats = page.evaluate(CANVAS_STATS, PANELS)
     for s in stats:
@@ -162,6 +188,12 @@ def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) 
     assert page.inner_text("#input-size") == "56 × 40 px"
     assert page.get_attribute("#thumbs li:first-child button", "aria-current") == "true"
     assert page.evaluate(CANVAS_STATS, ["entropy"])[0]["width"] == 56
+
+    page.evaluate(DROP_FILE, ["dropped.png", list(random_png(30, 30, seed=3))])
+    page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=done]').length === 3", timeout=60_000)
+    wait_drawn(page)
+    assert page.inner_text("#thumbs li:last-child .name") == "dropped.png"
+    assert page.inner_text("#input-size") == "30 × 30 px"
 
     wide = [page.locator(f"#panel-{p}").bounding_box() for p in PANELS]
     assert len({round(b["x"]) for b in wide}) == 3
