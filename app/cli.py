@@ -73,7 +73,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return 2
     analyzer = Analyzer(bundle, device, max_pixels=args.max_pixels)
     args.out.mkdir(parents=True, exist_ok=True)
-    rows, failed, used = [], len(missing), set()
+    rows, failed = [], len(missing)
+    used: set[str] = set()
     for path in tqdm(files, desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
         name = _out_name(path, used)
         row: dict[str, object] = {"file": str(path), "output": name}

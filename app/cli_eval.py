@@ -108,7 +108,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     card.calibration = {
         "temperature": card.temperature,
         "method": "temperature scaling: golden-section search on log(tau) in [0.05, 20] minimising pixel NLL",
-        "fitted_on": {"images": str(args.images), "masks": str(args.masks), "count": len(pairs), "pixels": int(labels.numel()),
+        "fitted_on": {
+            "images": str(args.images),
+            "masks": str(args.masks),
+            "count": len(pairs),
+            "pixels": int(labels.numel()),
             "ignored_pixels": ignored,
             "subsample_rate": pool.rate,
         },
@@ -123,7 +127,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     """Add ``evaluate`` and ``calibrate`` to the command line."""
     e = sub.add_parser("evaluate", help="quality, calibration, error and OOD detection on labelled images")
     add_data_args(e)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -129,7 +130,7 @@ class Evaluator:
         """All metrics as a JSON-ready dict."""
         quality = segmentation_scores(self.confusion)
         names = list(class_names)
-        quality["iou_per_class"] = dict(zip(names, quality.pop("iou"), strict=True))
+        quality["iou_per_class"] = dict(zip(names, cast(list[float | None], quality.pop("iou")), strict=True))
         return {
             "images": self.images,
             "segmentation": quality,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 from safetensors.torch import load_file
@@ -51,7 +52,7 @@ def export_state_dict_file(weights: Path, card_path: Path, out_dir: Path, half: 
             raise BundleError(f"{weights} is not a plain state dict: {exc}") from exc
         if not isinstance(state, dict):
             raise BundleError(f"{weights} holds a {type(state).__name__}, not a state dict")
-        state = state.get("state_dict", state)
+        state = cast(dict[str, torch.Tensor], state.get("state_dict", state))
     else:
         raise BundleError(f"{weights}: expected a .safetensors, .pt or .pth state dict")
     net = build_network(card)

@@ -15,11 +15,13 @@ plan, so results equal the plain tail up to float rounding.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.dropout import SamplingPlan
+from app.dropout import MCDropout, SamplingPlan
 from app.network import HEAD_SITE, SegmentationNet
 
 
@@ -56,10 +58,10 @@ class FactorisedHead:
     """
 
     def __init__(self, net: SegmentationNet, decoded: torch.Tensor) -> None:
-        head = net.net.segmentation_head
-        conv: nn.Conv2d = head[0]
+        head = cast(nn.Sequential, net.net.segmentation_head)
+        conv = cast(nn.Conv2d, head[0])
         self.after = list(head)[1:]
-        self.dropout = net.dropouts[0]
+        self.dropout = cast(MCDropout, net.dropouts[0])
         b, k, _, _ = decoded.shape
         c = conv.out_channels
         weight = conv.weight.permute(1, 0, 2, 3).reshape(k * c, 1, *conv.kernel_size)

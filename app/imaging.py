@@ -71,7 +71,7 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarra
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            img: Image.Image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError as exc:
             raise ImageDecodeError("too_many_pixels", f"image is too large to decode safely: {exc}") from exc
         except UnidentifiedImageError as exc:

@@ -9,7 +9,7 @@ other shape are run whole (``first_stochastic_stage == "all"``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -55,14 +55,14 @@ class SegmentationNet(nn.Module):
             if site == HEAD_SITE:
                 if not self.staged:
                     raise ValueError("dropout site 'head' needs a model with a 'segmentation_head'")
-                net.segmentation_head.register_forward_pre_hook(lambda _m, args, d=drop: (d(args[0]), *args[1:]))
+                cast(nn.Module, net.segmentation_head).register_forward_pre_hook(lambda _m, args, d=drop: (d(args[0]), *args[1:]))
             else:
                 try:
                     module = net.get_submodule(site)
                 except AttributeError as exc:
                     raise ValueError(f"dropout site {site!r} names no submodule of the model") from exc
                 module.register_forward_hook(lambda _m, _args, out, d=drop: d(out))
-        self.stride = int(stride or getattr(getattr(net, "encoder", None), "output_stride", 32))
+        self.stride = int(stride or cast(int, getattr(getattr(net, "encoder", None), "output_stride", 32)))
 
     @property
     def first_stochastic_stage(self) -> str:
@@ -82,10 +82,10 @@ class SegmentationNet(nn.Module):
         stage = self.first_stochastic_stage
         if stage in ("all", "encoder"):
             return x
-        features = self.net.encoder(x)
+        features = cast(nn.Module, self.net.encoder)(x)
         if stage == "decoder":
             return features
-        return self.net.decoder(features)
+        return cast(nn.Module, self.net.decoder)(features)
 
     def tail(self, cached: Any, copies: int) -> torch.Tensor:
         """Run the stochastic stages on ``copies`` sample-major copies of ``cached``.
@@ -98,5 +98,5 @@ class SegmentationNet(nn.Module):
             return self.forward(cached.repeat(copies, 1, 1, 1))
         if stage == "decoder":
             features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]
-            return self.net.segmentation_head(self.net.decoder(features))
-        return self.net.segmentation_head(cached.repeat(copies, 1, 1, 1))
+            return cast(nn.Module, self.net.segmentation_head)(cast(nn.Module, self.net.decoder)(features))
+        return cast(nn.Module, self.net.segmentation_head)(cached.repeat(copies, 1, 1, 1))

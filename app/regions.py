@@ -11,7 +11,9 @@ from scipy import ndimage
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
-def _row(kind: str, cls: int, name: str, pixels: np.ndarray, total: int, maps: Mapping[str, np.ndarray], component: int | None) -> dict[str, object]:
+def _row(
+    kind: str, cls: int, name: str, pixels: tuple[np.ndarray, ...], total: int, maps: Mapping[str, np.ndarray], component: int | None
+) -> dict[str, object]:
     ys, xs = pixels
     row: dict[str, object] = {
         "kind": kind,

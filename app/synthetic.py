@@ -45,7 +45,7 @@ class Scene:
 
 def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
     grid = rng.random((cells, cells)).astype(np.float32)
-    img = Image.fromarray((grid * 255).astype(np.uint8)).resize((size, size), Image.BICUBIC)
+    img = Image.fromarray((grid * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BICUBIC)
     return np.asarray(img, dtype=np.float32) / 255.0
 
 
@@ -88,7 +88,7 @@ def _texture(kind: str, rng: np.random.Generator, size: int, scale: float) -> np
 def _polygon(kind: str, cx: float, cy: float, r: float, rot: float, rng: np.random.Generator) -> list[tuple[float, float]]:
     if kind == "square":
         aspect = rng.uniform(0.7, 1.0)
-        corners = [(-1, -aspect), (1, -aspect), (1, aspect), (-1, aspect)]
+        corners: list[tuple[float, float]] = [(-1, -aspect), (1, -aspect), (1, aspect), (-1, aspect)]
     elif kind == "triangle":
         corners = [(math.cos(a), math.sin(a)) for a in (math.pi / 2 + k * 2 * math.pi / 3 for k in range(3))]
     elif kind == "star":
@@ -161,7 +161,7 @@ def make_scene(split: str, index: int, size: int = 128, seed: int = 0) -> Scene:
     kinds = [CLASS_NAMES[int(k)] for k in rng.integers(1, len(CLASS_NAMES), int(rng.integers(2, 6)))]
     if split == "ood":
         kinds += list(rng.choice(_OOD_KINDS, int(rng.integers(1, 3))))
-        rng.shuffle(kinds)  # type: ignore[arg-type]
+        rng.shuffle(kinds)
     for kind in kinds:
         region, r = _shape_mask(kind, size, rng)
         if region.sum() < 4:
