@@ -7,6 +7,7 @@ Errors are pixels where the prediction ``argmax p̄`` differs from the label.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import cast
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from app.analysis import Analysis
 from app.calibration import CalibrationStats, DetectionStats
@@ -22,6 +23,7 @@ from app.metrics import confusion_matrix, segmentation_scores
 
 DETECTION_MAPS = ("confidence", "entropy", "variance", "mutual_information")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+MASK_MODES = ("L", "P", "I", "I;16", "1")
 
 
 class DatasetError(ValueError):
@@ -54,15 +56,68 @@ def pair_files(images: Path, masks: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
+class MaskError(DatasetError):
+    """A mask that cannot be scored against its image.
+
+    Attributes:
+        code: ``"unsupported_media_type"`` (not an image), ``"corrupt_mask"``,
+            ``"mask_not_single_channel"`` or ``"mask_size_mismatch"``.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def check_mask(img: Image.Image, name: str, size: tuple[int, int]) -> None:
+    """Check an opened mask's mode and size from its header, before any pixel is decoded.
+
+    Raises:
+        MaskError: the mask is not single-channel, or its size is not ``size`` (``(H, W)``).
+    """
+    if img.mode not in MASK_MODES:
+        raise MaskError("mask_not_single_channel", f"{name}: mask must be a single-channel image of class indices, got mode {img.mode}")
+    width, height = img.size
+    if (height, width) != size:
+        raise MaskError("mask_size_mismatch", f"{name}: mask is {width}x{height} but the image is {size[1]}x{size[0]}")
+
+
+def mask_pixels(img: Image.Image) -> np.ndarray:
+    """The class indices of a checked mask as int64 ``(H, W)``."""
+    return np.asarray(img, dtype=np.int64)
+
+
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     """A single-channel mask of class indices with the image's ``(H, W)``."""
     with Image.open(path) as img:
-        if img.mode not in ("L", "P", "I", "I;16", "1"):
-            raise DatasetError(f"{path.name}: mask must be a single-channel image of class indices, got mode {img.mode}")
-        mask = np.asarray(img if img.mode != "1" else img.convert("L"), dtype=np.int64)
-    if mask.shape != size:
-        raise DatasetError(f"{path.name}: mask is {mask.shape[1]}x{mask.shape[0]} but the image is {size[1]}x{size[0]}")
-    return mask
+        check_mask(img, path.name, size)
+        return mask_pixels(img)
+
+
+def decode_mask(data: bytes, size: tuple[int, int], name: str = "mask") -> np.ndarray:
+    """Decode mask bytes (e.g. an uploaded PNG of class indices) with the checks of :func:`read_mask`.
+
+    Args:
+        data: The encoded mask.
+        size: The image's ``(H, W)``; the mask must match it.
+        name: How messages call the mask.
+
+    Raises:
+        MaskError: not an image, truncated, not single-channel, or of another size.
+    """
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError as exc:
+        raise MaskError("unsupported_media_type", f"{name}: not an image the server can read; send a single-channel PNG of class indices") from exc
+    except Image.DecompressionBombError as exc:
+        raise MaskError("mask_size_mismatch", f"{name}: the mask has far more pixels than the image ({size[1]}x{size[0]})") from exc
+    with img:
+        check_mask(img, name, size)
+        try:
+            return mask_pixels(img)
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise MaskError("corrupt_mask", f"{name}: the mask file is corrupt or truncated ({exc})") from exc
 
 
 def detection_score(name: str, values: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, float, float]:

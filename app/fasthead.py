@@ -49,6 +49,12 @@ def factorisable(net: SegmentationNet) -> bool:
     return True
 
 
+def head_after_is_identity(net: SegmentationNet) -> bool:
+    """Whether everything after the head's convolution is the identity (no upsampling)."""
+    head = cast(nn.Sequential, net.net.segmentation_head)
+    return all(_is_identity(m) for m in list(head)[1:])
+
+
 class FactorisedHead:
     """Per-channel head contributions of one decoder output, ready to be mixed by masks.
 

@@ -15,6 +15,7 @@ import torch
 from app.dropout import SamplingPlan, sampling_plan
 from app.fasthead import FactorisedHead, factorisable
 from app.network import SegmentationNet
+from app.tiled_head import TiledHeadSampler, tileable
 from app.uncertainty import StreamingMoments, UncertaintyMaps, finalize, softmax_entropy
 
 __all__ = ["SamplingOptions", "auto_chunk", "run_mc"]
@@ -96,6 +97,9 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
         probs = torch.softmax(logits.float() / options.temperature, dim=1)
         if options.samples == 0:
             return finalize(probs, None)
+        if cached_path and options.factorise and tileable(net):
+            sampler = TiledHeadSampler(net, cached)
+            return finalize(probs, sampler.moments(options.seed, options.samples, options.temperature, probs))
         moments = StreamingMoments(shift=probs)
         fast = None
         if cached_path and options.factorise and factorisable(net) and FactorisedHead.nbytes(cached, probs.shape[1]) <= options.memory_budget:

@@ -70,7 +70,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
 def _texture(kind: str, rng: np.random.Generator, size: int, scale: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     theta = rng.uniform(0, math.pi)
-    period = max(3.0, scale * rng.uniform(0.18, 0.3))
+    period = max(4.0, scale * rng.uniform(0.3, 0.45))
     u = xx * math.cos(theta) + yy * math.sin(theta)
     v = -xx * math.sin(theta) + yy * math.cos(theta)
     if kind == "square":
@@ -92,7 +92,7 @@ def _polygon(kind: str, cx: float, cy: float, r: float, rot: float, rng: np.rand
     elif kind == "triangle":
         corners = [(math.cos(a), math.sin(a)) for a in (math.pi / 2 + k * 2 * math.pi / 3 for k in range(3))]
     elif kind == "star":
-        corners = [((1.0 if k % 2 == 0 else 0.45) * math.cos(k * math.pi / 5), (1.0 if k % 2 == 0 else 0.45) * math.sin(k * math.pi / 5)) for k in range(10)]
+        corners = [((1.0 if k % 2 == 0 else 0.4) * math.cos(k * math.pi / 5), (1.0 if k % 2 == 0 else 0.4) * math.sin(k * math.pi / 5)) for k in range(10)]
     elif kind == "zigzag":
         corners = [(-1, -0.25), (-0.5, -0.45), (0, -0.25), (0.5, -0.45), (1, -0.25), (1, 0.25), (0.5, 0.05), (0, 0.25), (-0.5, 0.05), (-1, 0.25)]
     elif kind == "cross":

@@ -202,12 +202,13 @@ def finalize(probs: torch.Tensor, moments: StreamingMoments | None) -> Uncertain
     class_var = moments.variance()
     prediction = mean.argmax(1)
     expected_h = moments.expected_entropy()
+    total_h = entropy(mean)
     return UncertaintyMaps(
         prediction=prediction,
         confidence=confidence,
-        entropy=entropy(mean),
+        entropy=total_h,
         expected_entropy=expected_h,
-        mutual_information=mutual_information(mean, expected_h),
+        mutual_information=(total_h - expected_h).clamp(min=0.0),
         variance=class_var.gather(1, prediction.unsqueeze(1)).squeeze(1),
         probs=probs,
         mean_probs=mean,

@@ -10,11 +10,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.evaluation import MaskError
 from app.imaging import ImageDecodeError
 
 log = logging.getLogger("app.web")
 
 DECODE_STATUS = {"unsupported_media_type": 415, "corrupt_image": 422, "too_many_pixels": 413}
+MASK_STATUS = {"unsupported_media_type": 415, "corrupt_mask": 422, "mask_not_single_channel": 422, "mask_size_mismatch": 422}
 
 
 class ApiError(Exception):
@@ -70,6 +72,11 @@ async def _decode_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(DECODE_STATUS.get(exc.code, 422), exc.code, exc.message, "file")
 
 
+async def _mask_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MaskError)
+    return error_response(MASK_STATUS.get(exc.code, 422), exc.code, exc.message, "mask")
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
@@ -98,6 +105,7 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every failure into the common error shape."""
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(ImageDecodeError, _decode_error)
+    app.add_exception_handler(MaskError, _mask_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.analysis import resolve_device
 from app.bundle import Bundle, load_bundle
-from app.web import routes_analyze, routes_health, routes_models, routes_page
+from app.web import docs, routes_analyze, routes_evaluate, routes_health, routes_models, routes_page
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
 from app.web.service import AnalysisService
@@ -30,7 +30,8 @@ log = logging.getLogger("app.web")
 DESCRIPTION = """Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
 expected entropy, mutual information (BALD) and MC-dropout variance, plus a region table.
 
-Every error response is `{"error": {"code": ..., "message": ...}}`."""
+`POST /api/v1/evaluate` does the same analysis and scores it against a ground-truth mask (mIoU, calibration,
+error and OOD detection per map). Every error response is `{"error": {"code": ..., "message": ...}}`."""
 
 
 def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         ``/readyz`` answers 200 once a warm-up analysis has run.
     """
     settings = settings if settings is not None else Settings()
-    app = FastAPI(title="seg-uncertainty", version="1", description=DESCRIPTION, lifespan=_lifespan(settings, bundle))
+    app = FastAPI(title="seg-uncertainty", version="1", description=DESCRIPTION, lifespan=_lifespan(settings, bundle), docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.service = None
     install_error_handlers(app)
@@ -71,6 +72,8 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.include_router(routes_health.router)
     app.include_router(routes_models.router)
     app.include_router(routes_analyze.build_router(settings))
+    app.include_router(routes_evaluate.build_router(settings))
     app.include_router(routes_page.build_router(Jinja2Templates(directory=str(TEMPLATES_DIR))))
+    app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
     return app

@@ -13,6 +13,7 @@ from app.encode import MAP_DESCRIPTIONS
 from app.render import MAP_COLOURMAPS, colour_lut
 from app.uncertainty import map_ranges
 from app.web.deps import ServiceDep, SettingsDep
+from app.web.evaluate import error_legend
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
@@ -74,13 +75,14 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "maxSamples": settings.max_samples,
         "maxBodyBytes": settings.max_body_bytes,
         "temperature": card.temperature,
-        "endpoints": {"analyze": "/api/v1/analyze", "models": "/api/v1/models"},
+        "endpoints": {"analyze": "/api/v1/analyze", "evaluate": "/api/v1/evaluate", "models": "/api/v1/models"},
     }
     return {
         "model_name": card.name,
         "classes": classes,
         "maps": maps,
         "panel_maps": panel_maps,
+        "error_legend": error_legend(),
         "temperature": card.temperature,
         "calibrated_available": card.temperature != 1.0,
         "dropout": card.dropout.model_dump(mode="json"),

@@ -11,7 +11,8 @@ class ErrorDetail(BaseModel):
     """What went wrong."""
 
     code: str = Field(
-        description="Stable machine-readable code, e.g. unsupported_media_type, corrupt_image, too_many_pixels, body_too_large, validation_error."
+        description="Stable machine-readable code, e.g. unsupported_media_type, corrupt_image, too_many_pixels, body_too_large, validation_error; "
+        "for masks: corrupt_mask, mask_not_single_channel, mask_size_mismatch."
     )
     message: str = Field(description="What went wrong and how to fix it, in words.")
     field: str | None = Field(default=None, description="The request field at fault, when there is one.")

@@ -14,6 +14,7 @@ import torch
 
 from app.analysis import Analysis, Analyzer
 from app.bundle import Bundle
+from app.web.evaluate import analyze_labelled
 from app.web.settings import Settings
 
 T = TypeVar("T")
@@ -55,6 +56,16 @@ class AnalysisService:
             app.imaging.ImageDecodeError: the upload is not a usable image.
         """
         job = partial(self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area)
+        return await anyio.to_thread.run_sync(job, limiter=self.limiter)
+
+    async def evaluate(self, data: bytes, mask: bytes, samples: int, seed: int, calibrated: bool, mask_name: str = "mask") -> tuple[Analysis, np.ndarray]:
+        """Decode an image and its mask, check they pair up, then analyse the image, in a worker thread.
+
+        Raises:
+            app.imaging.ImageDecodeError: the upload is not a usable image.
+            app.evaluation.MaskError: the mask is unusable or does not match the image.
+        """
+        job = partial(analyze_labelled, self.analyzer, data, mask, samples, seed, calibrated, self.settings.min_area, mask_name)
         return await anyio.to_thread.run_sync(job, limiter=self.limiter)
 
     async def run(self, func: Callable[..., T], *args: object) -> T:

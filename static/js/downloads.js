@@ -1,4 +1,4 @@
-// Downloads: every map as the PNG the API sent, and the raw maps as .npz (fetched on demand).
+// Downloads: every map as the PNG the API sent (plus error map and reliability diagram when scored), and the raw maps as .npz (fetched on demand).
 
 import { analyze } from "./api.js";
 
@@ -40,6 +40,8 @@ export function renderDownloads(container, item, url, status) {
   };
   add("prediction", r.prediction.png);
   for (const m of r.maps) add(m.name, m.png);
+  if (r.error_map) add("error_map", r.error_map.png);
+  if (r.reliability_png) add("reliability", r.reliability_png);
   const npz = document.createElement("button");
   npz.type = "button";
   npz.id = "download-npz";

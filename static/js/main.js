@@ -1,11 +1,15 @@
-// The page: upload queue, thumbnails, controls, panels, readout, region table and downloads.
+// The page: upload queue, thumbnails, controls, panels, readout, region table, downloads and the evaluate mode (image + mask).
 
-import { analyze } from "./api.js";
+import { analyze, evaluate } from "./api.js";
 import { decodeRaw } from "./arrays.js";
 import { renderDownloads } from "./downloads.js";
+import { bindDrop } from "./dropzone.js";
+import { clearEvaluation, renderEvaluation } from "./evaluation.js";
+import { bindMask } from "./mask.js";
 import { clearPanels, drawPanel, loadImages, pixelAt, placeCrosshair } from "./panels.js";
 import { clearReadout, showPixel } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
+import { renderThumb as drawThumb } from "./thumbs.js";
 
 const config = JSON.parse(document.getElementById("segu-config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -27,21 +31,34 @@ const els = {
   regions: $("region-table"),
   downloads: $("download-links"),
   inputSize: $("input-size"),
+  maskInput: $("mask-input"),
+  maskClear: $("mask-clear"),
+  maskNote: $("mask-note"),
+  ignoreIndex: $("ignore-index"),
+  oodLabel: $("ood-label"),
+  errorPanel: $("panel-error"),
+  evaluation: $("evaluation"),
 };
 const mapNames = config.maps.map((m) => m.name);
+const mapTitles = Object.fromEntries(config.maps.map((m) => [m.name, m.title]));
 const items = [];
 let current = null;
 let running = false;
 let nextId = 1;
 let cursor = null;
+const masks = bindMask(els, () => current, requeue);
 
 function params() {
   const samples = Math.round(Number(els.samples.value));
   const seed = Math.round(Number(els.seed.value));
+  const ignoreIndex = Math.round(Number(els.ignoreIndex.value));
+  const ood = els.oodLabel.value.trim() === "" ? NaN : Math.round(Number(els.oodLabel.value));
   return {
     samples: Number.isFinite(samples) ? samples : config.defaultSamples,
     seed: Number.isFinite(seed) ? seed : 0,
     calibrated: els.calibrated.checked,
+    ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : 255,
+    oodLabel: Number.isFinite(ood) ? ood : null,
   };
 }
 
@@ -68,35 +85,28 @@ function temperatureNote() {
 }
 
 function renderThumb(item) {
-  let li = els.thumbs.querySelector(`[data-id="${item.id}"]`);
-  if (!li) {
-    li = document.createElement("li");
-    li.dataset.id = String(item.id);
-    li.innerHTML = '<button type="button"><img alt=""><span class="name"></span><span class="state"></span></button>';
-    li.querySelector("button").addEventListener("click", () => select(item));
-    const img = li.querySelector("img");
-    img.addEventListener("error", () => img.removeAttribute("src"));
-    img.src = item.thumbUrl;
-    els.thumbs.append(li);
-  }
-  const button = li.querySelector("button");
-  button.dataset.status = item.status;
-  button.title = item.error ? `${item.name}: ${item.error}` : item.name;
-  button.setAttribute("aria-current", item === current ? "true" : "false");
-  li.querySelector(".name").textContent = item.name;
-  li.querySelector(".state").textContent = { queued: "queued", busy: "analysing", done: "done", error: "error" }[item.status];
-  if (item.result && li.querySelector("img").src !== item.result.image) li.querySelector("img").src = item.result.image;
+  drawThumb(els.thumbs, item, item === current, select);
 }
 
 function addFiles(files) {
   const added = [];
   for (const file of files) {
-    const item = { id: nextId++, file, name: file.name || "image", status: "queued", thumbUrl: URL.createObjectURL(file) };
+    const item = { id: nextId++, file, name: file.name || "image", status: "queued", thumbUrl: URL.createObjectURL(file), mask: masks.take() };
     items.push(item);
     added.push(item);
     renderThumb(item);
   }
+  masks.note();
   if (added.length) pump();
+}
+
+function requeue(item) {
+  if (item.status === "busy") item.stale = true;
+  else if (item.status !== "queued") {
+    item.status = "queued";
+    renderThumb(item);
+    pump();
+  }
 }
 
 async function pump() {
@@ -114,13 +124,16 @@ async function run(item) {
   const p = params();
   item.status = "busy";
   renderThumb(item);
-  setBusy(`Analysing ${item.name} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
+  const mask = item.mask;
+  const what = mask ? `Evaluating ${item.name} against ${mask.name}` : `Analysing ${item.name}`;
+  setBusy(`${what} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
   try {
-    const result = await analyze(config.endpoints.analyze, item.file, p);
+    const result = mask ? await evaluate(config.endpoints.evaluate, item.file, mask, p) : await analyze(config.endpoints.analyze, item.file, p);
     const arrays = {
       maps: Object.fromEntries(result.maps.filter((m) => m.values).map((m) => [m.name, decodeRaw(m.values)])),
       labels: result.prediction.labels ? decodeRaw(result.prediction.labels) : null,
       probs: result.mean_probs ? decodeRaw(result.mean_probs) : null,
+      errors: result.error_map ? decodeRaw(result.error_map.values) : null,
     };
     Object.assign(item, { result, arrays, params: p, images: await loadImages(result), status: "done", error: null });
     showError("");
@@ -129,6 +142,10 @@ async function run(item) {
     Object.assign(item, { status: "error", error: err.message || String(err) });
     showError(`${item.name}: ${item.error}`);
     if (!current || current === item || current.status !== "done") select(item);
+  }
+  if (item.stale) {
+    item.stale = false;
+    item.status = "queued";
   }
   renderThumb(item);
 }
@@ -139,9 +156,12 @@ function select(item) {
   if (previous && previous !== item) renderThumb(previous);
   renderThumb(item);
   els.rerun.disabled = !(item.status === "done" || item.status === "error");
+  masks.note();
   if (item.status === "done") render(item);
   else {
     clearPanels(els.panels);
+    clearEvaluation(els.evaluation);
+    els.errorPanel.hidden = true;
     clearReadout(els.readout);
     els.regions.tBodies[0].replaceChildren();
     els.downloads.innerHTML = '<span class="muted">Analyse an image first.</span>';
@@ -152,13 +172,19 @@ function select(item) {
 
 function drawAll(item) {
   const { width, height } = item.result;
-  for (const panel of els.panels.querySelectorAll(".panel")) drawPanel(panel, panel.dataset.panel, item.images, width, height, Number(els.opacity.value));
+  els.errorPanel.hidden = !item.images.error;
+  for (const panel of els.panels.querySelectorAll(".panel")) {
+    if (panel.hidden) clearPanels(panel);
+    else drawPanel(panel, panel.dataset.panel, item.images, width, height, Number(els.opacity.value));
+  }
 }
 
 function render(item) {
   const r = item.result;
   drawAll(item);
   els.inputSize.textContent = `${r.width} × ${r.height} px`;
+  if (r.metrics) renderEvaluation(els.evaluation, item, mapTitles);
+  else clearEvaluation(els.evaluation);
   renderRegions(els.regions, r.regions, r.classes, mapNames);
   renderDownloads(els.downloads, item, config.endpoints.analyze, { busy: setBusy, idle: setIdle, error: showError });
   const ms = (s) => `${Math.round(1000 * s)} ms`;
@@ -199,24 +225,7 @@ for (const view of els.panels.querySelectorAll(".view")) {
   });
 }
 
-els.input.addEventListener("change", () => {
-  addFiles(Array.from(els.input.files));
-  els.input.value = "";
-});
-for (const type of ["dragenter", "dragover"]) {
-  document.addEventListener(type, (event) => {
-    event.preventDefault();
-    els.dropzone.classList.add("over");
-  });
-}
-document.addEventListener("dragleave", (event) => {
-  if (!event.relatedTarget) els.dropzone.classList.remove("over");
-});
-document.addEventListener("drop", (event) => {
-  event.preventDefault();
-  els.dropzone.classList.remove("over");
-  if (event.dataTransfer && event.dataTransfer.files.length) addFiles(Array.from(event.dataTransfer.files));
-});
+bindDrop(els.input, els.dropzone, addFiles);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel($("panel-prediction"), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
 });

@@ -1,4 +1,4 @@
-// The six aligned panels: drawing, the prediction overlay and the shared crosshair.
+// The aligned panels (six, plus the error map when scored against a mask): drawing, the prediction overlay and the shared crosshair.
 
 function loadImage(src) {
   const img = new Image();
@@ -6,9 +6,11 @@ function loadImage(src) {
   return img.decode().then(() => img);
 }
 
-/** Decode every image of a result once: input, prediction and each map PNG. */
+/** Decode every image of a result once: input, prediction, each map PNG and, when scored against a mask, the error map and reliability diagram. */
 export async function loadImages(result) {
   const entries = [["input", result.image], ["prediction", result.prediction.png], ...result.maps.map((m) => [m.name, m.png])];
+  if (result.error_map) entries.push(["error", result.error_map.png]);
+  if (result.reliability_png) entries.push(["reliability", result.reliability_png]);
   const images = await Promise.all(entries.map(([, src]) => loadImage(src)));
   return Object.fromEntries(entries.map(([name], i) => [name, images[i]]));
 }

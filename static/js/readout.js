@@ -13,7 +13,8 @@ export function showPixel(root, item, x, y) {
   const idx = y * result.width + x;
   const label = arrays.labels ? arrays.labels[idx] : null;
   const cls = label !== null ? result.classes[label] : null;
-  root.querySelector("#readout-pixel").textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "");
+  const scored = arrays.errors ? ` · ${["correct", "wrong", "not scored"][arrays.errors[idx]]} against the mask` : "";
+  root.querySelector("#readout-pixel").textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored;
   for (const td of root.querySelectorAll("td[data-map]")) {
     const values = arrays.maps[td.dataset.map];
     if (!values) continue;

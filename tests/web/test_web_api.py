@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from webutil import MAX_BODY, MAX_PIXELS, MAX_SAMPLES, encode_image, random_png
+from webutil import MAX_BODY, MAX_PIXELS, MAX_SAMPLES, assert_error, encode_image, random_png
 
 from app.analysis import MAP_NAMES
 from app.web.payload import decode_raw
@@ -30,17 +30,6 @@ def data_url_image(url: str) -> np.ndarray:
     head, payload = url.split(",", 1)
     assert head in ("data:image/png;base64", "data:image/jpeg;base64")
     return np.asarray(Image.open(io.BytesIO(base64.b64decode(payload))).convert("RGB"))
-
-
-def assert_error(response: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    error = response.json()["error"]
-    assert error["code"] == code
-    assert isinstance(error["message"], str) and len(error["message"]) > 5
-    if field is not None:
-        assert error["field"] == field
-    return dict(error)
 
 
 def assert_still_serving(base_url: str) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from webutil import random_png, web_settings
+from webutil import random_png, wait_ready, web_settings
 
 from app.bundle import Bundle
 from app.web.factory import create_app
@@ -20,13 +20,6 @@ from app.web.payload import decode_raw, download_name, raw_array
 from app.web.routes_page import colour_gradient
 from app.web.service import AnalysisService
 from app.web.settings import Settings
-
-
-def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get("/readyz").status_code != 200:
-        assert time.monotonic() < deadline, "app never became ready"
-        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -126,7 +119,7 @@ def test_colour_gradient_uses_the_lut() -> None:
 
 def test_openapi_documents_every_field(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/api/v1/analyze", "/api/v1/models", "/healthz", "/readyz"}
+    assert set(spec["paths"]) == {"/api/v1/analyze", "/api/v1/evaluate", "/api/v1/models", "/healthz", "/readyz"}
     undocumented = [
         f"{schema_name}.{prop}"
         for schema_name, schema in spec["components"]["schemas"].items()
@@ -139,6 +132,11 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
     assert set(form) == {"file", "samples", "seed", "calibrated", "format", "raw", "raw_dtype"}
     assert form["samples"]["maximum"] == 16
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "413", "415", "422"}
+    evaluate_form = spec["components"]["schemas"]["Body_evaluate_api_v1_evaluate_post"]
+    assert set(evaluate_form["properties"]) == {"file", "mask", "samples", "seed", "calibrated", "ignore_index", "ood_label"}
+    assert set(evaluate_form["required"]) == {"file", "mask"}
+    assert set(spec["components"]["schemas"]["EvaluateResponse"]["properties"]) >= {"maps", "prediction", "metrics", "error_map", "reliability_png"}
+    assert set(spec["paths"]["/api/v1/evaluate"]["post"]["responses"]) >= {"200", "413", "415", "422"}
     docs = client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 

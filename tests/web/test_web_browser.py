@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,16 +16,6 @@ from app.web.schemas import AnalyzeResponse
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information"]
 
 CANVAS_STATS = """(ids) => ids.map((id) => {
@@ -58,33 +46,6 @@ DROP_FILE = """async ([name, bytes]) => {
   transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'}));
   document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make browser)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser: Any, base_url: str) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("request", lambda req: None if req.url.startswith((base_url, "data:", "blob:")) else outside.append(req.url))
-    pg.goto(f"{base_url}/")
-    yield pg
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
-    assert outside == [], f"requests outside the server: {outside}"
 
 
 def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:

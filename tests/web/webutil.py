@@ -1,24 +1,39 @@
-"""Helpers of the web tests: a live uvicorn server, settings and test images."""
+"""Helpers of the web tests: a live uvicorn server, settings, test images and error checks."""
 
 from __future__ import annotations
 
 import io
+import shutil
 import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import uvicorn
+from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.synthetic import make_scene
 from app.web.factory import create_app
 from app.web.settings import Settings
 
 MAX_BODY = 256 * 1024
 MAX_PIXELS = 20_000
 MAX_SAMPLES = 16
+TINY_CLASSES = 3
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -89,3 +104,38 @@ def random_png(height: int = 48, width: int = 64, seed: int = 0) -> bytes:
     rgb = np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR))
     noise = rng.integers(-20, 21, size=rgb.shape)
     return encode_image(np.clip(rgb.astype(np.int64) + noise, 0, 255).astype(np.uint8))
+
+
+def assert_error(response: httpx.Response, status: int, code: str, field: str | None = None) -> dict[str, Any]:
+    """Check a response is an error in the common shape with this status, code and (optionally) field."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert isinstance(error["message"], str) and len(error["message"]) > 5
+    if field is not None:
+        assert error["field"] == field
+    return dict(error)
+
+
+def wait_ready(client: TestClient, timeout: float = 30.0) -> None:
+    """Poll ``/readyz`` of an in-process app until it answers 200."""
+    deadline = time.monotonic() + timeout
+    while client.get("/readyz").status_code != 200:
+        assert time.monotonic() < deadline, "app never became ready"
+        time.sleep(0.02)
+
+
+def labelled_scene(index: int = 3, size: int = 64) -> tuple[bytes, np.ndarray]:
+    """An OOD synthetic scene as PNG bytes and its mask folded to the tiny model's 3 classes (OOD stays 255)."""
+    scene = make_scene("ood", index, size=size)
+    mask = scene.mask.copy()
+    mask[(mask >= TINY_CLASSES) & (mask != 255)] = TINY_CLASSES - 1
+    return encode_image(scene.image), mask
+
+
+def mask_png(mask: np.ndarray) -> bytes:
+    """A single-channel (mode L) PNG of class indices."""
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()

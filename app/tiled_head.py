@@ -1,0 +1,102 @@
+"""All MC samples of a factorised dropout head, computed tile by tile in cache.
+
+The factorised head (see :mod:`app.fasthead`) makes every sample a ``K``-term
+mask-weighted sum of per-channel head outputs. Done for the whole image, each
+of the ~10 elementwise passes per sample (softmax, entropy, the moment sums)
+streams the full ``T×C×H×W`` block through main memory, which costs more than
+the network itself. Here the image is cut into row tiles small enough that a
+tile's per-channel outputs, its logits for a chunk of samples and every
+temporary stay in the CPU cache; each tile is folded into the running sums
+before the next is computed. Masks are drawn exactly as
+:class:`~app.dropout.MCDropout` draws them, so results equal the plain tail up
+to float rounding.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.dropout import MCDropout, SamplingPlan
+from app.fasthead import factorisable, head_after_is_identity
+from app.network import SegmentationNet
+from app.uncertainty import StreamingMoments
+
+DEFAULT_TILE_BYTES = 4 * 2**20
+
+
+def tileable(net: SegmentationNet) -> bool:
+    """Whether :class:`TiledHeadSampler` applies: factorisable, stride-1 head conv, nothing after it."""
+    if not factorisable(net):
+        return False
+    conv = cast(nn.Conv2d, cast(nn.Sequential, net.net.segmentation_head)[0])
+    return conv.stride == (1, 1) and conv.dilation == (1, 1) and isinstance(conv.padding, tuple) and head_after_is_identity(net)
+
+
+class TiledHeadSampler:
+    """Stream the MC samples of a tileable head into :class:`~app.uncertainty.StreamingMoments`.
+
+    Args:
+        net: A network for which :func:`tileable` holds.
+        decoded: ``(B, K, H, W)`` decoder output.
+        tile_bytes: Target size of one tile's logits block.
+    """
+
+    def __init__(self, net: SegmentationNet, decoded: torch.Tensor, tile_bytes: int = DEFAULT_TILE_BYTES) -> None:
+        conv = cast(nn.Conv2d, cast(nn.Sequential, net.net.segmentation_head)[0])
+        self.dropout = cast(MCDropout, net.dropouts[0])
+        self.k = decoded.shape[1]
+        self.classes = conv.out_channels
+        kh, kw = conv.kernel_size
+        ph, pw = cast(tuple[int, int], conv.padding)
+        self.ph, self.pw = ph, pw
+        self.weight = conv.weight.permute(1, 0, 2, 3).reshape(self.k * self.classes, 1, kh, kw)
+        self.bias = conv.bias.view(1, 1, self.classes, 1, 1) if conv.bias is not None else None
+        self.padded = F.pad(decoded, (0, 0, ph, ph))
+        self.shape = decoded.shape
+        self.tile_bytes = tile_bytes
+
+    def moments(self, seed: int, samples: int, temperature: float, shift: torch.Tensor) -> StreamingMoments:
+        """Sums of ``samples`` MC samples (ids ``0..samples-1``) under ``seed``.
+
+        Args:
+            seed: Request seed of the dropout masks.
+            samples: ``T >= 1``.
+            temperature: ``τ`` in ``softmax(z / τ)``.
+            shift: ``(B, C, H, W)`` deterministic softmax, the moments' shift.
+        """
+        b, k, h, w = self.shape
+        c = self.classes
+        plan = SamplingPlan(seed, tuple(range(samples)))
+        masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), self.padded.device, self.padded.dtype)
+        masks = masks.view(samples, b, k).transpose(0, 1).contiguous()
+        row_bytes = c * w * self.padded.element_size()
+        rows = max(1, min(h, self.tile_bytes // max(row_bytes * samples, 1)))
+        chunk = max(1, min(samples, self.tile_bytes // (row_bytes * rows)))
+        sum_d = torch.zeros(b, c, h, w, dtype=torch.float32, device=self.padded.device)
+        sum_d2 = torch.zeros_like(sum_d)
+        sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=self.padded.device)
+        for r0 in range(0, h, rows):
+            r1 = min(h, r0 + rows)
+            tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
+            parts = tile.reshape(b, k, c * (r1 - r0) * w)
+            s = shift[:, :, r0:r1].unsqueeze(1)
+            for s0 in range(0, samples, chunk):
+                m = masks[:, s0 : s0 + chunk]
+                z = torch.bmm(m, parts).view(b, m.shape[1], c, r1 - r0, w)
+                if self.bias is not None:
+                    z += self.bias
+                if temperature != 1.0:
+                    z /= temperature
+                logp = torch.log_softmax(z, dim=2)
+                p = logp.exp()
+                sum_h[:, r0:r1] -= (p * logp).sum(dim=2).sum(dim=1)
+                d = p.sub_(s)
+                sum_d[:, :, r0:r1] += d.sum(dim=1)
+                sum_d2[:, :, r0:r1] += d.mul_(d).sum(dim=1)
+        moments = StreamingMoments(shift)
+        moments.sum_d, moments.sum_d2, moments.sum_h, moments.count = sum_d, sum_d2, sum_h, samples
+        return moments

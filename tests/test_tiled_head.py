@@ -1,0 +1,65 @@
+"""The factorised and tiled dropout heads equal one full forward per sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import segmentation_models_pytorch as smp
+import torch
+from conftest import make_tiny_bundle
+
+from app.bundle import load_bundle
+from app.fasthead import factorisable
+from app.network import SegmentationNet
+from app.sampling import SamplingOptions, run_mc
+from app.tiled_head import TiledHeadSampler, tileable
+from app.uncertainty import UncertaintyMaps
+
+FIELDS = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "mean_probs", "class_variance")
+
+
+def _close(a: UncertaintyMaps, b: UncertaintyMaps) -> None:
+    for name in FIELDS:
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=2e-5, rtol=1e-4, msg=name)
+
+
+def _fpn() -> SegmentationNet:
+    torch.manual_seed(1)
+    net = smp.create_model("fpn", encoder_name="mobilenet_v2", encoder_depth=3, decoder_pyramid_channels=32, decoder_segmentation_channels=32, classes=3, encoder_weights=None)
+    with torch.no_grad():
+        net.segmentation_head[0].weight.mul_(20.0)
+    return SegmentationNet(net, ["head"], 0.3, "channel").eval()
+
+
+def test_upsampling_head_uses_the_whole_image_factorisation_and_matches_full() -> None:
+    net = _fpn()
+    assert factorisable(net) and not tileable(net)
+    x = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(0))
+    fast = run_mc(net, x, SamplingOptions(samples=5, seed=2))
+    full = run_mc(net, x, SamplingOptions(samples=5, seed=2, strategy="full"))
+    _close(fast, full)
+    assert float(fast.mutual_information.max()) > 1e-3
+
+
+@pytest.mark.parametrize("tile_bytes", [1, 3_000, 10**9], ids=["one-row-one-sample", "several-tiles", "one-tile"])
+@pytest.mark.parametrize("temperature", [1.0, 1.7])
+def test_tiles_and_chunks_do_not_change_the_result(tmp_path: Path, tile_bytes: int, temperature: float) -> None:
+    bundle = load_bundle(make_tiny_bundle(tmp_path / "b"))
+    net = bundle.net
+    assert tileable(net)
+    x = torch.randn(1, 3, 40, 24, generator=torch.Generator().manual_seed(3))
+    full = run_mc(net, x, SamplingOptions(samples=7, seed=5, temperature=temperature, strategy="full"))
+    with torch.inference_mode():
+        decoded = net.prefix(x)
+        probs = torch.softmax(net.tail(decoded, 1) / temperature, 1)
+        moments = TiledHeadSampler(net, decoded, tile_bytes=tile_bytes).moments(5, 7, temperature, probs)
+    torch.testing.assert_close(moments.mean(), full.mean_probs, atol=2e-6, rtol=1e-5)
+    torch.testing.assert_close(moments.variance(), full.class_variance, atol=2e-6, rtol=1e-4)
+    torch.testing.assert_close(moments.expected_entropy(), full.expected_entropy, atol=2e-6, rtol=1e-5)
+    assert moments.count == 7
+
+
+def test_element_dropout_and_decoder_sites_are_not_tiled(tmp_path: Path) -> None:
+    assert not tileable(load_bundle(make_tiny_bundle(tmp_path / "e", mode="element")).net)
+    assert not tileable(load_bundle(make_tiny_bundle(tmp_path / "d", sites=["head", "decoder.blocks.1"])).net)
