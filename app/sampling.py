@@ -93,13 +93,12 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
     with torch.inference_mode():
         cached_path = options.strategy == "cached"
         cached = net.prefix(x) if cached_path else x
+        if cached_path and options.factorise and options.samples > 0 and tileable(net):
+            return finalize(*TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature))
         logits = net.tail(cached, 1) if cached_path else net(x)
         probs = torch.softmax(logits.float() / options.temperature, dim=1)
         if options.samples == 0:
             return finalize(probs, None)
-        if cached_path and options.factorise and tileable(net):
-            sampler = TiledHeadSampler(net, cached)
-            return finalize(probs, sampler.moments(options.seed, options.samples, options.temperature, probs))
         moments = StreamingMoments(shift=probs)
         fast = None
         if cached_path and options.factorise and factorisable(net) and FactorisedHead.nbytes(cached, probs.shape[1]) <= options.memory_budget:

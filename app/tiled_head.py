@@ -59,44 +59,55 @@ class TiledHeadSampler:
         self.shape = decoded.shape
         self.tile_bytes = tile_bytes
 
-    def moments(self, seed: int, samples: int, temperature: float, shift: torch.Tensor) -> StreamingMoments:
-        """Sums of ``samples`` MC samples (ids ``0..samples-1``) under ``seed``.
+    def run(self, seed: int, samples: int, temperature: float) -> tuple[torch.Tensor, StreamingMoments]:
+        """The deterministic softmax and the sums of ``samples`` MC samples (ids ``0..samples-1``).
+
+        The deterministic logits are the unmasked sum of the per-channel parts,
+        so the head convolution runs once per tile for both.
 
         Args:
             seed: Request seed of the dropout masks.
             samples: ``T >= 1``.
             temperature: ``τ`` in ``softmax(z / τ)``.
-            shift: ``(B, C, H, W)`` deterministic softmax, the moments' shift.
+
+        Returns:
+            ``(B, C, H, W)`` deterministic probabilities ``p`` and the moments, shifted by ``p``.
         """
         b, k, h, w = self.shape
         c = self.classes
+        device, dtype = self.padded.device, self.padded.dtype
         plan = SamplingPlan(seed, tuple(range(samples)))
-        masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), self.padded.device, self.padded.dtype)
-        masks = masks.view(samples, b, k).transpose(0, 1).contiguous()
+        masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), device, dtype)
+        masks = torch.cat([torch.ones(1, b, k, device=device, dtype=dtype), masks.view(samples, b, k)]).transpose(0, 1).contiguous()
         row_bytes = c * w * self.padded.element_size()
-        rows = max(1, min(h, self.tile_bytes // max(row_bytes * samples, 1)))
+        rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples, self.tile_bytes // (row_bytes * rows)))
-        sum_d = torch.zeros(b, c, h, w, dtype=torch.float32, device=self.padded.device)
-        sum_d2 = torch.zeros_like(sum_d)
-        sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=self.padded.device)
+        probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
+        sum_d = torch.zeros_like(probs)
+        sum_d2 = torch.zeros_like(probs)
+        sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=device)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
             parts = tile.reshape(b, k, c * (r1 - r0) * w)
-            s = shift[:, :, r0:r1].unsqueeze(1)
-            for s0 in range(0, samples, chunk):
+            bias = self.bias.view(1, 1, c, 1).expand(1, 1, c, (r1 - r0) * w).reshape(1, 1, -1) if self.bias is not None else None
+            shift = None
+            for s0 in range(0, samples + 1, chunk):
                 m = masks[:, s0 : s0 + chunk]
-                z = torch.bmm(m, parts).view(b, m.shape[1], c, r1 - r0, w)
-                if self.bias is not None:
-                    z += self.bias
+                z = torch.bmm(m, parts) if bias is None else torch.baddbmm(bias, m, parts)
+                z = z.view(b, m.shape[1], c, r1 - r0, w)
                 if temperature != 1.0:
                     z /= temperature
                 logp = torch.log_softmax(z, dim=2)
                 p = logp.exp()
-                sum_h[:, r0:r1] -= (p * logp).sum(dim=2).sum(dim=1)
-                d = p.sub_(s)
+                if shift is None:
+                    shift = p[:, :1].clone()
+                    probs[:, :, r0:r1] = shift[:, 0]
+                    p, logp = p[:, 1:], logp[:, 1:]
+                sum_h[:, r0:r1] -= torch.linalg.vecdot(p, logp, dim=2).sum(dim=1)
+                d = p.sub_(shift)
                 sum_d[:, :, r0:r1] += d.sum(dim=1)
                 sum_d2[:, :, r0:r1] += d.mul_(d).sum(dim=1)
-        moments = StreamingMoments(shift)
+        moments = StreamingMoments(probs)
         moments.sum_d, moments.sum_d2, moments.sum_h, moments.count = sum_d, sum_d2, sum_h, samples
-        return moments
+        return probs, moments

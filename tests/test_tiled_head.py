@@ -51,9 +51,8 @@ def test_tiles_and_chunks_do_not_change_the_result(tmp_path: Path, tile_bytes: i
     x = torch.randn(1, 3, 40, 24, generator=torch.Generator().manual_seed(3))
     full = run_mc(net, x, SamplingOptions(samples=7, seed=5, temperature=temperature, strategy="full"))
     with torch.inference_mode():
-        decoded = net.prefix(x)
-        probs = torch.softmax(net.tail(decoded, 1) / temperature, 1)
-        moments = TiledHeadSampler(net, decoded, tile_bytes=tile_bytes).moments(5, 7, temperature, probs)
+        probs, moments = TiledHeadSampler(net, net.prefix(x), tile_bytes=tile_bytes).run(5, 7, temperature)
+    torch.testing.assert_close(probs, full.probs, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(moments.mean(), full.mean_probs, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(moments.variance(), full.class_variance, atol=2e-6, rtol=1e-4)
     torch.testing.assert_close(moments.expected_entropy(), full.expected_entropy, atol=2e-6, rtol=1e-5)
