@@ -26,7 +26,9 @@ def _close(a: UncertaintyMaps, b: UncertaintyMaps) -> None:
 
 def _fpn() -> SegmentationNet:
     torch.manual_seed(1)
-    net = smp.create_model("fpn", encoder_name="mobilenet_v2", encoder_depth=3, decoder_pyramid_channels=32, decoder_segmentation_channels=32, classes=3, encoder_weights=None)
+    net = smp.create_model(
+        "fpn", encoder_name="mobilenet_v2", encoder_depth=3, decoder_pyramid_channels=32, decoder_segmentation_channels=32, classes=3, encoder_weights=None
+    )
     with torch.no_grad():
         net.segmentation_head[0].weight.mul_(20.0)
     return SegmentationNet(net, ["head"], 0.3, "channel").eval()
