@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from app.analysis import Analyzer
 from app.bundle import MODELS_DIR, WEIGHTS_FILE, load_bundle
+from app.evaluation import Evaluator
+from app.synthetic import IGNORE_INDEX, iter_split
 from app.train import evaluate_miou
 
 DEFAULT = MODELS_DIR / "default"
@@ -27,3 +30,15 @@ def test_default_model_reaches_the_miou_bar_it_records() -> None:
     assert measured["miou"] >= 0.85
     assert measured["miou"] == pytest.approx(recorded["miou"], abs=1e-3)
     assert measured["pixels"] == recorded["pixels"]
+
+
+@pytest.mark.slow
+def test_mutual_information_flags_ood_pixels_better_than_softmax_confidence() -> None:
+    bundle = load_bundle("default")
+    analyzer = Analyzer(bundle)
+    evaluator = Evaluator(len(bundle.card.classes), ignore_index=IGNORE_INDEX, ood_label=IGNORE_INDEX)
+    for scene in iter_split("ood", 40, size=128, seed=7):
+        evaluator.add(analyzer.analyze_image(scene.image, samples=20, seed=0), scene.mask)
+    ood = evaluator.result(bundle.class_names)["ood_detection"]
+    assert ood["mutual_information"]["auroc"] - ood["confidence"]["auroc"] >= 0.05
+    assert ood["variance"]["auroc"] > ood["confidence"]["auroc"]
