@@ -81,7 +81,7 @@ class TiledHeadSampler:
         masks = torch.cat([torch.ones(1, b, k, device=device, dtype=dtype), masks.view(samples, b, k)]).transpose(0, 1).contiguous()
         row_bytes = c * w * self.padded.element_size()
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
-        chunk = max(1, min(samples, self.tile_bytes // (row_bytes * rows)))
+        chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
         sum_d = torch.zeros_like(probs)
         sum_d2 = torch.zeros_like(probs)
@@ -90,21 +90,24 @@ class TiledHeadSampler:
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
             parts = tile.reshape(b, k, c * (r1 - r0) * w)
-            bias = self.bias.view(1, 1, c, 1).expand(1, 1, c, (r1 - r0) * w).reshape(1, 1, -1) if self.bias is not None else None
             shift = None
             for s0 in range(0, samples + 1, chunk):
                 m = masks[:, s0 : s0 + chunk]
-                z = torch.bmm(m, parts) if bias is None else torch.baddbmm(bias, m, parts)
-                z = z.view(b, m.shape[1], c, r1 - r0, w)
+                z = torch.bmm(m, parts).view(b, m.shape[1], c, r1 - r0, w)
+                if self.bias is not None:
+                    z += self.bias
                 if temperature != 1.0:
                     z /= temperature
-                logp = torch.log_softmax(z, dim=2)
-                p = logp.exp()
+                zm = z - z.amax(dim=2, keepdim=True)
+                p = zm.exp()
+                norm = p.sum(dim=2, keepdim=True)
+                p.div_(norm)
+                ent = norm.squeeze(2).log_() - torch.linalg.vecdot(p, zm, dim=2)
                 if shift is None:
                     shift = p[:, :1].clone()
                     probs[:, :, r0:r1] = shift[:, 0]
-                    p, logp = p[:, 1:], logp[:, 1:]
-                sum_h[:, r0:r1] -= torch.linalg.vecdot(p, logp, dim=2).sum(dim=1)
+                    p, ent = p[:, 1:], ent[:, 1:]
+                sum_h[:, r0:r1] += ent.sum(dim=1)
                 d = p.sub_(shift)
                 sum_d[:, :, r0:r1] += d.sum(dim=1)
                 sum_d2[:, :, r0:r1] += d.mul_(d).sum(dim=1)
