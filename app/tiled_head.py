@@ -83,14 +83,17 @@ class TiledHeadSampler:
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
-        sum_d = torch.zeros_like(probs)
-        sum_d2 = torch.zeros_like(probs)
-        sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=device)
+        sum_d = torch.empty_like(probs)
+        sum_d2 = torch.empty_like(probs)
+        sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
             parts = tile.reshape(b, k, c * (r1 - r0) * w)
             shift = None
+            sum_h_t = torch.empty(b, r1 - r0, w, dtype=torch.float32, device=device)
+            sum_d_t = torch.empty(b, c, r1 - r0, w, dtype=torch.float32, device=device)
+            sum_d2_t = torch.empty_like(sum_d_t)
             for s0 in range(0, samples + 1, chunk):
                 m = masks[:, s0 : s0 + chunk]
                 z = torch.bmm(m, parts).view(b, m.shape[1], c, r1 - r0, w)
@@ -107,10 +110,18 @@ class TiledHeadSampler:
                     shift = p[:, :1].clone()
                     probs[:, :, r0:r1] = shift[:, 0]
                     p, ent = p[:, 1:], ent[:, 1:]
-                sum_h[:, r0:r1] += ent.sum(dim=1)
                 d = p.sub_(shift)
-                sum_d[:, :, r0:r1] += d.sum(dim=1)
-                sum_d2[:, :, r0:r1] += d.mul_(d).sum(dim=1)
+                if s0 == 0:
+                    torch.sum(ent, dim=1, out=sum_h_t)
+                    torch.sum(d, dim=1, out=sum_d_t)
+                    torch.sum(d.mul_(d), dim=1, out=sum_d2_t)
+                else:
+                    sum_h_t += ent.sum(dim=1)
+                    sum_d_t += d.sum(dim=1)
+                    sum_d2_t += d.mul_(d).sum(dim=1)
+            sum_h[:, r0:r1] = sum_h_t
+            sum_d[:, :, r0:r1] = sum_d_t
+            sum_d2[:, :, r0:r1] = sum_d2_t
         moments = StreamingMoments(probs)
         moments.sum_d, moments.sum_d2, moments.sum_h, moments.count = sum_d, sum_d2, sum_h, samples
         return probs, moments
