@@ -8,7 +8,7 @@ Errors are pixels where the prediction ``argmax p̄`` differs from the label.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from app.analysis import Analysis
 from app.calibration import CalibrationStats, DetectionStats
 from app.metrics import confusion_matrix, segmentation_scores
+from app.temperature import rescale
 
 DETECTION_MAPS = ("confidence", "entropy", "variance", "mutual_information")
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
@@ -166,8 +167,7 @@ class Evaluator:
         self.calibration["softmax"].update(torch.from_numpy(analysis.probs.reshape(c, -1)).T[valid], y[valid])
         if self.temperature is not None:
             probs = torch.from_numpy(analysis.probs.reshape(c, -1)).T[valid]
-            scaled = torch.softmax(torch.log(probs.clamp(min=1e-30)) / self.temperature, dim=1)
-            self.calibration["softmax_scaled"].update(scaled, y[valid])
+            self.calibration["softmax_scaled"].update(rescale(probs, 1.0 / self.temperature, dim=1), y[valid])
         self.calibration["mc_mean"].update(torch.from_numpy(analysis.mean_probs.reshape(c, -1)).T[valid], y[valid])
         wrong = pred[valid] != y[valid]
         ood = (y == self.ood_label) if self.ood_label is not None else torch.zeros_like(valid)
@@ -196,9 +196,3 @@ class Evaluator:
             "ignore_index": self.ignore_index,
             "notes": "errors: argmax of the MC-mean probabilities != label; confidence is scored as 1 - confidence; ECE: top-label, 15 equal-width bins",
         }
-
-
-def iter_pairs(pairs: list[tuple[Path, Path]]) -> Iterator[tuple[Path, bytes, Path]]:
-    """Yield ``(image path, image bytes, mask path)``."""
-    for image, mask in pairs:
-        yield image, image.read_bytes(), mask

@@ -17,6 +17,16 @@ LOG_TAU_BOUNDS = (math.log(0.05), math.log(20.0))
 MAX_PIXELS = 20_000_000
 
 
+def log_probs_of(probs: torch.Tensor) -> torch.Tensor:
+    """``log p`` with zeros clamped to ``1e-30``: usable as logits, since softmax ignores a per-pixel shift."""
+    return torch.log(probs.float().clamp(min=1e-30))
+
+
+def rescale(probs: torch.Tensor, factor: float, dim: int) -> torch.Tensor:
+    """``softmax(factor · log p)``: probabilities at ``τ/factor`` from probabilities at ``τ`` (``factor = 1/τ`` applies ``τ``)."""
+    return torch.softmax(log_probs_of(probs) * factor, dim=dim)
+
+
 def nll_at(log_probs: torch.Tensor, labels: torch.Tensor, temperature: float, chunk: int = 1_000_000) -> float:
     """Mean NLL of ``softmax(log_probs / τ)`` at the labels.
 
@@ -76,7 +86,7 @@ class LogitPool:
             keep = torch.rand(probs.shape[0], generator=gen) < self.rate
             probs, labels = probs[keep], labels[keep]
         self.seen += int(keep.numel()) if self.rate < 1.0 else probs.shape[0]
-        self.parts.append(torch.log(probs.float().clamp(min=1e-30)))
+        self.parts.append(log_probs_of(probs))
         self.labels.append(labels.long())
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:

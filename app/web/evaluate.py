@@ -16,6 +16,7 @@ from app.bundle import ModelCard
 from app.evaluation import Evaluator, decode_mask
 from app.imaging import decode_image
 from app.reports import reliability_png
+from app.temperature import rescale
 from app.web.errors import ApiError
 from app.web.payload import build_response, data_url, raw_array
 from app.web.schemas_evaluate import ErrorMapOut, EvaluateResponse, EvaluationMetrics
@@ -104,8 +105,7 @@ def at_unit_temperature(analysis: Analysis) -> Analysis:
     """
     if not analysis.calibrated or analysis.temperature == 1.0:
         return analysis
-    log_p = torch.from_numpy(np.log(np.clip(analysis.probs.astype(np.float64), 1e-30, None)))
-    probs = torch.softmax(log_p * analysis.temperature, dim=0).numpy().astype(np.float32)
+    probs = rescale(torch.from_numpy(analysis.probs), analysis.temperature, dim=0).numpy()
     return dataclasses.replace(analysis, probs=probs)
 
 

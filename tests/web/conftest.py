@@ -26,9 +26,9 @@ def base_url(live_server: LiveServer) -> str:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (the system's), skipped when it is not installed."""
+    """Headless Chromium (the system's); a missing browser fails the test."""
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed (make browser)")
+        pytest.fail("chromium is not installed: run `make browser` (make test does it)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
