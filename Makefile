@@ -4,10 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+NODE_STAMP := node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser run test lint format bench train clean
+.PHONY: install browser run test lint jslint format bench train clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +27,15 @@ browser:
 run: install
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
 
-lint: install
+# Type-check the page's JavaScript (static/js, JSDoc types) with TypeScript's checker; see tsconfig.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci
+	touch $@
+
+jslint: $(NODE_STAMP)
+	npx --no-install tsc -p tsconfig.json
+
+lint: install jslint
 	$(VENV)/bin/ruff check app tests benchmarks scripts
 	$(VENV)/bin/ruff format --check app tests benchmarks scripts
 	$(VENV)/bin/mypy app

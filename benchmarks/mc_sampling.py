@@ -29,14 +29,14 @@ from pathlib import Path
 
 import torch
 
-from app.analysis import resolve_device
-from app.bundle import load_bundle
-from app.dropout import sampling_plan
-from app.imaging import to_tensor
-from app.network import SegmentationNet
-from app.sampling import SamplingOptions, run_mc
-from app.synthetic import make_scene
-from app.uncertainty import StreamingMoments, finalize
+from app.engine.device import resolve_device
+from app.engine.dropout import sampling_plan
+from app.engine.geometry import to_tensor
+from app.engine.network import SegmentationNet
+from app.engine.sampling import SamplingOptions, run_mc
+from app.io.bundle import load_bundle
+from app.io.synthetic import make_scene
+from app.maps.moments import StreamingMoments, finalize
 
 
 def _status(key: str) -> int:

@@ -26,8 +26,9 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app.bundle import CARD_FILE, MODELS_DIR  # noqa: E402
-from app.synthetic import make_scene  # noqa: E402
+from app.io.bundle import CARD_FILE  # noqa: E402
+from app.io.resources import models_dir  # noqa: E402
+from app.io.synthetic import make_scene  # noqa: E402
 from app.web.factory import create_app  # noqa: E402
 from app.web.settings import Settings  # noqa: E402
 
@@ -46,7 +47,7 @@ def pick_model(requested: str | None, scratch: Path) -> str:
     """The requested bundle, else models/default, else a freshly built tiny test bundle."""
     if requested:
         return requested
-    if (MODELS_DIR / "default" / CARD_FILE).exists():
+    if (models_dir() / "default" / CARD_FILE).exists():
         return "default"
     spec = importlib.util.spec_from_file_location("tests_conftest", ROOT / "tests" / "conftest.py")
     assert spec is not None and spec.loader is not None

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from app.cli import main as cli
-from app.evaluation import DETECTION_MAPS
-from app.synthetic import IGNORE_INDEX, write_split
+from app.io.synthetic import IGNORE_INDEX, write_split
+from app.maps.registry import DETECTION_MAPS
 
 SPLITS = ("test", "shifted", "ood")
 
@@ -67,7 +67,7 @@ def main() -> int:
             write_split(split, args.count, data / split, size=args.size, seed=args.seed)
     model = args.model
     if args.no_write:
-        from app.bundle import resolve_bundle_dir
+        from app.io.bundle import resolve_bundle_dir
 
         shutil.copytree(resolve_bundle_dir(model), args.out / "model", dirs_exist_ok=True)
         model = str(args.out / "model")

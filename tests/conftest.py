@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from app.bundle import Bundle, ClassInfo, DropoutConfig, ModelCard, build_network, load_bundle, save_bundle
+from app.io.bundle import Bundle, ClassInfo, DropoutConfig, ModelCard, build_network, load_bundle, save_bundle
 
 # The test models are tiny: one thread is fastest, and it avoids OpenMP oversubscription on shared CPUs.
 torch.set_num_threads(1)
@@ -42,9 +42,9 @@ def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "cha
             if isinstance(module, torch.nn.BatchNorm2d):
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-        for p in net.net.segmentation_head.parameters():
+        for p in net.model.segmentation_head.parameters():
             p.mul_(20.0)
-    save_bundle(card, net.net, out, half=False)
+    save_bundle(card, net.model, out, half=False)
     return out
 
 

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from app.analysis import MAP_NAMES, Analyzer
-from app.bundle import Bundle
+from app.io.bundle import Bundle
+from app.maps.registry import MAP_NAMES
+from app.workflows.analyzer import Analyzer
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -70,7 +71,7 @@ def test_every_map_has_input_size_and_stays_in_range(tiny_bundle: Bundle, case: 
         assert np.isfinite(values).all(), name
         assert values.min() >= lo - 1e-6 and values.max() <= hi + 1e-6, name
     assert analysis.samples == 3
-    assert sum(r["pixels"] for r in analysis.regions if r["kind"] == "class") == h * w
+    assert sum(r.pixels for r in analysis.regions if r.kind == "class") == h * w
 
 
 def test_exif_image_is_analysed_upright(tiny_bundle: Bundle) -> None:

@@ -13,8 +13,8 @@ from conftest import make_tiny_bundle, tiny_card
 from PIL import Image
 from safetensors import safe_open
 
-from app.analysis import Analyzer
-from app.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, build_network, load_bundle, read_card, save_bundle
+from app.io.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, build_network, load_bundle, read_card, save_bundle
+from app.workflows.analyzer import Analyzer
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_fp32_round_trip_is_exact(reference_state: tuple[Path, dict[str, torch.T
     """An fp32 bundle loads back every tensor bit for bit, in eval mode."""
     path, state = reference_state
     bundle = load_bundle(path)
-    loaded = bundle.net.net.state_dict()
+    loaded = bundle.net.model.state_dict()
     assert loaded.keys() == state.keys()
     assert all(torch.equal(loaded[k], state[k]) for k in state)
     assert not any(m.training for m in bundle.net.modules())
@@ -54,13 +54,13 @@ def test_fp16_round_trip_stores_half_and_loads_float(tmp_path: Path, reference_s
     """half=True stores float16 on disk; loading gives float32 equal to the fp16-rounded weights; ints untouched."""
     _, state = reference_state
     net = build_network(tiny_card())
-    net.net.load_state_dict(state)
-    out = save_bundle(tiny_card(), net.net, tmp_path / "half", half=True)
+    net.model.load_state_dict(state)
+    out = save_bundle(tiny_card(), net.model, tmp_path / "half", half=True)
     with safe_open(str(out / WEIGHTS_FILE), framework="pt") as f:
         dtypes = {k: f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118
     assert {dtypes[k] for k, v in state.items() if v.is_floating_point()} == {torch.float16}
     assert all(dtypes[k] == v.dtype for k, v in state.items() if not v.is_floating_point())
-    loaded = load_bundle(out).net.net.state_dict()
+    loaded = load_bundle(out).net.model.state_dict()
     for k, v in state.items():
         expected = v.half().float() if v.is_floating_point() else v
         assert loaded[k].dtype == v.dtype, k

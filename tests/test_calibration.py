@@ -8,7 +8,8 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torchmetrics.functional.classification import multiclass_calibration_error
 
-from app.calibration import CalibrationStats, DetectionStats
+from app.metrics.calibration import CalibrationStats
+from app.metrics.detection import DetectionStats
 
 
 def _data(n: int = 20_000, c: int = 4, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,10 +28,10 @@ def test_ece_and_mce_match_torchmetrics_and_stream() -> None:
     res = stats.result()
     ece = float(multiclass_calibration_error(probs, labels, num_classes=4, n_bins=15, norm="l1"))
     mce = float(multiclass_calibration_error(probs, labels, num_classes=4, n_bins=15, norm="max"))
-    assert res["ece"] == pytest.approx(ece, abs=1e-5)
-    assert res["mce"] == pytest.approx(mce, abs=1e-5)
-    assert res["ece"] > 0.02
-    assert sum(res["reliability"]["count"]) == probs.shape[0]
+    assert res.ece == pytest.approx(ece, abs=1e-5)
+    assert res.mce == pytest.approx(mce, abs=1e-5)
+    assert res.ece > 0.02
+    assert sum(res.reliability.count) == probs.shape[0]
 
 
 def test_nll_brier_accuracy_against_direct_formulas() -> None:
@@ -39,9 +40,9 @@ def test_nll_brier_accuracy_against_direct_formulas() -> None:
     stats.update(probs, labels)
     res = stats.result()
     onehot = torch.nn.functional.one_hot(labels, 3).double()
-    assert res["nll"] == pytest.approx(float(torch.nn.functional.nll_loss(probs.double().log(), labels)), rel=1e-9)
-    assert res["brier"] == pytest.approx(float(((probs.double() - onehot) ** 2).sum(1).mean()), rel=1e-9)
-    assert res["accuracy"] == pytest.approx(float((probs.argmax(1) == labels).double().mean()))
+    assert res.nll == pytest.approx(float(torch.nn.functional.nll_loss(probs.double().log(), labels)), rel=1e-9)
+    assert res.brier == pytest.approx(float(((probs.double() - onehot) ** 2).sum(1).mean()), rel=1e-9)
+    assert res.accuracy == pytest.approx(float((probs.argmax(1) == labels).double().mean()))
 
 
 def test_perfectly_calibrated_one_hot_has_zero_ece() -> None:
@@ -49,7 +50,7 @@ def test_perfectly_calibrated_one_hot_has_zero_ece() -> None:
     stats = CalibrationStats()
     stats.update(torch.nn.functional.one_hot(labels, 3).float(), labels)
     res = stats.result()
-    assert res["ece"] == 0.0 and res["nll"] == pytest.approx(0.0, abs=1e-9) and res["brier"] == 0.0
+    assert res.ece == 0.0 and res.nll == pytest.approx(0.0, abs=1e-9) and res.brier == 0.0
 
 
 def test_auroc_matches_sklearn() -> None:

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.analysis import MAP_NAMES
-from app.cli import expand_inputs, main
-from app.render import colour_lut
+from app.cli import main
+from app.io.rendering import colour_lut
+from app.maps.registry import MAP_NAMES
+from app.workflows.analyse_folder import expand_inputs
 
 
 def _write_png(path: Path, h: int, w: int, seed: int) -> np.ndarray:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from app.analysis import Analyzer
-from app.bundle import MODELS_DIR, WEIGHTS_FILE, load_bundle
-from app.evaluation import Evaluator
-from app.synthetic import IGNORE_INDEX, iter_split
-from app.train import evaluate_miou
+from app.io.bundle import WEIGHTS_FILE, load_bundle
+from app.io.resources import models_dir
+from app.io.synthetic import IGNORE_INDEX, iter_split
+from app.metrics.scoring import Evaluator
+from app.workflows.analyzer import Analyzer
+from app.workflows.train import evaluate_miou
 
-DEFAULT = MODELS_DIR / "default"
+DEFAULT = models_dir() / "default"
 
 
 def test_default_bundle_is_complete_and_small() -> None:
@@ -39,6 +40,7 @@ def test_mutual_information_flags_ood_pixels_better_than_softmax_confidence() ->
     evaluator = Evaluator(len(bundle.card.classes), ignore_index=IGNORE_INDEX, ood_label=IGNORE_INDEX)
     for scene in iter_split("ood", 40, size=128, seed=7):
         evaluator.add(analyzer.analyze_image(scene.image, samples=20, seed=0), scene.mask)
-    ood = evaluator.result(bundle.class_names)["ood_detection"]
-    assert ood["mutual_information"]["auroc"] - ood["confidence"]["auroc"] >= 0.05
-    assert ood["variance"]["auroc"] > ood["confidence"]["auroc"]
+    ood = evaluator.result(bundle.class_names).ood_detection
+    assert ood is not None
+    assert ood["mutual_information"].auroc - ood["confidence"].auroc >= 0.05
+    assert ood["variance"].auroc > ood["confidence"].auroc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from app.dropout import MCDropout, mask_seed, sampling_plan
+from app.engine.dropout import MCDropout, mask_seed, sampling_plan
 
 
 def _ones(n: int = 1, c: int = 8, h: int = 6, w: int = 5) -> torch.Tensor:

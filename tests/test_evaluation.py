@@ -12,11 +12,12 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from app.analysis import Analyzer
-from app.bundle import load_bundle, read_card
 from app.cli import main
-from app.evaluation import DatasetError, Evaluator, pair_files, read_mask
-from app.synthetic import write_split
+from app.io.bundle import load_bundle, read_card
+from app.io.masks import DatasetError, pair_files, read_mask
+from app.io.synthetic import write_split
+from app.metrics.scoring import Evaluator
+from app.workflows.analyzer import Analyzer
 
 
 @pytest.fixture
@@ -59,11 +60,11 @@ def test_evaluator_matches_direct_computation(labelled: tuple[Path, Path], tiny_
     res = ev.result(["bg", "a", "b"])
     p, y, s = np.concatenate(preds), np.concatenate(labels), np.concatenate(mi)
     valid = y != 255
-    assert res["segmentation"]["pixels"] == int(valid.sum())
-    assert res["segmentation"]["pixel_accuracy"] == pytest.approx(float((p[valid] == y[valid]).mean()))
+    assert res.segmentation.pixels == int(valid.sum())
+    assert res.segmentation.pixel_accuracy == pytest.approx(float((p[valid] == y[valid]).mean()))
     wrong = p[valid] != y[valid]
-    assert res["error_detection"]["mutual_information"]["auroc"] == pytest.approx(roc_auc_score(wrong, s[valid]), abs=2e-3)
-    assert res["ood_detection"]["mutual_information"]["auroc"] == pytest.approx(roc_auc_score(y == 255, s), abs=2e-3)
+    assert res.error_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(wrong, s[valid]), abs=2e-3)
+    assert res.ood_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(y == 255, s), abs=2e-3)
 
 
 def test_evaluate_and_calibrate_commands(labelled: tuple[Path, Path], tiny_bundle_dir: Path, tmp_path: Path) -> None:

@@ -11,9 +11,9 @@ import torch
 from conftest import TINY_ARCH, tiny_card
 from safetensors.torch import save_file
 
-from app.bundle import BundleError, load_bundle
 from app.cli import main
-from app.export import export_model, export_state_dict_file
+from app.io.bundle import BundleError, load_bundle
+from app.io.export import export_model, export_state_dict_file
 
 
 def _user_model(seed: int = 3) -> torch.nn.Module:
@@ -53,7 +53,7 @@ def test_cli_export_from_state_dict_file(tmp_path: Path, suffix: str) -> None:
     assert main(["export", str(weights), "--card", str(card_path), "--out", str(tmp_path / "bundle")]) == 0
     bundle = load_bundle(tmp_path / "bundle")
     for key, value in state.items():
-        torch.testing.assert_close(bundle.net.net.state_dict()[key], value)
+        torch.testing.assert_close(bundle.net.model.state_dict()[key], value)
 
 
 def test_cli_export_reports_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

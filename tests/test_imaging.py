@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-from app.imaging import ImageDecodeError, crop, decode_image, pad_to_stride, to_tensor
+from app.engine.geometry import crop, pad_to_stride, to_tensor
+from app.io.decoding import ImageDecodeError, decode_image
 
 
 def _encode(img: Image.Image, fmt: str = "PNG", **kwargs: object) -> bytes:

@@ -10,7 +10,7 @@ import torch
 from sklearn.metrics import confusion_matrix as sk_confusion
 from sklearn.metrics import jaccard_score
 
-from app.metrics import confusion_matrix, segmentation_scores
+from app.metrics.segmentation import confusion_matrix, segmentation_scores
 
 
 def _data(seed: int = 0, classes: int = 4) -> tuple[np.ndarray, np.ndarray]:
@@ -39,10 +39,10 @@ def test_iou_and_accuracy_match_sklearn() -> None:
     keep = target != 255
     scores = segmentation_scores(confusion_matrix(torch.from_numpy(pred), torch.from_numpy(target), 4))
     ref = jaccard_score(target[keep], pred[keep], labels=[0, 1, 2, 3], average=None)
-    assert scores["iou"] == pytest.approx(ref.tolist(), abs=1e-12)
-    assert scores["miou"] == pytest.approx(ref.mean(), abs=1e-12)
-    assert scores["pixel_accuracy"] == pytest.approx(float((pred[keep] == target[keep]).mean()), abs=1e-12)
-    assert scores["pixels"] == int(keep.sum())
+    assert scores.iou == pytest.approx(ref.tolist(), abs=1e-12)
+    assert scores.miou == pytest.approx(ref.mean(), abs=1e-12)
+    assert scores.pixel_accuracy == pytest.approx(float((pred[keep] == target[keep]).mean()), abs=1e-12)
+    assert scores.pixels == int(keep.sum())
 
 
 def test_absent_class_is_none_and_left_out_of_miou() -> None:
@@ -50,10 +50,10 @@ def test_absent_class_is_none_and_left_out_of_miou() -> None:
     target = torch.tensor([0, 0, 1, 1, 255])
     pred = torch.tensor([0, 1, 1, 1, 2])
     scores = segmentation_scores(confusion_matrix(pred, target, 3))
-    assert scores["iou"][:2] == pytest.approx([1 / 2, 2 / 3])
-    assert scores["iou"][2] is None
-    assert scores["miou"] == pytest.approx((1 / 2 + 2 / 3) / 2)
-    assert scores["pixel_accuracy"] == pytest.approx(3 / 4)
+    assert scores.iou[:2] == pytest.approx([1 / 2, 2 / 3])
+    assert scores.iou[2] is None
+    assert scores.miou == pytest.approx((1 / 2 + 2 / 3) / 2)
+    assert scores.pixel_accuracy == pytest.approx(3 / 4)
 
 
 def test_targets_out_of_range_and_no_ignore_index() -> None:
@@ -63,8 +63,8 @@ def test_targets_out_of_range_and_no_ignore_index() -> None:
     cm = confusion_matrix(pred, target, 2, ignore_index=None)
     assert cm.tolist() == [[1, 0], [1, 0]]
     empty = segmentation_scores(torch.zeros(2, 2, dtype=torch.int64))
-    assert math.isnan(empty["miou"]) and math.isnan(empty["pixel_accuracy"])
-    assert empty["iou"] == [None, None]
+    assert math.isnan(empty.miou) and math.isnan(empty.pixel_accuracy)
+    assert empty.iou == [None, None]
 
 
 def test_shape_mismatch_rejected() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.regions import region_table
+from app.maps.regions import region_table
 
 NAMES = ["background", "car", "tree"]
 
@@ -25,7 +25,7 @@ def _maps(shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
 
 
 def _rows(table: list[dict[str, object]], kind: str, cls: int | None = None) -> list[dict[str, object]]:
-    return [r for r in table if r["kind"] == kind and (cls is None or r["class_index"] == cls)]
+    return [r for r in table if r.kind == kind and (cls is None or r.class_index == cls)]
 
 
 def test_class_rows_have_areas_shares_boxes_and_means() -> None:
@@ -33,31 +33,31 @@ def test_class_rows_have_areas_shares_boxes_and_means() -> None:
     pred, maps = _scene(), _maps((20, 30))
     table = region_table(pred, maps, NAMES, min_area=1)
     classes = _rows(table, "class")
-    assert [r["class_index"] for r in classes] == [0, 1, 2]
-    assert [r["class_name"] for r in classes] == NAMES
-    assert [r["pixels"] for r in classes] == [600 - 36 - 16 - 15, 52, 15]
-    assert [r["share"] for r in classes] == pytest.approx([533 / 600, 52 / 600, 15 / 600])
-    assert classes[1]["bbox"] == [3, 2, 24, 16]
-    assert classes[2]["bbox"] == [2, 14, 7, 17]
-    assert classes[0]["bbox"] == [0, 0, 30, 20]
-    assert all(r["component"] is None for r in classes)
+    assert [r.class_index for r in classes] == [0, 1, 2]
+    assert [r.class_name for r in classes] == NAMES
+    assert [r.pixels for r in classes] == [600 - 36 - 16 - 15, 52, 15]
+    assert [r.share for r in classes] == pytest.approx([533 / 600, 52 / 600, 15 / 600])
+    assert classes[1].bbox == [3, 2, 24, 16]
+    assert classes[2].bbox == [2, 14, 7, 17]
+    assert classes[0].bbox == [0, 0, 30, 20]
+    assert all(r.component is None for r in classes)
     for r in classes:
-        mask = pred == r["class_index"]
+        mask = pred == r.class_index
         for name, values in maps.items():
-            assert r["means"][name] == pytest.approx(values.astype(np.float64)[mask].mean(), rel=1e-9)
+            assert r.means[name] == pytest.approx(values.astype(np.float64)[mask].mean(), rel=1e-9)
 
 
 def test_components_sorted_largest_first_with_their_own_means() -> None:
     """Class 1 has two components (36 then 16 px), each with its own box and means."""
     pred, maps = _scene(), _maps((20, 30), seed=1)
     comps = _rows(region_table(pred, maps, NAMES, min_area=1), "component", 1)
-    assert [(r["component"], r["pixels"]) for r in comps] == [(1, 36), (2, 16)]
-    assert comps[0]["bbox"] == [3, 2, 9, 8]
-    assert comps[1]["bbox"] == [20, 12, 24, 16]
-    assert comps[1]["share"] == pytest.approx(16 / 600)
+    assert [(r.component, r.pixels) for r in comps] == [(1, 36), (2, 16)]
+    assert comps[0].bbox == [3, 2, 9, 8]
+    assert comps[1].bbox == [20, 12, 24, 16]
+    assert comps[1].share == pytest.approx(16 / 600)
     for r, (ys, xs) in zip(comps, [(slice(2, 8), slice(3, 9)), (slice(12, 16), slice(20, 24))], strict=True):
         for name, values in maps.items():
-            assert r["means"][name] == pytest.approx(float(values[ys, xs].astype(np.float64).mean()), rel=1e-9)
+            assert r.means[name] == pytest.approx(float(values[ys, xs].astype(np.float64).mean()), rel=1e-9)
 
 
 def test_smaller_component_listed_first_in_input_is_still_ranked_second() -> None:
@@ -66,27 +66,27 @@ def test_smaller_component_listed_first_in_input_is_still_ranked_second() -> Non
     pred[0:2, 0:2] = 1  # 4 px, scanned first
     pred[5:11, 5:11] = 1  # 36 px
     comps = _rows(region_table(pred, {}, NAMES, min_area=1), "component", 1)
-    assert [r["pixels"] for r in comps] == [36, 4]
-    assert comps[0]["bbox"] == [5, 5, 11, 11]
+    assert [r.pixels for r in comps] == [36, 4]
+    assert comps[0].bbox == [5, 5, 11, 11]
 
 
 def test_min_area_filters_components_but_not_classes() -> None:
     """min_area=20 drops the 16 px and 15 px components; their class rows still count every pixel."""
     pred, maps = _scene(), _maps((20, 30))
     table = region_table(pred, maps, NAMES, min_area=20)
-    assert [(r["class_index"], r["pixels"]) for r in _rows(table, "component") if r["class_index"] != 0] == [(1, 36)]
-    assert [r["pixels"] for r in _rows(table, "class")] == [533, 52, 15]
+    assert [(r.class_index, r.pixels) for r in _rows(table, "component") if r.class_index != 0] == [(1, 36)]
+    assert [r.pixels for r in _rows(table, "class")] == [533, 52, 15]
     exactly = region_table(pred, maps, NAMES, min_area=16)
-    assert [r["pixels"] for r in _rows(exactly, "component", 1)] == [36, 16]
+    assert [r.pixels for r in _rows(exactly, "component", 1)] == [36, 16]
     assert _rows(exactly, "component", 2) == []
 
 
 def test_class_rows_come_before_component_rows() -> None:
     """All class rows first, in class order, then components grouped by class."""
     table = region_table(_scene(), {}, NAMES, min_area=1)
-    kinds = [r["kind"] for r in table]
+    kinds = [r.kind for r in table]
     assert kinds == ["class"] * 3 + ["component"] * (len(kinds) - 3)
-    comp_classes = [r["class_index"] for r in table if r["kind"] == "component"]
+    comp_classes = [r.class_index for r in table if r.kind == "component"]
     assert comp_classes == sorted(comp_classes)
 
 
@@ -97,16 +97,16 @@ def test_diagonal_neighbours_join_one_component() -> None:
         pred[k, k] = 1
     pred[5, 0] = 1  # isolated
     comps = _rows(region_table(pred, {}, NAMES, min_area=1), "component", 1)
-    assert [r["pixels"] for r in comps] == [4, 1]
-    assert comps[0]["bbox"] == [0, 0, 4, 4]
-    assert comps[1]["bbox"] == [0, 5, 1, 6]
+    assert [r.pixels for r in comps] == [4, 1]
+    assert comps[0].bbox == [0, 0, 4, 4]
+    assert comps[1].bbox == [0, 5, 1, 6]
 
 
 def test_absent_classes_have_no_rows_and_unknown_index_gets_its_number() -> None:
     """Only predicted classes appear; an index beyond the names is named by its number."""
     pred = np.array([[0, 0], [4, 4]], dtype=np.int64)
     table = region_table(pred, {}, NAMES, min_area=1)
-    assert [(r["class_index"], r["class_name"]) for r in _rows(table, "class")] == [(0, "background"), (4, "4")]
+    assert [(r.class_index, r.class_name) for r in _rows(table, "class")] == [(0, "background"), (4, "4")]
 
 
 def test_min_area_below_one_rejected() -> None:

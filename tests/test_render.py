@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.render import MAP_COLOURMAPS, colour_lut, overlay, png_bytes, render_labels, render_scalar
+from app.io.rendering import ERROR_COLOURS, colour_lut, error_legend, png_bytes, render_errors, render_labels, render_scalar
+from app.maps.registry import MAPS
 
 VIRIDIS_ENDS = ((0x44, 0x01, 0x54), (0xFD, 0xE7, 0x25))
 INFERNO_ENDS = ((0x00, 0x00, 0x04), (0xFC, 0xFF, 0xA4))
@@ -62,9 +63,9 @@ def test_empty_range_and_unknown_cmap_rejected() -> None:
 
 def test_every_map_has_a_known_colour_map() -> None:
     """Each scalar map renders with an existing colour map."""
-    assert set(MAP_COLOURMAPS) == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance"}
-    for cmap in MAP_COLOURMAPS.values():
-        assert colour_lut(cmap).shape == (256, 3)
+    assert {m.name for m in MAPS} == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance"}
+    for spec in MAPS:
+        assert colour_lut(spec.colourmap).shape == (256, 3)
 
 
 def test_render_labels_uses_class_colours() -> None:
@@ -75,14 +76,12 @@ def test_render_labels_uses_class_colours() -> None:
     assert out.tolist() == [[[0, 0, 0], [255, 128, 0]], [[0x12, 0xAB, 0xEF], [255, 128, 0]]]
 
 
-def test_overlay_blends_and_clamps_opacity() -> None:
-    """opacity 0 keeps the image, 1 gives the colour, 0.5 averages; out-of-range opacity is clamped."""
-    rgb = np.full((1, 1, 3), 100, np.uint8)
-    colour = np.full((1, 1, 3), 200, np.uint8)
-    assert overlay(rgb, colour, 0.0)[0, 0, 0] == 100
-    assert overlay(rgb, colour, 1.0)[0, 0, 0] == 200
-    assert overlay(rgb, colour, 0.5)[0, 0, 0] == 150
-    assert overlay(rgb, colour, 3.0)[0, 0, 0] == 200
+def test_error_map_colours_follow_the_legend() -> None:
+    """Codes 0/1/2 render in the legend's colours: dark correct, red wrong, grey not scored."""
+    out = render_errors(np.array([[0, 1, 2]], dtype=np.uint8))
+    assert out.tolist() == [[[0x20, 0x20, 0x20], [0xE6, 0x19, 0x4B], [0xA0, 0xA0, 0xA0]]]
+    assert [e["colour"] for e in error_legend()] == list(ERROR_COLOURS)
+    assert [e["name"] for e in error_legend()] == ["correct", "wrong", "not scored"]
 
 
 def test_png_bytes_round_trip() -> None:

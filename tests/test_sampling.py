@@ -11,10 +11,10 @@ import pytest
 import torch
 from conftest import make_tiny_bundle
 
-from app.bundle import Bundle, load_bundle
-from app.dropout import sampling_plan
-from app.sampling import SamplingOptions, auto_chunk, run_mc
-from app.uncertainty import UncertaintyMaps
+from app.engine.dropout import sampling_plan
+from app.engine.sampling import SamplingOptions, auto_chunk, run_mc
+from app.io.bundle import Bundle, load_bundle
+from app.maps.moments import UncertaintyMaps
 
 CONFIGS = {
     "head-channel": (["head"], "channel"),
@@ -75,7 +75,7 @@ def test_model_in_train_mode_is_rejected(tiny_bundle: Bundle) -> None:
 def test_model_with_a_submodule_in_train_mode_is_rejected(tiny_bundle: Bundle) -> None:
     """A wrapper in eval mode whose inner model was put back in train mode is rejected too, stats untouched."""
     before = {k: v.clone() for k, v in tiny_bundle.net.state_dict().items()}
-    tiny_bundle.net.net.decoder.train()
+    tiny_bundle.net.model.decoder.train()
     assert not tiny_bundle.net.training
     with pytest.raises(RuntimeError, match="eval"):
         _run(tiny_bundle, _x(), samples=2)
@@ -219,8 +219,8 @@ def test_peak_memory_does_not_grow_with_samples(tiny_bundle_dir: Path, factorise
         import resource, sys
         import torch
         torch.set_num_threads(1)
-        from app.bundle import load_bundle
-        from app.sampling import SamplingOptions, run_mc
+        from app.io.bundle import load_bundle
+        from app.engine.sampling import SamplingOptions, run_mc
         bundle = load_bundle(sys.argv[1])
         x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
         options = SamplingOptions(samples=int(sys.argv[2]), seed=0, chunk_size=2, factorise=sys.argv[3] == "1")

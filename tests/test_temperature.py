@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from app.temperature import LogitPool, fit_temperature, nll_at
+from app.metrics.temperature import LogitPool, fit_temperature, nll_at
 
 
 def _tempered(tau: float, n: int = 60_000, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,12 +9,12 @@ import segmentation_models_pytorch as smp
 import torch
 from conftest import make_tiny_bundle
 
-from app.bundle import load_bundle
-from app.fasthead import factorisable
-from app.network import SegmentationNet
-from app.sampling import SamplingOptions, run_mc
-from app.tiled_head import TiledHeadSampler, tileable
-from app.uncertainty import UncertaintyMaps
+from app.engine.factorised_head import factorisable
+from app.engine.network import SegmentationNet
+from app.engine.sampling import SamplingOptions, run_mc
+from app.engine.tiled_head import TiledHeadSampler, tileable
+from app.io.bundle import load_bundle
+from app.maps.moments import UncertaintyMaps
 
 FIELDS = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "mean_probs", "class_variance")
 

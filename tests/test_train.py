@@ -7,14 +7,14 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from app.bundle import load_bundle
-from app.train import build_parser, train
+from app.io.bundle import load_bundle
+from app.workflows.train import TrainConfig, train
 
-TINY = ["--steps", "3", "--batch", "4", "--size", "32", "--train-images", "8", "--test-images", "4", "--decoder-channels", "16,8,8", "--threads", "1"]
+TINY = {"steps": 3, "batch": 4, "size": 32, "train_images": 8, "test_images": 4, "decoder_channels": (16, 8, 8), "threads": 1}
 
 
 def _run(out: Path, seed: int) -> dict[str, torch.Tensor]:
-    train(build_parser().parse_args([*TINY, "--out", str(out), "--seed", str(seed)]))
+    train(TrainConfig(**TINY, out=out, seed=seed))
     return load_file(str(out / "model.safetensors"))
 
 

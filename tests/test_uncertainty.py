@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
-from app.uncertainty import StreamingMoments, entropy, finalize, map_ranges, mutual_information, softmax_confidence, softmax_entropy
+from app.maps.functions import entropy, softmax_confidence, softmax_entropy
+from app.maps.moments import StreamingMoments, finalize
+from app.maps.registry import map_ranges
 
 
 def _dirichlet(shape: tuple[int, ...], classes: int, concentration: float, seed: int) -> torch.Tensor:
@@ -85,7 +87,9 @@ def test_mutual_information_is_between_zero_and_predictive_entropy(seed: int) ->
     stack = _stack(t=9, batch=2, classes=4, h=6, w=5, seed=seed, concentration=0.3)
     mean = stack.mean(0)
     expected_h = torch.stack([_ref_entropy(s) for s in stack]).mean(0).float()
-    mi = mutual_information(mean, expected_h)
+    moments = StreamingMoments()
+    moments.update(stack.reshape(-1, *stack.shape[2:]), copies=stack.shape[0])
+    mi = finalize(mean, moments).mutual_information
     h_mean = _ref_entropy(mean).float()
     assert (mi >= 0).all()
     assert (mi <= h_mean + 1e-6).all()
@@ -104,7 +108,9 @@ def _ref_entropy(probs: torch.Tensor) -> torch.Tensor:
 def test_mutual_information_clamps_rounding_negatives() -> None:
     """Expected entropy slightly above H[p̄] gives MI exactly 0, not negative."""
     mean = torch.full((1, 2, 1, 1), 0.5)
-    mi = mutual_information(mean, torch.full((1, 1, 1), math.log(2) + 1e-4))
+    moments = StreamingMoments()
+    moments.update(mean, copies=1, entropies=torch.full((1, 1, 1), math.log(2) + 1e-4))
+    mi = finalize(mean, moments).mutual_information
     assert torch.equal(mi, torch.zeros(1, 1, 1))
 
 

@@ -10,8 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.evaluation import MaskError
-from app.imaging import ImageDecodeError
+from app.io.decoding import ImageDecodeError
+from app.io.masks import MaskError
 
 log = logging.getLogger("app.web")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 
 import anyio
 import anyio.to_thread
@@ -14,17 +13,16 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from app.analysis import resolve_device
-from app.bundle import Bundle, load_bundle
-from app.web import docs, routes_analyze, routes_evaluate, routes_health, routes_models, routes_page
+from app.engine.device import resolve_device
+from app.io.bundle import Bundle, load_bundle
+from app.io.resources import static_dir, templates_dir
+from app.web import docs
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
+from app.web.routes import analyze, evaluate, health, models, page
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
 log = logging.getLogger("app.web")
 
 DESCRIPTION = """Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
@@ -69,11 +67,11 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    app.include_router(routes_health.router)
-    app.include_router(routes_models.router)
-    app.include_router(routes_analyze.build_router(settings))
-    app.include_router(routes_evaluate.build_router(settings))
-    app.include_router(routes_page.build_router(Jinja2Templates(directory=str(TEMPLATES_DIR))))
+    app.include_router(health.router)
+    app.include_router(models.router)
+    app.include_router(analyze.build_router(settings))
+    app.include_router(evaluate.build_router(settings))
+    app.include_router(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
     app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
-    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+    app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
     return app

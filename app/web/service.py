@@ -12,10 +12,11 @@ import anyio.to_thread
 import numpy as np
 import torch
 
-from app.analysis import Analysis, Analyzer
-from app.bundle import Bundle
-from app.web.evaluate import analyze_labelled
+from app.engine.analysis import Analysis
+from app.io.bundle import Bundle
 from app.web.settings import Settings
+from app.workflows.analyzer import Analyzer
+from app.workflows.labelled import analyze_labelled
 
 T = TypeVar("T")
 log = logging.getLogger("app.web")
@@ -53,7 +54,7 @@ class AnalysisService:
         """Decode and analyse an upload in a worker thread.
 
         Raises:
-            app.imaging.ImageDecodeError: the upload is not a usable image.
+            app.io.decoding.ImageDecodeError: the upload is not a usable image.
         """
         job = partial(self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area)
         return await anyio.to_thread.run_sync(job, limiter=self.limiter)
@@ -62,11 +63,14 @@ class AnalysisService:
         """Decode an image and its mask, check they pair up, then analyse the image, in a worker thread.
 
         Raises:
-            app.imaging.ImageDecodeError: the upload is not a usable image.
-            app.evaluation.MaskError: the mask is unusable or does not match the image.
+            app.io.decoding.ImageDecodeError: the upload is not a usable image.
+            app.io.masks.MaskError: the mask is unusable or does not match the image.
         """
-        job = partial(analyze_labelled, self.analyzer, data, mask, samples, seed, calibrated, self.settings.min_area, mask_name)
-        return await anyio.to_thread.run_sync(job, limiter=self.limiter)
+        job = partial(
+            analyze_labelled, self.analyzer, data, mask, mask_name=mask_name, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area
+        )
+        labelled = await anyio.to_thread.run_sync(job, limiter=self.limiter)
+        return labelled.analysis, labelled.mask
 
     async def run(self, func: Callable[..., T], *args: object) -> T:
         """Run CPU-heavy encoding off the event loop."""

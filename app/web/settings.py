@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.defaults import DEFAULT_MODEL, DEFAULT_SAMPLES, MAX_BODY_BYTES, MAX_PIXELS, MAX_SAMPLES, MEMORY_BUDGET, MIN_AREA
+
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -21,15 +23,15 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEGU_", extra="ignore")
 
-    model: str = Field(default="default", min_length=1, description="Bundle name under models/ or path of a bundle folder.")
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, description="Bundle name under models/ or path of a bundle folder.")
     device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
-    default_samples: int = Field(default=20, ge=0, description="MC dropout samples used when a request does not say.")
-    max_samples: int = Field(default=64, ge=0, le=4096, description="Largest number of MC samples a request may ask for.")
-    max_body_bytes: int = Field(default=50 * 2**20, ge=1024, description="Largest request body in bytes; enforced while the body streams in.")
-    max_pixels: int = Field(default=40_000_000, ge=1, description="Largest width x height of a decoded image.")
+    default_samples: int = Field(default=DEFAULT_SAMPLES, ge=0, description="MC dropout samples used when a request does not say.")
+    max_samples: int = Field(default=MAX_SAMPLES, ge=0, le=4096, description="Largest number of MC samples a request may ask for.")
+    max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="Largest request body in bytes; enforced while the body streams in.")
+    max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Largest width x height of a decoded image.")
     max_concurrent: int = Field(default=1, ge=1, le=16, description="Analyses allowed to run at the same time (bounds memory).")
-    memory_budget: int = Field(default=512 * 2**20, ge=2**20, description="Bytes one chunk of MC samples may use.")
-    min_area: int = Field(default=64, ge=1, description="Smallest connected component listed in the region table, in pixels.")
+    memory_budget: int = Field(default=MEMORY_BUDGET, ge=2**20, description="Bytes one chunk of MC samples may use.")
+    min_area: int = Field(default=MIN_AREA, ge=1, description="Smallest connected component listed in the region table, in pixels.")
     warmup: bool = Field(default=True, description="Run one small analysis before reporting ready.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
 

@@ -1,7 +1,15 @@
+// @ts-check
 // Decode the API's raw arrays: base64 of little-endian float32 / float16 / uint8 in C order.
+
+/** @typedef {import("./types.js").RawArray} RawArray */
+/** @typedef {import("./types.js").Values} Values */
 
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
+/**
+ * @param {string} text base64
+ * @returns {Uint8Array}
+ */
 function base64Bytes(text) {
   const binary = atob(text);
   const bytes = new Uint8Array(binary.length);
@@ -9,6 +17,10 @@ function base64Bytes(text) {
   return bytes;
 }
 
+/**
+ * @param {number} h the bits of an IEEE 754 half
+ * @returns {number}
+ */
 function halfToFloat(h) {
   const sign = h & 0x8000 ? -1 : 1;
   const exponent = (h >> 10) & 0x1f;
@@ -18,7 +30,11 @@ function halfToFloat(h) {
   return sign * 2 ** (exponent - 15) * (1 + fraction / 1024);
 }
 
-/** Decode {dtype, shape, data} into a typed array (float16 becomes Float32Array). */
+/**
+ * Decode {dtype, shape, data} into a typed array (float16 becomes Float32Array).
+ * @param {RawArray} raw
+ * @returns {Values}
+ */
 export function decodeRaw(raw) {
   const bytes = base64Bytes(raw.data);
   const count = raw.shape.reduce((a, b) => a * b, 1);
@@ -38,8 +54,17 @@ export function decodeRaw(raw) {
   throw new Error(`unknown dtype ${raw.dtype}`);
 }
 
-/** The k most probable classes at pixel index `idx` of a (C, H, W) array. */
+/**
+ * The k most probable classes at pixel index `idx` of a (C, H, W) array.
+ * @param {ArrayLike<number>} probs
+ * @param {number} numClasses C
+ * @param {number} pixels H * W
+ * @param {number} idx
+ * @param {number} [k]
+ * @returns {{index: number, p: number}[]}
+ */
 export function topClasses(probs, numClasses, pixels, idx, k = 3) {
+  /** @type {{index: number, p: number}[]} */
   const ranked = [];
   for (let c = 0; c < numClasses; c++) ranked.push({ index: c, p: probs[c * pixels + idx] });
   ranked.sort((a, b) => b.p - a.p);

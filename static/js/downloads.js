@@ -1,12 +1,25 @@
+// @ts-check
 // Downloads: every map as the PNG the API sent (plus error map and reliability diagram when scored), and the raw maps as .npz (fetched on demand).
 
 import { analyze } from "./api.js";
 
-/** A file-name-safe stem of an upload's name. */
+/** @typedef {import("./types.js").DoneItem} DoneItem */
+/** @typedef {import("./types.js").StatusSink} StatusSink */
+
+/**
+ * A file-name-safe stem of an upload's name.
+ * @param {string} name
+ * @returns {string}
+ */
 export function stem(name) {
   return name.replace(/\.[^.]+$/, "").replace(/[^A-Za-z0-9._-]+/g, "_") || "image";
 }
 
+/**
+ * @param {DoneItem} item
+ * @param {string} url the analyze endpoint
+ * @param {StatusSink} status
+ */
 async function downloadNpz(item, url, status) {
   status.busy(`Preparing ${stem(item.name)}_maps.npz…`);
   try {
@@ -21,16 +34,26 @@ async function downloadNpz(item, url, status) {
     setTimeout(() => URL.revokeObjectURL(href), 10000);
     status.idle(`Saved ${a.download}.`);
   } catch (err) {
-    status.error(`${item.name}: ${err.message}`);
+    status.error(`${item.name}: ${/** @type {Error} */ (err).message}`);
     status.idle("Download failed.");
   }
 }
 
-/** Fill `container` with PNG links and the NPZ button of an analysed item. */
+/**
+ * Fill `container` with PNG links and the NPZ button of an analysed item.
+ * @param {HTMLElement} container
+ * @param {DoneItem} item
+ * @param {string} url the analyze endpoint
+ * @param {StatusSink} status
+ */
 export function renderDownloads(container, item, url, status) {
   const r = item.result;
   const base = stem(item.name);
   container.replaceChildren();
+  /**
+   * @param {string} name
+   * @param {string} href
+   */
   const add = (name, href) => {
     const a = document.createElement("a");
     a.href = href;

@@ -1,9 +1,15 @@
+// @ts-check
 // Image intake: the file input and drag-and-drop anywhere on the page.
 
-/** Call `addFiles(files)` for files chosen in `input` or dropped on the page; `zone` lights up while dragging. */
+/**
+ * Call `addFiles(files)` for files chosen in `input` or dropped on the page; `zone` lights up while dragging.
+ * @param {HTMLInputElement} input
+ * @param {HTMLElement} zone
+ * @param {(files: File[]) => void} addFiles
+ */
 export function bindDrop(input, zone, addFiles) {
   input.addEventListener("change", () => {
-    addFiles(Array.from(input.files));
+    addFiles(Array.from(/** @type {FileList} */ (input.files)));
     input.value = "";
   });
   for (const type of ["dragenter", "dragover"]) {

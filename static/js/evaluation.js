@@ -1,11 +1,24 @@
+// @ts-check
 // The evaluation view of an image scored against its mask: metrics tables and the reliability diagram.
 
-const DETECTION_MAPS = ["confidence", "entropy", "variance", "mutual_information"];
+/** @typedef {import("./types.js").ScoredItem} ScoredItem */
+/** @typedef {import("./types.js").EvaluateResponse} EvaluateResponse */
 
+/**
+ * @param {number | null | undefined} value
+ * @param {number} [digits]
+ * @returns {string} the value with `digits` decimals, or a dash when it is not a finite number
+ */
 function fmt(value, digits = 4) {
   return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : "—";
 }
 
+/**
+ * @param {string} tag
+ * @param {string} text
+ * @param {Record<string, string>} [attrs] attributes; className sets the class
+ * @returns {HTMLElement}
+ */
 function cell(tag, text, attrs = {}) {
   const el = document.createElement(tag);
   el.textContent = text;
@@ -16,9 +29,14 @@ function cell(tag, text, attrs = {}) {
   return el;
 }
 
+/**
+ * @param {EvaluateResponse} result
+ * @returns {[key: string, label: string, value: string][]}
+ */
 function summaryRows(result) {
   const m = result.metrics;
   const cal = m.calibration;
+  /** @type {[key: string, label: string, value: string][]} */
   const rows = [
     ["miou", "mIoU", fmt(m.segmentation.miou)],
     ["pixel_accuracy", "Pixel accuracy", fmt(m.segmentation.pixel_accuracy)],
@@ -31,14 +49,20 @@ function summaryRows(result) {
   return rows;
 }
 
-function detectionTable(table, result, titles) {
+/**
+ * @param {HTMLTableElement} table
+ * @param {EvaluateResponse} result
+ * @param {Record<string, string>} titles map titles by name
+ * @param {string[]} detectionMaps the maps to list, in order
+ */
+function detectionTable(table, result, titles, detectionMaps) {
   const { error_detection: errors, ood_detection: ood } = result.metrics;
   const head = ["Map", "Error AUROC", "AURC"];
   if (ood) head.push(`OOD AUROC (label ${result.metrics.ood_label})`);
-  table.tHead.rows[0].replaceChildren(...head.map((h, i) => cell("th", h, { scope: "col", className: i ? "num" : "" })));
+  /** @type {HTMLTableSectionElement} */ (table.tHead).rows[0].replaceChildren(...head.map((h, i) => cell("th", h, { scope: "col", className: i ? "num" : "" })));
   const body = table.tBodies[0];
   body.replaceChildren();
-  for (const name of DETECTION_MAPS) {
+  for (const name of detectionMaps) {
     if (!errors[name]) continue;
     const tr = document.createElement("tr");
     tr.dataset.map = name;
@@ -55,19 +79,29 @@ function detectionTable(table, result, titles) {
   }
 }
 
+/**
+ * @param {HTMLElement} figure
+ * @param {HTMLImageElement} image
+ */
 function drawReliability(figure, image) {
-  const canvas = figure.querySelector("canvas");
+  const canvas = /** @type {HTMLCanvasElement} */ (figure.querySelector("canvas"));
   canvas.width = image.naturalWidth;
   canvas.height = image.naturalHeight;
-  canvas.getContext("2d").drawImage(image, 0, 0);
+  /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")).drawImage(image, 0, 0);
   canvas.dataset.drawn = "1";
 }
 
-/** Show the metrics and reliability diagram of an item scored against `item.mask`. */
-export function renderEvaluation(root, item, titles) {
+/**
+ * Show the metrics and reliability diagram of an item scored against `item.mask`.
+ * @param {HTMLElement} root
+ * @param {ScoredItem} item
+ * @param {Record<string, string>} titles map titles by name
+ * @param {string[]} detectionMaps the maps of the detection table, in order (the config's detectionMaps)
+ */
+export function renderEvaluation(root, item, titles, detectionMaps) {
   const r = item.result;
-  root.querySelector("#eval-mask-name").textContent = item.mask ? item.mask.name : "the mask";
-  const summary = root.querySelector("#metrics-table").tBodies[0];
+  /** @type {HTMLElement} */ (root.querySelector("#eval-mask-name")).textContent = item.mask ? item.mask.name : "the mask";
+  const summary = /** @type {HTMLTableElement} */ (root.querySelector("#metrics-table")).tBodies[0];
   summary.replaceChildren(
     ...summaryRows(r).map(([key, label, value]) => {
       const tr = document.createElement("tr");
@@ -75,19 +109,22 @@ export function renderEvaluation(root, item, titles) {
       return tr;
     }),
   );
-  detectionTable(root.querySelector("#detection-table"), r, titles);
+  detectionTable(/** @type {HTMLTableElement} */ (root.querySelector("#detection-table")), r, titles, detectionMaps);
   const scaled = r.metrics.calibration.softmax_scaled ? " τ-scaled: the deterministic softmax at the model's fitted temperature." : "";
-  root.querySelector("#metrics-notes").textContent = `${r.metrics.notes}.${scaled}`;
-  drawReliability(root.querySelector("#reliability"), item.images.reliability);
+  /** @type {HTMLElement} */ (root.querySelector("#metrics-notes")).textContent = `${r.metrics.notes}.${scaled}`;
+  drawReliability(/** @type {HTMLElement} */ (root.querySelector("#reliability")), item.images.reliability);
   root.hidden = false;
 }
 
-/** Hide the evaluation view (an item without a mask, or not analysed yet). */
+/**
+ * Hide the evaluation view (an item without a mask, or not analysed yet).
+ * @param {HTMLElement} root
+ */
 export function clearEvaluation(root) {
   root.hidden = true;
-  const canvas = root.querySelector("#reliability canvas");
-  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  const canvas = /** @type {HTMLCanvasElement} */ (root.querySelector("#reliability canvas"));
+  /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d")).clearRect(0, 0, canvas.width, canvas.height);
   delete canvas.dataset.drawn;
-  root.querySelector("#metrics-table").tBodies[0].replaceChildren();
-  root.querySelector("#detection-table").tBodies[0].replaceChildren();
+  /** @type {HTMLTableElement} */ (root.querySelector("#metrics-table")).tBodies[0].replaceChildren();
+  /** @type {HTMLTableElement} */ (root.querySelector("#detection-table")).tBodies[0].replaceChildren();
 }

@@ -1,3 +1,4 @@
+// @ts-check
 // The page: upload queue, thumbnails, controls, panels, readout, region table, downloads and the evaluate mode (image + mask).
 
 import { analyze, evaluate } from "./api.js";
@@ -11,43 +12,57 @@ import { clearReadout, showPixel } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
 
-const config = JSON.parse(document.getElementById("segu-config").textContent);
+/** @typedef {import("./types.js").AnalysisResult} AnalysisResult */
+/** @typedef {import("./types.js").Config} Config */
+/** @typedef {import("./types.js").DoneItem} DoneItem */
+/** @typedef {import("./types.js").Item} Item */
+/** @typedef {import("./types.js").Params} Params */
+/** @typedef {import("./types.js").RawArray} RawArray */
+/** @typedef {import("./types.js").ScoredItem} ScoredItem */
+
+/** @type {Config} */
+const config = JSON.parse(/** @type {HTMLScriptElement} */ (document.getElementById("segu-config")).textContent);
+/** @param {string} id */
 const $ = (id) => document.getElementById(id);
 const els = {
-  input: $("file-input"),
-  dropzone: $("dropzone"),
-  samples: $("samples"),
-  seed: $("seed"),
-  calibrated: $("calibrated"),
-  temperatureNote: $("temperature-note"),
-  opacity: $("opacity"),
-  rerun: $("rerun"),
-  status: $("status"),
-  error: $("error"),
-  thumbs: $("thumbs"),
-  panels: $("panels"),
-  readout: $("readout"),
-  runInfo: $("run-info"),
-  regions: $("region-table"),
-  downloads: $("download-links"),
-  inputSize: $("input-size"),
-  maskInput: $("mask-input"),
-  maskClear: $("mask-clear"),
-  maskNote: $("mask-note"),
-  ignoreIndex: $("ignore-index"),
-  oodLabel: $("ood-label"),
-  errorPanel: $("panel-error"),
-  evaluation: $("evaluation"),
+  input: /** @type {HTMLInputElement} */ ($("file-input")),
+  dropzone: /** @type {HTMLElement} */ ($("dropzone")),
+  samples: /** @type {HTMLInputElement} */ ($("samples")),
+  seed: /** @type {HTMLInputElement} */ ($("seed")),
+  calibrated: /** @type {HTMLInputElement} */ ($("calibrated")),
+  temperatureNote: /** @type {HTMLElement} */ ($("temperature-note")),
+  opacity: /** @type {HTMLInputElement} */ ($("opacity")),
+  rerun: /** @type {HTMLButtonElement} */ ($("rerun")),
+  status: /** @type {HTMLElement} */ ($("status")),
+  error: /** @type {HTMLElement} */ ($("error")),
+  thumbs: /** @type {HTMLUListElement} */ ($("thumbs")),
+  panels: /** @type {HTMLElement} */ ($("panels")),
+  readout: /** @type {HTMLElement} */ ($("readout")),
+  runInfo: /** @type {HTMLElement} */ ($("run-info")),
+  regions: /** @type {HTMLTableElement} */ ($("region-table")),
+  downloads: /** @type {HTMLElement} */ ($("download-links")),
+  inputSize: /** @type {HTMLElement} */ ($("input-size")),
+  maskInput: /** @type {HTMLInputElement} */ ($("mask-input")),
+  maskClear: /** @type {HTMLButtonElement} */ ($("mask-clear")),
+  maskNote: /** @type {HTMLElement} */ ($("mask-note")),
+  ignoreIndex: /** @type {HTMLInputElement} */ ($("ignore-index")),
+  oodLabel: /** @type {HTMLInputElement} */ ($("ood-label")),
+  errorPanel: /** @type {HTMLElement} */ ($("panel-error")),
+  evaluation: /** @type {HTMLElement} */ ($("evaluation")),
 };
 const mapNames = config.maps.map((m) => m.name);
 const mapTitles = Object.fromEntries(config.maps.map((m) => [m.name, m.title]));
+/** @type {Item[]} */
 const items = [];
+/** @type {Item | null} */
 let current = null;
 let running = false;
 let nextId = 1;
+/** @type {{x: number, y: number} | null} */
 let cursor = null;
 const masks = bindMask(els, () => current, requeue);
 
+/** @returns {Params} the request parameters in the form */
 function params() {
   const samples = Math.round(Number(els.samples.value));
   const seed = Math.round(Number(els.seed.value));
@@ -62,18 +77,21 @@ function params() {
   };
 }
 
+/** @param {string} text */
 function setBusy(text) {
   document.body.dataset.state = "busy";
   els.panels.setAttribute("aria-busy", "true");
   els.status.textContent = text;
 }
 
+/** @param {string} text */
 function setIdle(text) {
   document.body.dataset.state = current && current.status === "done" ? "ready" : "idle";
   els.panels.setAttribute("aria-busy", "false");
   els.status.textContent = text;
 }
 
+/** @param {string} text */
 function showError(text) {
   els.error.textContent = text || "";
   els.error.hidden = !text;
@@ -84,13 +102,16 @@ function temperatureNote() {
   els.temperatureNote.textContent = els.calibrated.checked ? `(τ = ${t} in use)` : t === 1 ? "(τ = 1; no fitted temperature)" : `(off: τ = 1 in use; fitted τ = ${t})`;
 }
 
+/** @param {Item} item */
 function renderThumb(item) {
   drawThumb(els.thumbs, item, item === current, select);
 }
 
+/** @param {File[]} files */
 function addFiles(files) {
   const added = [];
   for (const file of files) {
+    /** @type {Item} */
     const item = { id: nextId++, file, name: file.name || "image", status: "queued", thumbUrl: URL.createObjectURL(file), mask: masks.take() };
     items.push(item);
     added.push(item);
@@ -100,6 +121,7 @@ function addFiles(files) {
   if (added.length) pump();
 }
 
+/** @param {Item} item */
 function requeue(item) {
   if (item.status === "busy") item.stale = true;
   else if (item.status !== "queued") {
@@ -120,6 +142,7 @@ async function pump() {
   setIdle(`${done} image${done === 1 ? "" : "s"} analysed${failed ? `, ${failed} failed` : ""}.`);
 }
 
+/** @param {Item} item */
 async function run(item) {
   const p = params();
   item.status = "busy";
@@ -128,9 +151,10 @@ async function run(item) {
   const what = mask ? `Evaluating ${item.name} against ${mask.name}` : `Analysing ${item.name}`;
   setBusy(`${what} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
   try {
+    /** @type {AnalysisResult} */
     const result = mask ? await evaluate(config.endpoints.evaluate, item.file, mask, p) : await analyze(config.endpoints.analyze, item.file, p);
     const arrays = {
-      maps: Object.fromEntries(result.maps.filter((m) => m.values).map((m) => [m.name, decodeRaw(m.values)])),
+      maps: Object.fromEntries(result.maps.filter((m) => m.values).map((m) => [m.name, decodeRaw(/** @type {RawArray} */ (m.values))])),
       labels: result.prediction.labels ? decodeRaw(result.prediction.labels) : null,
       probs: result.mean_probs ? decodeRaw(result.mean_probs) : null,
       errors: result.error_map ? decodeRaw(result.error_map.values) : null,
@@ -139,7 +163,7 @@ async function run(item) {
     showError("");
     select(item);
   } catch (err) {
-    Object.assign(item, { status: "error", error: err.message || String(err) });
+    Object.assign(item, { status: "error", error: /** @type {Error} */ (err).message || String(err) });
     showError(`${item.name}: ${item.error}`);
     if (!current || current === item || current.status !== "done") select(item);
   }
@@ -150,6 +174,7 @@ async function run(item) {
   renderThumb(item);
 }
 
+/** @param {Item} item */
 function select(item) {
   const previous = current;
   current = item;
@@ -170,23 +195,26 @@ function select(item) {
   }
 }
 
+/** @param {DoneItem} item */
 function drawAll(item) {
   const { width, height } = item.result;
   els.errorPanel.hidden = !item.images.error;
-  for (const panel of els.panels.querySelectorAll(".panel")) {
+  for (const panel of /** @type {NodeListOf<HTMLElement>} */ (els.panels.querySelectorAll(".panel"))) {
     if (panel.hidden) clearPanels(panel);
-    else drawPanel(panel, panel.dataset.panel, item.images, width, height, Number(els.opacity.value));
+    else drawPanel(panel, /** @type {string} */ (panel.dataset.panel), item.images, width, height, Number(els.opacity.value));
   }
 }
 
+/** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
   drawAll(item);
   els.inputSize.textContent = `${r.width} × ${r.height} px`;
-  if (r.metrics) renderEvaluation(els.evaluation, item, mapTitles);
+  if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps);
   else clearEvaluation(els.evaluation);
   renderRegions(els.regions, r.regions, r.classes, mapNames);
   renderDownloads(els.downloads, item, config.endpoints.analyze, { busy: setBusy, idle: setIdle, error: showError });
+  /** @param {number} s seconds */
   const ms = (s) => `${Math.round(1000 * s)} ms`;
   els.runInfo.textContent =
     `${r.samples} MC samples · seed ${r.seed} · τ = ${r.temperature} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ${r.width}×${r.height} · ` +
@@ -201,6 +229,10 @@ function render(item) {
   document.body.dataset.state = running ? "busy" : "ready";
 }
 
+/**
+ * @param {number} x
+ * @param {number} y
+ */
 function moveTo(x, y) {
   if (!current || current.status !== "done") return;
   const { width, height } = current.result;
@@ -209,14 +241,14 @@ function moveTo(x, y) {
   showPixel(els.readout, current, cursor.x, cursor.y);
 }
 
-for (const view of els.panels.querySelectorAll(".view")) {
+for (const view of /** @type {NodeListOf<HTMLElement>} */ (els.panels.querySelectorAll(".view"))) {
   view.addEventListener("pointermove", (event) => {
     if (!current || current.status !== "done") return;
     const { x, y } = pixelAt(view, event, current.result.width, current.result.height);
     moveTo(x, y);
   });
   view.addEventListener("keydown", (event) => {
-    const step = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[event.key];
+    const step = /** @type {Record<string, [number, number] | undefined>} */ ({ ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] })[event.key];
     if (!step || !current || current.status !== "done") return;
     event.preventDefault();
     const k = event.shiftKey ? 10 : 1;
@@ -227,7 +259,7 @@ for (const view of els.panels.querySelectorAll(".view")) {
 
 bindDrop(els.input, els.dropzone, addFiles);
 els.opacity.addEventListener("input", () => {
-  if (current && current.status === "done") drawPanel($("panel-prediction"), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
+  if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
 });
 els.calibrated.addEventListener("change", temperatureNote);
 els.rerun.addEventListener("click", () => {

@@ -1,28 +1,41 @@
+// @ts-check
 // The pixel readout: every map's value and the top-3 class probabilities under the cursor.
 
 import { topClasses } from "./arrays.js";
 
+/** @typedef {import("./types.js").DoneItem} DoneItem */
+
+/**
+ * @param {number} value
+ * @returns {string} four decimals, or two significant digits in exponent form when tiny
+ */
 function format(value) {
   if (!Number.isFinite(value)) return String(value);
   return Math.abs(value) < 1e-3 && value !== 0 ? value.toExponential(2) : value.toFixed(4);
 }
 
-/** Show pixel (x, y) of an analysed item. */
+/**
+ * Show pixel (x, y) of an analysed item.
+ * @param {HTMLElement} root
+ * @param {DoneItem} item
+ * @param {number} x
+ * @param {number} y
+ */
 export function showPixel(root, item, x, y) {
   const { result, arrays } = item;
   const idx = y * result.width + x;
   const label = arrays.labels ? arrays.labels[idx] : null;
   const cls = label !== null ? result.classes[label] : null;
   const scored = arrays.errors ? ` · ${["correct", "wrong", "not scored"][arrays.errors[idx]]} against the mask` : "";
-  root.querySelector("#readout-pixel").textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored;
-  for (const td of root.querySelectorAll("td[data-map]")) {
-    const values = arrays.maps[td.dataset.map];
+  /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored;
+  for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
+    const values = arrays.maps[/** @type {string} */ (td.dataset.map)];
     if (!values) continue;
     const value = values[idx];
     td.textContent = format(value);
     td.dataset.value = String(value);
   }
-  const list = root.querySelector("#readout-top");
+  const list = /** @type {HTMLElement} */ (root.querySelector("#readout-top"));
   list.replaceChildren();
   if (!arrays.probs) return;
   const pixels = result.width * result.height;
@@ -43,12 +56,15 @@ export function showPixel(root, item, x, y) {
   }
 }
 
-/** Blank the readout. */
+/**
+ * Blank the readout.
+ * @param {HTMLElement} root
+ */
 export function clearReadout(root) {
-  root.querySelector("#readout-pixel").textContent = "Hover a panel (or focus it and use the arrow keys).";
-  for (const td of root.querySelectorAll("td[data-map]")) {
+  /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = "Hover a panel (or focus it and use the arrow keys).";
+  for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
     td.textContent = "—";
     delete td.dataset.value;
   }
-  root.querySelector("#readout-top").replaceChildren();
+  /** @type {HTMLElement} */ (root.querySelector("#readout-top")).replaceChildren();
 }

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 from webutil import MAX_BODY, MAX_PIXELS, MAX_SAMPLES, assert_error, encode_image, random_png
 
-from app.analysis import MAP_NAMES
-from app.web.payload import decode_raw
-from app.web.schemas import AnalyzeResponse
+from app.maps.registry import MAP_NAMES
+from app.web.encoding import decode_raw
+from app.web.schemas.analysis import AnalyzeResponse
 
 TIMEOUT = httpx.Timeout(60.0)
 

@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from webutil import random_png, wait_ready, web_settings
 
-from app.bundle import Bundle
+from app.io.bundle import Bundle
+from app.web.encoding import decode_raw, download_name, raw_array
 from app.web.factory import create_app
 from app.web.limits import BodyLimitMiddleware
-from app.web.payload import decode_raw, download_name, raw_array
-from app.web.routes_page import colour_gradient
+from app.web.routes.page import colour_gradient
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from webutil import random_png
 
-from app.web.payload import decode_raw
-from app.web.schemas import AnalyzeResponse
+from app.web.encoding import decode_raw
+from app.web.schemas.analysis import AnalyzeResponse
 
 pytestmark = pytest.mark.browser
 

@@ -15,11 +15,11 @@ from sklearn.metrics import roc_auc_score
 from webutil import TINY_CLASSES as CLASSES
 from webutil import assert_error, encode_image, labelled_scene, mask_png, wait_ready, web_settings
 
-from app.bundle import Bundle
-from app.synthetic import make_scene
+from app.io.bundle import Bundle
+from app.io.synthetic import make_scene
+from app.web.encoding import decode_raw
 from app.web.factory import create_app
-from app.web.payload import decode_raw
-from app.web.schemas_evaluate import EvaluateResponse
+from app.web.schemas.evaluation import EvaluateResponse
 
 TIMEOUT = httpx.Timeout(60.0)
 WRONG_RGB = (230, 25, 75)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from webutil import encode_image, labelled_scene, mask_png
 
-from app.web.payload import decode_raw
-from app.web.schemas_evaluate import EvaluateResponse
+from app.web.encoding import decode_raw
+from app.web.schemas.evaluation import EvaluateResponse
 
 pytestmark = pytest.mark.browser
 

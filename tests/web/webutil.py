@@ -16,7 +16,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.synthetic import make_scene
+from app.io.synthetic import make_scene
 from app.web.factory import create_app
 from app.web.settings import Settings
 

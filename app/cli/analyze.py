@@ -1,0 +1,60 @@
+"""``analyze``: images → maps, NPZ, JSON per image and a ``summary.csv``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.cli.common import add_model_args, error
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MIN_AREA
+
+NAME = "analyze"
+HELP = "analyse images into maps, NPZ, JSON and summary.csv"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    p.add_argument("paths", nargs="+", help="image files, folders or globs")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="MC dropout samples T (0: deterministic only)")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    add_model_args(p)
+    p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
+    p.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest component in the region table, in pixels")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Exit 0 when every input was analysed, 1 when some failed, 2 on a usage error."""
+    from tqdm import tqdm
+
+    from app.cli.common import load_analyzer
+    from app.io.bundle import BundleError
+    from app.workflows.analyse_folder import AnalysisOptions, analyse_files, expand_inputs, write_summary
+
+    if args.samples < 0:
+        error("--samples must be >= 0")
+        return 2
+    files, missing = expand_inputs(args.paths)
+    for item in missing:
+        error(f"{item}: no such file, folder or matching glob")
+    if not files:
+        error("no input images")
+        return 2
+    try:
+        analyzer = load_analyzer(args.model, args.device, max_pixels=args.max_pixels)
+    except (BundleError, ValueError) as exc:
+        error(exc)
+        return 2
+    options = AnalysisOptions(samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area)
+    rows = []
+    for row in analyse_files(analyzer, files, args.out, options, progress=lambda fs: tqdm(fs, desc="analyze", unit="img", file=sys.stderr, disable=args.quiet)):
+        if row.status == "failed":
+            tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
+        rows.append(row)
+    write_summary(args.out / "summary.csv", rows)
+    failed = sum(r.status == "failed" for r in rows)
+    print(f"analysed {len(files) - failed} of {len(files)} images into {args.out}", file=sys.stderr)
+    return 1 if failed or missing else 0

@@ -1,0 +1,51 @@
+"""Arguments and helpers several commands share."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.defaults import DEFAULT_MODEL, DEFAULT_SEED, IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from app.workflows.analyzer import Analyzer
+
+__all__ = ["add_data_args", "add_model_args", "error", "load_analyzer"]
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """``--model`` and ``--device``."""
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle name under models/ or a bundle folder")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of the commands that read a labelled folder (``evaluate``, ``calibrate``)."""
+    p.add_argument("--images", type=Path, required=True, help="folder of images")
+    p.add_argument("--masks", type=Path, required=True, help="folder of single-channel PNG masks (class indices), matched by file stem")
+    p.add_argument("--ignore-index", type=int, default=IGNORE_INDEX, help="mask value that is not scored")
+    add_model_args(p)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def error(message: object) -> None:
+    """Print ``error: message`` on stderr."""
+    print(f"error: {message}", file=sys.stderr)
+
+
+def load_analyzer(model: str, device: str, **kwargs: int) -> Analyzer:
+    """The analyser of bundle ``model`` on ``device``.
+
+    Raises:
+        app.io.bundle.BundleError: the bundle is missing or malformed.
+        ValueError: an unusable device.
+    """
+    from app.engine.device import resolve_device
+    from app.io.bundle import load_bundle
+    from app.workflows.analyzer import Analyzer
+
+    resolved = resolve_device(device)
+    return Analyzer(load_bundle(model, resolved), resolved, **kwargs)

@@ -1,0 +1,49 @@
+"""``evaluate``: quality, calibration, error and OOD detection on a labelled folder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from app.cli.common import add_data_args, error
+from app.defaults import DEFAULT_SAMPLES
+
+NAME = "evaluate"
+HELP = "quality, calibration, error and OOD detection on labelled images"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The command's arguments."""
+    add_data_args(p)
+    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
+    p.add_argument("--ood-label", type=int, default=None, help="mask value marking out-of-distribution pixels (e.g. 255)")
+    p.add_argument("--out", type=Path, required=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write ``metrics.json``, ``report.md`` and ``reliability.png``, print the report; exit 2 on unusable data."""
+    from tqdm import tqdm
+
+    from app.cli.common import load_analyzer
+    from app.io.bundle import BundleError
+    from app.io.masks import DatasetError, pair_files
+    from app.workflows.evaluate_folder import evaluate_pairs, write_evaluation
+
+    try:
+        pairs = pair_files(args.images, args.masks)
+        analyzer = load_analyzer(args.model, args.device)
+        evaluation = evaluate_pairs(
+            analyzer,
+            pairs,
+            ignore_index=args.ignore_index,
+            ood_label=args.ood_label,
+            samples=args.samples,
+            seed=args.seed,
+            progress=lambda ps: tqdm(ps, desc="evaluate", unit="img", file=sys.stderr, disable=args.quiet),
+        )
+    except (BundleError, DatasetError, ValueError) as exc:
+        error(exc)
+        return 2
+    print(write_evaluation(evaluation, args.out))
+    return 0

@@ -1,0 +1,54 @@
+"""``train``: train the default model from scratch on the synthetic scenes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from app.cli.common import error
+
+NAME = "train"
+HELP = "train the default model on synthetic scenes"
+
+_HELP = {
+    "size": "training crop side in pixels",
+    "dropout": "MC dropout rate",
+    "decoder_dropout": "also put dropout after the last two decoder blocks",
+    "threads": "torch threads (0: leave as is)",
+    "out": "bundle folder to write",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per field of :class:`~app.workflows.train.TrainConfig`, with its default."""
+    from app.workflows.train import TrainConfig
+
+    defaults = TrainConfig()
+    for f in fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            p.add_argument(flag, action="store_true", help=_HELP.get(f.name))
+        elif isinstance(value, tuple):
+            p.add_argument(flag, default=",".join(str(v) for v in value), help="comma-separated integers")
+        elif f.name == "dropout_mode":
+            p.add_argument(flag, choices=["channel", "element"], default=value)
+        else:
+            p.add_argument(flag, type=type(value), default=value, help=_HELP.get(f.name))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and write the bundle; exit 2 on a bad setting."""
+    from app.workflows.train import TrainConfig, train
+
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    try:
+        values["decoder_channels"] = tuple(int(c) for c in str(args.decoder_channels).split(","))
+    except ValueError:
+        error(f"--decoder-channels must be comma-separated integers, got {args.decoder_channels!r}")
+        return 2
+    values["out"] = Path(args.out)
+    train(TrainConfig(**values), command="seg-uncertainty " + " ".join(sys.argv[1:]))
+    return 0

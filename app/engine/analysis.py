@@ -1,0 +1,65 @@
+"""The result of analysing one image: every map, cropped to the input's size, as host arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.maps.regions import Region
+
+__all__ = ["Analysis"]
+
+
+@dataclass
+class Analysis:
+    """Everything one analysis produced, cropped to the input's size.
+
+    Attributes:
+        image: ``(H, W, 3)`` uint8 RGB input after decoding.
+        prediction: ``(H, W)`` int64 labels.
+        maps: Name → ``(H, W)`` float32 map, one per entry of :data:`app.maps.registry.MAPS`.
+        mean_probs: ``(C, H, W)`` float32 MC mean probabilities (deterministic if ``samples == 0``).
+        probs: ``(C, H, W)`` float32 deterministic softmax.
+        class_variance: ``(C, H, W)`` float32 per-class MC variance.
+        ranges: Name → fixed ``(lo, hi)`` of each map.
+        regions: The region table.
+        samples: MC samples ``T``.
+        seed: Seed of the dropout masks.
+        temperature: ``τ`` applied to the logits.
+        calibrated: Whether the bundle's fitted ``τ`` was asked for.
+        device: Where it ran.
+        dropout_added_at_inference: The model was not trained with its dropout.
+        timings: Seconds for ``decode``, ``inference``, ``regions``.
+    """
+
+    image: np.ndarray
+    prediction: np.ndarray
+    maps: dict[str, np.ndarray]
+    mean_probs: np.ndarray
+    probs: np.ndarray
+    class_variance: np.ndarray
+    ranges: dict[str, tuple[float, float]]
+    regions: list[Region]
+    samples: int
+    seed: int
+    temperature: float
+    calibrated: bool
+    device: str
+    dropout_added_at_inference: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        """Rows of the input."""
+        return int(self.prediction.shape[0])
+
+    @property
+    def width(self) -> int:
+        """Columns of the input."""
+        return int(self.prediction.shape[1])
+
+    @property
+    def num_classes(self) -> int:
+        """``C``."""
+        return int(self.probs.shape[0])

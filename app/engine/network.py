@@ -1,0 +1,102 @@
+"""A segmentation network split into stages, with MC-dropout sites attached.
+
+For an smp model (``encoder`` → ``decoder`` → ``segmentation_head``) the
+stages before the first dropout site are deterministic and can be run once per
+image; only the stochastic tail has to run once per MC sample. Models of any
+other shape are run whole (``first_stochastic_stage == "all"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from app.engine.dropout import MCDropout
+
+HEAD_SITE = "head"
+STAGES = ("encoder", "decoder", "head")
+
+
+def _is_staged(net: nn.Module) -> bool:
+    return all(hasattr(net, name) for name in ("encoder", "decoder", "segmentation_head"))
+
+
+def _stage_rank(site: str) -> int:
+    root = site.split(".")[0]
+    if site == HEAD_SITE or root == "segmentation_head":
+        return 2
+    return {"encoder": 0, "decoder": 1}.get(root, -1)
+
+
+class SegmentationNet(nn.Module):
+    """Wrap a segmentation model and attach :class:`MCDropout` at named sites.
+
+    Args:
+        net: The model; ``net(x)`` maps ``(B, 3, H, W)`` to ``(B, C, H, W)`` logits.
+        sites: ``"head"`` (dropout on the segmentation head's input) or dotted
+            paths of submodules whose output gets dropout, e.g. ``"decoder.blocks.3"``.
+        rate: Drop probability at every site.
+        mode: ``"channel"`` or ``"element"``.
+        stride: Input height and width must be multiples of this.
+    """
+
+    def __init__(self, net: nn.Module, sites: Sequence[str] = (), rate: float = 0.0, mode: str = "channel", stride: int | None = None) -> None:
+        super().__init__()
+        self.model = net
+        self.sites = tuple(sites)
+        self.dropouts = nn.ModuleList()
+        self.staged = _is_staged(net)
+        for index, site in enumerate(self.sites):
+            drop = MCDropout(rate, mode, site=index)
+            self.dropouts.append(drop)
+            if site == HEAD_SITE:
+                if not self.staged:
+                    raise ValueError("dropout site 'head' needs a model with a 'segmentation_head'")
+                cast(nn.Module, net.segmentation_head).register_forward_pre_hook(lambda _m, args, d=drop: (d(args[0]), *args[1:]))
+            else:
+                try:
+                    module = net.get_submodule(site)
+                except AttributeError as exc:
+                    raise ValueError(f"dropout site {site!r} names no submodule of the model") from exc
+                module.register_forward_hook(lambda _m, _args, out, d=drop: d(out))
+        self.stride = int(stride or cast(int, getattr(getattr(net, "encoder", None), "output_stride", 32)))
+
+    @property
+    def first_stochastic_stage(self) -> str:
+        """``"head"``, ``"decoder"``, ``"encoder"`` or ``"all"`` (no staging possible)."""
+        if not self.staged:
+            return "all"
+        ranks = [_stage_rank(site) for site in self.sites] or [len(STAGES) - 1]
+        return "all" if min(ranks) < 0 else STAGES[min(ranks)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Full forward: ``(B, 3, H, W)`` → ``(B, C, H, W)`` logits."""
+        out = self.model(x)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    def prefix(self, x: torch.Tensor) -> Any:
+        """Run the deterministic stages before the first dropout site once."""
+        stage = self.first_stochastic_stage
+        if stage in ("all", "encoder"):
+            return x
+        features = cast(nn.Module, self.model.encoder)(x)
+        if stage == "decoder":
+            return features
+        return cast(nn.Module, self.model.decoder)(features)
+
+    def tail(self, cached: Any, copies: int) -> torch.Tensor:
+        """Run the stochastic stages on ``copies`` sample-major copies of ``cached``.
+
+        Returns:
+            ``(copies * B, C, H, W)`` logits.
+        """
+        stage = self.first_stochastic_stage
+        if stage in ("all", "encoder"):
+            return self.forward(cached.repeat(copies, 1, 1, 1))
+        if stage == "decoder":
+            features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]
+            return cast(nn.Module, self.model.segmentation_head)(cast(nn.Module, self.model.decoder)(features))
+        return cast(nn.Module, self.model.segmentation_head)(cached.repeat(copies, 1, 1, 1))

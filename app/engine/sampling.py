@@ -1,0 +1,123 @@
+"""The MC-dropout engine: deterministic prefix once, stochastic tail T times.
+
+Samples are processed in chunks whose size bounds memory, and their statistics
+stream into a :class:`~app.uncertainty.StreamingMoments`, so peak memory does
+not grow with ``T``. Masks come from :func:`app.dropout.sampling_plan`, so the
+result depends on the seed and device only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MEMORY_BUDGET
+from app.engine.dropout import SamplingPlan, sampling_plan
+from app.engine.factorised_head import FactorisedHead, factorisable
+from app.engine.network import SegmentationNet
+from app.engine.tiled_head import TiledHeadSampler, tileable
+from app.maps.functions import softmax_entropy
+from app.maps.moments import StreamingMoments, UncertaintyMaps, finalize
+
+__all__ = ["SamplingOptions", "auto_chunk", "run_mc"]
+
+STRATEGIES = ("cached", "full")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to draw the MC samples.
+
+    Attributes:
+        samples: ``T``; 0 means the deterministic pass only.
+        seed: Seeds every dropout mask.
+        temperature: ``τ`` in ``softmax(z / τ)``.
+        chunk_size: Samples per batched tail pass; ``None`` picks one from ``memory_budget``.
+        memory_budget: Bytes a chunk may take when ``chunk_size`` is ``None``.
+        strategy: ``"cached"`` (prefix once, tail per sample) or ``"full"`` (one full forward per sample).
+        factorise: With ``"cached"``, use :class:`~app.engine.factorised_head.FactorisedHead` when the
+            model allows it and its buffers fit ``memory_budget``.
+    """
+
+    samples: int = DEFAULT_SAMPLES
+    seed: int = DEFAULT_SEED
+    temperature: float = 1.0
+    chunk_size: int | None = None
+    memory_budget: int = MEMORY_BUDGET
+    strategy: str = "cached"
+    factorise: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples < 0:
+            raise ValueError(f"samples must be >= 0, got {self.samples}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+
+
+def _nbytes(value: object) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    return 0
+
+
+def auto_chunk(cached_bytes: int, logits_bytes: int, budget: int, samples: int) -> int:
+    """Samples per chunk so that one chunk's copies, activations and probabilities fit ``budget``.
+
+    The per-sample cost is estimated as the repeated cached input plus four
+    logits-sized buffers (logits, probabilities, squares, entropies); the
+    tail's own activations are assumed to be of the order of its input.
+    """
+    per_sample = 3 * cached_bytes + 4 * logits_bytes
+    return max(1, min(samples, budget // max(per_sample, 1)))
+
+
+def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> UncertaintyMaps:
+    """Analyse a padded, normalised batch with MC dropout.
+
+    Args:
+        net: The network; it stays in eval mode, only its dropout sites are sampled.
+        x: ``(B, 3, H, W)`` input, ``H`` and ``W`` multiples of ``net.stride``.
+        options: Samples, seed, temperature, chunking and strategy.
+
+    Returns:
+        Maps of shape ``(B, H, W)`` (probabilities ``(B, C, H, W)``).
+    """
+    if any(module.training for module in net.modules()):
+        raise RuntimeError("run_mc needs the network in eval mode (only dropout is sampled); call net.eval() first")
+    with torch.inference_mode():
+        cached_path = options.strategy == "cached"
+        cached = net.prefix(x) if cached_path else x
+        if cached_path and options.factorise and options.samples > 0 and tileable(net):
+            return finalize(*TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature))
+        logits = net.tail(cached, 1) if cached_path else net(x)
+        probs = torch.softmax(logits.float() / options.temperature, dim=1)
+        if options.samples == 0:
+            return finalize(probs, None)
+        moments = StreamingMoments(shift=probs)
+        fast = None
+        if cached_path and options.factorise and factorisable(net) and FactorisedHead.nbytes(cached, probs.shape[1]) <= options.memory_budget:
+            fast = FactorisedHead(net, cached)
+        if fast is not None:
+            chunk = options.chunk_size or auto_chunk(0, _nbytes(logits), options.memory_budget, options.samples)
+        elif cached_path:
+            chunk = options.chunk_size or auto_chunk(_nbytes(cached), _nbytes(logits), options.memory_budget, options.samples)
+        else:
+            chunk = 1
+        for start in range(0, options.samples, chunk):
+            ids = list(range(start, min(options.samples, start + chunk)))
+            if fast is not None:
+                sample_logits = fast.logits(SamplingPlan(options.seed, tuple(ids)))
+            else:
+                with sampling_plan(options.seed, ids):
+                    sample_logits = net.tail(cached, len(ids)) if cached_path else net(x)
+            sample_probs, sample_entropy = softmax_entropy(sample_logits, options.temperature)
+            moments.update(sample_probs, len(ids), entropies=sample_entropy)
+            del sample_logits
+        return finalize(probs, moments)

@@ -1,0 +1,162 @@
+"""The map registry: the one place a map is described.
+
+Every Python user (engine results, rendering, encoding, evaluation, the page) and, through the page's
+config, the page's JavaScript read a map's name, range, colour map, title, meaning and detection
+direction from here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+__all__ = [
+    "DETECTION_MAPS",
+    "MAPS",
+    "MAP_NAMES",
+    "PANEL_MAPS",
+    "PREDICTION_DESCRIPTION",
+    "MapSpec",
+    "get_map",
+    "map_ranges",
+]
+
+
+def _log_classes(num_classes: int) -> tuple[float, float]:
+    return 0.0, math.log(num_classes)
+
+
+@dataclass(frozen=True)
+class MapSpec:
+    """What one per-pixel map is and how it is shown.
+
+    Attributes:
+        name: Key in results, files and the API (``"mutual_information"``).
+        title: Human title (``"Mutual information"``).
+        meaning: One line on what the value is, used in JSON and file outputs.
+        explanation: The page's sentence under the panel.
+        colourmap: Colour map of its fixed scale (``"viridis"`` or ``"inferno"``).
+        value_range: ``C`` → the fixed ``(lo, hi)`` of the map for ``C`` classes.
+        panel: Position among the page's map panels; ``None``: not shown as a panel.
+        uncertain_when: ``"high"`` if a high value means "less trustworthy", ``"low"`` otherwise.
+        detection: Scored for error and OOD detection by the evaluator.
+    """
+
+    name: str
+    title: str
+    meaning: str
+    explanation: str
+    colourmap: str
+    value_range: Callable[[int], tuple[float, float]]
+    panel: int | None
+    uncertain_when: Literal["high", "low"]
+    detection: bool
+
+    def range(self, num_classes: int) -> tuple[float, float]:
+        """The fixed ``(lo, hi)`` for ``num_classes`` classes."""
+        if num_classes < 2:
+            raise ValueError(f"a segmentation model has at least 2 classes, got {num_classes}")
+        return self.value_range(num_classes)
+
+    def uncertainty_score(self, values: np.ndarray, num_classes: int) -> tuple[np.ndarray, float, float]:
+        """The map as a score where higher means less trustworthy, with the score's range.
+
+        Args:
+            values: The map's values, any shape.
+            num_classes: ``C``.
+
+        Returns:
+            The scores and their ``(lo, hi)``.
+        """
+        lo, hi = self.range(num_classes)
+        if self.uncertain_when == "low":
+            return 1.0 - values, 1.0 - hi, 1.0 - lo
+        return values, lo, hi
+
+
+PREDICTION_DESCRIPTION = "argmax of the MC-mean class probabilities, in class colours"
+
+MAPS: tuple[MapSpec, ...] = (
+    MapSpec(
+        name="confidence",
+        title="Softmax confidence",
+        meaning="max softmax probability of the deterministic pass; over-confident and blind to novelty",
+        explanation="Max softmax probability of the deterministic pass. Alone it misleads: networks are often confidently wrong, "
+        "most of all on objects they never saw, so compare it with mutual information.",
+        colourmap="viridis",
+        value_range=lambda c: (1.0 / c, 1.0),
+        panel=0,
+        uncertain_when="low",
+        detection=True,
+    ),
+    MapSpec(
+        name="entropy",
+        title="Predictive entropy",
+        meaning="predictive entropy H[mean_t p_t]: total uncertainty, aleatoric + epistemic",
+        explanation="H[p̄] of the mean MC-sample probabilities: total uncertainty, high at boundaries and on ambiguous pixels.",
+        colourmap="inferno",
+        value_range=_log_classes,
+        panel=1,
+        uncertain_when="high",
+        detection=True,
+    ),
+    MapSpec(
+        name="expected_entropy",
+        title="Expected entropy",
+        meaning="mean_t H[p_t]: the aleatoric (data) part of the entropy",
+        explanation="Mean of H[p_t] over the samples: the aleatoric (data) part of the entropy.",
+        colourmap="inferno",
+        value_range=_log_classes,
+        panel=None,
+        uncertain_when="high",
+        detection=False,
+    ),
+    MapSpec(
+        name="mutual_information",
+        title="Mutual information",
+        meaning="H[mean p] - mean_t H[p_t]: epistemic uncertainty, disagreement between dropout samples",
+        explanation="H[p̄] − mean H[p_t]: epistemic uncertainty (the model does not know), which flags novel objects.",
+        colourmap="inferno",
+        value_range=_log_classes,
+        panel=3,
+        uncertain_when="high",
+        detection=True,
+    ),
+    MapSpec(
+        name="variance",
+        title="MC-dropout variance",
+        meaning="MC-dropout variance of the predicted class's probability, mean_t (p_t - mean p)^2",
+        explanation="Variance of the predicted class's probability across dropout samples: high where the samples disagree.",
+        colourmap="inferno",
+        value_range=lambda _c: (0.0, 0.25),
+        panel=2,
+        uncertain_when="high",
+        detection=True,
+    ),
+)
+
+MAP_NAMES: tuple[str, ...] = tuple(m.name for m in MAPS)
+PANEL_MAPS: tuple[str, ...] = tuple(m.name for m in sorted((m for m in MAPS if m.panel is not None), key=lambda m: m.panel or 0))
+DETECTION_MAPS: tuple[str, ...] = tuple(m.name for m in sorted((m for m in MAPS if m.detection), key=lambda m: (m.panel is None, m.panel or 0)))
+_BY_NAME = {m.name: m for m in MAPS}
+
+
+def get_map(name: str) -> MapSpec:
+    """The spec of map ``name``.
+
+    Raises:
+        KeyError: naming the known maps.
+    """
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"unknown map {name!r}; the maps are {', '.join(MAP_NAMES)}") from None
+
+
+def map_ranges(num_classes: int) -> dict[str, tuple[float, float]]:
+    """Fixed value range of every map for ``num_classes`` classes."""
+    return {m.name: m.range(num_classes) for m in MAPS}

@@ -1,0 +1,1 @@
+"""Core: segmentation quality, calibration and detection statistics, streamed; the one evaluation core."""

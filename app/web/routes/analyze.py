@@ -1,0 +1,65 @@
+"""``POST /api/v1/analyze``: upload → decode and analyse (worker thread) → JSON or NPZ."""
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+
+from app.defaults import DEFAULT_SEED, MAX_SEED
+from app.io.encoding import npz_bytes
+from app.web.deps import ServiceDep
+from app.web.encoding import download_name, response_json
+from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
+from app.web.settings import Settings
+
+NPZ_MEDIA_TYPE = "application/x-npz"
+
+
+def _responses() -> dict[int | str, dict[str, Any]]:
+    return {
+        200: {
+            "description": "The analysis: JSON (format=json) or an .npz attachment (format=npz) holding float32 maps, "
+            "the uint8 label map `prediction` and (C, H, W) `mean_probs`, `probs`, `class_variance`.",
+            "content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        },
+        413: {"model": ErrorResponse, "description": "Body over the size limit, or image over the pixel limit."},
+        415: {"model": ErrorResponse, "description": "The file is not an image in a format the server reads."},
+        422: {"model": ErrorResponse, "description": "Corrupt or truncated image, a parameter out of range, or no file."},
+        503: {"model": ErrorResponse, "description": "The model is still loading."},
+    }
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """The analyze router; its parameter limits come from ``settings``."""
+    router = APIRouter(prefix="/api/v1", tags=["analysis"])
+
+    @router.post("/analyze", response_model=AnalyzeResponse, responses=_responses(), summary="Analyse one image")
+    async def analyze(
+        service: ServiceDep,
+        file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
+        samples: Annotated[
+            int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
+        ] = settings.default_samples,
+        seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
+        calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        output_format: Annotated[
+            Literal["json", "npz"], Form(alias="format", description="json: maps as PNG data URLs plus raw arrays; npz: a NumPy archive.")
+        ] = "json",
+        raw: Annotated[bool, Form(description="JSON only: include the raw maps, labels and class probabilities as base64 arrays.")] = True,
+        raw_dtype: Annotated[Literal["float32", "float16"], Form(description="JSON only: element type of the raw maps and probabilities.")] = "float32",
+    ) -> Response:
+        """Compute the prediction, the uncertainty maps and the region table of one image.
+
+        Maps use fixed colour scales (see each map's `range`), so two images can be compared by eye.
+        """
+        started = time.perf_counter()
+        data = await file.read()
+        analysis = await service.analyze(data, samples=samples, seed=seed, calibrated=calibrated)
+        if output_format == "npz":
+            body = await service.run(npz_bytes, analysis)
+            disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
+            return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
+        body = await service.run(response_json, analysis, service.bundle.card, raw, raw_dtype, started)
+        return Response(body, media_type="application/json")
+
+    return router

@@ -1,0 +1,66 @@
+"""``POST /api/v1/evaluate``: image + mask → analysis (worker thread) → analysis JSON plus metrics against the mask."""
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Response, UploadFile
+
+from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED
+from app.web.deps import ServiceDep
+from app.web.evaluation import check_labels, evaluate_json
+from app.web.schemas.analysis import ErrorResponse
+from app.web.schemas.evaluation import EvaluateResponse
+from app.web.settings import Settings
+
+
+def _responses() -> dict[int | str, dict[str, Any]]:
+    return {
+        413: {"model": ErrorResponse, "description": "Body over the size limit, or image over the pixel limit."},
+        415: {"model": ErrorResponse, "description": "The file or the mask is not an image in a format the server reads."},
+        422: {
+            "model": ErrorResponse,
+            "description": "Corrupt image or mask, a mask that is not single-channel or not the image's size, "
+            "no file or no mask, or a parameter out of range (error.field names which).",
+        },
+        503: {"model": ErrorResponse, "description": "The model is still loading."},
+    }
+
+
+def build_router(settings: Settings) -> APIRouter:
+    """The evaluate router; its parameter limits come from ``settings``."""
+    router = APIRouter(prefix="/api/v1", tags=["evaluation"])
+
+    @router.post("/evaluate", response_model=EvaluateResponse, responses=_responses(), summary="Analyse one image and score it against its mask")
+    async def evaluate(
+        service: ServiceDep,
+        file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
+        mask: Annotated[
+            UploadFile, File(description="The ground truth: a single-channel PNG (mode L, P, I, I;16 or 1) of class indices, the image's width and height.")
+        ],
+        samples: Annotated[
+            int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
+        ] = settings.default_samples,
+        seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
+        calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        ignore_index: Annotated[int, Form(ge=0, le=MAX_LABEL, description="Mask value that is not scored.")] = IGNORE_INDEX,
+        ood_label: Annotated[
+            int | None,
+            Form(
+                ge=0, le=MAX_LABEL, description="Mask value marking out-of-distribution pixels (may equal ignore_index); enables ood_detection. Omit for none."
+            ),
+        ] = None,
+    ) -> Response:
+        """Analyse one image like `/api/v1/analyze`, then score it against its mask.
+
+        Adds `metrics` (mIoU, pixel accuracy, ECE/MCE/NLL/Brier with reliability data, error-detection AUROC/AURC
+        per map and, with `ood_label`, OOD-detection AUROC per map), `error_map` and `reliability_png`.
+        """
+        started = time.perf_counter()
+        card = service.bundle.card
+        check_labels(len(card.classes), ood_label)
+        data, mask_data = await file.read(), await mask.read()
+        analysis, labels = await service.evaluate(data, mask_data, samples=samples, seed=seed, calibrated=calibrated, mask_name=mask.filename or "mask")
+        body = await service.run(evaluate_json, analysis, labels, card, ignore_index, ood_label, started)
+        return Response(body, media_type="application/json")
+
+    return router

@@ -1,0 +1,96 @@
+"""``GET /``: the browser page (Jinja2 template, plain JS and CSS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL
+from app.io.rendering import colour_lut, error_legend
+from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS
+from app.web.deps import ServiceDep, SettingsDep
+from app.web.service import AnalysisService
+from app.web.settings import Settings
+
+TEMPLATE = "index.html"
+
+
+def colour_gradient(cmap: str, stops: int = 17) -> str:
+    """A CSS ``linear-gradient`` drawing colour map ``cmap`` left (low) to right (high)."""
+    lut = colour_lut(cmap)
+    parts = []
+    for k in range(stops):
+        i = round(k * 255 / (stops - 1))
+        r, g, b = (int(v) for v in lut[i])
+        parts.append(f"rgb({r},{g},{b}) {100 * k / (stops - 1):.2f}%")
+    return f"linear-gradient(to right, {', '.join(parts)})"
+
+
+def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]:
+    """Everything the template and the page's script need; the script's constants come from ``config``."""
+    card = service.bundle.card
+    num_classes = len(card.classes)
+    maps = [
+        {
+            "name": spec.name,
+            "title": spec.title,
+            "explanation": spec.explanation,
+            "description": spec.meaning,
+            "range": list(spec.range(num_classes)),
+            "colourmap": spec.colourmap,
+            "gradient": colour_gradient(spec.colourmap),
+            "panel": spec.panel is not None,
+        }
+        for spec in MAPS
+    ]
+    panel_maps = [next(m for m in maps if m["name"] == name) for name in PANEL_MAPS]
+    classes = [{"index": i, "name": c.name, "colour": c.colour} for i, c in enumerate(card.classes)]
+    config = {
+        "model": card.name,
+        "classes": classes,
+        "maps": [{k: m[k] for k in ("name", "title", "range", "description")} for m in maps],
+        "panels": ["input", "prediction", *PANEL_MAPS],
+        "detectionMaps": list(DETECTION_MAPS),
+        "errorLegend": error_legend(),
+        "defaultSamples": settings.default_samples,
+        "maxSamples": settings.max_samples,
+        "defaultSeed": DEFAULT_SEED,
+        "defaultIgnoreIndex": IGNORE_INDEX,
+        "eceBins": ECE_BINS,
+        "maxBodyBytes": settings.max_body_bytes,
+        "temperature": card.temperature,
+        "endpoints": {"analyze": "/api/v1/analyze", "evaluate": "/api/v1/evaluate", "models": "/api/v1/models"},
+    }
+    return {
+        "model_name": card.name,
+        "classes": classes,
+        "maps": maps,
+        "panel_maps": panel_maps,
+        "error_legend": error_legend(),
+        "temperature": card.temperature,
+        "calibrated_available": card.temperature != 1.0,
+        "dropout": card.dropout.model_dump(mode="json"),
+        "default_samples": settings.default_samples,
+        "max_samples": settings.max_samples,
+        "default_seed": DEFAULT_SEED,
+        "default_ignore_index": IGNORE_INDEX,
+        "ece_bins": ECE_BINS,
+        "max_label": MAX_LABEL,
+        "max_body_mib": round(settings.max_body_bytes / 2**20, 1),
+        "device": str(service.device),
+        "config": config,
+    }
+
+
+def build_router(templates: Jinja2Templates) -> APIRouter:
+    """The page router, rendering with ``templates``."""
+    router = APIRouter(include_in_schema=False)
+
+    @router.get("/", response_class=HTMLResponse)
+    async def index(request: Request, service: ServiceDep, settings: SettingsDep) -> HTMLResponse:
+        return templates.TemplateResponse(request, TEMPLATE, page_context(service, settings))
+
+    return router

@@ -1,0 +1,148 @@
+"""Analyse many images into one output folder: maps as PNG, ``maps.npz``, ``analysis.json`` per image, ``summary.csv``."""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IMAGE_SUFFIXES, MIN_AREA
+from app.engine.analysis import Analysis
+from app.io.bundle import ModelCard
+from app.io.decoding import ImageDecodeError
+from app.io.encoding import map_pngs, npz_bytes, summarise
+from app.maps.registry import MAP_NAMES
+from app.workflows.analyzer import Analyzer
+
+__all__ = ["AnalysisOptions", "SummaryRow", "analyse_files", "expand_inputs", "write_analysis", "write_summary"]
+
+SUMMARY_FIELDS = ("file", "output", "status", "error", "width", "height", "samples", "seconds", *(f"mean_{k}" for k in MAP_NAMES))
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """How every image of a folder is analysed."""
+
+    samples: int = DEFAULT_SAMPLES
+    seed: int = DEFAULT_SEED
+    calibrated: bool = False
+    min_area: int = MIN_AREA
+
+
+@dataclass
+class SummaryRow:
+    """One line of ``summary.csv``: an input, where its outputs went, and how it went."""
+
+    file: str
+    output: str
+    status: str = ""
+    error: str = ""
+    width: int | None = None
+    height: int | None = None
+    samples: int | None = None
+    seconds: float | None = None
+    means: dict[str, float] = field(default_factory=dict)
+
+    def csv_row(self) -> dict[str, object]:
+        """The row keyed by :data:`SUMMARY_FIELDS` (blank for unknown values)."""
+        values: dict[str, object] = {
+            "file": self.file,
+            "output": self.output,
+            "status": self.status,
+            "error": self.error,
+            "width": self.width,
+            "height": self.height,
+            "samples": self.samples,
+            "seconds": self.seconds,
+        }
+        values.update({f"mean_{k}": v for k, v in self.means.items()})
+        return {k: "" if values.get(k) is None else values[k] for k in SUMMARY_FIELDS}
+
+
+def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[str]]:
+    """Files, folders (their image files, recursively) and globs → sorted unique files.
+
+    Returns:
+        The files, and the arguments that matched nothing.
+    """
+    found: list[Path] = []
+    missing: list[str] = []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            if matches:
+                found += matches
+            else:
+                missing.append(item)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    return unique, missing
+
+
+def _out_name(path: Path, used: set[str]) -> str:
+    name, k = path.stem, 2
+    while name in used:
+        name, k = f"{path.stem}_{k}", k + 1
+    used.add(name)
+    return name
+
+
+def write_analysis(analysis: Analysis, card: ModelCard, target: Path, source: str, seconds: float) -> dict[str, float]:
+    """Write one analysis's PNGs, ``maps.npz`` and ``analysis.json`` into ``target``; returns the map means."""
+    target.mkdir(parents=True, exist_ok=True)
+    for key, png in map_pngs(analysis, card).items():
+        (target / f"{key}.png").write_bytes(png)
+    (target / "maps.npz").write_bytes(npz_bytes(analysis))
+    info = summarise(analysis, card)
+    info.timings["total"] = round(seconds, 6)
+    info.source = source
+    (target / "analysis.json").write_text(json.dumps(info.to_json(), indent=2))
+    return {k: m.mean for k, m in info.maps.items()}
+
+
+def analyse_files(
+    analyzer: Analyzer, files: Sequence[Path], out: Path, options: AnalysisOptions, progress: Callable[[Sequence[Path]], Iterable[Path]] = iter
+) -> Iterator[SummaryRow]:
+    """Analyse ``files`` into ``out/<stem>/`` (``<stem>_2`` … on clashes), yielding each input's summary row.
+
+    An input that cannot be read yields a ``failed`` row and the others go on.
+
+    Args:
+        analyzer: The model's analyser.
+        files: Inputs (see :func:`expand_inputs`).
+        out: Output folder (created).
+        options: Samples, seed, calibration, region size.
+        progress: Wraps the file list, e.g. in a progress bar.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    for path in progress(files):
+        row = SummaryRow(file=str(path), output=_out_name(path, used))
+        try:
+            started = time.perf_counter()
+            analysis = analyzer.analyze_bytes(
+                path.read_bytes(), samples=options.samples, seed=options.seed, calibrated=options.calibrated, min_area=options.min_area
+            )
+            seconds = time.perf_counter() - started
+            row.means = write_analysis(analysis, analyzer.bundle.card, out / row.output, str(path), seconds)
+            row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
+        except (ImageDecodeError, OSError) as exc:
+            row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
+        yield row
+
+
+def write_summary(path: Path, rows: Sequence[SummaryRow]) -> None:
+    """Write ``summary.csv``."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(row.csv_row())

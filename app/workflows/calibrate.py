@@ -1,0 +1,119 @@
+"""Fit a bundle's temperature on labelled images and record it in its ``model.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from app.defaults import DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS
+from app.io.bundle import write_card
+from app.metrics.calibration import CalibrationStats, binning_text
+from app.metrics.pixels import scored_pixels
+from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_at
+from app.workflows.analyzer import Analyzer
+from app.workflows.evaluate_folder import Progress, labelled_pairs
+
+__all__ = ["Calibration", "calibrate_bundle"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted temperature and what it did to the data it was fitted on."""
+
+    temperature: float
+    pixels: int
+    ignored_pixels: int
+    subsample_rate: float
+    ece_before: float
+    ece_after: float
+    nll_before: float
+    nll_after: float
+
+
+def _total_pixels(pairs: Sequence[tuple[Path, Path]]) -> int:
+    total = 0
+    for image, _ in pairs:
+        with Image.open(image) as img:
+            total += img.size[0] * img.size[1]
+    return total
+
+
+def _ece(log_probs: torch.Tensor, labels: torch.Tensor, tau: float) -> float:
+    stats = CalibrationStats()
+    stats.update(torch.softmax(log_probs / tau, dim=1), labels)
+    return stats.result().ece
+
+
+def calibrate_bundle(
+    analyzer: Analyzer,
+    pairs: Sequence[tuple[Path, Path]],
+    *,
+    images: Path,
+    masks: Path,
+    ignore_index: int | None = IGNORE_INDEX,
+    seed: int = DEFAULT_SEED,
+    progress: Progress = iter,
+) -> Calibration:
+    """Fit ``τ`` on the deterministic softmax of every scored pixel and write it into the analyser's bundle.
+
+    Beyond :data:`~app.defaults.TEMPERATURE_FIT_MAX_PIXELS` labelled pixels a seeded uniform subsample is used.
+
+    Args:
+        analyzer: The analyser of the bundle to calibrate.
+        pairs: ``(image, mask)`` files.
+        images: The image folder, recorded in the card.
+        masks: The mask folder, recorded in the card.
+        ignore_index: Mask value that is not scored.
+        seed: Seed of the subsample.
+        progress: Wraps the pair list, e.g. in a progress bar.
+
+    Raises:
+        app.io.masks.DatasetError: an image or mask cannot be read or does not match.
+        ValueError: no labelled pixels.
+    """
+    bundle = analyzer.bundle
+    card = bundle.card
+    num_classes = len(card.classes)
+    pool = LogitPool(rate=min(1.0, TEMPERATURE_FIT_MAX_PIXELS / max(_total_pixels(pairs), 1)), seed=seed)
+    ignored = 0
+    for _image, labelled in labelled_pairs(analyzer, pairs, 0, seed, progress):
+        y = torch.from_numpy(labelled.mask.reshape(-1))
+        valid = scored_pixels(y, num_classes, ignore_index)
+        ignored += int((~valid).sum())
+        pool.add(torch.from_numpy(labelled.analysis.probs.reshape(num_classes, -1)).T[valid], y[valid])
+    log_probs, labels = pool.tensors()
+    tau = fit_temperature(log_probs, labels)
+    result = Calibration(
+        temperature=round(tau, 6),
+        pixels=int(labels.numel()),
+        ignored_pixels=ignored,
+        subsample_rate=pool.rate,
+        ece_before=_ece(log_probs, labels, 1.0),
+        ece_after=_ece(log_probs, labels, tau),
+        nll_before=nll_at(log_probs, labels, 1.0),
+        nll_after=nll_at(log_probs, labels, tau),
+    )
+    card.temperature = result.temperature
+    card.calibration = {
+        "temperature": result.temperature,
+        "method": FIT_METHOD,
+        "fitted_on": {
+            "images": str(images),
+            "masks": str(masks),
+            "count": len(pairs),
+            "pixels": result.pixels,
+            "ignored_pixels": ignored,
+            "subsample_rate": pool.rate,
+        },
+        "ece_before": result.ece_before,
+        "ece_after": result.ece_after,
+        "nll_before": result.nll_before,
+        "nll_after": result.nll_after,
+        "ece_binning": binning_text(),
+    }
+    write_card(card, bundle.path)
+    return result

@@ -1,0 +1,96 @@
+"""Evaluate a model on a folder of images and masks, and write the report files."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX
+from app.io.decoding import ImageDecodeError
+from app.io.masks import DatasetError
+from app.io.reports import markdown_report, reliability_png
+from app.metrics.scoring import EvaluationResult, Evaluator
+from app.workflows.analyzer import Analyzer
+from app.workflows.labelled import analyze_labelled
+
+__all__ = ["FolderEvaluation", "evaluate_pairs", "labelled_pairs", "write_evaluation"]
+
+Progress = Callable[[Sequence[tuple[Path, Path]]], Iterable[tuple[Path, Path]]]
+
+
+@dataclass(frozen=True)
+class FolderEvaluation:
+    """An evaluation and how it was run."""
+
+    metrics: EvaluationResult
+    model: str
+    samples: int
+    seed: int
+    temperature: float
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        """``metrics.json``: the metrics with the run's settings."""
+        return {
+            **asdict(self.metrics),
+            "model": self.model,
+            "samples": self.samples,
+            "seed": self.seed,
+            "temperature": self.temperature,
+            "seconds": self.seconds,
+        }
+
+
+def labelled_pairs(analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], samples: int, seed: int, progress: Progress = iter) -> Iterable[tuple[Path, Any]]:
+    """Analyse each ``(image, mask)`` file pair; a file that cannot be read stops with a :class:`DatasetError` naming it."""
+    for image, mask in progress(pairs):
+        try:
+            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seed)
+        except ImageDecodeError as exc:
+            raise DatasetError(f"{image.name}: {exc.message}") from exc
+
+
+def evaluate_pairs(
+    analyzer: Analyzer,
+    pairs: Sequence[tuple[Path, Path]],
+    *,
+    ignore_index: int | None = IGNORE_INDEX,
+    ood_label: int | None = None,
+    samples: int = DEFAULT_SAMPLES,
+    seed: int = DEFAULT_SEED,
+    progress: Progress = iter,
+) -> FolderEvaluation:
+    """Stream every pair through the :class:`~app.metrics.scoring.Evaluator`.
+
+    The softmax at the bundle's fitted temperature is scored too when the bundle has one.
+
+    Raises:
+        DatasetError: an image or mask cannot be read or does not match.
+    """
+    card = analyzer.bundle.card
+    evaluator = Evaluator(len(card.classes), ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
+    started = time.perf_counter()
+    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress):
+        evaluator.add(labelled.analysis, labelled.mask)
+    return FolderEvaluation(
+        metrics=evaluator.result(analyzer.bundle.class_names),
+        model=card.name,
+        samples=samples,
+        seed=seed,
+        temperature=card.temperature,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def write_evaluation(evaluation: FolderEvaluation, out: Path) -> str:
+    """Write ``metrics.json``, ``report.md`` and ``reliability.png`` into ``out``; returns the Markdown report."""
+    out.mkdir(parents=True, exist_ok=True)
+    report = markdown_report(evaluation.metrics)
+    (out / "metrics.json").write_text(json.dumps(evaluation.to_json(), indent=2))
+    (out / "report.md").write_text(report)
+    (out / "reliability.png").write_bytes(reliability_png(evaluation.metrics.calibration))
+    return report
