@@ -38,7 +38,7 @@ jslint: $(NODE_STAMP)
 lint: install jslint
 	$(VENV)/bin/ruff check app tests benchmarks scripts
 	$(VENV)/bin/ruff format --check app tests benchmarks scripts
-	$(VENV)/bin/mypy app
+	$(VENV)/bin/mypy --strict app
 
 test: install browser lint
 	$(PY) -m pytest

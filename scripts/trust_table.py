@@ -12,14 +12,20 @@ Usage: python scripts/trust_table.py [--model default] [--count 200] [--size 128
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
-from app.cli import main as cli
-from app.io.synthetic import IGNORE_INDEX, write_split
+from app.defaults import IGNORE_INDEX
+from app.engine.device import resolve_device
+from app.io.bundle import load_bundle, resolve_bundle_dir
+from app.io.masks import pair_files
+from app.io.synthetic import write_split
 from app.maps.registry import DETECTION_MAPS
+from app.metrics.scoring import EvaluationResult
+from app.workflows.analyzer import Analyzer
+from app.workflows.calibrate import calibrate_bundle
+from app.workflows.evaluate_folder import evaluate_pairs, write_evaluation
 
 SPLITS = ("test", "shifted", "ood")
 
@@ -28,25 +34,25 @@ def _fmt(v: object) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def table(results: dict[str, dict]) -> str:
-    """Markdown tables from per-split ``metrics.json`` contents."""
+def table(results: dict[str, EvaluationResult]) -> str:
+    """Markdown tables from per-split evaluations."""
     lines = [
         "| split | mIoU | ECE softmax | ECE softmax, τ-scaled | ECE MC mean | NLL softmax | NLL τ-scaled |",
         "|---|---|---|---|---|---|---|",
     ]
     for split, m in results.items():
-        cal = m["calibration"]
-        scaled = cal.get("softmax_scaled", {})
+        cal = m.calibration
+        scaled = cal.get("softmax_scaled")
         lines.append(
-            f"| {split} | {_fmt(m['segmentation']['miou'])} | {_fmt(cal['softmax']['ece'])} | {_fmt(scaled.get('ece'))} | "
-            f"{_fmt(cal['mc_mean']['ece'])} | {_fmt(cal['softmax']['nll'])} | {_fmt(scaled.get('nll'))} |"
+            f"| {split} | {_fmt(m.segmentation.miou)} | {_fmt(cal['softmax'].ece)} | {_fmt(scaled.ece if scaled else None)} | "
+            f"{_fmt(cal['mc_mean'].ece)} | {_fmt(cal['softmax'].nll)} | {_fmt(scaled.nll if scaled else None)} |"
         )
     lines += ["", "| split | map | error AUROC ↑ | AURC ↓ | OOD AUROC ↑ |", "|---|---|---|---|---|"]
     for split, m in results.items():
-        ood = m.get("ood_detection") or {}
+        ood = m.ood_detection or {}
         for name in DETECTION_MAPS:
-            err = m["error_detection"][name]
-            lines.append(f"| {split} | {name} | {_fmt(err['auroc'])} | {_fmt(err['aurc'])} | {_fmt(ood.get(name, {}).get('auroc'))} |")
+            err = m.error_detection[name]
+            lines.append(f"| {split} | {name} | {_fmt(err.auroc)} | {_fmt(err.aurc)} | {_fmt(ood[name].auroc if name in ood else None)} |")
     return "\n".join(lines)
 
 
@@ -67,24 +73,20 @@ def main() -> int:
             write_split(split, args.count, data / split, size=args.size, seed=args.seed)
     model = args.model
     if args.no_write:
-        from app.io.bundle import resolve_bundle_dir
-
         shutil.copytree(resolve_bundle_dir(model), args.out / "model", dirs_exist_ok=True)
         model = str(args.out / "model")
-    common = ["--model", model, "--quiet", "--ignore-index", str(IGNORE_INDEX)]
-    if cli(["calibrate", "--images", str(data / "val" / "images"), "--masks", str(data / "val" / "masks"), *common]) != 0:
-        return 1
+    device = resolve_device("auto")
+    analyzer = Analyzer(load_bundle(model, device), device)
+    val = data / "val"
+    fit = calibrate_bundle(analyzer, pair_files(val / "images", val / "masks"), images=val / "images", masks=val / "masks", ignore_index=IGNORE_INDEX)
+    print(f"temperature {fit.temperature:.4f}: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f}", file=sys.stderr)
     results = {}
     for split in SPLITS:
-        out = args.out / split
-        code = cli(
-            ["evaluate", "--images", str(data / split / "images"), "--masks", str(data / split / "masks"), "--samples", str(args.samples), "--out", str(out)]
-            + common
-            + (["--ood-label", str(IGNORE_INDEX)] if split == "ood" else [])
-        )
-        if code != 0:
-            return code
-        results[split] = json.loads((out / "metrics.json").read_text())
+        pairs = pair_files(data / split / "images", data / split / "masks")
+        ood_label = IGNORE_INDEX if split == "ood" else None
+        evaluation = evaluate_pairs(analyzer, pairs, ignore_index=IGNORE_INDEX, ood_label=ood_label, samples=args.samples)
+        write_evaluation(evaluation, args.out / split)
+        results[split] = evaluation.metrics
     text = table(results)
     (args.out / "table.md").write_text(text + "\n")
     print(text, file=sys.stderr)

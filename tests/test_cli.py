@@ -110,3 +110,10 @@ def test_console_script_runs_as_a_process(image_folder: Path, tiny_bundle_dir: P
     npz = _load(out / "b" / "maps.npz")
     assert np.all(npz["mutual_information"] == 0)
     np.testing.assert_array_equal(npz["mean_probs"], npz["probs"])
+
+
+def test_help_does_not_import_torch() -> None:
+    """Building the parser (and so ``--help``) imports neither torch nor smp, so it starts at once."""
+    code = "import sys, app.cli; app.cli.build_parser(); print(sorted(m for m in ('torch', 'segmentation_models_pytorch', 'fastapi') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

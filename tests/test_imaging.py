@@ -226,3 +226,22 @@ def test_crop_applies_to_maps_with_fewer_dims() -> None:
     full = torch.arange(8 * 16).view(8, 16)
     assert torch.equal(crop(full, (5, 7)), full[:5, :7])
     assert crop(torch.zeros(3, 8, 16), (5, 7)).shape == (3, 5, 7)
+
+
+def test_decoding_is_safe_in_parallel_threads() -> None:
+    """Many threads decoding at once get exactly the sequential results, and the process-wide warning filters stay untouched."""
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    files = []
+    for k in range(24):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16 + k, 20, 3), dtype=np.uint8)).save(buf, format="PNG")
+        files.append(buf.getvalue())
+    filters = list(warnings.filters)
+    expected = [decode_image(f) for f in files]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(decode_image, files * 4))
+    assert all(np.array_equal(r, expected[i % len(files)]) for i, r in enumerate(results))
+    assert warnings.filters == filters

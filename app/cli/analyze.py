@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     """Exit 0 when every input was analysed, 1 when some failed, 2 on a usage error."""
     from tqdm import tqdm
 
-    from app.cli.common import load_analyzer
+    from app.cli.common import load_analyzer, progress_bar
     from app.io.bundle import BundleError
     from app.workflows.analyse_folder import AnalysisOptions, analyse_files, expand_inputs, write_summary
 
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     options = AnalysisOptions(samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area)
     rows = []
-    for row in analyse_files(analyzer, files, args.out, options, progress=lambda fs: tqdm(fs, desc="analyze", unit="img", file=sys.stderr, disable=args.quiet)):
+    for row in analyse_files(analyzer, files, args.out, options, progress=progress_bar("analyze", args.quiet)):
         if row.status == "failed":
             tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
         rows.append(row)

@@ -18,9 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, write ``model.json`` and report ECE before and after; exit 2 on unusable data."""
-    from tqdm import tqdm
-
-    from app.cli.common import load_analyzer
+    from app.cli.common import load_analyzer, progress_bar
     from app.io.bundle import CARD_FILE, BundleError
     from app.io.masks import DatasetError, pair_files
     from app.workflows.calibrate import calibrate_bundle
@@ -35,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
             masks=args.masks,
             ignore_index=args.ignore_index,
             seed=args.seed,
-            progress=lambda ps: tqdm(ps, desc="calibrate", unit="img", file=sys.stderr, disable=args.quiet),
+            progress=progress_bar("calibrate", args.quiet),
         )
     except (BundleError, DatasetError, ValueError) as exc:
         error(exc)

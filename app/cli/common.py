@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from app.defaults import DEFAULT_MODEL, DEFAULT_SEED, IGNORE_INDEX
 
 if TYPE_CHECKING:
     from app.workflows.analyzer import Analyzer
 
-__all__ = ["add_data_args", "add_model_args", "error", "load_analyzer"]
+__all__ = ["add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar"]
+
+T = TypeVar("T")
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -29,6 +32,17 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def progress_bar(desc: str, quiet: bool) -> Callable[[Sequence[T]], Iterable[T]]:
+    """Wrap a list in a tqdm bar on stderr (none when ``quiet``)."""
+    from tqdm import tqdm
+
+    def wrap(items: Sequence[T]) -> Iterable[T]:
+        bar: Iterable[T] = tqdm(items, desc=desc, unit="img", file=sys.stderr, disable=quiet)
+        return bar
+
+    return wrap
 
 
 def error(message: object) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from app.cli.common import add_data_args, error
@@ -23,9 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write ``metrics.json``, ``report.md`` and ``reliability.png``, print the report; exit 2 on unusable data."""
-    from tqdm import tqdm
-
-    from app.cli.common import load_analyzer
+    from app.cli.common import load_analyzer, progress_bar
     from app.io.bundle import BundleError
     from app.io.masks import DatasetError, pair_files
     from app.workflows.evaluate_folder import evaluate_pairs, write_evaluation
@@ -40,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             ood_label=args.ood_label,
             samples=args.samples,
             seed=args.seed,
-            progress=lambda ps: tqdm(ps, desc="evaluate", unit="img", file=sys.stderr, disable=args.quiet),
+            progress=progress_bar("evaluate", args.quiet),
         )
     except (BundleError, DatasetError, ValueError) as exc:
         error(exc)

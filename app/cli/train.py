@@ -23,7 +23,7 @@ _HELP = {
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """One flag per field of :class:`~app.workflows.train.TrainConfig`, with its default."""
-    from app.workflows.train import TrainConfig
+    from app.workflows.train_config import TrainConfig
 
     defaults = TrainConfig()
     for f in fields(TrainConfig):
@@ -41,7 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train and write the bundle; exit 2 on a bad setting."""
-    from app.workflows.train import TrainConfig, train
+    from app.workflows.train import train
+    from app.workflows.train_config import TrainConfig
 
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     try:

@@ -75,7 +75,8 @@ class SegmentationNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Full forward: ``(B, 3, H, W)`` → ``(B, C, H, W)`` logits."""
         out = self.model(x)
-        return out[0] if isinstance(out, (tuple, list)) else out
+        logits: torch.Tensor = out[0] if isinstance(out, (tuple, list)) else out
+        return logits
 
     def prefix(self, x: torch.Tensor) -> Any:
         """Run the deterministic stages before the first dropout site once."""
@@ -98,5 +99,8 @@ class SegmentationNet(nn.Module):
             return self.forward(cached.repeat(copies, 1, 1, 1))
         if stage == "decoder":
             features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]
-            return cast(nn.Module, self.model.segmentation_head)(cast(nn.Module, self.model.decoder)(features))
-        return cast(nn.Module, self.model.segmentation_head)(cached.repeat(copies, 1, 1, 1))
+            decoded = cast(nn.Module, self.model.decoder)(features)
+        else:
+            decoded = cached.repeat(copies, 1, 1, 1)
+        logits: torch.Tensor = cast(nn.Module, self.model.segmentation_head)(decoded)
+        return logits

@@ -74,16 +74,19 @@ def _texture(kind: str, rng: np.random.Generator, size: int, scale: float) -> np
     period = max(4.0, scale * rng.uniform(0.3, 0.45))
     u = xx * math.cos(theta) + yy * math.sin(theta)
     v = -xx * math.sin(theta) + yy * math.cos(theta)
+    pattern: np.ndarray
     if kind == "square":
-        return (np.sin(2 * math.pi * u / period) > 0).astype(np.float32)
-    if kind == "triangle":
-        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
-    if kind == "star":
+        pattern = np.sin(2 * math.pi * u / period) > 0
+    elif kind == "triangle":
+        pattern = (np.floor(u / period) + np.floor(v / period)) % 2
+    elif kind == "star":
         du, dv = (u % period) - period / 2, (v % period) - period / 2
-        return (du**2 + dv**2 < (period * 0.3) ** 2).astype(np.float32)
-    if kind == "zigzag":
-        return ((u / period + 0.5 * np.abs((v / period) % 2 - 1)) % 1 > 0.5).astype(np.float32)
-    return _smooth_noise(rng, size, 6)
+        pattern = du**2 + dv**2 < (period * 0.3) ** 2
+    elif kind == "zigzag":
+        pattern = (u / period + 0.5 * np.abs((v / period) % 2 - 1)) % 1 > 0.5
+    else:
+        return _smooth_noise(rng, size, 6)
+    return pattern.astype(np.float32)
 
 
 def _polygon(kind: str, cx: float, cy: float, r: float, rot: float, rng: np.random.Generator) -> list[tuple[float, float]]:
@@ -182,7 +185,8 @@ def _shift(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     arr = (arr - mean) * rng.uniform(0.35, 0.6) + mean
     arr = arr * rng.uniform(0.6, 1.3, 3)[None, None] + rng.uniform(-40, 40, 3)[None, None]
     arr += rng.normal(0, rng.uniform(12, 25), arr.shape)
-    return np.clip(arr, 0, 255).astype(np.uint8)
+    shifted: np.ndarray = np.clip(arr, 0, 255).astype(np.uint8)
+    return shifted
 
 
 def iter_split(split: str, count: int, size: int = 128, seed: int = 0) -> Iterator[Scene]:

@@ -17,7 +17,8 @@ def softmax_confidence(probs: torch.Tensor) -> torch.Tensor:
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:
     """``-Σ_c p_c log p_c`` with ``0 log 0 = 0``: ``(B, C, H, W)`` → ``(B, H, W)``, in ``[0, log C]``."""
-    return torch.special.entr(probs).sum(dim=1)
+    terms: torch.Tensor = torch.special.entr(probs)
+    return terms.sum(dim=1)
 
 
 def softmax_entropy(logits: torch.Tensor, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

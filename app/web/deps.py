@@ -13,7 +13,8 @@ from app.web.settings import Settings
 
 def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
-    return request.app.state.settings
+    settings: Settings = request.app.state.settings
+    return settings
 
 
 def get_service(request: Request) -> AnalysisService:

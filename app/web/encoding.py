@@ -6,7 +6,6 @@ import base64
 import io
 import re
 import time
-from dataclasses import asdict
 from typing import Literal
 
 import numpy as np
@@ -16,7 +15,7 @@ from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.encoding import map_pngs, summarise
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
-from app.web.schemas.analysis import AnalyzeResponse, ClassOut, MapOut, PredictionOut, RawArray, RegionOut, Timings
+from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, RawArray, Timings
 
 RawDtype = Literal["float32", "float16"]
 
@@ -96,25 +95,17 @@ def build_response(analysis: Analysis, card: ModelCard, raw: bool = True, raw_dt
         encode=encode,
         total=time.perf_counter() - (started if started is not None else t0),
     )
-    return AnalyzeResponse(
-        model=card.name,
-        classes=[ClassOut(index=c.index, name=c.name, colour=c.colour) for c in info.classes],
-        width=analysis.width,
-        height=analysis.height,
-        samples=analysis.samples,
-        seed=analysis.seed,
-        device=analysis.device,
-        calibrated=analysis.calibrated,
-        temperature=analysis.temperature,
-        model_temperature=card.temperature,
-        dropout_added_at_inference=analysis.dropout_added_at_inference,
-        timings=timings,
-        image=image,
-        prediction=prediction,
-        maps=maps,
-        mean_probs=mean_probs,
-        class_shares=info.class_shares,
-        regions=[RegionOut.model_validate(asdict(row)) for row in analysis.regions],
+    facts = {k: v for k, v in info.to_json().items() if k not in ("maps", "timings")}
+    return AnalyzeResponse.model_validate(
+        {
+            **facts,
+            "model_temperature": card.temperature,
+            "timings": timings,
+            "image": image,
+            "prediction": prediction,
+            "maps": maps,
+            "mean_probs": mean_probs,
+        }
     )
 
 

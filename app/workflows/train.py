@@ -11,58 +11,23 @@ from __future__ import annotations
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.defaults import IGNORE_INDEX
 from app.io import synthetic
 from app.io.bundle import ClassInfo, DropoutConfig, ModelCard, Normalization, build_network, load_bundle, save_bundle, write_card
 from app.metrics.scoring import Evaluator
 from app.metrics.segmentation import segmentation_scores
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
+from app.workflows.train_config import TrainConfig
 
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a training run depends on; the defaults train the shipped model.
-
-    Attributes:
-        out: Bundle folder to write.
-        name: Bundle name.
-        seed: Seed of the data, the initialisation and the batches.
-        steps: Optimiser steps.
-        batch: Scenes per step.
-        size: Side of the training scenes in pixels.
-        train_images: Training scenes generated.
-        test_images: Test scenes the bundle is scored on.
-        lr: Peak learning rate of the one-cycle schedule.
-        encoder: smp encoder name (random init).
-        decoder_channels: U-Net decoder channels.
-        dropout: MC-dropout rate.
-        dropout_mode: ``"channel"`` or ``"element"``.
-        decoder_dropout: Also put dropout after the last two decoder blocks.
-        threads: Torch threads (0: leave as is).
-    """
-
-    out: Path = Path("models/default")
-    name: str = "default"
-    seed: int = 0
-    steps: int = 3000
-    batch: int = 16
-    size: int = 128
-    train_images: int = 4000
-    test_images: int = 200
-    lr: float = 3e-3
-    encoder: str = "mobilenet_v2"
-    decoder_channels: tuple[int, ...] = (128, 64, 32, 16, 16)
-    dropout: float = 0.2
-    dropout_mode: str = "channel"
-    decoder_dropout: bool = False
-    threads: int = 0
+__all__ = ["TrainConfig", "evaluate_miou", "train"]
 
 
 def _tensors(scenes: list[synthetic.Scene], norm: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +42,7 @@ def evaluate_miou(bundle_dir: Path, split: str, count: int, size: int, seed: int
     """Segmentation scores of the bundle's deterministic prediction on a synthetic split, with the split's description."""
     bundle = load_bundle(bundle_dir)
     analyzer = Analyzer(bundle)
-    evaluator = Evaluator(len(bundle.card.classes), synthetic.IGNORE_INDEX)
+    evaluator = Evaluator(len(bundle.card.classes), IGNORE_INDEX)
     with torch.inference_mode():
         for scene in synthetic.iter_split(split, count, size=size, seed=seed):
             labelled = analyze_labelled(analyzer, scene.image, scene.mask, samples=0)
@@ -121,9 +86,9 @@ def train(config: TrainConfig, command: str = "") -> ModelCard:
             x, y = x.flip(-1), y.flip(-1)
         k = int(rng.integers(0, 4))
         x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
-        loss = F.cross_entropy(net(x), y, ignore_index=synthetic.IGNORE_INDEX)
+        loss = F.cross_entropy(net(x), y, ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)
         opt.step()
         sched.step()
         if step % 50 == 0 or step == config.steps:

@@ -3,6 +3,7 @@
 
 /** @typedef {import("./types.js").ScoredItem} ScoredItem */
 /** @typedef {import("./types.js").EvaluateResponse} EvaluateResponse */
+/** @typedef {import("./types.js").ErrorLegendEntry} ErrorLegendEntry */
 
 /**
  * @param {number | null | undefined} value
@@ -30,10 +31,19 @@ function cell(tag, text, attrs = {}) {
 }
 
 /**
+ * @param {string} text
+ * @returns {string} the text with its first letter upper-case
+ */
+function capitalise(text) {
+  return text.charAt(0).toUpperCase() + text.slice(1);
+}
+
+/**
  * @param {EvaluateResponse} result
+ * @param {ErrorLegendEntry[]} errorLegend what each error-map code means (1 wrong, 2 not scored)
  * @returns {[key: string, label: string, value: string][]}
  */
-function summaryRows(result) {
+function summaryRows(result, errorLegend) {
   const m = result.metrics;
   const cal = m.calibration;
   /** @type {[key: string, label: string, value: string][]} */
@@ -41,7 +51,7 @@ function summaryRows(result) {
     ["miou", "mIoU", fmt(m.segmentation.miou)],
     ["pixel_accuracy", "Pixel accuracy", fmt(m.segmentation.pixel_accuracy)],
     ["pixels", "Labelled pixels", String(m.segmentation.pixels)],
-    ["wrong", "Wrong / not scored", `${result.error_map.wrong} / ${result.error_map.ignored}`],
+    ["wrong", `${capitalise(errorLegend[1].name)} / ${errorLegend[2].name}`, `${result.error_map.wrong} / ${result.error_map.ignored}`],
     ["ece_softmax", "ECE softmax (τ = 1)", fmt(cal.softmax.ece)],
   ];
   if (cal.softmax_scaled) rows.push(["ece_softmax_scaled", `ECE τ-scaled (τ = ${m.temperature})`, fmt(cal.softmax_scaled.ece)]);
@@ -97,13 +107,14 @@ function drawReliability(figure, image) {
  * @param {ScoredItem} item
  * @param {Record<string, string>} titles map titles by name
  * @param {string[]} detectionMaps the maps of the detection table, in order (the config's detectionMaps)
+ * @param {ErrorLegendEntry[]} errorLegend what each error-map code means, indexed by the code (the config's errorLegend)
  */
-export function renderEvaluation(root, item, titles, detectionMaps) {
+export function renderEvaluation(root, item, titles, detectionMaps, errorLegend) {
   const r = item.result;
   /** @type {HTMLElement} */ (root.querySelector("#eval-mask-name")).textContent = item.mask ? item.mask.name : "the mask";
   const summary = /** @type {HTMLTableElement} */ (root.querySelector("#metrics-table")).tBodies[0];
   summary.replaceChildren(
-    ...summaryRows(r).map(([key, label, value]) => {
+    ...summaryRows(r, errorLegend).map(([key, label, value]) => {
       const tr = document.createElement("tr");
       tr.append(cell("th", label, { scope: "row" }), cell("td", value, { className: "num", "data-metric": key }));
       return tr;

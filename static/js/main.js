@@ -62,17 +62,25 @@ let nextId = 1;
 let cursor = null;
 const masks = bindMask(els, () => current, requeue);
 
-/** @returns {Params} the request parameters in the form */
+/**
+ * @param {HTMLInputElement} input a number field
+ * @returns {number} its value rounded to an integer; NaN when it is empty or not a number
+ */
+function intValue(input) {
+  return input.value.trim() === "" ? NaN : Math.round(Number(input.value));
+}
+
+/** @returns {Params} the request parameters in the form; an empty field takes the server's default */
 function params() {
-  const samples = Math.round(Number(els.samples.value));
-  const seed = Math.round(Number(els.seed.value));
-  const ignoreIndex = Math.round(Number(els.ignoreIndex.value));
-  const ood = els.oodLabel.value.trim() === "" ? NaN : Math.round(Number(els.oodLabel.value));
+  const samples = intValue(els.samples);
+  const seed = intValue(els.seed);
+  const ignoreIndex = intValue(els.ignoreIndex);
+  const ood = intValue(els.oodLabel);
   return {
     samples: Number.isFinite(samples) ? samples : config.defaultSamples,
-    seed: Number.isFinite(seed) ? seed : 0,
+    seed: Number.isFinite(seed) ? seed : config.defaultSeed,
     calibrated: els.calibrated.checked,
-    ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : 255,
+    ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : config.defaultIgnoreIndex,
     oodLabel: Number.isFinite(ood) ? ood : null,
   };
 }
@@ -210,7 +218,7 @@ function render(item) {
   const r = item.result;
   drawAll(item);
   els.inputSize.textContent = `${r.width} × ${r.height} px`;
-  if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps);
+  if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps, config.errorLegend);
   else clearEvaluation(els.evaluation);
   renderRegions(els.regions, r.regions, r.classes, mapNames);
   renderDownloads(els.downloads, item, config.endpoints.analyze, { busy: setBusy, idle: setIdle, error: showError });
@@ -238,7 +246,7 @@ function moveTo(x, y) {
   const { width, height } = current.result;
   cursor = { x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y)) };
   placeCrosshair(els.panels, cursor.x, cursor.y, width, height);
-  showPixel(els.readout, current, cursor.x, cursor.y);
+  showPixel(els.readout, current, cursor.x, cursor.y, config.errorLegend);
 }
 
 for (const view of /** @type {NodeListOf<HTMLElement>} */ (els.panels.querySelectorAll(".view"))) {

@@ -4,6 +4,7 @@
 import { topClasses } from "./arrays.js";
 
 /** @typedef {import("./types.js").DoneItem} DoneItem */
+/** @typedef {import("./types.js").ErrorLegendEntry} ErrorLegendEntry */
 
 /**
  * @param {number} value
@@ -20,13 +21,15 @@ function format(value) {
  * @param {DoneItem} item
  * @param {number} x
  * @param {number} y
+ * @param {ErrorLegendEntry[]} errorLegend what each error-map code means, indexed by the code (the config's errorLegend)
  */
-export function showPixel(root, item, x, y) {
+export function showPixel(root, item, x, y, errorLegend) {
   const { result, arrays } = item;
   const idx = y * result.width + x;
   const label = arrays.labels ? arrays.labels[idx] : null;
   const cls = label !== null ? result.classes[label] : null;
-  const scored = arrays.errors ? ` · ${["correct", "wrong", "not scored"][arrays.errors[idx]]} against the mask` : "";
+  const code = arrays.errors ? arrays.errors[idx] : null;
+  const scored = code !== null ? ` · ${errorLegend[code] ? errorLegend[code].name : `code ${code}`} against the mask` : "";
   /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored;
   for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
     const values = arrays.maps[/** @type {string} */ (td.dataset.map)];

@@ -3,7 +3,7 @@
 // (the Pydantic models of app/web/schemas.py and app/web/schemas_evaluate.py, as far as the page reads them) and the page's own state.
 // Import them with `@typedef {import("./types.js").Config} Config`.
 
-// ---- The page's configuration: <script type="application/json" id="segu-config">, built by app/web/routes_page.py ----
+// ---- The page's configuration: <script type="application/json" id="segu-config">, built by page_context in app/web/routes/page.py ----
 
 /**
  * @typedef {object} ClassInfo One output class of the model.
@@ -21,6 +21,12 @@
  */
 
 /**
+ * @typedef {object} ErrorLegendEntry One code of the error map (index 0 correct, 1 wrong, 2 not scored).
+ * @property {string} name What the code means, as shown on the page.
+ * @property {string} colour Display colour as #rrggbb.
+ */
+
+/**
  * @typedef {object} Endpoints The API's URLs.
  * @property {string} analyze POST an image: maps, prediction, regions.
  * @property {string} evaluate POST an image and its mask: the analysis plus metrics.
@@ -33,12 +39,16 @@
  * @property {ClassInfo[]} classes The model's classes in label order.
  * @property {MapInfo[]} maps Every map, in display order.
  * @property {string[]} panels The panels drawn (input, prediction, then the panel maps).
+ * @property {string[]} detectionMaps Maps scored for error and OOD detection, in display order.
+ * @property {ErrorLegendEntry[]} errorLegend Meaning and colour of each error-map code, indexed by the code.
  * @property {number} defaultSamples MC samples used when the field does not hold a number.
  * @property {number} maxSamples Largest number of MC samples a request may ask for.
+ * @property {number} defaultSeed Seed used when the field does not hold a number.
+ * @property {number} defaultIgnoreIndex Mask value not scored when the field does not hold a number.
+ * @property {number} eceBins Number of equal-width confidence bins of the ECE and the reliability diagram.
  * @property {number} maxBodyBytes Largest accepted request body in bytes.
  * @property {number} temperature The model's fitted temperature τ (1: never calibrated).
  * @property {Endpoints} endpoints The API's URLs.
- * @property {string[]} detectionMaps Maps scored for error and OOD detection, in display order.
  */
 
 // ---- The API's JSON ----
@@ -144,7 +154,7 @@
  * @typedef {object} ErrorMapOut Where the prediction disagrees with the mask.
  * @property {string} description
  * @property {string} png data:image/png;base64 URL.
- * @property {RawArray} values Raw (H, W) uint8 codes: 0 correct, 1 wrong, 2 not scored.
+ * @property {RawArray} values Raw (H, W) uint8 codes, indices into Config.errorLegend (0 correct, 1 wrong, 2 not scored).
  * @property {number} correct
  * @property {number} wrong
  * @property {number} ignored
