@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.maps.regions import Region
+from app.metrics.image_ood import ImageOodResult
 
 __all__ = ["Analysis"]
 
@@ -31,6 +32,9 @@ class Analysis:
         device: Where it ran.
         dropout_added_at_inference: The model was not trained with its dropout.
         timings: Seconds for ``decode``, ``inference``, ``regions``.
+        input_size: ``(H, W)`` of the decoded input; the maps are ``analysed_size``.
+        resolution: ``"working"`` (resized to the card's working size) or ``"full"`` (every input pixel).
+        image_ood: Per detection map, the image-level verdict against the card's reference (empty without one).
     """
 
     image: np.ndarray
@@ -48,6 +52,14 @@ class Analysis:
     device: str
     dropout_added_at_inference: bool
     timings: dict[str, float] = field(default_factory=dict)
+    input_size: tuple[int, int] | None = None
+    resolution: str = "full"
+    image_ood: list[ImageOodResult] = field(default_factory=list)
+
+    @property
+    def analysed_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the maps."""
+        return self.height, self.width
 
     @property
     def height(self) -> int:

@@ -77,6 +77,30 @@ class DropoutConfig(BaseModel):
         return value
 
 
+class InputSpec(BaseModel):
+    """The scale the model works at."""
+
+    model_config = ConfigDict(extra="forbid")
+    working_size: int | None = Field(
+        None, ge=16, description="Long side in pixels that inputs are resized to before analysis (None: analyse at full resolution)."
+    )
+
+
+class ImageReference(BaseModel):
+    """Image-level reference for out-of-distribution verdicts: per map, the sorted image means on a validation split."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str = Field(description="What the reference images are.")
+    images: int = Field(ge=1)
+    samples: int = Field(ge=0, description="MC samples used for the reference analyses.")
+    means: dict[str, list[float]] = Field(description="Map name → sorted image means.")
+
+    @field_validator("means")
+    @classmethod
+    def _sorted(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        return {name: sorted(values) for name, values in value.items()}
+
+
 class ModelCard(BaseModel):
     """The contents of ``model.json``."""
 
@@ -87,8 +111,11 @@ class ModelCard(BaseModel):
     classes: list[ClassInfo] = Field(min_length=2)
     normalization: Normalization = Field(default_factory=Normalization)
     dropout: DropoutConfig = Field(default_factory=DropoutConfig)
+    input: InputSpec = Field(default_factory=InputSpec)
+    domain: str = Field("", description="Plain-language description of the data the model was trained on.")
     temperature: float = Field(1.0, gt=0.0, description="Calibration temperature; 1.0 until calibrated.")
     calibration: dict[str, Any] | None = None
+    image_reference: ImageReference | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("architecture")

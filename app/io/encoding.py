@@ -13,6 +13,7 @@ from app.io.bundle import ModelCard
 from app.io.rendering import map_images, png_bytes
 from app.maps.regions import Region
 from app.maps.registry import MAPS
+from app.metrics.image_ood import ImageOodResult
 
 __all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_bytes", "summarise"]
 
@@ -53,6 +54,11 @@ class AnalysisSummary:
     maps: dict[str, MapSummary]
     class_shares: dict[str, float]
     regions: list[Region]
+    input_width: int
+    input_height: int
+    analysed_size: tuple[int, int]
+    resolution: str
+    image_ood: list[ImageOodResult]
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -112,4 +118,9 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         },
         class_shares={c.name: float((analysis.prediction == i).mean()) for i, c in enumerate(card.classes)},
         regions=analysis.regions,
+        input_width=(analysis.input_size or analysis.analysed_size)[1],
+        input_height=(analysis.input_size or analysis.analysed_size)[0],
+        analysed_size=(analysis.width, analysis.height),
+        resolution=analysis.resolution,
+        image_ood=analysis.image_ood,
     )

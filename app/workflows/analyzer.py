@@ -15,6 +15,7 @@ from app.io.bundle import Bundle
 from app.io.decoding import decode_image
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
+from app.metrics.image_ood import image_verdicts
 
 __all__ = ["Analyzer"]
 
@@ -99,6 +100,8 @@ class Analyzer:
         prediction = host(result.prediction).astype(np.int64)
         start = time.perf_counter()
         regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area)
+        reference = card.image_reference
+        verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, reference.means) if reference else []
         return Analysis(
             image=rgb,
             prediction=prediction,
@@ -115,4 +118,7 @@ class Analyzer:
             device=str(self.device),
             dropout_added_at_inference=not card.dropout.trained_with_dropout,
             timings={"inference": inference, "regions": time.perf_counter() - start},
+            input_size=(int(rgb.shape[0]), int(rgb.shape[1])),
+            resolution="full",
+            image_ood=verdicts,
         )

@@ -84,13 +84,28 @@ class RegionOut(BaseModel):
     means: dict[str, float] = Field(description="Mean of every map over the region's pixels.")
 
 
+class ImageOodOut(BaseModel):
+    """One map's image-level out-of-distribution verdict against the model's validation images."""
+
+    map: str = Field(description="The map.")
+    image_mean: float = Field(description="The map's mean over this image.")
+    percentile: float = Field(description="Percent of validation images less uncertain by this map than this image (ties count half).")
+    unusual: bool = Field(description="True when the percentile reaches the verdict threshold (99).")
+    message: str = Field(description="The verdict in words.")
+
+
 class AnalyzeResponse(BaseModel):
     """The result of one analysis."""
 
     model: str = Field(description="Name of the model bundle.")
     classes: list[ClassOut] = Field(description="The model's classes in label order.")
-    width: int = Field(description="Image width in pixels.")
-    height: int = Field(description="Image height in pixels.")
+    width: int = Field(description="Width of the maps in pixels (the analysed size).")
+    height: int = Field(description="Height of the maps in pixels (the analysed size).")
+    input_width: int = Field(description="Width of the decoded input in pixels.")
+    input_height: int = Field(description="Height of the decoded input in pixels.")
+    analysed_size: tuple[int, int] = Field(description="[width, height] the model analysed: the input resized to the working size, or the input itself.")
+    resolution: str = Field(description="working: resized to the model's working size; full: every input pixel.")
+    image_ood: list[ImageOodOut] = Field(description="Per map, the image-level out-of-distribution verdict; empty when the model has no reference.")
     samples: int = Field(description="MC-dropout samples drawn (0: deterministic pass only).")
     seed: int = Field(description="Seed of the dropout masks; the same seed on the same device gives the same maps.")
     device: str = Field(description="Where the model ran (cpu, cuda:0, ...).")
