@@ -44,6 +44,9 @@ class MapSpec:
         panel: Position among the page's map panels; ``None``: not shown as a panel.
         uncertain_when: ``"high"`` if a high value means "less trustworthy", ``"low"`` otherwise.
         detection: Scored for error and OOD detection by the evaluator.
+        display_power: The colour scale's exponent: a value ``v`` is drawn at position ``((v - lo) / (hi - lo)) ** p``
+            of the colour map; ``1`` is linear, ``0.5`` (square root) makes small values visible. Fixed per map, never
+            per image, so two images still compare by eye.
     """
 
     name: str
@@ -55,12 +58,25 @@ class MapSpec:
     panel: int | None
     uncertain_when: Literal["high", "low"]
     detection: bool
+    display_power: float = 1.0
 
     def range(self, num_classes: int) -> tuple[float, float]:
         """The fixed ``(lo, hi)`` for ``num_classes`` classes."""
         if num_classes < 2:
             raise ValueError(f"a segmentation model has at least 2 classes, got {num_classes}")
         return self.value_range(num_classes)
+
+    def to_display(self, values: np.ndarray, num_classes: int) -> np.ndarray:
+        """Values → position on the colour scale in ``[0, 1]`` (clipped), float64."""
+        lo, hi = self.range(num_classes)
+        t = np.clip((np.asarray(values, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+        return t if self.display_power == 1.0 else np.power(t, self.display_power)
+
+    def from_display(self, positions: np.ndarray, num_classes: int) -> np.ndarray:
+        """The inverse of :meth:`to_display`: colour-scale positions in ``[0, 1]`` → values."""
+        lo, hi = self.range(num_classes)
+        t = np.clip(np.asarray(positions, dtype=np.float64), 0.0, 1.0)
+        return lo + (hi - lo) * (t if self.display_power == 1.0 else np.power(t, 1.0 / self.display_power))
 
     def uncertainty_score(self, values: np.ndarray, num_classes: int) -> tuple[np.ndarray, float, float]:
         """The map as a score where higher means less trustworthy, with the score's range.
