@@ -5,6 +5,8 @@ Everything else imports these names; a default that appears as a literal in two 
 
 from __future__ import annotations
 
+from typing import Final
+
 DEFAULT_MODEL = "default"
 DEFAULT_SAMPLES = 20
 MAX_SAMPLES = 64
@@ -21,3 +23,13 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
 MAX_SEED = 2**32 - 1
 MAX_LABEL = 2**16 - 1
+JPEG_QUALITY = 85
+CACHE_ENTRIES = 64
+CACHE_BYTES = 512 * 2**20
+CACHE_TTL_SECONDS = 900.0
+TOP_CLASSES = 3
+REGION_ROWS_SHOWN = 10
+RESOLUTIONS: Final = ("working", "full")
+DEFAULT_RESOLUTION: Final = "working"
+PIXEL_DEBOUNCE_MS = 120
+RERUN_DEBOUNCE_MS = 400

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import math
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +14,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from app.cli import main
 from app.io.bundle import Bundle
+from app.io.masks import MaskError
+from app.io.resize import resize_labels, resize_rgb, working_shape
 from app.maps.registry import MAP_NAMES
 from app.workflows.analyzer import Analyzer
+from app.workflows.labelled import analyze_labelled
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -104,3 +111,86 @@ def test_seed_and_temperature_are_reported(tiny_bundle: Bundle) -> None:
     assert (plain.seed, plain.samples, plain.temperature, plain.calibrated) == (9, 2, 1.0, False)
     assert (calibrated.temperature, calibrated.calibrated) == (2.0, True)
     assert (calibrated.maps["confidence"] <= plain.maps["confidence"] + 1e-6).all()
+
+
+def _gradient(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x + y) % 256], axis=-1).astype(np.uint8)
+
+
+def test_working_resolution_downscales_the_long_side(tiny_bundle: Bundle) -> None:
+    """600×400 with working size 256 → maps 256×171 (short side 400·256/600 = 170.7, rounded half up); the input's size is reported."""
+    tiny_bundle.card.input.working_size = 256
+    rgb = _gradient(400, 600)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, samples=2)
+    assert analysis.input_size == (400, 600) and analysis.analysed_size == (171, 256) and analysis.resolution == "working"
+    assert analysis.image.shape == (171, 256, 3)
+    assert np.array_equal(analysis.image, resize_rgb(rgb, (171, 256)))
+    assert analysis.probs.shape == (3, 171, 256) and all(m.shape == (171, 256) for m in analysis.maps.values())
+    assert "resize" in analysis.timings
+    full = Analyzer(tiny_bundle).analyze_image(rgb, samples=2, resolution="full")
+    assert full.analysed_size == full.input_size == (400, 600) and full.resolution == "full" and full.image is rgb
+
+
+def test_small_images_and_cards_without_working_size_are_not_resized(tiny_bundle: Bundle) -> None:
+    rgb = _gradient(80, 100)
+    tiny_bundle.card.input.working_size = 256
+    small = Analyzer(tiny_bundle).analyze_image(rgb, samples=0)
+    tiny_bundle.card.input.working_size = None
+    unset = Analyzer(tiny_bundle).analyze_image(_gradient(300, 20), samples=0)
+    assert small.analysed_size == small.input_size == (80, 100) and small.resolution == "full" and small.image is rgb
+    assert unset.analysed_size == (300, 20) and unset.resolution == "full"
+
+
+def test_unknown_resolution_is_refused(tiny_bundle: Bundle) -> None:
+    with pytest.raises(ValueError, match="resolution"):
+        Analyzer(tiny_bundle).analyze_image(np.zeros((8, 8, 3), np.uint8), resolution="half")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("size", "working", "expected"),
+    [((400, 600), 256, (171, 256)), ((600, 400), 256, (256, 171)), ((3000, 4000), 256, (192, 256)), ((1, 5000), 256, (1, 256)), ((256, 100), 256, (256, 100))],
+)
+def test_working_shape(size: tuple[int, int], working: int, expected: tuple[int, int]) -> None:
+    assert working_shape(*size, working) == expected
+    assert working_shape(*size, None) == size
+
+
+def test_labels_are_resized_by_nearest_pixel_centre() -> None:
+    labels = np.arange(6 * 4, dtype=np.int64).reshape(6, 4)
+    out = resize_labels(labels, (3, 2))
+    assert out.dtype == np.int64 and out.tolist() == [[5, 7], [13, 15], [21, 23]]
+    assert resize_labels(labels, (6, 4)) is labels
+
+
+def test_labelled_analysis_checks_the_mask_at_input_size_and_scores_at_analysed_size(tiny_bundle: Bundle) -> None:
+    """The mask must have the input's size; it is then resized with the image (nearest neighbour), never blended."""
+    tiny_bundle.card.input.working_size = 256
+    analyzer = Analyzer(tiny_bundle)
+    rgb = _gradient(400, 600)
+    mask = np.zeros((400, 600), np.uint8)
+    mask[:, 300:] = 2
+    mask[:, 299] = 1
+    labelled = analyze_labelled(analyzer, _png(rgb), _png(mask), samples=0)
+    assert labelled.analysis.analysed_size == labelled.mask.shape == (171, 256)
+    assert np.array_equal(labelled.mask, resize_labels(mask.astype(np.int64), (171, 256)))
+    assert set(np.unique(labelled.mask)) <= {0, 1, 2} and (labelled.mask[:, :127] == 0).all() and (labelled.mask[:, 129:] == 2).all()
+    full = analyze_labelled(analyzer, rgb, mask, samples=0, resolution="full")
+    assert full.mask.shape == full.analysis.analysed_size == (400, 600)
+    with pytest.raises(MaskError) as err:
+        analyze_labelled(analyzer, rgb, np.zeros((171, 256), np.uint8), mask_name="m.png")
+    assert err.value.code == "mask_size_mismatch"
+
+
+def test_cli_analyses_at_working_resolution_unless_asked_for_full(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle_dir, bundle)
+    card = json.loads((bundle / "model.json").read_text())
+    card["input"] = {"working_size": 64}
+    (bundle / "model.json").write_text(json.dumps(card))
+    Image.fromarray(_gradient(60, 90)).save(tmp_path / "img.png")
+    for flags, size in (([], (43, 64)), (["--full-resolution"], (60, 90))):
+        out = tmp_path / f"out{len(flags)}"
+        assert main(["analyze", str(tmp_path / "img.png"), "--out", str(out), "--samples", "1", "--model", str(bundle), "--quiet", *flags]) == 0
+        with np.load(out / "img" / "maps.npz") as npz:
+            assert npz["entropy"].shape == size

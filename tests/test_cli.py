@@ -14,7 +14,7 @@ from PIL import Image
 
 from app.cli import main
 from app.io.rendering import colour_lut
-from app.maps.registry import MAP_NAMES
+from app.maps.registry import MAP_NAMES, get_map
 from app.workflows.analyse_folder import expand_inputs
 
 
@@ -74,7 +74,7 @@ def test_pngs_use_the_fixed_scale(image_folder: Path, tiny_bundle_dir: Path, tmp
     npz = _load(out / "a" / "maps.npz")
     with Image.open(out / "a" / "entropy.png") as img:
         png = np.asarray(img.convert("RGB"))
-    t = np.clip(npz["entropy"] / np.log(3), 0, 1)
+    t = np.clip(npz["entropy"] / np.log(3), 0, 1) ** get_map("entropy").display_power
     expected = colour_lut("inferno")[np.rint(t * 255).astype(int)]
     assert np.abs(png.astype(int) - expected.astype(int)).max() <= 1
 

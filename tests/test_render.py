@@ -8,55 +8,101 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.io.rendering import ERROR_COLOURS, colour_lut, error_legend, png_bytes, render_errors, render_labels, render_scalar
-from app.maps.registry import MAPS
+from app.io.rendering import ERROR_COLOURS, colour_lut, error_legend, png_bytes, render_errors, render_labels, render_positions, render_scalar
+from app.maps.registry import MAPS, MapSpec, get_map
 
-VIRIDIS_ENDS = ((0x44, 0x01, 0x54), (0xFD, 0xE7, 0x25))
-INFERNO_ENDS = ((0x00, 0x00, 0x04), (0xFC, 0xFF, 0xA4))
-
-
-@pytest.mark.parametrize(("cmap", "ends"), [("viridis", VIRIDIS_ENDS), ("inferno", INFERNO_ENDS)])
-def test_range_ends_get_first_and_last_colour(cmap: str, ends: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
-    """lo → the map's first colour, hi → its last; beyond the range is clipped to them."""
-    values = np.array([[0.25, 1.0, -5.0, 7.0]])
-    out = render_scalar(values, 0.25, 1.0, cmap)
-    assert out.dtype == np.uint8 and out.shape == (1, 4, 3)
-    assert out[0].tolist() == [list(ends[0]), list(ends[1]), list(ends[0]), list(ends[1])]
+# Published values: matplotlib's _viridis_data / _inferno_data rounded to 8 bits (as matplotlib.colors.to_hex does).
+PUBLISHED = {
+    "viridis": {0: (68, 1, 84), 64: (59, 82, 139), 128: (33, 145, 140), 192: (94, 201, 98), 255: (253, 231, 37)},
+    "inferno": {0: (0, 0, 4), 64: (87, 16, 110), 128: (188, 55, 84), 192: (249, 142, 9), 255: (252, 255, 164)},
+}
 
 
-def test_lut_has_256_entries_from_first_to_last_anchor() -> None:
-    """The LUT has 256 entries from the first to the last anchor, getting brighter along the way (inferno)."""
-    lut = colour_lut("inferno")
+@pytest.mark.parametrize("cmap", sorted(PUBLISHED))
+def test_tables_are_matplotlibs_exact_values(cmap: str) -> None:
+    """256 entries; sampled entries equal matplotlib's published colours (the old 10-anchor interpolation missed by up to 16/255)."""
+    lut = colour_lut(cmap)
     assert lut.shape == (256, 3) and lut.dtype == np.uint8
-    assert lut[0].tolist() == list(INFERNO_ENDS[0]) and lut[255].tolist() == list(INFERNO_ENDS[1])
-    assert lut.astype(int).sum(1)[::51].tolist() == sorted(lut.astype(int).sum(1)[::51].tolist())
+    for index, rgb in PUBLISHED[cmap].items():
+        assert tuple(int(v) for v in lut[index]) == rgb
+
+
+@pytest.mark.parametrize("cmap", sorted(PUBLISHED))
+def test_tables_get_lighter_along_the_scale(cmap: str) -> None:
+    """Relative luminance (linearised sRGB) rises along every 8th entry: a brighter colour is a higher position."""
+    srgb = colour_lut(cmap).astype(np.float64) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    luminance = linear @ np.array([0.2126, 0.7152, 0.0722])
+    assert (np.diff(luminance[::8]) > 0).all()
+
+
+def test_lut_is_read_only() -> None:
+    """The cached table cannot be changed by a caller by accident."""
+    with pytest.raises(ValueError, match="read-only"):
+        colour_lut("viridis")[0, 0] = 1
+
+
+@pytest.mark.parametrize("spec", MAPS, ids=lambda s: s.name)
+def test_value_lands_at_the_powered_position(spec: MapSpec) -> None:
+    """Value ``v`` is drawn with entry ``round(255 ((v − lo)/(hi − lo))^p)``, ``p`` the map's fixed display exponent."""
+    classes = 5
+    lo, hi = spec.range(classes)
+    fractions = (0.0, 0.0013, 0.021, 0.13, 0.31, 0.47, 0.88, 1.0)
+    values = lo + (hi - lo) * np.array([fractions])
+    out = render_scalar(values, spec, classes)
+    expected = [round(255 * f**spec.display_power) for f in fractions]
+    assert out[0].tolist() == colour_lut(spec.colourmap)[expected].tolist()
+
+
+def test_range_ends_and_outside_values_get_the_end_colours() -> None:
+    """lo → first entry, hi → last; values beyond the range are clipped to them."""
+    spec = get_map("mutual_information")
+    out = render_scalar(np.array([[0.0, np.log(3), -5.0, 7.0]]), spec, 3)
+    lut = colour_lut("inferno")
+    assert out.dtype == np.uint8 and out.shape == (1, 4, 3)
+    assert out[0].tolist() == [lut[0].tolist(), lut[255].tolist(), lut[0].tolist(), lut[255].tolist()]
+
+
+@pytest.mark.parametrize("spec", MAPS, ids=lambda s: s.name)
+def test_from_display_inverts_to_display(spec: MapSpec) -> None:
+    """Analytic: position ``t`` is value ``lo + (hi − lo) t^(1/p)``, and back."""
+    lo, hi = spec.range(4)
+    t = np.linspace(0.0, 1.0, 11)
+    values = spec.from_display(t, 4)
+    np.testing.assert_allclose(values, lo + (hi - lo) * t ** (1.0 / spec.display_power), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(spec.to_display(values, 4), t, rtol=1e-12, atol=1e-15)
+
+
+def test_display_exponents_are_the_documented_ones() -> None:
+    """Confidence linear; the entropies square root; MI and variance cube root (chosen on real photos, see the README)."""
+    powers = {m.name: m.display_power for m in MAPS}
+    assert powers == pytest.approx({"confidence": 1.0, "entropy": 0.5, "expected_entropy": 0.5, "mutual_information": 1 / 3, "variance": 1 / 3})
+    assert get_map("mutual_information").to_display(np.array(np.log(5) / 8), 5) == pytest.approx(0.5)
 
 
 def test_same_value_same_colour_regardless_of_neighbours() -> None:
     """A pixel's colour depends on its value only, never on the other pixels (no min-max stretch)."""
+    spec = get_map("entropy")
     narrow = np.full((4, 4), 0.3)
     narrow[0, 0] = 0.31
     wide = np.linspace(0.0, 0.69, 16).reshape(4, 4)
     wide[1, 1] = 0.3
-    a = render_scalar(narrow, 0.0, np.log(2), "inferno")
-    b = render_scalar(wide, 0.0, np.log(2), "inferno")
+    a = render_scalar(narrow, spec, 2)
+    b = render_scalar(wide, spec, 2)
     assert a[1, 1].tolist() == b[1, 1].tolist()
-    index = int(np.rint(0.3 / np.log(2) * 255))
+    index = int(np.rint(np.sqrt(0.3 / np.log(2)) * 255))
     assert a[1, 1].tolist() == colour_lut("inferno")[index].tolist()
     assert len({tuple(p) for p in a.reshape(-1, 3)}) <= 2
 
 
-def test_nearby_values_step_through_the_lut() -> None:
-    """Value lo + k/255 · (hi − lo) is LUT entry k."""
+def test_positions_step_through_the_lut() -> None:
+    """Position k/255 is LUT entry k; positions outside [0, 1] are clipped."""
     k = np.arange(256)
-    out = render_scalar((k / 255.0 * 0.25)[None, :], 0.0, 0.25, "viridis")
-    assert np.array_equal(out[0], colour_lut("viridis"))
+    assert np.array_equal(render_positions((k / 255.0)[None, :], "viridis")[0], colour_lut("viridis"))
+    assert render_positions(np.array([[-0.5, 1.5]]), "viridis")[0].tolist() == [[68, 1, 84], [253, 231, 37]]
 
 
-def test_empty_range_and_unknown_cmap_rejected() -> None:
-    """hi ≤ lo and unknown colour maps are ValueErrors."""
-    with pytest.raises(ValueError, match="range"):
-        render_scalar(np.zeros((2, 2)), 1.0, 1.0, "viridis")
+def test_unknown_cmap_rejected() -> None:
     with pytest.raises(ValueError, match="unknown colour map"):
         colour_lut("jet")
 

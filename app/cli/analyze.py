@@ -23,6 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
     p.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest component in the region table, in pixels")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
+    p.add_argument(
+        "--full-resolution",
+        action="store_true",
+        help="analyse every input pixel (sliding windows when large) instead of the model's working resolution",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -48,7 +53,9 @@ def run(args: argparse.Namespace) -> int:
     except (BundleError, ValueError) as exc:
         error(exc)
         return 2
-    options = AnalysisOptions(samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area)
+    options = AnalysisOptions(
+        samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area, resolution="full" if args.full_resolution else "working"
+    )
     rows = []
     for row in analyse_files(analyzer, files, args.out, options, progress=progress_bar("analyze", args.quiet)):
         if row.status == "failed":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import zipfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -15,7 +17,9 @@ from app.maps.regions import Region
 from app.maps.registry import MAPS
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_bytes", "summarise"]
+__all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_arrays", "npz_bytes", "summarise", "write_npz"]
+
+_NPZ_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -79,23 +83,43 @@ def map_pngs(analysis: Analysis, card: ModelCard) -> dict[str, bytes]:
     return {name: png_bytes(img) for name, img in map_images(analysis, [c.colour for c in card.classes]).items()}
 
 
-def npz_bytes(analysis: Analysis) -> bytes:
-    """An ``.npz`` with float32 maps, the int label map and the per-class probabilities.
+def npz_arrays(analysis: Analysis) -> dict[str, np.ndarray]:
+    """Fresh copies of the arrays an ``.npz`` holds, in the dtypes it stores them.
 
-    Keys: every map name, ``prediction`` (uint8 if at most 256 classes, else
-    int32), ``mean_probs`` / ``probs`` / ``class_variance`` as ``(C, H, W)``.
+    Keys: every map name (float32 ``(H, W)``), ``prediction`` (uint8 if at most 256 classes, else
+    int32), ``mean_probs`` / ``probs`` / ``class_variance`` as float32 ``(C, H, W)``.
     """
-    buf = io.BytesIO()
     label_dtype = np.uint8 if analysis.num_classes <= 256 else np.int32
-    arrays: dict[str, Any] = {spec.name: analysis.maps[spec.name].astype(np.float32) for spec in MAPS}
+    arrays: dict[str, np.ndarray] = {spec.name: analysis.maps[spec.name].astype(np.float32) for spec in MAPS}
     arrays.update(
         prediction=analysis.prediction.astype(label_dtype),
         mean_probs=analysis.mean_probs.astype(np.float32),
         probs=analysis.probs.astype(np.float32),
         class_variance=analysis.class_variance.astype(np.float32),
     )
-    np.savez_compressed(buf, **arrays)
+    return arrays
+
+
+def write_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """An ``.npz`` (``numpy.load`` reads it) that deflates only the integer arrays.
+
+    Float maps barely compress (deflate saves 8-20 % at 70-100 times the time of storing them), while
+    label and code maps shrink to a few percent in about a millisecond; so floats are stored and
+    integer arrays deflated.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, mode="w", allowZip64=True) as archive:
+        for name, array in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_NPZ_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED if np.issubdtype(array.dtype, np.integer) else zipfile.ZIP_STORED
+            with archive.open(info, mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
     return buf.getvalue()
+
+
+def npz_bytes(analysis: Analysis) -> bytes:
+    """The ``.npz`` of an analysis: :func:`npz_arrays` written by :func:`write_npz`."""
+    return write_npz(npz_arrays(analysis))
 
 
 def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:

@@ -1,19 +1,22 @@
 """Render maps to colour images on fixed scales, and encode PNGs.
 
 Colour scales never stretch to a single image's min-max: a value ``v`` of a
-map with range ``[lo, hi]`` always gets the same colour, so two images' maps
-can be compared by eye.
+map always gets the same colour, entry ``round(255 * ((v - lo) / (hi - lo)) ** p)``
+of the exact 256-entry colour table, with the map's fixed range ``[lo, hi]`` and
+display exponent ``p`` from the registry, so two images' maps can be compared by eye.
 """
 
 from __future__ import annotations
 
 import io
+from functools import cache
 
 import numpy as np
 from PIL import Image
 
 from app.engine.analysis import Analysis
-from app.maps.registry import MAPS
+from app.io.colour_tables import COLOUR_TABLES
+from app.maps.registry import MAPS, MapSpec
 
 __all__ = [
     "ERROR_COLOURS",
@@ -25,13 +28,9 @@ __all__ = [
     "png_bytes",
     "render_errors",
     "render_labels",
+    "render_positions",
     "render_scalar",
 ]
-
-_ANCHORS = {
-    "viridis": ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58", "#b5de2b", "#fde725"],
-    "inferno": ["#000004", "#1b0c41", "#4a0c6b", "#781c6d", "#a52c60", "#cf4446", "#ed6925", "#fb9b06", "#f7d13d", "#fcffa4"],
-}
 
 ERROR_COLOURS = ("#202020", "#e6194b", "#a0a0a0")
 ERROR_NAMES = ("correct", "wrong", "not scored")
@@ -43,22 +42,29 @@ def _hex(colour: str) -> tuple[int, int, int]:
     return int(c[0:2], 16), int(c[2:4], 16), int(c[4:6], 16)
 
 
+@cache
+def _table(name: str) -> np.ndarray:
+    table = np.array([_hex(c) for c in COLOUR_TABLES[name].split()], dtype=np.uint8)
+    table.flags.writeable = False
+    return table
+
+
 def colour_lut(name: str) -> np.ndarray:
-    """A ``(256, 3)`` uint8 lookup table for colour map ``name``."""
-    if name not in _ANCHORS:
-        raise ValueError(f"unknown colour map {name!r}; choose one of {sorted(_ANCHORS)}")
-    anchors = np.array([_hex(c) for c in _ANCHORS[name]], dtype=np.float64)
-    xs = np.linspace(0.0, 1.0, len(anchors))
-    grid = np.linspace(0.0, 1.0, 256)
-    return np.stack([np.interp(grid, xs, anchors[:, k]) for k in range(3)], axis=1).round().astype(np.uint8)
+    """The exact ``(256, 3)`` uint8 table of colour map ``name`` (matplotlib's; read-only)."""
+    if name not in COLOUR_TABLES:
+        raise ValueError(f"unknown colour map {name!r}; choose one of {sorted(COLOUR_TABLES)}")
+    return _table(name)
 
 
-def render_scalar(values: np.ndarray, lo: float, hi: float, cmap: str) -> np.ndarray:
-    """``(H, W)`` floats → ``(H, W, 3)`` uint8 on the fixed scale ``[lo, hi]`` (clipped)."""
-    if hi <= lo:
-        raise ValueError(f"empty range [{lo}, {hi}]")
-    t = np.clip((np.asarray(values, dtype=np.float64) - lo) / (hi - lo), 0.0, 1.0)
+def render_positions(positions: np.ndarray, cmap: str) -> np.ndarray:
+    """``(H, W)`` colour-scale positions → ``(H, W, 3)`` uint8: position ``t`` (clipped to ``[0, 1]``) is entry ``round(255 t)``."""
+    t = np.clip(np.asarray(positions, dtype=np.float64), 0.0, 1.0)
     return colour_lut(cmap)[np.rint(t * 255).astype(np.intp)]
+
+
+def render_scalar(values: np.ndarray, spec: MapSpec, num_classes: int) -> np.ndarray:
+    """``(H, W)`` values of map ``spec`` → ``(H, W, 3)`` uint8 on its fixed scale (:meth:`MapSpec.to_display`) and colour map."""
+    return render_positions(spec.to_display(values, num_classes), spec.colourmap)
 
 
 def render_labels(labels: np.ndarray, colours: list[str]) -> np.ndarray:
@@ -78,8 +84,7 @@ def map_images(analysis: Analysis, colours: list[str]) -> dict[str, np.ndarray]:
     """Colour ``(H, W, 3)`` uint8 renderings: the prediction in class ``colours`` and every map on its fixed scale."""
     images = {"prediction": render_labels(analysis.prediction, colours)}
     for spec in MAPS:
-        lo, hi = analysis.ranges[spec.name]
-        images[spec.name] = render_scalar(analysis.maps[spec.name], lo, hi, spec.colourmap)
+        images[spec.name] = render_scalar(analysis.maps[spec.name], spec, analysis.num_classes)
     return images
 
 

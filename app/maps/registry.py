@@ -119,6 +119,7 @@ MAPS: tuple[MapSpec, ...] = (
         panel=1,
         uncertain_when="high",
         detection=True,
+        display_power=0.5,
     ),
     MapSpec(
         name="expected_entropy",
@@ -130,6 +131,7 @@ MAPS: tuple[MapSpec, ...] = (
         panel=None,
         uncertain_when="high",
         detection=False,
+        display_power=0.5,
     ),
     MapSpec(
         name="mutual_information",
@@ -141,6 +143,7 @@ MAPS: tuple[MapSpec, ...] = (
         panel=3,
         uncertain_when="high",
         detection=True,
+        display_power=1 / 3,
     ),
     MapSpec(
         name="variance",
@@ -152,6 +155,7 @@ MAPS: tuple[MapSpec, ...] = (
         panel=2,
         uncertain_when="high",
         detection=True,
+        display_power=1 / 3,
     ),
 )
 

@@ -1,21 +1,36 @@
-"""Encode an :class:`~app.engine.analysis.Analysis` as the API's JSON (PNG data URLs and base64 raw arrays)."""
+"""Encode an :class:`~app.engine.analysis.Analysis` as the API's JSON.
+
+The compact answer (the default, and what the page reads) carries every panel map as an 8-bit greyscale PNG of its
+position on the fixed colour scale, the labels as an 8-bit PNG and the input as a JPEG, all at the analysed size, plus
+the id under which the analysis is kept for downloads and exact pixel values. ``raw=true`` adds colour PNGs and the
+float arrays as base64.
+"""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 import re
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
+from app.defaults import JPEG_QUALITY
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
-from app.io.encoding import map_pngs, summarise
+from app.io.encoding import map_pngs, npz_arrays, summarise
+from app.maps.regions import Region
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
+from app.web.cache import AnalysisCache, CachedAnalysis
+from app.web.png import grey_png
+from app.web.scales import quantise
 from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, RawArray, Timings
+
+ANALYSES_PATH = "/api/v1/analyses"
+REGION_DIGITS = 6
 
 RawDtype = Literal["float32", "float16"]
 
@@ -42,11 +57,19 @@ def data_url(payload: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
 
 
-def jpeg_bytes(rgb: np.ndarray, quality: int = 90) -> bytes:
+def jpeg_bytes(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
     """Encode ``(H, W, 3)`` uint8 as JPEG (for display of the input only)."""
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=quality)
     return buf.getvalue()
+
+
+def display_image(analysis: Analysis) -> np.ndarray:
+    """The input at the analysed size (resized when the analysis ran on a resized copy)."""
+    if analysis.image.shape[:2] == analysis.analysed_size:
+        return analysis.image
+    image = Image.fromarray(np.ascontiguousarray(analysis.image))
+    return np.asarray(image.resize((analysis.width, analysis.height), Image.Resampling.BILINEAR, reducing_gap=2.0))
 
 
 def download_name(filename: str | None, suffix: str) -> str:
@@ -55,37 +78,99 @@ def download_name(filename: str | None, suffix: str) -> str:
     return f"{stem or 'analysis'}{suffix}"
 
 
-def build_response(analysis: Analysis, card: ModelCard, raw: bool = True, raw_dtype: RawDtype = "float32", started: float | None = None) -> AnalyzeResponse:
+def kept_bytes(analysis: Analysis, scored: bool = False) -> int:
+    """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes)."""
+    label_bytes = 1 if analysis.num_classes <= 256 else 4
+    return analysis.width * analysis.height * (4 * len(MAPS) + label_bytes + 3 * 4 * analysis.num_classes + (1 if scored else 0))
+
+
+def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: str | None, error_codes: np.ndarray | None = None) -> str | None:
+    """Put a copy of the analysis's arrays in ``cache``; the id, or ``None`` when it is too large to keep (then nothing is copied)."""
+    if kept_bytes(analysis, error_codes is not None) > cache.max_bytes:
+        return None
+    arrays = npz_arrays(analysis)
+    if error_codes is not None:
+        arrays["error"] = error_codes.astype(np.uint8)
+    entry = CachedAnalysis(arrays=arrays, class_names=[c.name for c in card.classes], class_colours=[c.colour for c in card.classes], filename=filename)
+    return cache.put(entry)
+
+
+def map_url(analysis_id: str | None, name: str) -> str | None:
+    """GET URL of one map's colour PNG (``prediction`` and ``error`` included)."""
+    return None if analysis_id is None else f"{ANALYSES_PATH}/{analysis_id}/maps/{name}.png"
+
+
+def _significant(value: float, digits: int = REGION_DIGITS) -> float:
+    return float(f"{value:.{digits}g}")
+
+
+def region_rows(regions: list[Region]) -> list[dict[str, Any]]:
+    """The region table as JSON rows, ``share`` and the map means to :data:`REGION_DIGITS` significant digits (a long table stays small)."""
+    return [
+        {
+            "kind": r.kind,
+            "class_index": r.class_index,
+            "class_name": r.class_name,
+            "component": r.component,
+            "pixels": r.pixels,
+            "share": _significant(r.share),
+            "bbox": list(r.bbox),
+            "means": {k: _significant(v) for k, v in r.means.items()},
+        }
+        for r in regions
+    ]
+
+
+def build_response(
+    analysis: Analysis,
+    card: ModelCard,
+    analysis_id: str | None,
+    expires_in: float,
+    raw: bool = False,
+    raw_dtype: RawDtype = "float32",
+    started: float | None = None,
+    encode_started: float | None = None,
+) -> AnalyzeResponse:
     """The JSON response of ``POST /api/v1/analyze``.
 
     Args:
         analysis: The analysis to encode.
         card: The model's card (classes, colours, temperature).
-        raw: Include the raw maps, labels and class probabilities.
+        analysis_id: Its id in the cache (``None``: not kept).
+        expires_in: Seconds the id stays valid after its last use.
+        raw: Add colour PNGs, raw maps, labels and class probabilities.
         raw_dtype: Element type of the raw maps and probabilities.
         started: ``time.perf_counter()`` when the request began, for ``timings.total``.
+        encode_started: ``time.perf_counter()`` when encoding began (keeping the analysis included), for ``timings.encode``.
     """
-    t0 = time.perf_counter()
+    t0 = time.perf_counter() if encode_started is None else encode_started
+    num_classes = analysis.num_classes
     info = summarise(analysis, card)
-    pngs = map_pngs(analysis, card)
+    pngs = map_pngs(analysis, card) if raw else {}
     maps = [
         MapOut(
             name=spec.name,
             description=spec.meaning,
             range=(float(analysis.ranges[spec.name][0]), float(analysis.ranges[spec.name][1])),
+            display_power=spec.display_power,
             mean=info.maps[spec.name].mean,
             colourmap=spec.colourmap,
-            png=data_url(pngs[spec.name]),
+            quantised=data_url(grey_png(quantise(spec, analysis.maps[spec.name], num_classes))) if spec.panel is not None else None,
+            url=map_url(analysis_id, spec.name),
+            png=data_url(pngs[spec.name]) if raw else None,
             values=raw_array(analysis.maps[spec.name], raw_dtype) if raw else None,
         )
         for spec in MAPS
     ]
+    small = num_classes <= 256
     prediction = PredictionOut(
         description=PREDICTION_DESCRIPTION,
-        png=data_url(pngs["prediction"]),
-        labels=raw_array(analysis.prediction, "uint8") if raw and len(card.classes) <= 256 else None,
+        labels_png=data_url(grey_png(analysis.prediction.astype(np.uint8))) if small else None,
+        url=map_url(analysis_id, "prediction"),
+        png=data_url(pngs["prediction"]) if raw else None,
+        labels=raw_array(analysis.prediction, "uint8") if raw and small else None,
     )
-    image = data_url(jpeg_bytes(analysis.image), "image/jpeg")
+    image = data_url(jpeg_bytes(display_image(analysis)), "image/jpeg")
     mean_probs = raw_array(analysis.mean_probs, raw_dtype) if raw else None
     encode = time.perf_counter() - t0
     timings = Timings(
@@ -95,10 +180,15 @@ def build_response(analysis: Analysis, card: ModelCard, raw: bool = True, raw_dt
         encode=encode,
         total=time.perf_counter() - (started if started is not None else t0),
     )
-    facts = {k: v for k, v in info.to_json().items() if k not in ("maps", "timings")}
+    facts = {k: v for k, v in dataclasses.replace(info, regions=[]).to_json().items() if k not in ("maps", "timings")}
+    facts["regions"] = region_rows(analysis.regions)
     return AnalyzeResponse.model_validate(
         {
             **facts,
+            "analysis_id": analysis_id,
+            "expires_in": expires_in,
+            "npz_url": None if analysis_id is None else f"{ANALYSES_PATH}/{analysis_id}/maps.npz",
+            "pixel_url": None if analysis_id is None else f"{ANALYSES_PATH}/{analysis_id}/pixel",
             "model_temperature": card.temperature,
             "timings": timings,
             "image": image,
@@ -109,6 +199,16 @@ def build_response(analysis: Analysis, card: ModelCard, raw: bool = True, raw_dt
     )
 
 
-def response_json(analysis: Analysis, card: ModelCard, raw: bool = True, raw_dtype: RawDtype = "float32", started: float | None = None) -> bytes:
-    """:func:`build_response` serialised to JSON bytes."""
-    return build_response(analysis, card, raw, raw_dtype, started).model_dump_json().encode()
+def analysis_json(
+    analysis: Analysis,
+    card: ModelCard,
+    cache: AnalysisCache,
+    filename: str | None,
+    raw: bool = False,
+    raw_dtype: RawDtype = "float32",
+    started: float | None = None,
+) -> bytes:
+    """Keep the analysis in ``cache`` and answer :func:`build_response` as JSON bytes."""
+    t0 = time.perf_counter()
+    analysis_id = keep(cache, analysis, card, filename)
+    return build_response(analysis, card, analysis_id, cache.ttl, raw, raw_dtype, started, t0).model_dump_json().encode()

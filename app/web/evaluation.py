@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict
 
 import numpy as np
@@ -13,11 +14,13 @@ from app.io.rendering import ERROR_DESCRIPTION, png_bytes, render_errors
 from app.io.reports import reliability_png
 from app.metrics.pixels import CORRECT, NOT_SCORED, WRONG, error_codes
 from app.metrics.scoring import EvaluationResult, Evaluator
-from app.web.encoding import build_response, data_url, raw_array
+from app.web.cache import AnalysisCache
+from app.web.encoding import RawDtype, build_response, data_url, keep, map_url, raw_array
 from app.web.errors import ApiError
+from app.web.png import grey_png
 from app.web.schemas.evaluation import ErrorMapOut, EvaluateResponse, EvaluationMetrics
 
-__all__ = ["check_labels", "evaluate_json", "evaluate_response"]
+__all__ = ["check_labels", "evaluate_json"]
 
 
 def check_labels(num_classes: int, ood_label: int | None) -> None:
@@ -35,14 +38,18 @@ def check_labels(num_classes: int, ood_label: int | None) -> None:
         )
 
 
-def error_map(codes: np.ndarray, mask: np.ndarray, num_classes: int, ignore_index: int | None, ood_label: int | None) -> ErrorMapOut:
-    """The error map as a PNG data URL, raw codes and counts."""
+def error_map(
+    codes: np.ndarray, mask: np.ndarray, num_classes: int, ignore_index: int | None, ood_label: int | None, analysis_id: str | None, raw: bool
+) -> ErrorMapOut:
+    """The error map as a greyscale PNG of codes and counts (with ``raw``: a colour PNG and the raw codes too)."""
     special = [v for v in (ignore_index, ood_label) if v is not None]
     out_of_range = ((mask < 0) | (mask >= num_classes)) & ~np.isin(mask, special)
     return ErrorMapOut(
         description=ERROR_DESCRIPTION,
-        png=data_url(png_bytes(render_errors(codes))),
-        values=raw_array(codes, "uint8"),
+        codes_png=data_url(grey_png(codes.astype(np.uint8))),
+        url=map_url(analysis_id, "error"),
+        png=data_url(png_bytes(render_errors(codes))) if raw else None,
+        values=raw_array(codes, "uint8") if raw else None,
         correct=int((codes == CORRECT).sum()),
         wrong=int((codes == WRONG).sum()),
         ignored=int((codes == NOT_SCORED).sum()),
@@ -62,24 +69,31 @@ def metrics_model(result: EvaluationResult, temperature: float) -> EvaluationMet
     return EvaluationMetrics.model_validate({**data, "temperature": temperature})
 
 
-def evaluate_response(
-    analysis: Analysis, mask: np.ndarray, card: ModelCard, ignore_index: int | None, ood_label: int | None, started: float
-) -> EvaluateResponse:
-    """The JSON response of ``POST /api/v1/evaluate``: the analysis, its metrics, error map and reliability diagram."""
+def evaluate_json(
+    analysis: Analysis,
+    mask: np.ndarray,
+    card: ModelCard,
+    ignore_index: int | None,
+    ood_label: int | None,
+    started: float,
+    cache: AnalysisCache,
+    filename: str | None = None,
+    raw: bool = False,
+    raw_dtype: RawDtype = "float32",
+) -> bytes:
+    """The JSON of ``POST /api/v1/evaluate``: the analysis (kept in ``cache`` with its error codes), its metrics, error map and reliability diagram."""
     num_classes = len(card.classes)
     evaluator = Evaluator(num_classes, ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
     evaluator.add(analysis, mask)
     result = evaluator.result(c.name for c in card.classes)
     codes = error_codes(analysis.prediction, mask, num_classes, ignore_index)
-    base = build_response(analysis, card, raw=True, started=started)
-    return EvaluateResponse(
+    t0 = time.perf_counter()
+    analysis_id = keep(cache, analysis, card, filename, codes)
+    base = build_response(analysis, card, analysis_id, cache.ttl, raw, raw_dtype, started, t0)
+    response = EvaluateResponse(
         **dict(base),
         metrics=metrics_model(result, card.temperature),
-        error_map=error_map(codes, mask, num_classes, ignore_index, ood_label),
+        error_map=error_map(codes, mask, num_classes, ignore_index, ood_label, analysis_id, raw),
         reliability_png=data_url(reliability_png(result.calibration)),
     )
-
-
-def evaluate_json(analysis: Analysis, mask: np.ndarray, card: ModelCard, ignore_index: int | None, ood_label: int | None, started: float) -> bytes:
-    """:func:`evaluate_response` serialised to JSON bytes."""
-    return evaluate_response(analysis, mask, card, ignore_index, ood_label, started).model_dump_json().encode()
+    return response.model_dump_json().encode()

@@ -19,7 +19,7 @@ from app.io.resources import static_dir, templates_dir
 from app.web import docs
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
-from app.web.routes import analyze, evaluate, health, models, page
+from app.web.routes import analyses, analyze, evaluate, health, models, page
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
@@ -29,7 +29,9 @@ DESCRIPTION = """Per-pixel uncertainty maps for semantic segmentation: softmax c
 expected entropy, mutual information (BALD) and MC-dropout variance, plus a region table.
 
 `POST /api/v1/evaluate` does the same analysis and scores it against a ground-truth mask (mIoU, calibration,
-error and OOD detection per map). Every error response is `{"error": {"code": ..., "message": ...}}`."""
+error and OOD detection per map). Each answer carries an `analysis_id`: `GET /api/v1/analyses/{id}/...` serves that
+analysis's PNGs, NPZ and exact pixel values without running it again, until it expires.
+Every error response is `{"error": {"code": ..., "message": ...}}`."""
 
 
 def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.include_router(models.router)
     app.include_router(analyze.build_router(settings))
     app.include_router(evaluate.build_router(settings))
+    app.include_router(analyses.router)
     app.include_router(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
     app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")

@@ -14,8 +14,9 @@ import torch
 
 from app.engine.analysis import Analysis
 from app.io.bundle import Bundle
+from app.web.cache import AnalysisCache
 from app.web.settings import Settings
-from app.workflows.analyzer import Analyzer
+from app.workflows.analyzer import Analyzer, Resolution
 from app.workflows.labelled import analyze_labelled
 
 T = TypeVar("T")
@@ -42,6 +43,7 @@ class AnalysisService:
         self.settings = settings
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget)
         self.limiter = anyio.CapacityLimiter(settings.max_concurrent)
+        self.cache = AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds)
         self.ready = False
         self.failure: str | None = None
 
@@ -50,16 +52,20 @@ class AnalysisService:
         """The model's name."""
         return self.bundle.card.name
 
-    async def analyze(self, data: bytes, samples: int, seed: int, calibrated: bool) -> Analysis:
+    async def analyze(self, data: bytes, samples: int, seed: int, calibrated: bool, resolution: Resolution = "working") -> Analysis:
         """Decode and analyse an upload in a worker thread.
 
         Raises:
             app.io.decoding.ImageDecodeError: the upload is not a usable image.
         """
-        job = partial(self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area)
+        job = partial(
+            self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area, resolution=resolution
+        )
         return await anyio.to_thread.run_sync(job, limiter=self.limiter)
 
-    async def evaluate(self, data: bytes, mask: bytes, samples: int, seed: int, calibrated: bool, mask_name: str = "mask") -> tuple[Analysis, np.ndarray]:
+    async def evaluate(
+        self, data: bytes, mask: bytes, samples: int, seed: int, calibrated: bool, mask_name: str = "mask", resolution: Resolution = "working"
+    ) -> tuple[Analysis, np.ndarray]:
         """Decode an image and its mask, check they pair up, then analyse the image, in a worker thread.
 
         Raises:
@@ -67,7 +73,16 @@ class AnalysisService:
             app.io.masks.MaskError: the mask is unusable or does not match the image.
         """
         job = partial(
-            analyze_labelled, self.analyzer, data, mask, mask_name=mask_name, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area
+            analyze_labelled,
+            self.analyzer,
+            data,
+            mask,
+            mask_name=mask_name,
+            samples=samples,
+            seed=seed,
+            calibrated=calibrated,
+            min_area=self.settings.min_area,
+            resolution=resolution,
         )
         labelled = await anyio.to_thread.run_sync(job, limiter=self.limiter)
         return labelled.analysis, labelled.mask

@@ -8,7 +8,18 @@ from typing import Annotated
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.defaults import DEFAULT_MODEL, DEFAULT_SAMPLES, MAX_BODY_BYTES, MAX_PIXELS, MAX_SAMPLES, MEMORY_BUDGET, MIN_AREA
+from app.defaults import (
+    CACHE_BYTES,
+    CACHE_ENTRIES,
+    CACHE_TTL_SECONDS,
+    DEFAULT_MODEL,
+    DEFAULT_SAMPLES,
+    MAX_BODY_BYTES,
+    MAX_PIXELS,
+    MAX_SAMPLES,
+    MEMORY_BUDGET,
+    MIN_AREA,
+)
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -33,6 +44,9 @@ class Settings(BaseSettings):
     memory_budget: int = Field(default=MEMORY_BUDGET, ge=2**20, description="Bytes one chunk of MC samples may use.")
     min_area: int = Field(default=MIN_AREA, ge=1, description="Smallest connected component listed in the region table, in pixels.")
     warmup: bool = Field(default=True, description="Run one small analysis before reporting ready.")
+    cache_entries: int = Field(default=CACHE_ENTRIES, ge=0, description="Most analyses kept for downloads by id (0: none kept).")
+    cache_bytes: int = Field(default=CACHE_BYTES, ge=0, description="Most bytes of arrays kept for downloads by id, all analyses together.")
+    cache_ttl_seconds: float = Field(default=CACHE_TTL_SECONDS, gt=0, description="Seconds an analysis stays downloadable by id after its last use.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
 
     @field_validator("device")

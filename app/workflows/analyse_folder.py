@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IMAGE_SUFFIXES, MIN_AREA
+from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, IMAGE_SUFFIXES, MIN_AREA
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
 from app.io.encoding import map_pngs, npz_bytes, summarise
 from app.maps.registry import MAP_NAMES
-from app.workflows.analyzer import Analyzer
+from app.workflows.analyzer import Analyzer, Resolution
 
 __all__ = ["AnalysisOptions", "SummaryRow", "analyse_files", "expand_inputs", "write_analysis", "write_summary"]
 
@@ -31,6 +31,7 @@ class AnalysisOptions:
     seed: int = DEFAULT_SEED
     calibrated: bool = False
     min_area: int = MIN_AREA
+    resolution: Resolution = DEFAULT_RESOLUTION
 
 
 @dataclass
@@ -129,7 +130,12 @@ def analyse_files(
         try:
             started = time.perf_counter()
             analysis = analyzer.analyze_bytes(
-                path.read_bytes(), samples=options.samples, seed=options.seed, calibrated=options.calibrated, min_area=options.min_area
+                path.read_bytes(),
+                samples=options.samples,
+                seed=options.seed,
+                calibrated=options.calibrated,
+                min_area=options.min_area,
+                resolution=options.resolution,
             )
             seconds = time.perf_counter() - started
             row.means = write_analysis(analysis, analyzer.bundle.card, out / row.output, str(path), seconds)

@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from typing import Literal
 
 import numpy as np
 import torch
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MEMORY_BUDGET, MIN_AREA
+from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MEMORY_BUDGET, MIN_AREA, RESOLUTIONS
 from app.engine.analysis import Analysis
-from app.engine.geometry import crop, pad_to_stride, to_tensor
-from app.engine.sampling import SamplingOptions, run_mc
+from app.engine.geometry import crop
+from app.engine.sampling import SamplingOptions
+from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
+from app.engine.tile_budget import TileCost, choose_tile, measure_cost
 from app.io.bundle import Bundle
 from app.io.decoding import decode_image
+from app.io.resize import resize_rgb, working_shape
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
 from app.metrics.image_ood import image_verdicts
 
-__all__ = ["Analyzer"]
+__all__ = ["Analyzer", "Resolution"]
+
+Resolution = Literal["working", "full"]
 
 
 class Analyzer:
@@ -27,7 +34,8 @@ class Analyzer:
         bundle: The model bundle (its network is moved to ``device``).
         device: Where to run.
         max_pixels: Pixel limit for decoded images.
-        memory_budget: Bytes one chunk of MC samples may use.
+        memory_budget: Bytes one analysis may use, the network's activations included: larger images
+            are analysed in sliding windows (see :mod:`app.engine.tile_budget`).
     """
 
     def __init__(self, bundle: Bundle, device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS, memory_budget: int = MEMORY_BUDGET) -> None:
@@ -36,6 +44,29 @@ class Analyzer:
         self.bundle.net.to(self.device).eval()
         self.max_pixels = max_pixels
         self.memory_budget = memory_budget
+        self._cost: TileCost | None = None
+        self._cost_lock = threading.Lock()
+
+    @property
+    def cost(self) -> TileCost:
+        """The network's bytes per analysed pixel, probed on first use."""
+        with self._cost_lock:
+            if self._cost is None:
+                self._cost = measure_cost(self.bundle.net, len(self.bundle.card.classes))
+            return self._cost
+
+    def analysed_shape(self, height: int, width: int, resolution: Resolution = DEFAULT_RESOLUTION) -> tuple[int, int]:
+        """The ``(H, W)`` an input of ``height × width`` is analysed at."""
+        if resolution not in RESOLUTIONS:
+            raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution!r}")
+        return working_shape(height, width, self.bundle.card.input.working_size) if resolution == "working" else (height, width)
+
+    def tile_grid(self, height: int, width: int) -> TileGrid | None:
+        """The sliding-window tiles an analysed ``height × width`` image gets (``None``: analysed whole)."""
+        stride = self.bundle.net.stride
+        hp, wp = height + (-height) % stride, width + (-width) % stride
+        tile = choose_tile(hp, wp, self.cost, self.memory_budget, stride)
+        return None if tile is None else plan_grid(hp, wp, tile, stride)
 
     def decode(self, data: bytes) -> np.ndarray:
         """Decode upload bytes to ``(H, W, 3)`` uint8 RGB within this analyser's pixel limit.
@@ -53,12 +84,13 @@ class Analyzer:
         calibrated: bool = False,
         chunk_size: int | None = None,
         min_area: int = MIN_AREA,
+        resolution: Resolution = DEFAULT_RESOLUTION,
     ) -> Analysis:
         """Decode ``data`` and analyse it; see :meth:`analyze_image` for the options."""
         start = time.perf_counter()
         rgb = self.decode(data)
         decoded = time.perf_counter() - start
-        result = self.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, chunk_size=chunk_size, min_area=min_area)
+        result = self.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, chunk_size=chunk_size, min_area=min_area, resolution=resolution)
         result.timings["decode"] = decoded
         return result
 
@@ -70,8 +102,16 @@ class Analyzer:
         calibrated: bool = False,
         chunk_size: int | None = None,
         min_area: int = MIN_AREA,
+        resolution: Resolution = DEFAULT_RESOLUTION,
     ) -> Analysis:
         """Analyse ``(H, W, 3)`` uint8 RGB.
+
+        At ``"working"`` resolution an input whose long side exceeds the card's ``input.working_size``
+        is first down-scaled (Lanczos, antialiased) to that long side; smaller inputs, and every input
+        at ``"full"``, are analysed pixel for pixel. Either way an image whose analysis would not fit
+        the memory budget is analysed in sliding windows. The analysis reports what was done:
+        ``resolution="working"`` only when the image was resized, ``input_size`` the size of ``rgb``,
+        and its maps and ``image`` are at the analysed size.
 
         Args:
             rgb: The image.
@@ -80,30 +120,38 @@ class Analyzer:
             calibrated: Apply the bundle's temperature (``τ = 1`` otherwise).
             chunk_size: Samples per batched pass (``None``: from the memory budget).
             min_area: Smallest connected component listed in the region table.
+            resolution: ``"working"`` (the card's working size) or ``"full"`` (every input pixel).
+
+        Raises:
+            ValueError: an unknown ``resolution``.
         """
         card = self.bundle.card
         net = self.bundle.net
         temperature = card.temperature if calibrated else 1.0
+        input_size = (int(rgb.shape[0]), int(rgb.shape[1]))
         start = time.perf_counter()
-        x = to_tensor(rgb, card.normalization.mean, card.normalization.std).to(self.device)
-        padded, size = pad_to_stride(x, net.stride)
+        analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=resolution))
+        resized = time.perf_counter() - start
+        start = time.perf_counter()
         options = SamplingOptions(samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=self.memory_budget)
-        result = run_mc(net, padded, options)
+        norm = card.normalization
+        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, self.cost)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         inference = time.perf_counter() - start
+        size = (int(analysed.shape[0]), int(analysed.shape[1]))
 
         def host(t: torch.Tensor) -> np.ndarray:
             return crop(t[0], size).cpu().numpy()
 
-        maps = {name: host(t).astype(np.float32) for name, t in result.scalar_maps().items()}
-        prediction = host(result.prediction).astype(np.int64)
+        maps = {name: np.ascontiguousarray(host(t), dtype=np.float32) for name, t in result.scalar_maps().items()}
+        prediction = np.ascontiguousarray(host(result.prediction), dtype=np.int64)
         start = time.perf_counter()
         regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area)
         reference = card.image_reference
         verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, reference.means) if reference else []
         return Analysis(
-            image=rgb,
+            image=analysed,
             prediction=prediction,
             maps=maps,
             mean_probs=host(result.mean_probs),
@@ -117,8 +165,8 @@ class Analyzer:
             calibrated=calibrated,
             device=str(self.device),
             dropout_added_at_inference=not card.dropout.trained_with_dropout,
-            timings={"inference": inference, "regions": time.perf_counter() - start},
-            input_size=(int(rgb.shape[0]), int(rgb.shape[1])),
-            resolution="full",
+            timings={"resize": resized, "inference": inference, "regions": time.perf_counter() - start},
+            input_size=input_size,
+            resolution="working" if size != input_size else "full",
             image_ood=verdicts,
         )

@@ -1,4 +1,4 @@
-"""Fit a bundle's temperature on labelled images and record it in its ``model.json``."""
+"""Calibrate a bundle on labelled images: fit its temperature and record the image-level OOD reference in ``model.json``."""
 
 from __future__ import annotations
 
@@ -6,25 +6,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
-from app.defaults import DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS
-from app.io.bundle import write_card
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS
+from app.engine.analysis import Analysis
+from app.io.bundle import ImageReference, write_card
+from app.maps.registry import DETECTION_MAPS
 from app.metrics.calibration import CalibrationStats, binning_text
 from app.metrics.pixels import scored_pixels
 from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_at
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
 
-__all__ = ["Calibration", "calibrate_bundle"]
+__all__ = ["Calibration", "calibrate_bundle", "image_means"]
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted temperature and what it did to the data it was fitted on."""
+    """A fitted temperature, what it did to the data it was fitted on, and the image-level reference recorded with it."""
 
     temperature: float
+    image_reference: ImageReference
     pixels: int
     ignored_pixels: int
     subsample_rate: float
@@ -48,6 +52,11 @@ def _ece(log_probs: torch.Tensor, labels: torch.Tensor, tau: float) -> float:
     return stats.result().ece
 
 
+def image_means(analysis: Analysis) -> dict[str, float]:
+    """The image mean (float64 accumulation) of every detection map of ``analysis``."""
+    return {name: float(analysis.maps[name].mean(dtype=np.float64)) for name in DETECTION_MAPS}
+
+
 def calibrate_bundle(
     analyzer: Analyzer,
     pairs: Sequence[tuple[Path, Path]],
@@ -56,11 +65,17 @@ def calibrate_bundle(
     masks: Path,
     ignore_index: int | None = IGNORE_INDEX,
     seed: int = DEFAULT_SEED,
+    samples: int = DEFAULT_SAMPLES,
+    split: str | None = None,
     progress: Progress = iter,
 ) -> Calibration:
-    """Fit ``τ`` on the deterministic softmax of every scored pixel and write it into the analyser's bundle.
+    """Fit ``τ`` and record the image-level OOD reference; write both into the analyser's bundle.
 
-    Beyond :data:`~app.defaults.TEMPERATURE_FIT_MAX_PIXELS` labelled pixels a seeded uniform subsample is used.
+    Each image is analysed once, the way a user's upload is (``samples`` MC samples, ``seed``, uncalibrated).
+    ``τ`` is fitted on the deterministic softmax of every scored pixel (beyond
+    :data:`~app.defaults.TEMPERATURE_FIT_MAX_PIXELS` labelled pixels a seeded uniform subsample is used); the
+    deterministic softmax does not depend on ``samples``. The image mean of every detection map, over all
+    pixels, becomes the card's ``image_reference`` that later analyses are compared with.
 
     Args:
         analyzer: The analyser of the bundle to calibrate.
@@ -68,7 +83,9 @@ def calibrate_bundle(
         images: The image folder, recorded in the card.
         masks: The mask folder, recorded in the card.
         ignore_index: Mask value that is not scored.
-        seed: Seed of the subsample.
+        seed: Seed of the subsample and of the dropout masks.
+        samples: MC samples of each analysis (the default of an analysis, so the reference matches what users get).
+        split: What the images are, in words, for the card (default: the image folder).
         progress: Wraps the pair list, e.g. in a progress bar.
 
     Raises:
@@ -80,15 +97,20 @@ def calibrate_bundle(
     num_classes = len(card.classes)
     pool = LogitPool(rate=min(1.0, TEMPERATURE_FIT_MAX_PIXELS / max(_total_pixels(pairs), 1)), seed=seed)
     ignored = 0
-    for _image, labelled in labelled_pairs(analyzer, pairs, 0, seed, progress):
+    means: dict[str, list[float]] = {name: [] for name in DETECTION_MAPS}
+    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress):
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)
         ignored += int((~valid).sum())
         pool.add(torch.from_numpy(labelled.analysis.probs.reshape(num_classes, -1)).T[valid], y[valid])
+        for name, mean in image_means(labelled.analysis).items():
+            means[name].append(mean)
     log_probs, labels = pool.tensors()
     tau = fit_temperature(log_probs, labels)
+    reference = ImageReference(split=split if split is not None else str(images), images=len(pairs), samples=samples, means=means)
     result = Calibration(
         temperature=round(tau, 6),
+        image_reference=reference,
         pixels=int(labels.numel()),
         ignored_pixels=ignored,
         subsample_rate=pool.rate,
@@ -115,5 +137,6 @@ def calibrate_bundle(
         "nll_after": result.nll_after,
         "ece_binning": binning_text(),
     }
+    card.image_reference = reference
     write_card(card, bundle.path)
     return result

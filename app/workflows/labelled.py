@@ -7,17 +7,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MIN_AREA
+from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MIN_AREA
 from app.engine.analysis import Analysis
 from app.io.masks import MaskError, check_mask_size, decode_mask
-from app.workflows.analyzer import Analyzer
+from app.io.resize import resize_labels
+from app.workflows.analyzer import Analyzer, Resolution
 
 __all__ = ["LabelledAnalysis", "analyze_labelled"]
 
 
 @dataclass
 class LabelledAnalysis:
-    """An analysis and the ``(H, W)`` int64 mask it is scored against."""
+    """An analysis and the ``(H, W)`` int64 mask it is scored against, both at the analysed size."""
 
     analysis: Analysis
     mask: np.ndarray
@@ -33,10 +34,13 @@ def analyze_labelled(
     seed: int = DEFAULT_SEED,
     calibrated: bool = False,
     min_area: int = MIN_AREA,
+    resolution: Resolution = DEFAULT_RESOLUTION,
 ) -> LabelledAnalysis:
     """Decode an image and its mask, check that they pair up, then analyse the image.
 
-    The mask is checked before inference, so a bad mask costs no model time.
+    The mask is checked against the input's size before inference, so a bad mask costs no model
+    time. When the image is analysed at a smaller working size, the mask is resized with it (nearest
+    neighbour), so metrics are computed at the analysed size.
 
     Args:
         analyzer: The analyser of the model.
@@ -47,6 +51,7 @@ def analyze_labelled(
         seed: Seed of the dropout masks.
         calibrated: Apply the bundle's temperature.
         min_area: Smallest component in the region table.
+        resolution: ``"working"`` or ``"full"``, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
 
     Raises:
         app.io.decoding.ImageDecodeError: the image is not usable.
@@ -63,6 +68,6 @@ def analyze_labelled(
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
-    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area)
+    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution)
     analysis.timings["decode"] = decoded
-    return LabelledAnalysis(analysis, labels)
+    return LabelledAnalysis(analysis, resize_labels(labels, analysis.analysed_size))

@@ -5,17 +5,20 @@
 /** @typedef {import("./types.js").EvaluateResponse} EvaluateResponse */
 /** @typedef {import("./types.js").ErrorResponse} ErrorResponse */
 /** @typedef {import("./types.js").Params} Params */
+/** @typedef {import("./types.js").PixelResponse} PixelResponse */
 
 export class ApiError extends Error {
   /**
    * @param {string} message what went wrong, in the API's words
    * @param {number} status the HTTP status (0: no response)
    * @param {string} code the API's machine-readable error code
+   * @param {string | null} [field] the request field at fault, when the API names one
    */
-  constructor(message, status, code) {
+  constructor(message, status, code, field = null) {
     super(message);
     this.status = status;
     this.code = code;
+    this.field = field;
   }
 }
 
@@ -26,29 +29,33 @@ export class ApiError extends Error {
 async function errorFrom(response) {
   let code = "http_error";
   let message = `${response.status} ${response.statusText || "error"}`;
+  /** @type {string | null} */
+  let field = null;
   try {
     /** @type {ErrorResponse | null} */
     const body = await response.json();
     if (body && body.error) {
       code = body.error.code || code;
       message = body.error.message || message;
+      field = body.error.field || null;
     }
   } catch (_) {
     // not JSON: keep the status line
   }
-  return new ApiError(message, response.status, code);
+  return new ApiError(message, response.status, code, field);
 }
 
 /**
  * @param {string} url
- * @param {FormData} form
+ * @param {RequestInit} [init]
  * @returns {Promise<Response>} the response, when it is ok
  */
-async function send(url, form) {
+async function send(url, init) {
   let response;
   try {
-    response = await fetch(url, { method: "POST", body: form });
+    response = await fetch(url, init);
   } catch (err) {
+    if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(`the server could not be reached (${/** @type {Error} */ (err).message})`, 0, "network_error");
   }
   if (!response.ok) throw await errorFrom(response);
@@ -66,38 +73,19 @@ function baseForm(file, params) {
   form.append("samples", String(params.samples));
   form.append("seed", String(params.seed));
   form.append("calibrated", params.calibrated ? "true" : "false");
+  form.append("resolution", params.resolution);
   return form;
 }
 
 /**
- * @overload
+ * POST one file to the analyze endpoint; the compact JSON answer.
  * @param {string} url
  * @param {File} file
  * @param {Params} params
- * @param {"json"} [format]
  * @returns {Promise<AnalyzeResponse>}
  */
-/**
- * @overload
- * @param {string} url
- * @param {File} file
- * @param {Params} params
- * @param {"npz"} format
- * @returns {Promise<Blob>}
- */
-/**
- * POST one file to the analyze endpoint; JSON result, or a Blob when format is "npz".
- * @param {string} url
- * @param {File} file
- * @param {Params} params
- * @param {"json" | "npz"} [format]
- * @returns {Promise<AnalyzeResponse | Blob>}
- */
-export async function analyze(url, file, params, format = "json") {
-  const form = baseForm(file, params);
-  form.append("format", format);
-  const response = await send(url, form);
-  return format === "npz" ? response.blob() : response.json();
+export async function analyze(url, file, params) {
+  return (await send(url, { method: "POST", body: baseForm(file, params) })).json();
 }
 
 /**
@@ -113,5 +101,26 @@ export async function evaluate(url, file, mask, params) {
   form.append("mask", mask, mask.name);
   form.append("ignore_index", String(params.ignoreIndex));
   if (params.oodLabel !== null) form.append("ood_label", String(params.oodLabel));
-  return (await send(url, form)).json();
+  return (await send(url, { method: "POST", body: form })).json();
+}
+
+/**
+ * GET the exact values at one pixel of a kept analysis.
+ * @param {string} url the answer's pixel_url
+ * @param {number} x
+ * @param {number} y
+ * @param {AbortSignal} signal
+ * @returns {Promise<PixelResponse>}
+ */
+export async function pixel(url, x, y, signal) {
+  return (await send(`${url}?x=${x}&y=${y}`, { signal })).json();
+}
+
+/**
+ * GET a download of a kept analysis.
+ * @param {string} url
+ * @returns {Promise<Blob>}
+ */
+export async function fetchBlob(url) {
+  return (await send(url)).blob();
 }

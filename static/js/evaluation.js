@@ -123,7 +123,7 @@ export function renderEvaluation(root, item, titles, detectionMaps, errorLegend)
   detectionTable(/** @type {HTMLTableElement} */ (root.querySelector("#detection-table")), r, titles, detectionMaps);
   const scaled = r.metrics.calibration.softmax_scaled ? " τ-scaled: the deterministic softmax at the model's fitted temperature." : "";
   /** @type {HTMLElement} */ (root.querySelector("#metrics-notes")).textContent = `${r.metrics.notes}.${scaled}`;
-  drawReliability(/** @type {HTMLElement} */ (root.querySelector("#reliability")), item.images.reliability);
+  drawReliability(/** @type {HTMLElement} */ (root.querySelector("#reliability")), /** @type {HTMLImageElement} */ (item.images.reliability));
   root.hidden = false;
 }
 

@@ -1,23 +1,25 @@
 // @ts-check
-// The page: upload queue, thumbnails, controls, panels, readout, region table, downloads and the evaluate mode (image + mask).
+// The page: upload queue, thumbnails, controls (changes re-run the selected image), panels, readout, region table,
+// downloads by id, the image-level OOD verdict and the evaluate mode (image + mask).
 
 import { analyze, evaluate } from "./api.js";
-import { decodeRaw } from "./arrays.js";
+import { decodeResult } from "./compact.js";
+import { clearFieldErrors, readParams, showFieldError, tau, temperatureNote } from "./controls.js";
 import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
-import { clearPanels, drawPanel, loadImages, pixelAt, placeCrosshair } from "./panels.js";
-import { clearReadout, showPixel } from "./readout.js";
+import { bindPointer, clearPanels, drawPanel, placeCrosshair } from "./panels.js";
+import { clearReadout, exactReader, showApprox } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
+import { renderVerdict } from "./verdict.js";
 
+/** @typedef {import("./api.js").ApiError} ApiError */
 /** @typedef {import("./types.js").AnalysisResult} AnalysisResult */
 /** @typedef {import("./types.js").Config} Config */
 /** @typedef {import("./types.js").DoneItem} DoneItem */
 /** @typedef {import("./types.js").Item} Item */
-/** @typedef {import("./types.js").Params} Params */
-/** @typedef {import("./types.js").RawArray} RawArray */
 /** @typedef {import("./types.js").ScoredItem} ScoredItem */
 
 /** @type {Config} */
@@ -30,6 +32,7 @@ const els = {
   samples: /** @type {HTMLInputElement} */ ($("samples")),
   seed: /** @type {HTMLInputElement} */ ($("seed")),
   calibrated: /** @type {HTMLInputElement} */ ($("calibrated")),
+  resolution: /** @type {HTMLSelectElement} */ ($("resolution")),
   temperatureNote: /** @type {HTMLElement} */ ($("temperature-note")),
   opacity: /** @type {HTMLInputElement} */ ($("opacity")),
   rerun: /** @type {HTMLButtonElement} */ ($("rerun")),
@@ -40,8 +43,10 @@ const els = {
   readout: /** @type {HTMLElement} */ ($("readout")),
   runInfo: /** @type {HTMLElement} */ ($("run-info")),
   regions: /** @type {HTMLTableElement} */ ($("region-table")),
+  regionsMore: /** @type {HTMLButtonElement} */ ($("regions-more")),
   downloads: /** @type {HTMLElement} */ ($("download-links")),
   inputSize: /** @type {HTMLElement} */ ($("input-size")),
+  verdict: /** @type {HTMLElement} */ ($("ood-verdict")),
   maskInput: /** @type {HTMLInputElement} */ ($("mask-input")),
   maskClear: /** @type {HTMLButtonElement} */ ($("mask-clear")),
   maskNote: /** @type {HTMLElement} */ ($("mask-note")),
@@ -52,6 +57,7 @@ const els = {
 };
 const mapNames = config.maps.map((m) => m.name);
 const mapTitles = Object.fromEntries(config.maps.map((m) => [m.name, m.title]));
+const status = { busy: setBusy, idle: setIdle, error: showError };
 /** @type {Item[]} */
 const items = [];
 /** @type {Item | null} */
@@ -60,30 +66,10 @@ let running = false;
 let nextId = 1;
 /** @type {{x: number, y: number} | null} */
 let cursor = null;
+/** @type {ReturnType<typeof setTimeout> | undefined} */
+let rerunTimer;
+const requestExact = exactReader(els.readout, config.pixelDebounceMs);
 const masks = bindMask(els, () => current, requeue);
-
-/**
- * @param {HTMLInputElement} input a number field
- * @returns {number} its value rounded to an integer; NaN when it is empty or not a number
- */
-function intValue(input) {
-  return input.value.trim() === "" ? NaN : Math.round(Number(input.value));
-}
-
-/** @returns {Params} the request parameters in the form; an empty field takes the server's default */
-function params() {
-  const samples = intValue(els.samples);
-  const seed = intValue(els.seed);
-  const ignoreIndex = intValue(els.ignoreIndex);
-  const ood = intValue(els.oodLabel);
-  return {
-    samples: Number.isFinite(samples) ? samples : config.defaultSamples,
-    seed: Number.isFinite(seed) ? seed : config.defaultSeed,
-    calibrated: els.calibrated.checked,
-    ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : config.defaultIgnoreIndex,
-    oodLabel: Number.isFinite(ood) ? ood : null,
-  };
-}
 
 /** @param {string} text */
 function setBusy(text) {
@@ -105,9 +91,9 @@ function showError(text) {
   els.error.hidden = !text;
 }
 
-function temperatureNote() {
-  const t = config.temperature;
-  els.temperatureNote.textContent = els.calibrated.checked ? `(τ = ${t} in use)` : t === 1 ? "(τ = 1; no fitted temperature)" : `(off: τ = 1 in use; fitted τ = ${t})`;
+/** The calibrated note, for the result on screen. */
+function noteTemperature() {
+  temperatureNote(els.temperatureNote, config.temperature, current && current.status === "done" ? current.result : null);
 }
 
 /** @param {Item} item */
@@ -131,7 +117,7 @@ function addFiles(files) {
 
 /** @param {Item} item */
 function requeue(item) {
-  if (item.status === "busy") item.stale = true;
+  if (item.status === "busy") item.rerun = true;
   else if (item.status !== "queued") {
     item.status = "queued";
     renderThumb(item);
@@ -147,39 +133,54 @@ async function pump() {
   running = false;
   const failed = items.filter((i) => i.status === "error").length;
   const done = items.filter((i) => i.status === "done").length;
-  setIdle(`${done} image${done === 1 ? "" : "s"} analysed${failed ? `, ${failed} failed` : ""}.`);
+  const rejected = items.find((i) => i.status === "done" && i.error);
+  setIdle(
+    rejected
+      ? `The last request for ${rejected.name} was rejected; its previous result is still shown.`
+      : `${done} image${done === 1 ? "" : "s"} analysed${failed ? `, ${failed} failed` : ""}.`,
+  );
 }
 
 /** @param {Item} item */
 async function run(item) {
-  const p = params();
+  const p = readParams(els, config);
+  item.requested = p;
+  const mask = item.mask;
+  const hadResult = item.result !== undefined;
   item.status = "busy";
   renderThumb(item);
-  const mask = item.mask;
   const what = mask ? `Evaluating ${item.name} against ${mask.name}` : `Analysing ${item.name}`;
   setBusy(`${what} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
   try {
     /** @type {AnalysisResult} */
     const result = mask ? await evaluate(config.endpoints.evaluate, item.file, mask, p) : await analyze(config.endpoints.analyze, item.file, p);
-    const arrays = {
-      maps: Object.fromEntries(result.maps.filter((m) => m.values).map((m) => [m.name, decodeRaw(/** @type {RawArray} */ (m.values))])),
-      labels: result.prediction.labels ? decodeRaw(result.prediction.labels) : null,
-      probs: result.mean_probs ? decodeRaw(result.mean_probs) : null,
-      errors: result.error_map ? decodeRaw(result.error_map.values) : null,
-    };
-    Object.assign(item, { result, arrays, params: p, images: await loadImages(result), status: "done", error: null });
+    const { layers, images } = await decodeResult(result, config);
+    Object.assign(item, { result, layers, images, params: p, resultMask: mask, status: "done", error: null });
+    clearFieldErrors();
     showError("");
     select(item);
   } catch (err) {
-    Object.assign(item, { status: "error", error: /** @type {Error} */ (err).message || String(err) });
-    showError(`${item.name}: ${item.error}`);
-    if (!current || current === item || current.status !== "done") select(item);
+    const e = /** @type {ApiError} */ (err);
+    const message = e.message || String(err);
+    const beside = showFieldError(e.field || null, message);
+    if (hadResult) {
+      item.status = "done";
+      item.error = message;
+      if (e.field === "mask") item.mask = /** @type {DoneItem} */ (item).resultMask;
+      if (!beside) showError(`${item.name}: ${message} (the previous result is still shown)`);
+      if (current === item) masks.note();
+    } else {
+      Object.assign(item, { status: "error", error: message });
+      if (!beside || e.field === "mask") showError(`${item.name}: ${message}`);
+      if (!current || current === item || current.status !== "done") select(item);
+    }
   }
-  if (item.stale) {
-    item.stale = false;
+  if (item.rerun) {
+    item.rerun = false;
     item.status = "queued";
   }
   renderThumb(item);
+  if (current === item) noteTemperature();
 }
 
 /** @param {Item} item */
@@ -194,13 +195,16 @@ function select(item) {
   else {
     clearPanels(els.panels);
     clearEvaluation(els.evaluation);
+    renderVerdict(els.verdict, []);
     els.errorPanel.hidden = true;
     clearReadout(els.readout);
     els.regions.tBodies[0].replaceChildren();
+    els.regionsMore.hidden = true;
     els.downloads.innerHTML = '<span class="muted">Analyse an image first.</span>';
     if (item.status === "error") showError(`${item.name}: ${item.error}`);
     document.body.dataset.state = running ? "busy" : "idle";
   }
+  noteTemperature();
 }
 
 /** @param {DoneItem} item */
@@ -214,18 +218,26 @@ function drawAll(item) {
 }
 
 /** @param {DoneItem} item */
+function redrawRegions(item) {
+  renderRegions(els.regions, item.result.regions, item.result.classes, mapNames, config.regionRowsShown, els.regionsMore);
+}
+
+/** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
   drawAll(item);
-  els.inputSize.textContent = `${r.width} × ${r.height} px`;
+  const resized = r.width !== r.input_width || r.height !== r.input_height;
+  els.inputSize.textContent = `analysed at ${r.width}×${r.height} ${resized ? `(input ${r.input_width}×${r.input_height})` : "(the input's own size)"}`;
+  renderVerdict(els.verdict, r.image_ood);
   if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps, config.errorLegend);
   else clearEvaluation(els.evaluation);
-  renderRegions(els.regions, r.regions, r.classes, mapNames);
-  renderDownloads(els.downloads, item, config.endpoints.analyze, { busy: setBusy, idle: setIdle, error: showError });
+  redrawRegions(item);
+  renderDownloads(els.downloads, item, status);
   /** @param {number} s seconds */
   const ms = (s) => `${Math.round(1000 * s)} ms`;
   els.runInfo.textContent =
-    `${r.samples} MC samples · seed ${r.seed} · τ = ${r.temperature} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ${r.width}×${r.height} · ` +
+    `${r.samples} MC samples · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
+    `${r.width}×${r.height} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
     `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
     (r.dropout_added_at_inference ? " · dropout added at inference only" : "");
   if (cursor && cursor.x < r.width && cursor.y < r.height) moveTo(cursor.x, cursor.y);
@@ -243,40 +255,40 @@ function render(item) {
  */
 function moveTo(x, y) {
   if (!current || current.status !== "done") return;
-  const { width, height } = current.result;
+  const item = current;
+  const { width, height } = item.result;
   cursor = { x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y)) };
   placeCrosshair(els.panels, cursor.x, cursor.y, width, height);
-  showPixel(els.readout, current, cursor.x, cursor.y, config.errorLegend);
+  showApprox(els.readout, item, cursor.x, cursor.y, config.errorLegend);
+  requestExact(item, cursor.x, cursor.y, (x, y) => current === item && cursor !== null && cursor.x === x && cursor.y === y);
 }
 
-for (const view of /** @type {NodeListOf<HTMLElement>} */ (els.panels.querySelectorAll(".view"))) {
-  view.addEventListener("pointermove", (event) => {
-    if (!current || current.status !== "done") return;
-    const { x, y } = pixelAt(view, event, current.result.width, current.result.height);
-    moveTo(x, y);
-  });
-  view.addEventListener("keydown", (event) => {
-    const step = /** @type {Record<string, [number, number] | undefined>} */ ({ ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] })[event.key];
-    if (!step || !current || current.status !== "done") return;
-    event.preventDefault();
-    const k = event.shiftKey ? 10 : 1;
-    const start = cursor || { x: current.result.width >> 1, y: current.result.height >> 1 };
-    moveTo(start.x + k * step[0], start.y + k * step[1]);
-  });
+/** Re-run the selected image once the controls have been still for a moment, if they now ask for something else than it got. */
+function scheduleRerun() {
+  clearTimeout(rerunTimer);
+  rerunTimer = setTimeout(() => {
+    if (!current || current.status === "queued") return;
+    if (current.requested && JSON.stringify(current.requested) === JSON.stringify(readParams(els, config))) return;
+    requeue(current);
+  }, config.rerunDebounceMs);
 }
 
+bindPointer(
+  els.panels,
+  () => (current && current.status === "done" ? { width: current.result.width, height: current.result.height, cursor } : null),
+  moveTo,
+);
 bindDrop(els.input, els.dropzone, addFiles);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
 });
-els.calibrated.addEventListener("change", temperatureNote);
+for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
+for (const control of [els.calibrated, els.resolution]) control.addEventListener("change", scheduleRerun);
 els.rerun.addEventListener("click", () => {
   if (!current || current.status === "busy" || current.status === "queued") return;
-  current.status = "queued";
-  renderThumb(current);
-  pump();
+  requeue(current);
 });
 els.samples.max = String(config.maxSamples);
-bindSorting(els.regions, () => current && current.status === "done" && renderRegions(els.regions, current.result.regions, current.result.classes, mapNames));
-temperatureNote();
+bindSorting(els.regions, els.regionsMore, () => current && current.status === "done" && redrawRegions(current));
+noteTemperature();
 document.body.dataset.state = "idle";

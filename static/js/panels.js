@@ -1,32 +1,7 @@
 // @ts-check
-// The aligned panels (six, plus the error map when scored against a mask): drawing, the prediction overlay and the shared crosshair.
+// The aligned panels (six, plus the error map when scored against a mask): drawing at the analysed size, the prediction overlay and the shared crosshair.
 
-/** @typedef {import("./types.js").AnalysisResult} AnalysisResult */
 /** @typedef {import("./types.js").Images} Images */
-
-/**
- * @param {string} src
- * @returns {Promise<HTMLImageElement>} the image, decoded
- */
-function loadImage(src) {
-  const img = new Image();
-  img.src = src;
-  return img.decode().then(() => img);
-}
-
-/**
- * Decode every image of a result once: input, prediction, each map PNG and, when scored against a mask, the error map and reliability diagram.
- * @param {AnalysisResult} result
- * @returns {Promise<Images>}
- */
-export async function loadImages(result) {
-  /** @type {[name: string, src: string][]} */
-  const entries = [["input", result.image], ["prediction", result.prediction.png], ...result.maps.map((m) => /** @type {[string, string]} */ ([m.name, m.png]))];
-  if (result.error_map) entries.push(["error", result.error_map.png]);
-  if (result.reliability_png) entries.push(["reliability", result.reliability_png]);
-  const images = await Promise.all(entries.map(([, src]) => loadImage(src)));
-  return Object.fromEntries(entries.map(([name], i) => [name, images[i]]));
-}
 
 /**
  * @param {HTMLCanvasElement} canvas
@@ -57,12 +32,12 @@ export function drawPanel(panel, name, images, width, height, opacity) {
   const canvas = /** @type {HTMLCanvasElement} */ (panel.querySelector("canvas"));
   const ctx = prepare(canvas, width, height);
   if (name === "prediction") {
-    ctx.drawImage(images.input, 0, 0);
+    ctx.drawImage(images.input, 0, 0, width, height);
     ctx.globalAlpha = opacity;
-    ctx.drawImage(images.prediction, 0, 0);
+    if (images.prediction) ctx.drawImage(images.prediction, 0, 0, width, height);
     ctx.globalAlpha = 1;
-  } else {
-    ctx.drawImage(images[name], 0, 0);
+  } else if (images[name]) {
+    ctx.drawImage(images[name], 0, 0, width, height);
   }
   canvas.classList.add("drawn");
   canvas.dataset.drawn = "1";
@@ -100,9 +75,9 @@ export function placeCrosshair(container, x, y, width, height) {
 }
 
 /**
- * Pixel under a pointer event on a panel's view, clamped to the image.
+ * Pixel under a pointer (mouse, pen or touch) on a panel's view, clamped to the image.
  * @param {Element} view
- * @param {MouseEvent} event
+ * @param {{clientX: number, clientY: number}} event
  * @param {number} width
  * @param {number} height
  * @returns {{x: number, y: number}}
@@ -112,4 +87,35 @@ export function pixelAt(view, event, width, height) {
   const x = Math.floor(((event.clientX - rect.left) / rect.width) * width);
   const y = Math.floor(((event.clientY - rect.top) / rect.height) * height);
   return { x: Math.min(width - 1, Math.max(0, x)), y: Math.min(height - 1, Math.max(0, y)) };
+}
+
+/**
+ * Follow the pointer (mouse, pen, or a finger's tap) and the arrow keys (Shift: 10 pixels) on every panel.
+ * @param {Element} container
+ * @param {() => ({width: number, height: number, cursor: {x: number, y: number} | null} | null)} shown the analysed size and the cursor, when something is shown
+ * @param {(x: number, y: number) => void} moveTo
+ */
+export function bindPointer(container, shown, moveTo) {
+  /** @type {Record<string, [number, number]>} */
+  const steps = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  for (const view of /** @type {NodeListOf<HTMLElement>} */ (container.querySelectorAll(".view"))) {
+    /** @param {PointerEvent} event */
+    const follow = (event) => {
+      const now = shown();
+      if (!now) return;
+      const { x, y } = pixelAt(view, event, now.width, now.height);
+      moveTo(x, y);
+    };
+    view.addEventListener("pointermove", follow);
+    view.addEventListener("pointerdown", follow);
+    view.addEventListener("keydown", (event) => {
+      const step = steps[event.key];
+      const now = shown();
+      if (!step || !now) return;
+      event.preventDefault();
+      const k = event.shiftKey ? 10 : 1;
+      const start = now.cursor || { x: now.width >> 1, y: now.height >> 1 };
+      moveTo(start.x + k * step[0], start.y + k * step[1]);
+    });
+  }
 }

@@ -1,62 +1,111 @@
 // @ts-check
-// The pixel readout: every map's value and the top-3 class probabilities under the cursor.
+// The pixel readout: at once, every panel map's value read back from its quantised colour position (≈) and the predicted
+// class; moments later the exact values and the top-3 classes from the server (pixel endpoint of the kept analysis).
 
-import { topClasses } from "./arrays.js";
+import { pixel } from "./api.js";
+import { valueAt } from "./compact.js";
 
+/** @typedef {import("./api.js").ApiError} ApiError */
 /** @typedef {import("./types.js").DoneItem} DoneItem */
 /** @typedef {import("./types.js").ErrorLegendEntry} ErrorLegendEntry */
+/** @typedef {import("./types.js").PixelResponse} PixelResponse */
+
+const HINT = "Hover or tap a panel (or focus it and use the arrow keys).";
 
 /**
  * @param {number} value
  * @returns {string} four decimals, or two significant digits in exponent form when tiny
  */
-function format(value) {
+export function format(value) {
   if (!Number.isFinite(value)) return String(value);
   return Math.abs(value) < 1e-3 && value !== 0 ? value.toExponential(2) : value.toFixed(4);
 }
 
 /**
- * Show pixel (x, y) of an analysed item.
+ * @param {HTMLElement} root
+ * @param {string} text
+ */
+function setPixelLine(root, text) {
+  /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = text;
+}
+
+/**
+ * @param {HTMLElement} root
+ * @param {string} text empty to hide
+ */
+export function readoutNote(root, text) {
+  const note = /** @type {HTMLElement} */ (root.querySelector("#readout-note"));
+  note.textContent = text;
+  note.hidden = !text;
+}
+
+/**
+ * Show pixel (x, y) of an analysed item from its quantised layers: values marked ≈ until the exact ones arrive.
  * @param {HTMLElement} root
  * @param {DoneItem} item
  * @param {number} x
  * @param {number} y
  * @param {ErrorLegendEntry[]} errorLegend what each error-map code means, indexed by the code (the config's errorLegend)
  */
-export function showPixel(root, item, x, y, errorLegend) {
-  const { result, arrays } = item;
+export function showApprox(root, item, x, y, errorLegend) {
+  const { result, layers } = item;
   const idx = y * result.width + x;
-  const label = arrays.labels ? arrays.labels[idx] : null;
-  const cls = label !== null ? result.classes[label] : null;
-  const code = arrays.errors ? arrays.errors[idx] : null;
-  const scored = code !== null ? ` · ${errorLegend[code] ? errorLegend[code].name : `code ${code}`} against the mask` : "";
-  /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored;
+  const label = layers.labels ? layers.labels[idx] : null;
+  const cls = label !== null && label !== undefined ? result.classes[label] : null;
+  const code = layers.errors ? layers.errors[idx] : null;
+  const scored = code !== null && code !== undefined ? ` · ${errorLegend[code] ? errorLegend[code].name : `code ${code}`} against the mask` : "";
+  setPixelLine(root, `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored);
+  root.dataset.pixel = `${x},${y}`;
+  delete root.dataset.exact;
+  const specs = Object.fromEntries(result.maps.map((m) => [m.name, m]));
   for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
-    const values = arrays.maps[/** @type {string} */ (td.dataset.map)];
-    if (!values) continue;
-    const value = values[idx];
+    const name = /** @type {string} */ (td.dataset.map);
+    const q = layers.maps[name];
+    delete td.dataset.value;
+    if (q && specs[name]) {
+      const value = valueAt(q[idx], specs[name].range, specs[name].display_power);
+      td.textContent = `≈ ${format(value)}`;
+      td.dataset.approx = String(value);
+    } else {
+      td.textContent = "…";
+      delete td.dataset.approx;
+    }
+  }
+  /** @type {HTMLElement} */ (root.querySelector("#readout-top")).replaceChildren();
+}
+
+/**
+ * Show the exact values of a pixel (the pixel endpoint's answer).
+ * @param {HTMLElement} root
+ * @param {DoneItem} item
+ * @param {PixelResponse} pixel
+ */
+export function showExact(root, item, pixel) {
+  for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
+    const value = pixel.values[/** @type {string} */ (td.dataset.map)];
+    if (value === undefined) continue;
     td.textContent = format(value);
     td.dataset.value = String(value);
   }
   const list = /** @type {HTMLElement} */ (root.querySelector("#readout-top"));
   list.replaceChildren();
-  if (!arrays.probs) return;
-  const pixels = result.width * result.height;
-  for (const { index, p } of topClasses(arrays.probs, result.classes.length, pixels, idx, 3)) {
+  for (const { index, name, probability } of pixel.top) {
     const li = document.createElement("li");
-    li.dataset.class = result.classes[index].name;
-    li.dataset.p = String(p);
+    li.dataset.class = name;
+    li.dataset.p = String(probability);
     const swatch = document.createElement("span");
     swatch.className = "swatch";
-    swatch.style.background = result.classes[index].colour;
-    const name = document.createElement("span");
-    name.textContent = result.classes[index].name;
+    swatch.style.background = item.result.classes[index] ? item.result.classes[index].colour : "#888";
+    const label = document.createElement("span");
+    label.textContent = name;
     const prob = document.createElement("span");
     prob.className = "p";
-    prob.textContent = `${(100 * p).toFixed(1)} %`;
-    li.append(swatch, name, prob);
+    prob.textContent = `${(100 * probability).toFixed(1)} %`;
+    li.append(swatch, label, prob);
     list.append(li);
   }
+  root.dataset.exact = `${pixel.x},${pixel.y}`;
+  readoutNote(root, "");
 }
 
 /**
@@ -64,10 +113,52 @@ export function showPixel(root, item, x, y, errorLegend) {
  * @param {HTMLElement} root
  */
 export function clearReadout(root) {
-  /** @type {HTMLElement} */ (root.querySelector("#readout-pixel")).textContent = "Hover a panel (or focus it and use the arrow keys).";
+  setPixelLine(root, HINT);
+  delete root.dataset.pixel;
+  delete root.dataset.exact;
   for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
     td.textContent = "—";
     delete td.dataset.value;
+    delete td.dataset.approx;
   }
   /** @type {HTMLElement} */ (root.querySelector("#readout-top")).replaceChildren();
+  readoutNote(root, "");
+}
+
+/**
+ * A function that fetches the exact values of a pixel once the cursor has rested for `delayMs`, cancelling the
+ * previous request, and shows them if the cursor is still there (`stillThere(x, y)`).
+ * @param {HTMLElement} root
+ * @param {number} delayMs
+ * @returns {(item: DoneItem, x: number, y: number, stillThere: (x: number, y: number) => boolean) => void}
+ */
+export function exactReader(root, delayMs) {
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let timer;
+  /** @type {AbortController | null} */
+  let inFlight = null;
+  return (item, x, y, stillThere) => {
+    clearTimeout(timer);
+    if (inFlight) inFlight.abort();
+    inFlight = null;
+    const url = item.result.pixel_url;
+    if (!url) {
+      readoutNote(root, "Exact values are not available: the server could not keep this (large) analysis.");
+      return;
+    }
+    timer = setTimeout(async () => {
+      const request = new AbortController();
+      inFlight = request;
+      try {
+        const exact = await pixel(url, x, y, request.signal);
+        if (stillThere(x, y)) showExact(root, item, exact);
+      } catch (err) {
+        if (request.signal.aborted) return;
+        const e = /** @type {ApiError} */ (err);
+        readoutNote(root, e.status === 404 ? "Exact values have expired on the server; change a setting or press “Analyse again”." : `Exact values failed: ${e.message}`);
+      } finally {
+        if (inFlight === request) inFlight = null;
+      }
+    }, delayMs);
+  };
 }

@@ -1,11 +1,45 @@
 // @ts-check
-// The region table: one row per class and per connected component, sortable by any column.
+// The region table: one row per class and per connected component, sortable by any column (names in natural order:
+// "disc #2" before "disc #10"); a long table shows its largest rows until "show all" is pressed.
 
 /** @typedef {import("./types.js").ClassInfo} ClassInfo */
 /** @typedef {import("./types.js").RegionRow} RegionRow */
 
-/** @type {{key: string | null, descending: boolean}} */
-const state = { key: null, descending: false };
+/** @type {{key: string | null, descending: boolean, expanded: boolean}} */
+const state = { key: null, descending: false, expanded: false };
+
+const collator = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+/**
+ * Natural order of two labels: runs of digits compare as numbers ("#2" before "#10").
+ * @param {string} a
+ * @param {string} b
+ * @returns {number}
+ */
+export function naturalCompare(a, b) {
+  return collator.compare(a, b);
+}
+
+/**
+ * @param {string | number} a
+ * @param {string | number} b
+ * @returns {number}
+ */
+function compareValues(a, b) {
+  if (typeof a === "string" && typeof b === "string") return naturalCompare(a, b);
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The rows shown: all of them, or the `limit` largest by area (in their table order).
+ * @template {{pixels: number}} T
+ * @param {T[]} rows
+ * @param {number} limit
+ * @returns {Set<T>}
+ */
+export function largest(rows, limit) {
+  return new Set([...rows].sort((a, b) => b.pixels - a.pixels).slice(0, limit));
+}
 
 /**
  * @param {RegionRow} row
@@ -40,13 +74,15 @@ function cell(text, className) {
 }
 
 /**
- * Fill the table body with `rows`, ordered by the current sort state.
+ * Fill the table body with `rows`, ordered by the current sort state; unless expanded, only the `limit` largest.
  * @param {HTMLTableElement} table
  * @param {RegionRow[]} rows
  * @param {ClassInfo[]} classes
  * @param {string[]} mapNames the map columns, in order
+ * @param {number} limit rows shown before "show all"
+ * @param {HTMLButtonElement} more the "show all" / "show fewer" button
  */
-export function renderRegions(table, rows, classes, mapNames) {
+export function renderRegions(table, rows, classes, mapNames, limit, more) {
   const body = table.tBodies[0];
   const ordered = rows.map((row, i) => ({ row, i }));
   if (state.key) {
@@ -54,13 +90,17 @@ export function renderRegions(table, rows, classes, mapNames) {
     ordered.sort((a, b) => {
       const va = sortValue(a.row, /** @type {string} */ (state.key));
       const vb = sortValue(b.row, /** @type {string} */ (state.key));
-      if (va < vb) return -dir;
-      if (va > vb) return dir;
-      return a.i - b.i;
+      return dir * compareValues(va, vb) || a.i - b.i;
     });
   }
   body.replaceChildren();
+  const shown = state.expanded || rows.length <= limit ? null : largest(rows, limit);
+  more.hidden = rows.length <= limit;
+  more.textContent = state.expanded ? `Show the largest ${limit}` : `Show all ${rows.length} regions`;
+  more.setAttribute("aria-expanded", String(state.expanded));
+  table.dataset.rows = String(rows.length);
   for (const { row } of ordered) {
+    if (shown && !shown.has(row)) continue;
     const tr = document.createElement("tr");
     tr.className = row.kind;
     const name = cell(label(row));
@@ -80,11 +120,16 @@ export function renderRegions(table, rows, classes, mapNames) {
 }
 
 /**
- * Make header clicks sort the table; `redraw` re-renders with the current rows.
+ * Make header clicks sort the table and `more` toggle between the largest rows and all; `redraw` re-renders with the current rows.
  * @param {HTMLTableElement} table
+ * @param {HTMLButtonElement} more
  * @param {() => unknown} redraw
  */
-export function bindSorting(table, redraw) {
+export function bindSorting(table, more, redraw) {
+  more.addEventListener("click", () => {
+    state.expanded = !state.expanded;
+    redraw();
+  });
   /** @type {HTMLTableSectionElement} */ (table.tHead).addEventListener("click", (event) => {
     const th = /** @type {HTMLElement | null} */ (/** @type {Element} */ (event.target).closest("th[data-key]"));
     if (!th) return;

@@ -1,6 +1,6 @@
 // @ts-check
 // Shared JSDoc types of the page's scripts (no code): the config object the server embeds in the page, the API's JSON
-// (the Pydantic models of app/web/schemas.py and app/web/schemas_evaluate.py, as far as the page reads them) and the page's own state.
+// (the Pydantic models of app/web/schemas/analysis.py and app/web/schemas/evaluation.py, as far as the page reads them) and the page's own state.
 // Import them with `@typedef {import("./types.js").Config} Config`.
 
 // ---- The page's configuration: <script type="application/json" id="segu-config">, built by page_context in app/web/routes/page.py ----
@@ -18,6 +18,9 @@
  * @property {string} title Human title shown on the page.
  * @property {[number, number]} range Fixed [low, high] of the map's colour scale.
  * @property {string} description One-line definition of the map.
+ * @property {string} colourmap Name of its colour table (a key of Config.colourTables).
+ * @property {number} displayPower Exponent p of the scale: value v sits at ((v - low) / (high - low)) ** p of the colour table.
+ * @property {boolean} panel Drawn as a panel (the answer then carries its quantised PNG).
  */
 
 /**
@@ -36,7 +39,13 @@
 /**
  * @typedef {object} Config Everything the page's script needs from the server.
  * @property {string} model Name of the model bundle.
+ * @property {string} domain What the model was trained on, in words (may be empty).
+ * @property {number | null} workingSize Long side inputs are resized to at resolution "working"; null: none.
  * @property {ClassInfo[]} classes The model's classes in label order.
+ * @property {Record<string, string>} colourTables Each colour table as 256 entries of rrggbb hex, position 0 first.
+ * @property {number} regionRowsShown Region rows shown before "show all".
+ * @property {number} pixelDebounceMs Wait after the cursor stops before exact values are fetched.
+ * @property {number} rerunDebounceMs Wait after a control changes before the selected image is analysed again.
  * @property {MapInfo[]} maps Every map, in display order.
  * @property {string[]} panels The panels drawn (input, prediction, then the panel maps).
  * @property {string[]} detectionMaps Maps scored for error and OOD detection, in display order.
@@ -71,17 +80,49 @@
  * @property {string} name
  * @property {string} description
  * @property {[number, number]} range
+ * @property {number} display_power
  * @property {number} mean
  * @property {string} colourmap
- * @property {string} png data:image/png;base64 URL.
- * @property {RawArray | null} [values] Raw (H, W) values; null when raw=false.
+ * @property {string | null} [quantised] 8-bit greyscale PNG data URL of round(255 * position on the colour scale); panel maps only.
+ * @property {string | null} [url] GET URL of the colour PNG; null when the analysis was not kept.
+ * @property {string | null} [png] Colour PNG data URL; only with raw=true.
+ * @property {RawArray | null} [values] Raw (H, W) values; only with raw=true.
  */
 
 /**
  * @typedef {object} PredictionOut The predicted label map.
  * @property {string} description
- * @property {string} png data:image/png;base64 URL in class colours.
- * @property {RawArray | null} [labels] Raw (H, W) uint8 class indices; null when raw=false.
+ * @property {string | null} [labels_png] 8-bit greyscale PNG data URL of the class indices; null above 256 classes.
+ * @property {string | null} [url] GET URL of the labels in class colours as a PNG.
+ * @property {string | null} [png] Colour PNG data URL; only with raw=true.
+ * @property {RawArray | null} [labels] Raw (H, W) uint8 class indices; only with raw=true.
+ */
+
+/**
+ * @typedef {object} ImageOod One map's image-level out-of-distribution verdict.
+ * @property {string} map
+ * @property {number} image_mean
+ * @property {number} percentile Percent of validation images less uncertain by this map than this image.
+ * @property {boolean} unusual
+ * @property {string} message
+ */
+
+/**
+ * @typedef {object} ClassProbability One class at one pixel.
+ * @property {number} index
+ * @property {string} name
+ * @property {number} probability
+ */
+
+/**
+ * @typedef {object} PixelResponse Exact values at one pixel of a kept analysis (GET pixel_url?x=&y=).
+ * @property {string} analysis_id
+ * @property {number} x
+ * @property {number} y
+ * @property {Record<string, number>} values
+ * @property {ClassProbability} prediction
+ * @property {ClassProbability[]} top
+ * @property {string | null} [error] correct, wrong or not scored when scored against a mask.
  */
 
 /**
@@ -107,10 +148,18 @@
 
 /**
  * @typedef {object} AnalyzeResponse The result of one analysis (POST analyze, format=json).
+ * @property {string | null} analysis_id Id under which the server keeps it; null when it was too large to keep.
+ * @property {number} expires_in Seconds the id stays valid after its last use.
+ * @property {string | null} [npz_url] GET URL of the raw arrays as .npz.
+ * @property {string | null} [pixel_url] GET URL (add ?x=&y=) of exact values at one pixel.
  * @property {string} model
  * @property {ClassInfo[]} classes
- * @property {number} width
- * @property {number} height
+ * @property {number} width Width of the maps (the analysed size).
+ * @property {number} height Height of the maps (the analysed size).
+ * @property {number} input_width
+ * @property {number} input_height
+ * @property {string} resolution "working" when the input was resized to the model's working size, else "full".
+ * @property {ImageOod[]} image_ood
  * @property {number} samples
  * @property {number} seed
  * @property {string} device
@@ -119,10 +168,10 @@
  * @property {number} model_temperature
  * @property {boolean} dropout_added_at_inference
  * @property {Timings} timings
- * @property {string} image The decoded input as a data: URL.
+ * @property {string} image The decoded input at the analysed size as a JPEG data: URL.
  * @property {PredictionOut} prediction
  * @property {MapOut[]} maps
- * @property {RawArray | null} [mean_probs] Raw (C, H, W) MC-mean class probabilities; null when raw=false.
+ * @property {RawArray | null} [mean_probs] Raw (C, H, W) MC-mean class probabilities; only with raw=true.
  * @property {Record<string, number>} class_shares
  * @property {RegionRow[]} regions
  */
@@ -153,8 +202,8 @@
 /**
  * @typedef {object} ErrorMapOut Where the prediction disagrees with the mask.
  * @property {string} description
- * @property {string} png data:image/png;base64 URL.
- * @property {RawArray} values Raw (H, W) uint8 codes, indices into Config.errorLegend (0 correct, 1 wrong, 2 not scored).
+ * @property {string} codes_png 8-bit greyscale PNG data URL of the codes, indices into Config.errorLegend (0 correct, 1 wrong, 2 not scored).
+ * @property {string | null} [url] GET URL of the colour PNG.
  * @property {number} correct
  * @property {number} wrong
  * @property {number} ignored
@@ -179,21 +228,19 @@
  * @property {number} samples
  * @property {number} seed
  * @property {boolean} calibrated
+ * @property {"working" | "full"} resolution
  * @property {number} ignoreIndex
  * @property {number | null} oodLabel
  */
 
-/** @typedef {Uint8Array | Float32Array} Values A decoded raw array. */
-
 /**
- * @typedef {object} DecodedArrays The raw arrays of a result, decoded.
- * @property {Record<string, Values>} maps Per map name, (H, W).
- * @property {Values | null} labels (H, W) predicted class indices.
- * @property {Values | null} probs (C, H, W) MC-mean class probabilities.
- * @property {Values | null} errors (H, W) error codes, when scored against a mask.
+ * @typedef {object} Layers The quantised data of a result, decoded from its PNGs (each (H, W), row-major).
+ * @property {Record<string, Uint8Array>} maps Per panel map, round(255 * position on its colour scale).
+ * @property {Uint8Array | null} labels Predicted class indices.
+ * @property {Uint8Array | null} errors Error codes, when scored against a mask.
  */
 
-/** @typedef {Record<string, HTMLImageElement>} Images Decoded images of a result by name: input, prediction, each map, error, reliability. */
+/** @typedef {Record<string, CanvasImageSource>} Images What the panels draw, by name: input, prediction, each panel map, error, reliability. */
 
 /**
  * @typedef {object} ItemBase One upload in the queue.
@@ -202,15 +249,17 @@
  * @property {string} name
  * @property {string} thumbUrl Object URL of the upload.
  * @property {File | null} mask The mask it is scored against, if any.
- * @property {boolean} [stale] Changed while it was being analysed: run it again.
+ * @property {boolean} [rerun] Run again once the current run ends (a control changed meanwhile).
+ * @property {Params} [requested] The parameters of its last (or current) request.
  * @property {string | null} [error] Why the last run failed.
  */
 
 /**
  * @typedef {object} Analysed What a successful run leaves on an item.
  * @property {AnalysisResult} result
- * @property {DecodedArrays} arrays
+ * @property {Layers} layers
  * @property {Params} params
+ * @property {File | null} resultMask The mask the shown result was scored against.
  * @property {Images} images
  */
 

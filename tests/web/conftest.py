@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from webutil import CHROMIUM, CHROMIUM_ARGS, LiveServer, web_settings
+from webutil import CHROMIUM, CHROMIUM_ARGS, WORKING_SIZE, LiveServer, open_page, web_settings
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,44 @@ def live_server(tiny_bundle_dir: Path) -> Iterator[LiveServer]:
 def base_url(live_server: LiveServer) -> str:
     """The live server's root URL."""
     return live_server.url
+
+
+@pytest.fixture(scope="session")
+def working_bundle_dir(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle with a working size of WORKING_SIZE px, a training domain in words and an image reference
+    that every image is more uncertain than (so every analysis gets an "unusual" verdict)."""
+    out = tmp_path_factory.mktemp("working") / "tiny_working"
+    shutil.copytree(tiny_bundle_dir, out)
+    card = json.loads((out / "model.json").read_text())
+    card["input"] = {"working_size": WORKING_SIZE}
+    card["domain"] = "Tiny random test scenes only."
+    low, high = [0.0] * 10, [1.0] * 10
+    card["image_reference"] = {
+        "split": "test",
+        "images": 10,
+        "samples": 4,
+        "means": {"confidence": high, "entropy": low, "variance": low, "mutual_information": low},
+    }
+    (out / "model.json").write_text(json.dumps(card))
+    return out
+
+
+@pytest.fixture(scope="session")
+def default_server() -> Iterator[LiveServer]:
+    """The shipped default model on CPU with the real limits and the page's default samples (what users get: the size and
+    speed targets are about it); e.g. for uploading a 4000 x 3000 JPEG."""
+    bundle = Path(__file__).resolve().parents[2] / "models" / "default"
+    server = LiveServer(web_settings(bundle, default_samples=20, max_samples=64, max_body_bytes=2**26, max_pixels=40_000_000)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def working_server(working_bundle_dir: Path) -> Iterator[LiveServer]:
+    """A live server of :func:`working_bundle_dir` listing components down to 4 pixels (long region tables)."""
+    server = LiveServer(web_settings(working_bundle_dir, min_area=4)).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +79,5 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any, base_url: str) -> Iterator[Any]:
-    """The page at ``/``; fails the test on JavaScript errors or on any request that leaves the server."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    pg = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.on("request", lambda req: None if req.url.startswith((base_url, "data:", "blob:")) else outside.append(req.url))
-    pg.goto(f"{base_url}/")
-    yield pg
-    context.close()
-    assert errors == [], f"JavaScript errors: {errors}"
-    assert outside == [], f"requests outside the server: {outside}"
+    """The page of the tiny bundle's server, 1280 x 900."""
+    yield from open_page(browser, base_url)

@@ -40,7 +40,7 @@ def assert_still_serving(base_url: str) -> None:
 
 def test_json_round_trip_matches_npz(base_url: str) -> None:
     image = random_png(48, 64, seed=1)
-    response = post(base_url, image, samples=5, seed=3)
+    response = post(base_url, image, samples=5, seed=3, raw="true")
     assert response.status_code == 200, response.text
     body = AnalyzeResponse.model_validate(response.json())
     assert (body.width, body.height, body.samples, body.seed, body.model) == (64, 48, 5, 3, "tiny")
@@ -81,28 +81,30 @@ def test_json_round_trip_matches_npz(base_url: str) -> None:
 
 def test_float16_raw_and_no_raw(base_url: str) -> None:
     image = random_png(40, 40, seed=2)
-    full = post(base_url, image, samples=3, seed=1).json()
-    half = post(base_url, image, samples=3, seed=1, raw_dtype="float16").json()
+    full = post(base_url, image, samples=3, seed=1, raw="true").json()
+    half = post(base_url, image, samples=3, seed=1, raw="true", raw_dtype="float16").json()
     for a, b in zip(full["maps"], half["maps"], strict=True):
         assert b["values"]["dtype"] == "float16"
         exact = np.frombuffer(base64.b64decode(a["values"]["data"]), "<f4")
         approx = np.frombuffer(base64.b64decode(b["values"]["data"]), "<f2")
         np.testing.assert_allclose(approx, exact, atol=1e-3, rtol=1e-3)
     lean = post(base_url, image, samples=3, seed=1, raw="false").json()
-    assert lean["mean_probs"] is None and lean["prediction"]["labels"] is None
-    assert all(m["values"] is None for m in lean["maps"])
-    assert [m["png"] for m in lean["maps"]] == [m["png"] for m in full["maps"]]
+    default = post(base_url, image, samples=3, seed=1).json()
+    assert [m["quantised"] for m in default["maps"]] == [m["quantised"] for m in lean["maps"]] and default["maps"][0]["png"] is None
+    assert lean["mean_probs"] is None and lean["prediction"]["labels"] is None and lean["prediction"]["png"] is None
+    assert all(m["values"] is None and m["png"] is None for m in lean["maps"])
+    assert [m["quantised"] for m in lean["maps"]] == [m["quantised"] for m in full["maps"]]
 
 
 def test_same_seed_same_maps_other_seed_differs(base_url: str) -> None:
     image = random_png(32, 32, seed=4)
-    first, again, other = (post(base_url, image, samples=4, seed=s).json() for s in (11, 11, 12))
+    first, again, other = (post(base_url, image, samples=4, seed=s, raw="true").json() for s in (11, 11, 12))
     assert first["maps"][3]["values"]["data"] == again["maps"][3]["values"]["data"]
     assert first["maps"][3]["values"]["data"] != other["maps"][3]["values"]["data"]
 
 
 def test_zero_samples_is_deterministic_with_zero_mutual_information(base_url: str) -> None:
-    body = AnalyzeResponse.model_validate(post(base_url, random_png(32, 32, seed=5), samples=0).json())
+    body = AnalyzeResponse.model_validate(post(base_url, random_png(32, 32, seed=5), samples=0, raw="true").json())
     assert body.samples == 0
     maps = {m.name: decode_raw(m.values) for m in body.maps if m.values is not None}
     assert set(maps) == set(MAP_NAMES)
@@ -183,13 +185,13 @@ def test_oversize_body_with_content_length(base_url: str) -> None:
 def test_concurrent_requests_match_sequential(base_url: str) -> None:
     image = random_png(96, 96, seed=9)
     seeds = (101, 202)
-    sequential = {seed: post(base_url, image, samples=12, seed=seed).json() for seed in seeds}
+    sequential = {seed: post(base_url, image, samples=12, seed=seed, raw="true").json() for seed in seeds}
     results: dict[int, dict[str, Any]] = {}
     barrier = threading.Barrier(len(seeds))
 
     def worker(seed: int) -> None:
         barrier.wait()
-        results[seed] = post(base_url, image, samples=12, seed=seed).json()
+        results[seed] = post(base_url, image, samples=12, seed=seed, raw="true").json()
 
     threads = [threading.Thread(target=worker, args=(seed,)) for seed in seeds]
     for t in threads:

@@ -119,7 +119,16 @@ def test_colour_gradient_uses_the_lut() -> None:
 
 def test_openapi_documents_every_field(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
-    assert set(spec["paths"]) == {"/api/v1/analyze", "/api/v1/evaluate", "/api/v1/models", "/healthz", "/readyz"}
+    assert set(spec["paths"]) == {
+        "/api/v1/analyze",
+        "/api/v1/evaluate",
+        "/api/v1/models",
+        "/healthz",
+        "/readyz",
+        "/api/v1/analyses/{analysis_id}/maps/{name}.png",
+        "/api/v1/analyses/{analysis_id}/maps.npz",
+        "/api/v1/analyses/{analysis_id}/pixel",
+    }
     undocumented = [
         f"{schema_name}.{prop}"
         for schema_name, schema in spec["components"]["schemas"].items()
@@ -129,11 +138,13 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
     ]
     assert undocumented == []
     form = spec["components"]["schemas"]["Body_analyze_api_v1_analyze_post"]["properties"]
-    assert set(form) == {"file", "samples", "seed", "calibrated", "format", "raw", "raw_dtype"}
+    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype"}
     assert form["samples"]["maximum"] == 16
+    assert form["resolution"]["enum"] == ["working", "full"] and form["resolution"]["default"] == "working"
+    assert form["raw"]["default"] is False
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "413", "415", "422"}
     evaluate_form = spec["components"]["schemas"]["Body_evaluate_api_v1_evaluate_post"]
-    assert set(evaluate_form["properties"]) == {"file", "mask", "samples", "seed", "calibrated", "ignore_index", "ood_label"}
+    assert set(evaluate_form["properties"]) == {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype"}
     assert set(evaluate_form["required"]) == {"file", "mask"}
     assert set(spec["components"]["schemas"]["EvaluateResponse"]["properties"]) >= {"maps", "prediction", "metrics", "error_map", "reliability_png"}
     assert set(spec["paths"]["/api/v1/evaluate"]["post"]["responses"]) >= {"200", "413", "415", "422"}

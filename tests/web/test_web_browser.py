@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
 from webutil import random_png
 
 from app.web.encoding import decode_raw
@@ -29,7 +31,8 @@ CANVAS_STATS = """(ids) => ids.map((id) => {
 READOUT = """() => ({
   pixel: document.querySelector('#readout-pixel').textContent,
   maps: Object.fromEntries([...document.querySelectorAll('td[data-map]')].map(
-    (td) => [td.dataset.map, [Number(td.dataset.value), Number(td.dataset.lo), Number(td.dataset.hi)]])),
+    (td) => [td.dataset.map, [Number(td.dataset.value), Number(td.dataset.lo), Number(td.dataset.hi),
+                              td.dataset.approx === undefined ? null : Number(td.dataset.approx)]])),
   top: [...document.querySelectorAll('#readout-top li')].map((li) => [li.dataset.class, Number(li.dataset.p)]),
   crossLeft: [...document.querySelectorAll('.view .cross-v')].map((el) => el.style.left),
   crossTop: [...document.querySelectorAll('.view .cross-h')].map((el) => el.style.top),
@@ -41,11 +44,28 @@ STATE_RECORDER = """() => {
   new MutationObserver(() => window.__states.push(document.body.dataset.state)).observe(document.body, {attributes: true, attributeFilter: ['data-state']});
 }"""
 
+EXACT = "(() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; })()"
+
+CANVAS_RGB = """(id) => {
+  const c = document.querySelector(`#panel-${id} canvas`);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  return Array.from(d.filter((_, i) => i % 4 !== 3));
+}"""
+
 DROP_FILE = """async ([name, bytes]) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'}));
   document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
 }"""
+
+
+def served_png(base_url: str, url: str) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(httpx.get(f"{base_url}{url}").content)).convert("RGB"))
+
+
+def drawn_rgb(page: Any, panel: str) -> np.ndarray:
+    size = page.evaluate(f"(() => {{ const c = document.querySelector('#panel-{panel} canvas'); return [c.height, c.width]; }})()")
+    return np.array(page.evaluate(CANVAS_RGB, panel), dtype=np.uint8).reshape(*size, 3)
 
 
 def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:
@@ -61,7 +81,11 @@ def wait_drawn(page: Any) -> None:
 def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path) -> None:
     image = random_png(72, 96, seed=21)
     page.evaluate(STATE_RECORDER)
-    upload(page, [("scene.png", image, "image/png")])
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/analyze")) as answer:
+        upload(page, [("scene.png", image, "image/png")])
+    compact = answer.value.json()
+    assert len(answer.value.body()) <= 6 * 96 * 72
+    assert compact["mean_probs"] is None and all(m["values"] is None and m["png"] is None for m in compact["maps"])
     wait_drawn(page)
     assert page.get_attribute("#panels", "aria-busy") == "false"
     states = page.evaluate("window.__states")
@@ -76,8 +100,12 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     assert len({round(b["width"]) for b in boxes}) == 1 and len({round(b["height"]) for b in boxes}) == 1
     assert round(boxes[0]["y"]) == round(boxes[1]["y"]) == round(boxes[2]["y"])
 
+    served = {m["name"]: served_png(base_url, m["url"]) for m in compact["maps"]} | {"prediction": served_png(base_url, compact["prediction"]["url"])}
+    for name in PANELS[2:]:
+        np.testing.assert_array_equal(drawn_rgb(page, name), served[name], err_msg=f"{name}: the page's colours are the PNG's")
+
     expected = AnalyzeResponse.model_validate(
-        httpx.post(f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "0"}, timeout=60).json()
+        httpx.post(f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "0", "raw": "true"}, timeout=60).json()
     )
     values = {m.name: decode_raw(m.values) for m in expected.maps if m.values is not None}
     assert expected.mean_probs is not None
@@ -88,16 +116,20 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
         view = page.locator(f"#panel-{panel} .view")
         box = view.bounding_box()
         view.hover(position={"x": fx * box["width"], "y": fy * box["height"]})
-        page.wait_for_function("document.querySelector('td[data-map=\"confidence\"]').dataset.value !== undefined")
+        page.wait_for_function(EXACT)
         readouts.append(page.evaluate(READOUT))
     first, second = readouts
     assert first["pixel"] != second["pixel"]
     for r in readouts:
         x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", r["pixel"]).groups())  # type: ignore[union-attr]
         assert set(r["maps"]) == set(values)
-        for name, (value, lo, hi) in r["maps"].items():
+        for name, (value, lo, hi, approx) in r["maps"].items():
             assert lo - 1e-6 <= value <= hi + 1e-6, (name, value, lo, hi)
             assert value == pytest.approx(float(values[name][y, x]), abs=1e-6)
+            if name in PANELS:
+                assert approx == pytest.approx(value, abs=0.01 * (hi - lo)), name
+            else:
+                assert approx is None, name
         assert len(r["top"]) == 3
         ps = [p for _, p in r["top"]]
         assert ps == sorted(ps, reverse=True) and sum(ps) == pytest.approx(1.0, abs=1e-5)
@@ -109,6 +141,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     page.locator("#opacity").fill("1")
     after = page.evaluate(CANVAS_STATS, ["prediction"])[0]
     assert after["colours"] < before["colours"] and after["colours"] <= 3
+    np.testing.assert_array_equal(drawn_rgb(page, "prediction"), served["prediction"])
 
     page.click("#region-table th[data-key='pixels'] button")
     pixels = [int(t) for t in page.locator("#region-table tbody td:nth-child(3)").all_inner_texts()]
@@ -121,11 +154,21 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     links = page.locator("#download-links a")
     assert links.count() == 6
     assert page.get_attribute("#download-links a >> nth=0", "download") == "scene_prediction.png"
+    analyses: list[str] = []
+    page.on("request", lambda req: analyses.append(req.url) if req.url.endswith("/api/v1/analyze") else None)
     with page.expect_download() as download:
         page.click("#download-npz")
     saved = tmp_path / "scene_maps.npz"
     download.value.save_as(saved)
-    np.testing.assert_array_equal(np.load(saved)["confidence"], values["confidence"])
+    npz = np.load(saved)
+    for name in values:
+        np.testing.assert_array_equal(npz[name], values[name])
+    with page.expect_download() as download:
+        page.click("#download-links a >> nth=1")
+    assert download.value.suggested_filename == "scene_confidence.png"
+    download.value.save_as(tmp_path / "confidence.png")
+    assert np.asarray(Image.open(tmp_path / "confidence.png")).shape == (72, 96, 3)
+    assert analyses == [], "downloads come from the kept analysis, not a re-run"
 
     page.screenshot(path=str(tmp_path / "analysed.png"), full_page=True)
     assert (tmp_path / "analysed.png").stat().st_size > 10_000
@@ -143,10 +186,10 @@ def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) 
     upload(page, [("small.png", random_png(40, 56, seed=1), "image/png"), ("wide.png", random_png(48, 120, seed=2), "image/png")])
     page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=\"done\"]').length === 2", timeout=60_000)
     wait_drawn(page)
-    assert page.inner_text("#input-size") == "120 × 48 px"
+    assert page.inner_text("#input-size") == "analysed at 120×48 (the input's own size)"
     page.click("#thumbs li:first-child button")
     wait_drawn(page)
-    assert page.inner_text("#input-size") == "56 × 40 px"
+    assert page.inner_text("#input-size") == "analysed at 56×40 (the input's own size)"
     assert page.get_attribute("#thumbs li:first-child button", "aria-current") == "true"
     assert page.evaluate(CANVAS_STATS, ["entropy"])[0]["width"] == 56
 
@@ -154,13 +197,24 @@ def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) 
     page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=done]').length === 3", timeout=60_000)
     wait_drawn(page)
     assert page.inner_text("#thumbs li:last-child .name") == "dropped.png"
-    assert page.inner_text("#input-size") == "30 × 30 px"
+    assert page.inner_text("#input-size") == "analysed at 30×30 (the input's own size)"
 
     wide = [page.locator(f"#panel-{p}").bounding_box() for p in PANELS]
     assert len({round(b["x"]) for b in wide}) == 3
+    readout = page.locator("#readout").bounding_box()
+    assert readout["x"] > max(b["x"] + b["width"] for b in wide), "the readout sits beside the panels"
+    page.evaluate("window.scrollTo(0, 700)")
+    readout = page.locator("#readout").bounding_box()
+    assert 0 <= readout["y"] < 900 and readout["y"] + readout["height"] > 0, "and stays in view (sticky)"
+
     page.set_viewport_size({"width": 420, "height": 900})
+    page.evaluate("window.scrollTo(0, 0)")
     narrow = [page.locator(f"#panel-{p}").bounding_box() for p in PANELS]
-    assert len({round(b["x"]) for b in narrow}) == 1
-    assert all(b["x"] + b["width"] <= 420 for b in narrow)
+    assert len({round(b["y"]) for b in narrow}) == 1, "one row of panels that scrolls sideways"
+    assert narrow[0]["x"] >= 0 and narrow[0]["x"] + narrow[0]["width"] <= 420
+    assert page.evaluate("(() => { const p = document.querySelector('#panels'); return p.scrollWidth > p.clientWidth; })()")
     assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    panels_box = page.locator("#panels").bounding_box()
+    readout = page.locator("#readout").bounding_box()
+    assert 0 <= readout["y"] - (panels_box["y"] + panels_box["height"]) <= 24, "the readout sits directly under the panel row"
     page.screenshot(path=str(tmp_path / "narrow.png"), full_page=True)

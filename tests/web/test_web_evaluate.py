@@ -48,7 +48,7 @@ def numpy_ece(probs: np.ndarray, mask: np.ndarray, valid: np.ndarray, bins: int 
 
 def test_round_trip_metrics_match_independent_computation(base_url: str) -> None:
     image, mask = labelled_scene()
-    response = post(base_url, image, mask_png(mask), samples=4, seed=2, ood_label=255)
+    response = post(base_url, image, mask_png(mask), samples=4, seed=2, ood_label=255, raw="true")
     assert response.status_code == 200, response.text
     body = EvaluateResponse.model_validate(response.json())
     assert (body.width, body.height, body.samples, body.seed) == (64, 64, 4, 2)
@@ -67,6 +67,7 @@ def test_round_trip_metrics_match_independent_computation(base_url: str) -> None
             ious.append(inter / union)
     assert seg.miou == pytest.approx(float(np.mean(ious)), abs=1e-9)
 
+    assert body.error_map.values is not None and body.error_map.png is not None
     codes = decode_raw(body.error_map.values)
     expected = np.where(valid, labels != mask, 2).astype(np.uint8)
     np.testing.assert_array_equal(codes, expected)
@@ -94,7 +95,9 @@ def test_round_trip_metrics_match_independent_computation(base_url: str) -> None
     diagram = png_pixels(body.reliability_png)
     assert diagram.shape[0] > 300 and diagram.shape[1] > 300 and len(np.unique(diagram.reshape(-1, 3), axis=0)) > 3
 
-    plain = httpx.post(f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "2"}, timeout=TIMEOUT).json()
+    plain = httpx.post(
+        f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "2", "raw": "true"}, timeout=TIMEOUT
+    ).json()
     assert plain["prediction"]["labels"]["data"] == body.prediction.labels.data
     assert [m["values"]["data"] for m in plain["maps"]] == [m.values.data for m in body.maps if m.values is not None]
 
@@ -117,8 +120,8 @@ def test_ignore_index_and_out_of_range_labels(base_url: str) -> None:
     image, mask = labelled_scene()
     relabelled = np.where(mask == 255, 7, mask)
     relabelled[:4, :4] = 9
-    body = post(base_url, image, mask_png(relabelled), samples=0, ignore_index=7).json()
-    codes = decode_raw(EvaluateResponse.model_validate(body).error_map.values)
+    body = post(base_url, image, mask_png(relabelled), samples=0, ignore_index=7, raw="true").json()
+    codes = decode_raw(EvaluateResponse.model_validate(body).error_map.values)  # type: ignore[arg-type]
     np.testing.assert_array_equal(codes == 2, relabelled >= CLASSES)
     assert body["error_map"]["out_of_range"] == 16
     assert body["metrics"]["ignore_index"] == 7 and body["metrics"]["segmentation"]["pixels"] == int((relabelled < CLASSES).sum())
@@ -160,7 +163,7 @@ def test_temperature_scaled_and_calibrated_metrics(tiny_bundle: Bundle, tiny_bun
     files = {"file": ("scene.png", image), "mask": ("mask.png", mask_png(mask))}
     with TestClient(create_app(web_settings(tiny_bundle_dir, warmup=False), bundle=tiny_bundle)) as client:
         wait_ready(client)
-        plain = client.post("/api/v1/evaluate", files=files, data={"samples": "0"}).json()
+        plain = client.post("/api/v1/evaluate", files=files, data={"samples": "0", "raw": "true"}).json()
         hot = client.post("/api/v1/evaluate", files=files, data={"samples": "0", "calibrated": "true"}).json()
     assert (plain["calibrated"], hot["calibrated"], hot["temperature"]) == (False, True, tau)
     p, h = plain["metrics"], hot["metrics"]

@@ -63,7 +63,7 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
         httpx.post(
             f"{base_url}/api/v1/evaluate",
             files={"file": ("scene.png", image), "mask": ("m.png", mask_png(mask))},
-            data={"samples": "3", "seed": "0", "ood_label": "255"},
+            data={"samples": "3", "seed": "0", "ood_label": "255", "raw": "true"},
             timeout=60,
         ).json()
     )
@@ -83,6 +83,7 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
     assert page.inner_text("#eval-mask-name") == "scene_mask.png"
     assert page.locator("#download-links a[download='scene_error_map.png']").count() == 1
 
+    assert expected.error_map.values is not None
     codes = decode_raw(expected.error_map.values)
     view = page.locator("#panel-error .view")
     box = view.bounding_box()
@@ -90,6 +91,7 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
     text = page.inner_text("#readout-pixel")
     x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", text).groups())  # type: ignore[union-attr]
     assert ["correct", "wrong", "not scored"][int(codes[y, x])] + " against the mask" in text
+    page.wait_for_function("(() => { const r = document.querySelector('#readout'); return r.dataset.exact === r.dataset.pixel; })()")
     page.screenshot(path=str(tmp_path / "evaluated.png"), full_page=True)
 
     page.click("#mask-clear")
@@ -98,11 +100,12 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
     assert page.evaluate("document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length") == 6
 
     page.set_input_files("#mask-input", [{"name": "photo_as_mask.png", "mimeType": "image/png", "buffer": encode_image(np.zeros((64, 64, 3), np.uint8))}])
-    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    page.wait_for_selector("#error-mask:not([hidden])", timeout=60_000)
     page.wait_for_function("document.body.dataset.state !== 'busy'")
-    assert "single-channel" in page.inner_text("#error")
-    assert page.locator("#thumbs button[data-status='error']").count() == 1
+    assert "single-channel" in page.inner_text("#error-mask")
+    assert page.locator("#thumbs button[data-status='done']").count() == 1, "a rejected mask keeps the previous result"
+    assert page.evaluate("document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length") == 6 and page.is_hidden("#mask-clear")
 
     page.set_input_files("#mask-input", [{"name": "scene_mask.png", "mimeType": "image/png", "buffer": mask_png(mask)}])
     wait_scored(page)
-    assert page.is_hidden("#error") and page.locator("#thumbs button[data-status='done']").count() == 1
+    assert page.is_hidden("#error") and page.is_hidden("#error-mask") and page.locator("#thumbs button[data-status='done']").count() == 1

@@ -7,6 +7,7 @@ import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ MAX_BODY = 256 * 1024
 MAX_PIXELS = 20_000
 MAX_SAMPLES = 16
 TINY_CLASSES = 3
+WORKING_SIZE = 32
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = [
     "--headless",
@@ -139,3 +141,18 @@ def mask_png(mask: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(mask.astype(np.uint8)).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def open_page(browser: Any, url: str, **context_options: Any) -> Iterator[Any]:
+    """The page at ``url``; fails the test on JavaScript errors or on any request that leaves the server."""
+    context = browser.new_context(**({"viewport": {"width": 1280, "height": 900}} | context_options))
+    pg = context.new_page()
+    errors: list[str] = []
+    outside: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    pg.on("request", lambda req: None if req.url.startswith((url, "data:", "blob:")) else outside.append(req.url))
+    pg.goto(f"{url}/")
+    yield pg
+    context.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+    assert outside == [], f"requests outside the server: {outside}"

@@ -8,7 +8,8 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from app.defaults import DEFAULT_SEED, MAX_SEED
 from app.io.encoding import npz_bytes
 from app.web.deps import ServiceDep
-from app.web.encoding import download_name, response_json
+from app.web.encoding import analysis_json, download_name
+from app.web.forms import RawDtypeForm, RawForm, ResolutionForm
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -42,24 +43,27 @@ def build_router(settings: Settings) -> APIRouter:
         ] = settings.default_samples,
         seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
         calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        resolution: ResolutionForm = "working",
         output_format: Annotated[
-            Literal["json", "npz"], Form(alias="format", description="json: maps as PNG data URLs plus raw arrays; npz: a NumPy archive.")
+            Literal["json", "npz"], Form(alias="format", description="json: the analysis as JSON; npz: a NumPy archive of the raw arrays.")
         ] = "json",
-        raw: Annotated[bool, Form(description="JSON only: include the raw maps, labels and class probabilities as base64 arrays.")] = True,
-        raw_dtype: Annotated[Literal["float32", "float16"], Form(description="JSON only: element type of the raw maps and probabilities.")] = "float32",
+        raw: RawForm = False,
+        raw_dtype: RawDtypeForm = "float32",
     ) -> Response:
         """Compute the prediction, the uncertainty maps and the region table of one image.
 
-        Maps use fixed colour scales (see each map's `range`), so two images can be compared by eye.
+        Maps use fixed colour scales (see each map's `range` and `display_power`), so two images can be compared by eye.
+        The analysis is kept under `analysis_id` for a while: its PNGs, NPZ and exact pixel values are served by
+        `GET /api/v1/analyses/{analysis_id}/...` without running it again.
         """
         started = time.perf_counter()
         data = await file.read()
-        analysis = await service.analyze(data, samples=samples, seed=seed, calibrated=calibrated)
+        analysis = await service.analyze(data, samples=samples, seed=seed, calibrated=calibrated, resolution=resolution)
         if output_format == "npz":
             body = await service.run(npz_bytes, analysis)
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
             return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
-        body = await service.run(response_json, analysis, service.bundle.card, raw, raw_dtype, started)
+        body = await service.run(analysis_json, analysis, service.bundle.card, service.cache, file.filename, raw, raw_dtype, started)
         return Response(body, media_type="application/json")
 
     return router

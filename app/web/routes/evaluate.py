@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED
 from app.web.deps import ServiceDep
 from app.web.evaluation import check_labels, evaluate_json
+from app.web.forms import RawDtypeForm, RawForm, ResolutionForm
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 from app.web.settings import Settings
@@ -42,6 +43,7 @@ def build_router(settings: Settings) -> APIRouter:
         ] = settings.default_samples,
         seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
         calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        resolution: ResolutionForm = "working",
         ignore_index: Annotated[int, Form(ge=0, le=MAX_LABEL, description="Mask value that is not scored.")] = IGNORE_INDEX,
         ood_label: Annotated[
             int | None,
@@ -49,18 +51,23 @@ def build_router(settings: Settings) -> APIRouter:
                 ge=0, le=MAX_LABEL, description="Mask value marking out-of-distribution pixels (may equal ignore_index); enables ood_detection. Omit for none."
             ),
         ] = None,
+        raw: RawForm = False,
+        raw_dtype: RawDtypeForm = "float32",
     ) -> Response:
         """Analyse one image like `/api/v1/analyze`, then score it against its mask.
 
         Adds `metrics` (mIoU, pixel accuracy, ECE/MCE/NLL/Brier with reliability data, error-detection AUROC/AURC
-        per map and, with `ood_label`, OOD-detection AUROC per map), `error_map` and `reliability_png`.
+        per map and, with `ood_label`, OOD-detection AUROC per map), `error_map` and `reliability_png`. At the working
+        resolution the mask is resized with the image (nearest neighbour) and scored at the analysed size.
         """
         started = time.perf_counter()
         card = service.bundle.card
         check_labels(len(card.classes), ood_label)
         data, mask_data = await file.read(), await mask.read()
-        analysis, labels = await service.evaluate(data, mask_data, samples=samples, seed=seed, calibrated=calibrated, mask_name=mask.filename or "mask")
-        body = await service.run(evaluate_json, analysis, labels, card, ignore_index, ood_label, started)
+        analysis, labels = await service.evaluate(
+            data, mask_data, samples=samples, seed=seed, calibrated=calibrated, mask_name=mask.filename or "mask", resolution=resolution
+        )
+        body = await service.run(evaluate_json, analysis, labels, card, ignore_index, ood_label, started, service.cache, file.filename, raw, raw_dtype)
         return Response(body, media_type="application/json")
 
     return router

@@ -17,6 +17,8 @@ def model_info(service: AnalysisService) -> ModelInfo:
     return ModelInfo(
         name=card.name,
         classes=[ClassOut(index=i, name=c.name, colour=c.colour) for i, c in enumerate(card.classes)],
+        domain=card.domain,
+        working_size=card.input.working_size,
         architecture=card.architecture,
         normalization=card.normalization.model_dump(mode="json"),
         dropout=card.dropout.model_dump(mode="json"),

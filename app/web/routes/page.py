@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL
+from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.rendering import colour_lut, error_legend
-from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS
+from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
 from app.web.deps import ServiceDep, SettingsDep
+from app.web.scales import colour_table_hex, ticks
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
@@ -29,6 +30,18 @@ def colour_gradient(cmap: str, stops: int = 17) -> str:
     return f"linear-gradient(to right, {', '.join(parts)})"
 
 
+def scale_note(spec: MapSpec) -> str:
+    """How a map's colour bar is spaced, in words."""
+    power = spec.display_power
+    if power == 1.0:
+        return "linear scale"
+    if abs(power - 0.5) < 1e-9:
+        return "square-root scale"
+    if abs(power - 1 / 3) < 1e-9:
+        return "cube-root scale"
+    return f"power scale (exponent {power:g})"
+
+
 def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]:
     """Everything the template and the page's script need; the script's constants come from ``config``."""
     card = service.bundle.card
@@ -41,6 +54,9 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
             "description": spec.meaning,
             "range": list(spec.range(num_classes)),
             "colourmap": spec.colourmap,
+            "displayPower": spec.display_power,
+            "scaleNote": scale_note(spec),
+            "ticks": [{"value": t.value, "position": t.position, "label": t.label} for t in ticks(spec, num_classes)],
             "gradient": colour_gradient(spec.colourmap),
             "panel": spec.panel is not None,
         }
@@ -51,7 +67,11 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
     config = {
         "model": card.name,
         "classes": classes,
-        "maps": [{k: m[k] for k in ("name", "title", "range", "description")} for m in maps],
+        "domain": card.domain,
+        "workingSize": card.input.working_size,
+        "maps": [{k: m[k] for k in ("name", "title", "range", "description", "colourmap", "displayPower", "panel")} for m in maps],
+        "colourTables": {name: colour_table_hex(name) for name in sorted({spec.colourmap for spec in MAPS})},
+        "regionRowsShown": REGION_ROWS_SHOWN,
         "panels": ["input", "prediction", *PANEL_MAPS],
         "detectionMaps": list(DETECTION_MAPS),
         "errorLegend": error_legend(),
@@ -63,9 +83,13 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "maxBodyBytes": settings.max_body_bytes,
         "temperature": card.temperature,
         "endpoints": {"analyze": "/api/v1/analyze", "evaluate": "/api/v1/evaluate", "models": "/api/v1/models"},
+        "pixelDebounceMs": PIXEL_DEBOUNCE_MS,
+        "rerunDebounceMs": RERUN_DEBOUNCE_MS,
     }
     return {
         "model_name": card.name,
+        "domain": card.domain,
+        "working_size": card.input.working_size,
         "classes": classes,
         "maps": maps,
         "panel_maps": panel_maps,

@@ -47,18 +47,32 @@ class MapOut(BaseModel):
     name: str = Field(description="confidence, entropy, expected_entropy, mutual_information or variance.")
     description: str = Field(description="One-line definition of the map.")
     range: tuple[float, float] = Field(description="Fixed [low, high] of the colour scale (never the image's min-max).")
+    display_power: float = Field(
+        description="Fixed exponent p of the colour scale: a value v sits at position ((v - low) / (high - low)) ** p of the colour map (1: linear)."
+    )
     mean: float = Field(description="Mean of the map over the image.")
     colourmap: str = Field(description="Name of the colour scale (viridis or inferno).")
-    png: str = Field(description="The map on its fixed colour scale, as a data:image/png;base64 URL.")
-    values: RawArray | None = Field(default=None, description="Raw (H, W) values; null when the request asked for raw=false.")
+    quantised: str | None = Field(
+        default=None,
+        description="The map's position on its colour scale, q = round(255 * ((v - low) / (high - low)) ** p), as an 8-bit greyscale "
+        "data:image/png;base64 URL: q indexes the 256-entry colour table, and low + (high - low) * (q / 255) ** (1 / p) approximates v. "
+        "Sent for the maps the page draws as panels; null for the others.",
+    )
+    url: str | None = Field(default=None, description="GET URL of the map as a colour PNG on its fixed scale; null when the analysis was not kept.")
+    png: str | None = Field(default=None, description="The map on its fixed colour scale as a data:image/png;base64 URL; only with raw=true.")
+    values: RawArray | None = Field(default=None, description="Raw (H, W) values; only with raw=true.")
 
 
 class PredictionOut(BaseModel):
     """The predicted label map."""
 
     description: str = Field(description="How the prediction is made.")
-    png: str = Field(description="The labels in class colours, as a data:image/png;base64 URL.")
-    labels: RawArray | None = Field(default=None, description="Raw (H, W) uint8 class indices; null when raw=false.")
+    labels_png: str | None = Field(
+        default=None, description="The class indices as an 8-bit greyscale data:image/png;base64 URL; null when the model has more than 256 classes."
+    )
+    url: str | None = Field(default=None, description="GET URL of the labels in class colours as a PNG; null when the analysis was not kept.")
+    png: str | None = Field(default=None, description="The labels in class colours as a data:image/png;base64 URL; only with raw=true.")
+    labels: RawArray | None = Field(default=None, description="Raw (H, W) uint8 class indices; only with raw=true (and at most 256 classes).")
 
 
 class Timings(BaseModel):
@@ -67,7 +81,7 @@ class Timings(BaseModel):
     decode: float = Field(description="Decoding the upload to RGB.")
     inference: float = Field(description="Deterministic pass plus the MC-dropout samples.")
     regions: float = Field(description="Building the region table.")
-    encode: float = Field(description="Encoding PNGs and raw arrays.")
+    encode: float = Field(description="Keeping the analysis for downloads by id and encoding PNGs, JPEG and raw arrays.")
     total: float = Field(description="Everything after the upload was received.")
 
 
@@ -79,9 +93,9 @@ class RegionOut(BaseModel):
     class_name: str = Field(description="Class name.")
     component: int | None = Field(default=None, description="1-based rank of the component within its class by area; null for class rows.")
     pixels: int = Field(description="Area in pixels.")
-    share: float = Field(description="Area as a fraction of the image.")
+    share: float = Field(description="Area as a fraction of the image (6 significant digits).")
     bbox: list[int] = Field(description="Bounding box [x0, y0, x1, y1) in pixels.")
-    means: dict[str, float] = Field(description="Mean of every map over the region's pixels.")
+    means: dict[str, float] = Field(description="Mean of every map over the region's pixels (6 significant digits).")
 
 
 class ImageOodOut(BaseModel):
@@ -97,6 +111,13 @@ class ImageOodOut(BaseModel):
 class AnalyzeResponse(BaseModel):
     """The result of one analysis."""
 
+    analysis_id: str | None = Field(
+        description="Id of this analysis on the server: GET /api/v1/analyses/{id}/maps/{name}.png, /maps.npz and /pixel?x=&y= serve it "
+        "without re-running until it expires (see expires_in); null when it was too large to keep."
+    )
+    expires_in: float = Field(description="Seconds the id stays valid after its last use.")
+    npz_url: str | None = Field(default=None, description="GET URL of the raw arrays as .npz; null when the analysis was not kept.")
+    pixel_url: str | None = Field(default=None, description="GET URL (add ?x=&y=) of the exact values at one pixel; null when the analysis was not kept.")
     model: str = Field(description="Name of the model bundle.")
     classes: list[ClassOut] = Field(description="The model's classes in label order.")
     width: int = Field(description="Width of the maps in pixels (the analysed size).")
@@ -114,14 +135,36 @@ class AnalyzeResponse(BaseModel):
     model_temperature: float = Field(description="The bundle's fitted temperature (1.0 if it was never calibrated).")
     dropout_added_at_inference: bool = Field(description="True if the model was trained without dropout and MC dropout was added for inference only.")
     timings: Timings = Field(description="Seconds per step.")
-    image: str = Field(description="The decoded input (EXIF orientation applied) as a data:image/jpeg;base64 URL.")
-    prediction: PredictionOut = Field(description="The predicted labels: a PNG in class colours and the raw label map.")
+    image: str = Field(description="The decoded input (EXIF orientation applied) at the analysed size, as a data:image/jpeg;base64 URL.")
+    prediction: PredictionOut = Field(description="The predicted labels: greyscale PNG of class indices, and with raw=true a colour PNG and the raw label map.")
     maps: list[MapOut] = Field(description="The uncertainty maps.")
     mean_probs: RawArray | None = Field(
-        default=None, description="Raw (C, H, W) MC-mean class probabilities, for per-pixel top-k readouts; null when raw=false."
+        default=None, description="Raw (C, H, W) MC-mean class probabilities; only with raw=true (the pixel endpoint gives them per pixel)."
     )
     class_shares: dict[str, float] = Field(description="Fraction of pixels predicted as each class.")
     regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
+
+
+class ClassProbability(BaseModel):
+    """One class at one pixel."""
+
+    index: int = Field(description="Class label value.")
+    name: str = Field(description="Class name.")
+    probability: float = Field(description="Its MC-mean probability at the pixel.")
+
+
+class PixelResponse(BaseModel):
+    """Exact values of one pixel of a kept analysis."""
+
+    analysis_id: str = Field(description="The analysis.")
+    x: int = Field(description="Column in the analysed image (0 is the left edge).")
+    y: int = Field(description="Row in the analysed image (0 is the top edge).")
+    values: dict[str, float] = Field(description="Every map's exact value at the pixel.")
+    prediction: ClassProbability = Field(description="The predicted class (argmax of the MC-mean probabilities).")
+    top: list[ClassProbability] = Field(description="The most probable classes (up to 3), most probable first.")
+    error: str | None = Field(
+        default=None, description="When the analysis was scored against a mask: correct, wrong or not scored at this pixel; null otherwise."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -129,6 +172,8 @@ class ModelInfo(BaseModel):
 
     name: str = Field(description="Bundle name.")
     classes: list[ClassOut] = Field(description="Classes in label order with display colours.")
+    domain: str = Field(description="What the model was trained on, in words (empty when the card does not say).")
+    working_size: int | None = Field(description="Long side in pixels inputs are resized to by default (resolution=working); null: none.")
     architecture: dict[str, Any] = Field(description="segmentation_models_pytorch create_model arguments.")
     normalization: dict[str, Any] = Field(description="Input normalisation: (pixel / 255 - mean) / std per RGB channel.")
     dropout: dict[str, Any] = Field(description="MC-dropout sites, rate, mode and whether the model was trained with it.")

@@ -77,8 +77,14 @@ class ErrorMapOut(BaseModel):
     """Where the prediction disagrees with the mask."""
 
     description: str = Field(description="What the colours and codes mean.")
-    png: str = Field(description="The error map as a data:image/png;base64 URL: correct dark, wrong red, ignored grey.")
-    values: RawArray = Field(description="Raw (H, W) uint8 codes: 0 correct, 1 wrong, 2 ignored (ignore_index, OOD or not a class of the model).")
+    codes_png: str = Field(
+        description="The codes (0 correct, 1 wrong, 2 ignored: ignore_index, OOD or not a class of the model) as an 8-bit greyscale data:image/png;base64 URL."
+    )
+    url: str | None = Field(default=None, description="GET URL of the error map in colour as a PNG; null when the analysis was not kept.")
+    png: str | None = Field(
+        default=None, description="The error map as a data:image/png;base64 URL (correct dark, wrong red, ignored grey); only with raw=true."
+    )
+    values: RawArray | None = Field(default=None, description="Raw (H, W) uint8 codes; only with raw=true.")
     correct: int = Field(description="Pixels predicted correctly.")
     wrong: int = Field(description="Labelled pixels predicted wrongly.")
     ignored: int = Field(description="Pixels not scored.")
@@ -89,5 +95,5 @@ class EvaluateResponse(AnalyzeResponse):
     """The analysis of one image (as from /api/v1/analyze) plus its evaluation against a mask."""
 
     metrics: EvaluationMetrics = Field(description="Segmentation quality, calibration, error and OOD detection on this image.")
-    error_map: ErrorMapOut = Field(description="Correct / wrong / ignored pixels as a PNG and raw codes.")
+    error_map: ErrorMapOut = Field(description="Correct / wrong / ignored pixels as a greyscale PNG of codes (and with raw=true a colour PNG and raw codes).")
     reliability_png: str = Field(description=f"Reliability diagram ({ECE_BINS} equal-width bins with counts) as a data:image/png;base64 URL.")

@@ -1,0 +1,207 @@
+"""Sliding-window MC-dropout analysis of images too large for one pass, in bounded memory.
+
+Like MONAI's ``sliding_window_inference``: the stride-padded image is cut into tiles of the size
+:func:`~app.engine.tile_budget.choose_tile` picks from the memory budget, overlapping by a quarter of
+the tile (rounded to a multiple of the network stride, so every tile sits on the stride grid), the last
+tile of each row and column aligned with the image's end. Each tile is analysed by
+:func:`~app.engine.sampling.run_mc` with the request's seed (dropout masks depend on
+``(seed, sample, site)`` only), and its statistics are blended with Gaussian weights
+(:mod:`app.engine.blending`, ``σ = tile/8``).
+
+Tiles run row by row. A row of tiles covers a band of rows; once the row is done, the band's rows
+that no later tile touches are finalised into the output maps (in blocks one tile wide) and dropped,
+so working memory is one tile's analysis plus one band's accumulators, whatever the image's height.
+The outputs themselves (the analysis's maps, ``(H, W)`` and ``(C, H, W)``) are allocated on the host
+at the input's size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+import torch
+
+from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
+from app.engine.geometry import pad_to_stride, to_tensor
+from app.engine.network import SegmentationNet
+from app.engine.sampling import SamplingOptions, run_mc
+from app.engine.tile_budget import TileCost, choose_tile
+from app.maps.moments import UncertaintyMaps
+
+__all__ = ["OVERLAP", "TileGrid", "analyse_rgb", "plan_grid", "sliding_window_mc", "tile_offsets", "tile_pixels"]
+
+OVERLAP = 0.25
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the tiles of a padded image go.
+
+    Attributes:
+        tile: ``(th, tw)``.
+        overlap: ``(rows, columns)`` shared by neighbouring tiles.
+        tops: First row of each row of tiles.
+        lefts: First column of each column of tiles.
+    """
+
+    tile: tuple[int, int]
+    overlap: tuple[int, int]
+    tops: tuple[int, ...]
+    lefts: tuple[int, ...]
+
+
+def _overlap(tile: int, length: int, stride: int) -> int:
+    if tile >= length:
+        return 0
+    return min(tile - stride, max(stride, int(OVERLAP * tile / stride + 0.5) * stride))
+
+
+def tile_offsets(length: int, tile: int, overlap: int) -> tuple[int, ...]:
+    """Starts of tiles of ``tile`` covering ``[0, length)``, stepping ``tile - overlap``, the last ending at ``length``."""
+    if tile >= length:
+        return (0,)
+    starts = list(range(0, length - tile, tile - overlap))
+    return (*starts, length - tile)
+
+
+def plan_grid(height: int, width: int, tile: tuple[int, int], stride: int) -> TileGrid:
+    """The :class:`TileGrid` of a padded ``height × width`` image with tiles ``tile`` (multiples of ``stride``)."""
+    th, tw = min(tile[0], height), min(tile[1], width)
+    overlap = (_overlap(th, height, stride), _overlap(tw, width, stride))
+    return TileGrid((th, tw), overlap, tile_offsets(height, th, overlap[0]), tile_offsets(width, tw, overlap[1]))
+
+
+def _source_index(start: int, count: int, length: int, mode: str) -> np.ndarray | slice:
+    if start + count <= length:
+        return slice(start, start + count)
+    index = np.arange(start, start + count)
+    if mode == "reflect":
+        return np.where(index < length, index, 2 * (length - 1) - index)
+    return np.minimum(index, length - 1)
+
+
+def tile_pixels(rgb: np.ndarray, top: int, left: int, tile: tuple[int, int], stride: int) -> np.ndarray:
+    """The ``tile`` of ``rgb`` at ``(top, left)`` of the image as :func:`~app.engine.geometry.pad_to_stride` pads it.
+
+    Rows and columns past the image's end are taken by reflection (edge replication when the image
+    is smaller than its padding), as ``pad_to_stride`` does, so no padded copy of the image is made.
+    """
+    h, w = rgb.shape[:2]
+    mode = "reflect" if (-h) % stride < h and (-w) % stride < w else "replicate"
+    rows = _source_index(top, tile[0], h, mode)
+    cols = _source_index(left, tile[1], w, mode)
+    if isinstance(rows, slice) and isinstance(cols, slice):
+        return rgb[rows, cols]
+    rows_index = np.arange(h)[rows] if isinstance(rows, slice) else rows
+    cols_index = np.arange(w)[cols] if isinstance(cols, slice) else cols
+    pixels: np.ndarray = rgb[rows_index[:, None], cols_index[None, :]]
+    return pixels
+
+
+def _empty_maps(classes: int, size: tuple[int, int], samples: int) -> UncertaintyMaps:
+    h, w = size
+
+    def plane() -> torch.Tensor:
+        return torch.empty(1, h, w)
+
+    probs = torch.empty(1, classes, h, w)
+    return UncertaintyMaps(
+        prediction=torch.empty(1, h, w, dtype=torch.int64),
+        confidence=plane(),
+        entropy=plane(),
+        expected_entropy=plane(),
+        mutual_information=plane(),
+        variance=plane(),
+        probs=probs,
+        mean_probs=torch.empty_like(probs) if samples else probs,
+        class_variance=torch.empty_like(probs),
+        samples=samples,
+    )
+
+
+def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int) -> None:
+    h, w = out.prediction.shape[-2:]
+    rows = min(part.prediction.shape[-2], h - top)
+    cols = min(part.prediction.shape[-1], w - left)
+    for name in ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "probs", "mean_probs", "class_variance"):
+        target, source = getattr(out, name), getattr(part, name)
+        if name != "mean_probs" or target is not out.probs:
+            target[..., top : top + rows, left : left + cols].copy_(source[..., :rows, :cols])
+
+
+def sliding_window_mc(
+    net: SegmentationNet, rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], classes: int, grid: TileGrid, options: SamplingOptions
+) -> UncertaintyMaps:
+    """Analyse ``(H, W, 3)`` uint8 RGB tile by tile and blend the tiles' MC statistics.
+
+    Args:
+        net: The network (eval mode; its device is where tiles run).
+        rgb: The image.
+        mean: Normalisation mean per channel.
+        std: Normalisation std per channel.
+        classes: ``C``.
+        grid: Tiles of the stride-padded image (:func:`plan_grid`).
+        options: Sampling options of every tile (same seed everywhere).
+
+    Returns:
+        Host (CPU) maps of batch 1 at the input's size: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
+    """
+    device = next(iter(net.parameters())).device
+    th, tw = grid.tile
+    weights = gaussian_weights(th, tw, device)
+    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    out = _empty_maps(classes, (height, width), options.samples)
+    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device)
+    for row, top in enumerate(grid.tops):
+        for left in grid.lefts:
+            x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
+            maps = run_mc(net, x, options)
+            blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0]))
+            del maps, x
+        step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
+        for left in range(0, width, tw):
+            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), options.samples), top, left)
+        blender.advance(step)
+    return out
+
+
+def analyse_rgb(
+    net: SegmentationNet,
+    rgb: np.ndarray,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: int,
+    options: SamplingOptions,
+    cost: TileCost,
+) -> tuple[UncertaintyMaps, TileGrid | None]:
+    """Analyse an image whole when it fits ``options.memory_budget``, else with sliding windows.
+
+    The budget covers the whole analysis (see :mod:`app.engine.tile_budget`); MC chunks get what the
+    fixed part leaves.
+
+    Args:
+        net: The network (eval mode).
+        rgb: ``(H, W, 3)`` uint8 image.
+        mean: Normalisation mean per channel.
+        std: Normalisation std per channel.
+        classes: ``C``.
+        options: Sampling options; ``memory_budget`` is the budget of the whole analysis.
+        cost: The network's :class:`~app.engine.tile_budget.TileCost`.
+
+    Returns:
+        The maps (whole: of the padded image on the network's device; tiled: on the host, at the
+        input's size; crop either to ``(H, W)``) and the tile grid (``None`` when analysed whole).
+    """
+    stride = net.stride
+    h, w = int(rgb.shape[0]), int(rgb.shape[1])
+    hp, wp = h + (-h) % stride, w + (-w) % stride
+    budget = options.memory_budget
+    tile = choose_tile(hp, wp, cost, budget, stride)
+    if tile is None:
+        device = next(iter(net.parameters())).device
+        padded, _ = pad_to_stride(to_tensor(rgb, mean, std).to(device), stride)
+        return run_mc(net, padded, replace(options, memory_budget=cost.chunk_budget(budget, (hp, wp)))), None
+    grid = plan_grid(hp, wp, tile, stride)
+    tile_options = replace(options, memory_budget=cost.chunk_budget(budget, grid.tile, wp))
+    return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options), grid

@@ -1,0 +1,119 @@
+"""A bounded, thread-safe in-memory store of recent analyses, so their PNGs, NPZ and pixel values can be fetched by id.
+
+Bounded three ways: at most ``max_entries`` analyses and ``max_bytes`` of arrays (least recently used evicted
+first), and each one expires ``ttl`` seconds after it was last used. An analysis larger than ``max_bytes`` on its
+own is not kept.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["AnalysisCache", "CachedAnalysis"]
+
+
+@dataclass
+class CachedAnalysis:
+    """What the id endpoints serve of one analysis.
+
+    Attributes:
+        arrays: The NPZ's arrays (:func:`app.io.encoding.npz_arrays`), plus ``error`` (uint8 codes) when scored against a mask.
+        class_names: Class names in label order.
+        class_colours: Class colours as ``#rrggbb``.
+        filename: Upload name, for download names.
+        expires_at: Clock time after which it is gone (refreshed on every use).
+    """
+
+    arrays: dict[str, np.ndarray]
+    class_names: list[str]
+    class_colours: list[str]
+    filename: str | None = None
+    expires_at: float = field(default=0.0)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays."""
+        return sum(int(a.nbytes) for a in self.arrays.values())
+
+    @property
+    def height(self) -> int:
+        """Rows of the analysed image."""
+        return int(self.arrays["prediction"].shape[0])
+
+    @property
+    def width(self) -> int:
+        """Columns of the analysed image."""
+        return int(self.arrays["prediction"].shape[1])
+
+
+class AnalysisCache:
+    """Recent analyses by id, least recently used first out.
+
+    Args:
+        max_entries: Most analyses kept.
+        max_bytes: Most array bytes kept, all analyses together.
+        ttl: Seconds an analysis stays after its last use.
+        clock: Monotonic time source (tests pass their own).
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.clock = clock
+        self._entries: OrderedDict[str, CachedAnalysis] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            self._expire(self.clock())
+            return len(self._entries)
+
+    @property
+    def nbytes(self) -> int:
+        """Array bytes held now."""
+        with self._lock:
+            return self._bytes
+
+    def put(self, entry: CachedAnalysis) -> str | None:
+        """Keep ``entry``; its new id, or ``None`` when it alone is larger than ``max_bytes``."""
+        size = entry.nbytes
+        if size > self.max_bytes or self.max_entries < 1:
+            return None
+        key = secrets.token_urlsafe(12)
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            entry.expires_at = now + self.ttl
+            self._entries[key] = entry
+            self._bytes += size
+            while len(self._entries) > self.max_entries or self._bytes > self.max_bytes:
+                self._drop(next(iter(self._entries)))
+        return key
+
+    def get(self, key: str) -> CachedAnalysis | None:
+        """The analysis ``key`` (now the most recently used, its expiry pushed back), or ``None`` if expired or unknown."""
+        with self._lock:
+            now = self.clock()
+            self._expire(now)
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            entry.expires_at = now + self.ttl
+            self._entries.move_to_end(key)
+            return entry
+
+    def _drop(self, key: str) -> None:
+        self._bytes -= self._entries.pop(key).nbytes
+
+    def _expire(self, now: float) -> None:
+        for key in [k for k, e in self._entries.items() if e.expires_at <= now]:
+            self._drop(key)

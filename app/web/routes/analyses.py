@@ -1,0 +1,131 @@
+"""``GET /api/v1/analyses/{analysis_id}/...``: a kept analysis's PNGs, NPZ and exact pixel values, without re-running it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Path, Query, Response
+
+from app.defaults import TOP_CLASSES
+from app.io.encoding import write_npz
+from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
+from app.maps.registry import MAP_NAMES, get_map
+from app.web.cache import CachedAnalysis
+from app.web.deps import ServiceDep
+from app.web.encoding import ANALYSES_PATH, download_name
+from app.web.errors import ApiError
+from app.web.scales import colourise
+from app.web.schemas.analysis import ClassProbability, ErrorResponse, PixelResponse
+
+router = APIRouter(prefix=ANALYSES_PATH, tags=["analyses"])
+
+NPZ_MEDIA_TYPE = "application/x-npz"
+IdPath = Annotated[str, Path(description="The analysis_id of an analyze or evaluate answer.")]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No analysis with this id: it expired (or was evicted), or never existed. Run it again."},
+    503: {"model": ErrorResponse, "description": "The model is still loading."},
+}
+
+
+def lookup(service: ServiceDep, analysis_id: str) -> CachedAnalysis:
+    """The kept analysis ``analysis_id``.
+
+    Raises:
+        ApiError: 404 ``analysis_not_found`` naming the id.
+    """
+    entry = service.cache.get(analysis_id)
+    if entry is None:
+        ttl = service.cache.ttl
+        raise ApiError(
+            404,
+            "analysis_not_found",
+            f"analysis {analysis_id!r} has expired or never existed: analyses are kept for {ttl:g} s after their last use "
+            f"(at most {service.cache.max_entries} of them); analyse the image again for a new id",
+            "analysis_id",
+        )
+    return entry
+
+
+def _colour_png(entry: CachedAnalysis, name: str) -> bytes:
+    arrays = entry.arrays
+    if name == "prediction":
+        return png_bytes(render_labels(arrays["prediction"], entry.class_colours))
+    if name == "error" and "error" in arrays:
+        return png_bytes(render_errors(arrays["error"]))
+    if name in MAP_NAMES:
+        return png_bytes(colourise(get_map(name), arrays[name], len(entry.class_names)))
+    names = ", ".join([*MAP_NAMES, "prediction", *(["error"] if "error" in arrays else [])])
+    raise ApiError(404, "not_found", f"no map {name!r} in this analysis; the maps are {names}", "name")
+
+
+@router.get(
+    "/{analysis_id}/maps/{name}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The map as a colour PNG at the analysed size."}, **NOT_FOUND},
+    summary="One map of a kept analysis as a PNG",
+)
+async def map_png(
+    service: ServiceDep,
+    analysis_id: IdPath,
+    name: Annotated[str, Path(description="A map's name, prediction, or (for an evaluation) error.")],
+) -> Response:
+    """The map on its fixed colour scale (the page's colours), the prediction in class colours, or the error map of an evaluation."""
+    entry = lookup(service, analysis_id)
+    body = await service.run(_colour_png, entry, name)
+    disposition = f'attachment; filename="{download_name(entry.filename, f"_{name}.png")}"'
+    return Response(body, media_type="image/png", headers={"Content-Disposition": disposition})
+
+
+@router.get(
+    "/{analysis_id}/maps.npz",
+    response_class=Response,
+    responses={200: {"content": {NPZ_MEDIA_TYPE: {}}, "description": "The arrays of POST analyze with format=npz (and error codes)."}, **NOT_FOUND},
+    summary="The raw arrays of a kept analysis as .npz",
+)
+async def maps_npz(service: ServiceDep, analysis_id: IdPath) -> Response:
+    """Float32 maps, the uint8 label map `prediction`, (C, H, W) `mean_probs`, `probs`, `class_variance`, and `error` codes for an evaluation."""
+    entry = lookup(service, analysis_id)
+    body = await service.run(write_npz, entry.arrays)
+    disposition = f'attachment; filename="{download_name(entry.filename, "_maps.npz")}"'
+    return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
+
+
+def _check_inside(value: int, size: int, field: str, side: str) -> None:
+    if value >= size:
+        raise ApiError(422, "validation_error", f"{field}: {value} is outside the analysed image, whose {side} is {size} (0 to {size - 1})", field)
+
+
+@router.get(
+    "/{analysis_id}/pixel",
+    response_model=PixelResponse,
+    responses={422: {"model": ErrorResponse, "description": "x or y outside the image."}, **NOT_FOUND},
+    summary="Exact values at one pixel of a kept analysis",
+)
+async def pixel(
+    service: ServiceDep,
+    analysis_id: IdPath,
+    x: Annotated[int, Query(ge=0, description="Column in the analysed image (width and height of the answer).")],
+    y: Annotated[int, Query(ge=0, description="Row in the analysed image.")],
+) -> PixelResponse:
+    """Exact values of every map at one pixel, the predicted class and the top classes of the MC-mean probabilities."""
+    entry = lookup(service, analysis_id)
+    _check_inside(x, entry.width, "x", "width")
+    _check_inside(y, entry.height, "y", "height")
+    arrays = entry.arrays
+    probs = arrays["mean_probs"][:, y, x].astype(np.float64)
+    order = np.argsort(-probs, kind="stable")[:TOP_CLASSES]
+
+    def klass(index: int) -> ClassProbability:
+        return ClassProbability(index=index, name=entry.class_names[index], probability=float(probs[index]))
+
+    error = arrays.get("error")
+    return PixelResponse(
+        analysis_id=analysis_id,
+        x=x,
+        y=y,
+        values={name: float(arrays[name][y, x]) for name in MAP_NAMES},
+        prediction=klass(int(arrays["prediction"][y, x])),
+        top=[klass(int(i)) for i in order],
+        error=ERROR_NAMES[int(error[y, x])] if error is not None else None,
+    )
