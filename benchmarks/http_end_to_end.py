@@ -80,7 +80,9 @@ def main() -> int:
     analyzer = Analyzer(load_bundle("default", device), device)
     analyzer.analyze_bytes(photo, samples=args.samples)
     url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(args.port), "--device", "cpu"], stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(args.port), "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         _wait_ready(url)
         rss_ready = _proc_kib(server.pid, "VmRSS")

@@ -1,4 +1,4 @@
-"""Take the README screenshot: the page with one analysed synthetic scene.
+"""Take the README screenshot: the page with one analysed upload (a 12 MP photo by default).
 
 Usage: ``.venv/bin/python scripts/screenshot.py [--model NAME_OR_DIR] [--out docs/screenshot.png]``
 
@@ -87,6 +87,7 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--samples", type=int, default=20)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--image", choices=["photo", "ood-scene"], default="photo", help="a 4000x3000 JPEG of skimage's chelsea, or a synthetic OOD scene")
     args = parser.parse_args()
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -97,19 +98,27 @@ def main() -> int:
         model = pick_model(args.model, Path(tmp))
         server, thread, url = serve(Settings(model=model, device=args.device, default_samples=args.samples, max_samples=max(64, args.samples)))
         buf = io.BytesIO()
-        Image.fromarray(make_scene("ood", 3, size=256).image).save(buf, format="PNG")
+        if args.image == "photo":
+            from skimage import data
+
+            Image.fromarray(data.chelsea()).resize((4000, 3000), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=90)
+            name, mime = "cat_4000x3000.jpg", "image/jpeg"
+        else:
+            Image.fromarray(make_scene("ood", 3, size=256).image).save(buf, format="PNG")
+            name, mime = "ood_scene_3.png", "image/png"
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": args.width, "height": 900}, device_scale_factor=1)
                 page.goto(f"{url}/")
-                scene: FilePayload = {"name": "ood_scene_3.png", "mimeType": "image/png", "buffer": buf.getvalue()}
+                scene: FilePayload = {"name": name, "mimeType": mime, "buffer": buf.getvalue()}
                 page.set_input_files("#file-input", scene)
                 page.wait_for_function("document.body.dataset.state === 'ready'", timeout=300_000)
                 view = page.locator("#panel-mutual_information .view")
                 box = view.bounding_box()
                 assert box is not None
                 view.hover(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+                page.wait_for_function("document.querySelectorAll('#readout-top li').length > 0", timeout=30_000)
                 page.evaluate("window.scrollTo(0, 0)")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True)
