@@ -117,3 +117,24 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys, app.cli; app.cli.build_parser(); print(sorted(m for m in ('torch', 'segmentation_models_pytorch', 'fastapi') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_summary_reports_sizes_and_the_image_level_verdict(tmp_path: Path) -> None:
+    """With the default model (which holds a validation reference) a photo is flagged and a test scene is not, in summary.csv."""
+    from skimage import data
+
+    from app.io.synthetic import make_scene
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(data.coffee()).save(folder / "coffee.jpg", quality=90)
+    Image.fromarray(make_scene("test", 11, size=128).image).save(folder / "scene.png")
+    out = tmp_path / "out"
+    assert main(["analyze", str(folder), "--out", str(out), "--quiet"]) == 0
+    with (out / "summary.csv").open() as fh:
+        rows = {Path(r["file"]).name: r for r in csv.DictReader(fh)}
+    photo, scene = rows["coffee.jpg"], rows["scene.png"]
+    assert (photo["input_width"], photo["input_height"], photo["width"], photo["height"], photo["resolution"]) == ("600", "400", "256", "171", "working")
+    assert (scene["width"], scene["resolution"]) == ("128", "full")
+    assert photo["unusual"] == "yes" and float(photo["percentile_mutual_information"]) >= 99
+    assert scene["unusual"] == "no" and float(scene["percentile_mutual_information"]) < 99

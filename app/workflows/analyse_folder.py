@@ -15,12 +15,27 @@ from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
 from app.io.encoding import map_pngs, npz_bytes, summarise
-from app.maps.registry import MAP_NAMES
+from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.workflows.analyzer import Analyzer, Resolution
 
 __all__ = ["AnalysisOptions", "SummaryRow", "analyse_files", "expand_inputs", "write_analysis", "write_summary"]
 
-SUMMARY_FIELDS = ("file", "output", "status", "error", "width", "height", "samples", "seconds", *(f"mean_{k}" for k in MAP_NAMES))
+SUMMARY_FIELDS = (
+    "file",
+    "output",
+    "status",
+    "error",
+    "input_width",
+    "input_height",
+    "width",
+    "height",
+    "resolution",
+    "samples",
+    "seconds",
+    *(f"mean_{k}" for k in MAP_NAMES),
+    "unusual",
+    *(f"percentile_{k}" for k in DETECTION_MAPS),
+)
 
 
 @dataclass(frozen=True)
@@ -36,7 +51,11 @@ class AnalysisOptions:
 
 @dataclass
 class SummaryRow:
-    """One line of ``summary.csv``: an input, where its outputs went, and how it went."""
+    """One line of ``summary.csv``: an input, where its outputs went, how it went and the image-level OOD verdict.
+
+    ``unusual`` is ``yes`` when any map's image mean is more uncertain than 99 % of the model's validation images
+    (blank when the model has no reference); ``percentile_<map>`` are those percentiles.
+    """
 
     file: str
     output: str
@@ -46,7 +65,12 @@ class SummaryRow:
     height: int | None = None
     samples: int | None = None
     seconds: float | None = None
+    input_width: int | None = None
+    input_height: int | None = None
+    resolution: str | None = None
     means: dict[str, float] = field(default_factory=dict)
+    unusual: bool | None = None
+    percentiles: dict[str, float] = field(default_factory=dict)
 
     def csv_row(self) -> dict[str, object]:
         """The row keyed by :data:`SUMMARY_FIELDS` (blank for unknown values)."""
@@ -59,8 +83,13 @@ class SummaryRow:
             "height": self.height,
             "samples": self.samples,
             "seconds": self.seconds,
+            "input_width": self.input_width,
+            "input_height": self.input_height,
+            "resolution": self.resolution,
+            "unusual": None if self.unusual is None else ("yes" if self.unusual else "no"),
         }
         values.update({f"mean_{k}": v for k, v in self.means.items()})
+        values.update({f"percentile_{k}": round(v, 2) for k, v in self.percentiles.items()})
         return {k: "" if values.get(k) is None else values[k] for k in SUMMARY_FIELDS}
 
 
@@ -140,6 +169,11 @@ def analyse_files(
             seconds = time.perf_counter() - started
             row.means = write_analysis(analysis, analyzer.bundle.card, out / row.output, str(path), seconds)
             row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
+            row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
+            row.resolution = analysis.resolution
+            if analysis.image_ood:
+                row.unusual = any(v.unusual for v in analysis.image_ood)
+                row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
         except (ImageDecodeError, OSError) as exc:
             row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
         yield row
