@@ -9,6 +9,9 @@ from typing import Final
 
 DEFAULT_MODEL = "default"
 DEFAULT_SAMPLES = 20
+# How MC-dropout masks relate across the T samples: "stratified" (balanced blocks, less noise) or "iid"; see
+# app/engine/dropout_masks.py.
+DEFAULT_MASK_SCHEME = "stratified"
 MAX_SAMPLES = 64
 DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
@@ -17,10 +20,15 @@ MEMORY_BUDGET = 512 * 2**20
 MIN_AREA = 64
 IGNORE_INDEX = 255
 ECE_BINS = 15
-SCORE_BINS = 65_536
+# Detection metrics (AUROC/AURC): most distinct score values kept exactly per metric table (32 bytes each) before
+# neighbouring values are merged into log-spaced bins; see app/metrics/detection.py.
+DETECTION_MAX_DISTINCT = 2**18
 TEMPERATURE_FIT_MAX_PIXELS = 20_000_000
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"})
 MASK_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")
+# Pillow formats opened (the decoders behind IMAGE_SUFFIXES and MASK_SUFFIXES); every other format is refused unread.
+IMAGE_FORMATS: Final = ("PNG", "JPEG", "TIFF", "BMP", "GIF", "WEBP")
+MASK_FORMATS: Final = ("PNG", "TIFF", "BMP")
 MAX_SEED = 2**32 - 1
 MAX_LABEL = 2**16 - 1
 JPEG_QUALITY = 85
@@ -33,3 +41,20 @@ RESOLUTIONS: Final = ("working", "full")
 DEFAULT_RESOLUTION: Final = "working"
 PIXEL_DEBOUNCE_MS = 120
 RERUN_DEBOUNCE_MS = 400
+
+# Deployment safety (web app): hosts accepted in the Host header by default, and the shortest API key accepted.
+ALLOWED_HOSTS: Final = ("localhost", "127.0.0.1", "::1")
+API_KEY_MIN_LENGTH = 16
+
+# Admission control, deadlines and slow clients (web app). Work = analysed pixels x (samples + 1); the work admitted at
+# once (running and waiting) is capped at MAX_WORK. An analysis's results, its raw JSON answer included, take at most
+# BYTES_PER_WORK_UNIT per analysed pixel (default model: 255 B/px measured), so MAX_WORK bounds them all together to
+# 4 x MEMORY_BUDGET (2 GiB), on top of each running analysis's engine memory (MEMORY_BUDGET).
+MAX_QUEUE = 8
+BYTES_PER_WORK_UNIT = 256
+MAX_WORK = 4 * MEMORY_BUDGET // BYTES_PER_WORK_UNIT
+REQUEST_TIMEOUT = 120.0
+BODY_TIMEOUT = 60.0
+KEEP_ALIVE_TIMEOUT = 5
+HEADER_TIMEOUT = 10.0
+MAX_HEADER_BYTES = 16 * 1024

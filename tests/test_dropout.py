@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
+import numpy as np
 import pytest
 import torch
 
-from app.engine.dropout import MCDropout, mask_seed, sampling_plan
+from app.engine.dropout import MASK_SCHEMES, MCDropout, mask_seed, sampling_plan
+from app.engine.dropout_masks import block_length, image_seed
+from app.io.bundle import load_bundle
 
 
 def _ones(n: int = 1, c: int = 8, h: int = 6, w: int = 5) -> torch.Tensor:
@@ -33,18 +39,23 @@ def test_chunk_of_samples_equals_individual_samples(mode: str) -> None:
     assert not torch.equal(singles[0], singles[1])
 
 
-def test_masks_depend_on_seed_sample_and_site_only() -> None:
-    """Same (seed, sample, site) → same mask regardless of global RNG; any change of the triple changes it."""
+@pytest.mark.parametrize("scheme", MASK_SCHEMES)
+def test_masks_depend_on_seed_sample_and_site_only(scheme: str) -> None:
+    """Same (seed, sample, site) → same mask however much global RNG state was used in between; any change → another mask.
+
+    The global RNG is consumed, never re-seeded, between the draws: masks drawn from it would differ.
+    """
     x = _ones(1, 64, 1, 1)
 
     def draw(seed: int, sample: int, site: int) -> torch.Tensor:
-        torch.manual_seed(seed * 1000 + sample + 17 * site + 99)  # scramble the global RNG: it must not matter
-        with sampling_plan(seed, [sample]):
+        with sampling_plan(seed, [sample], scheme):
             return MCDropout(0.5, "channel", site=site).eval()(x)
 
     base = draw(1, 0, 0)
-    torch.manual_seed(12345)
+    torch.rand(1000)
+    np.random.default_rng().random(10)
     assert torch.equal(base, draw(1, 0, 0))
+    assert torch.equal(draw(1, 3, 2), draw(1, 3, 2))
     assert not torch.equal(base, draw(2, 0, 0))
     assert not torch.equal(base, draw(1, 1, 0))
     assert not torch.equal(base, draw(1, 0, 1))
@@ -152,3 +163,157 @@ def test_rate_one_drops_everything_without_nan(mode: str) -> None:
     with sampling_plan(0, [0, 1]):
         y = MCDropout(1.0, mode).eval()(x)
     assert torch.equal(y, torch.zeros_like(x))
+
+
+@pytest.mark.parametrize("scheme", MASK_SCHEMES)
+@pytest.mark.parametrize("mode", ["channel", "element"])
+def test_drop_rate_is_exact_enough_to_tell_0_2_from_0_23(scheme: str, mode: str) -> None:
+    """Over 100 000 units (samples × sites × images × channels) the dropped fraction is 0.2 within 5 binomial sd (0.006)."""
+    samples, sites, images, channels = 200, 4, 2, 64 if mode == "channel" else 8
+    x = _ones(images, channels, 1 if mode == "channel" else 2, 1 if mode == "channel" else 4)
+    dropped = total = 0
+    for site in range(sites):
+        with sampling_plan(5, range(samples), scheme):
+            y = MCDropout(0.2, mode, site=site).eval()(x.repeat(samples, 1, 1, 1))
+        dropped += int((y == 0).sum())
+        total += y.numel()
+    tolerance = 5 * math.sqrt(0.2 * 0.8 / total)
+    assert total >= 100_000 and tolerance < 0.01
+    assert abs(dropped / total - 0.2) < tolerance
+
+
+def test_shipped_model_drops_head_channels_at_its_card_rate() -> None:
+    """The default model's head input under a plan: 20 % of its 16 channels zeroed, the rest scaled by exactly 1 / 0.8."""
+    bundle = load_bundle("default")
+    net, rate, samples = bundle.net, bundle.card.dropout.rate, 400
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    seen: list[torch.Tensor] = []
+    head = net.model.segmentation_head
+    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))  # runs after the dropout hook
+    try:
+        with torch.no_grad():
+            decoded = net.prefix(x)
+            with sampling_plan(1, range(samples)):
+                head(decoded.repeat(samples, 1, 1, 1))
+    finally:
+        hook.remove()
+    out, ref = seen[0].view(samples, *decoded.shape[1:]), decoded[0]
+    live = ref.flatten(1).abs().amax(1) > 0
+    kept = torch.isclose(out, ref / (1 - rate), rtol=1e-5, atol=1e-6).flatten(2).all(-1)
+    zero = (out == 0).flatten(2).all(-1)
+    assert bool((kept | zero)[:, live].all())
+    units = samples * int(live.sum())
+    assert rate == 0.2 and units >= 6_000
+    assert abs(float(zero[:, live].float().mean()) - rate) < 5 * math.sqrt(rate * (1 - rate) / units)
+
+
+@pytest.mark.parametrize(("rate", "length"), [(0.2, 5), (0.3, 10), (0.25, 4), (0.5, 2), (0.123, 20), (1 / 3, 3)])
+def test_stratified_blocks_drop_each_unit_floor_or_ceil_of_rate_times_length(rate: float, length: int) -> None:
+    """In each block of L samples every unit is dropped ⌊rate·L⌋ or ⌈rate·L⌉ times, at positions that vary per unit."""
+    assert block_length(rate) == length
+    units = 4_000
+    with sampling_plan(3, range(2 * length), "stratified"):
+        y = MCDropout(rate, "channel").eval()(_ones(1, units, 1, 1).repeat(2 * length, 1, 1, 1))
+    drops = (y == 0).view(2, length, units).sum(1)
+    low = math.floor(rate * length + 1e-9)
+    assert set(drops.unique().tolist()) <= {low, low + 1}
+    assert abs(float(drops.float().mean()) - rate * length) < 5 * math.sqrt(0.25 / (2 * units))
+    first = (y == 0).view(2, length, units)[0]
+    assert len({tuple(col.tolist()) for col in first.T}) > 1
+
+
+def test_image_seeds_are_stable_distinct_and_in_the_api_range() -> None:
+    """image_seed is a pure function of (run seed, name) into [0, 2^32), different for other names and run seeds."""
+    seeds = {image_seed(s, f"{i:05d}.png") for s in range(3) for i in range(200)}
+    assert len(seeds) == 600 and all(0 <= v < 2**32 for v in seeds)
+    assert image_seed(0, "a.png") == image_seed(0, "a.png") == 1395031409  # fixed across processes and platforms
+
+
+# A hand-made head: 6 channels of features → 1x1 convolution → 3-class softmax, small enough to enumerate every mask.
+_K, _C = 6, 3
+
+
+def _head() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(4)
+    return (
+        torch.randn(1, _K, 3, 3, generator=gen, dtype=torch.float64),
+        1.5 * torch.randn(_C, _K, generator=gen, dtype=torch.float64),
+        torch.randn(_C, 1, 1, generator=gen, dtype=torch.float64),
+    )
+
+
+def _probs(feats: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return torch.softmax(torch.einsum("ck,nkhw->nchw", weight, feats) + bias, dim=1)
+
+
+def _exact_moments(rate: float, length: int, samples: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """By enumerating all 2^6 masks (and pairs of masks in one block): E[p], the true variance, E[stratified pop. variance]."""
+    feats, weight, bias = _head()
+    keeps = torch.tensor(list(itertools.product([0.0, 1.0], repeat=_K)), dtype=torch.float64)
+    prob = torch.prod(keeps * (1 - rate) + (1 - keeps) * rate, dim=1)
+    p = _probs(feats * keeps.view(-1, _K, 1, 1) / (1 - rate), weight, bias)
+    mean = torch.einsum("m,mchw->chw", prob, p)
+    var = torch.einsum("m,mchw->chw", prob, p**2) - mean**2
+    low = math.floor(rate * length + 1e-9)
+    ks = {low: 1 - (rate * length - low), low + 1: rate * length - low}
+    pairs = length * (length - 1)
+    both = sum(w * k * (k - 1) for k, w in ks.items()) / pairs
+    one = sum(w * k * (length - k) for k, w in ks.items()) / pairs
+    joint = torch.tensor([[both, one], [one, 1 - both - 2 * one]], dtype=torch.float64)  # [keep in sample s, keep in sample t]
+    index = keeps.long()
+    pair_prob = joint[index[:, None, :], index[None, :, :]].prod(-1)
+    cov = torch.einsum("ab,achw,bchw->chw", pair_prob, p, p) - mean**2
+    full, rest = divmod(samples, length)
+    same_block_pairs = full * length * (length - 1) + rest * (rest - 1)
+    expected_var = var - var / samples - same_block_pairs * cov / samples**2
+    return mean, var, expected_var
+
+
+def _estimates(rate: float, samples: int, scheme: str, runs: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """p̄ and the population variance over ``samples`` MC samples, for seeds 0..runs-1: ``(runs, C, H, W)`` each."""
+    feats, weight, bias = _head()
+    drop = MCDropout(rate, "channel").eval()
+    means, variances = [], []
+    for seed in range(runs):
+        with sampling_plan(seed, range(samples), scheme):
+            p = _probs(drop(feats.repeat(samples, 1, 1, 1)), weight, bias)
+        means.append(p.mean(0))
+        variances.append(p.var(0, unbiased=False))
+    return torch.stack(means), torch.stack(variances)
+
+
+def _max_z(estimates: torch.Tensor, target: torch.Tensor) -> float:
+    se = estimates.std(0) / math.sqrt(estimates.shape[0])
+    return float(((estimates.mean(0) - target).abs() / se.clamp(min=1e-12)).max())
+
+
+@pytest.mark.parametrize(("rate", "samples"), [(0.3, 13), (0.123, 25)])
+def test_stratified_estimates_are_unbiased_against_exact_enumeration(rate: float, samples: int) -> None:
+    """Averaged over 3000 seeds, stratified p̄ → E[p] and its population variance → σ² − Var(p̄), both from the 2^6 masks.
+
+    For i.i.d. masks E[pop. variance] = (T − 1)/T · σ². Stratified samples of one block are negatively correlated
+    (covariance c of two samples in one block), so Var(p̄) = σ²/T + n_pairs · c / T² with n_pairs the ordered pairs of
+    samples sharing a block, and E[pop. variance] = σ² − Var(p̄): closer to σ² than the i.i.d. value.
+    """
+    length = block_length(rate)
+    mean, var, expected_var = _exact_moments(rate, length, samples)
+    means, variances = _estimates(rate, samples, "stratified", runs=3000)
+    assert _max_z(means, mean) < 5
+    assert _max_z(variances, expected_var) < 5
+    assert _max_z(variances, var * (samples - 1) / samples) > 6  # the i.i.d. value would fail: the test tells them apart
+    assert float(var.max()) > 1e-3
+
+
+def test_iid_estimates_are_unbiased_with_the_textbook_variance_factor() -> None:
+    """I.i.d. masks: E[p̄] = E[p] and E[pop. variance] = (T − 1)/T · σ², from the same enumeration."""
+    mean, var, _ = _exact_moments(0.3, 10, 13)
+    means, variances = _estimates(0.3, 13, "iid", runs=3000)
+    assert _max_z(means, mean) < 5
+    assert _max_z(variances, var * 12 / 13) < 5
+
+
+def test_stratified_masks_reduce_seed_to_seed_noise() -> None:
+    """At T = 20 the seed-to-seed sd of p̄ on the linear head is well below that of i.i.d. masks."""
+    strat, _ = _estimates(0.2, 20, "stratified", runs=400)
+    iid, _ = _estimates(0.2, 20, "iid", runs=400)
+    assert float(strat.std(0).mean()) < 0.5 * float(iid.std(0).mean())

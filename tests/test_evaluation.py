@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
+from dataclasses import asdict
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -13,11 +16,14 @@ from PIL import Image
 from sklearn.metrics import roc_auc_score
 
 from app.cli import main
+from app.engine.dropout_masks import image_seed
 from app.io.bundle import load_bundle, read_card
 from app.io.masks import DatasetError, pair_files, read_mask
+from app.io.resources import models_dir
 from app.io.synthetic import write_split
 from app.metrics.scoring import Evaluator
 from app.workflows.analyzer import Analyzer
+from app.workflows.evaluate_folder import evaluate_pairs
 
 
 @pytest.fixture
@@ -63,8 +69,46 @@ def test_evaluator_matches_direct_computation(labelled: tuple[Path, Path], tiny_
     assert res.segmentation.pixels == int(valid.sum())
     assert res.segmentation.pixel_accuracy == pytest.approx(float((p[valid] == y[valid]).mean()))
     wrong = p[valid] != y[valid]
-    assert res.error_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(wrong, s[valid]), abs=2e-3)
-    assert res.ood_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(y == 255, s), abs=2e-3)
+    assert res.error_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(wrong, s[valid]), abs=1e-9)
+    assert res.ood_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(y == 255, s), abs=1e-9)
+
+
+def _metrics_with_seeds(analyzer: Analyzer, pairs: list[tuple[Path, Path]], seeds: list[int]) -> dict[str, object]:
+    ev = Evaluator(3, ignore_index=255, ood_label=255)
+    for (image, mask_path), seed in zip(pairs, seeds, strict=True):
+        ev.add(analyzer.analyze_bytes(image.read_bytes(), samples=3, seed=seed), read_mask(mask_path, (40, 40)))
+    return asdict(ev.result(["bg", "a", "b"]))
+
+
+def test_each_image_gets_its_own_seed_from_the_run_seed(labelled: tuple[Path, Path], tiny_bundle_dir: Path) -> None:
+    """Seeds are image_seed(run seed, file name): reproducible, distinct per image, and not one seed for all."""
+    images, masks = labelled
+    analyzer = Analyzer(load_bundle(tiny_bundle_dir))
+    pairs = pair_files(images, masks)
+    first = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=4)
+    again = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=4)
+    other = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=5)
+    assert asdict(first.metrics) == asdict(again.metrics)
+    assert first.image_seeds == {image.name: image_seed(4, image.name) for image, _ in pairs}
+    assert len(set(first.image_seeds.values())) == len(pairs) == 3
+    assert set(first.image_seeds.values()).isdisjoint(other.image_seeds.values())
+    assert asdict(first.metrics) == _metrics_with_seeds(analyzer, pairs, list(first.image_seeds.values()))
+    assert asdict(first.metrics) != _metrics_with_seeds(analyzer, pairs, [4, 4, 4])
+    assert asdict(first.metrics) != asdict(other.metrics)
+    assert first.to_json()["image_seeds"] == first.image_seeds
+
+
+def test_ood_label_that_is_a_class_is_refused_like_the_api(labelled: tuple[Path, Path], tiny_bundle_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``evaluate --ood-label 1`` exits 2 with the API's message; the library raises ValueError before analysing."""
+    images, masks = labelled
+    out = images.parent / "o"
+    code = main(["evaluate", "--images", str(images), "--masks", str(masks), "--model", str(tiny_bundle_dir), "--out", str(out), "--ood-label", "1", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "ood_label: 1 is a class of the model (0 to 2); use a mask value no class uses, e.g. 255" in err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="is a class of the model"):
+        evaluate_pairs(Analyzer(load_bundle(tiny_bundle_dir)), pair_files(images, masks), ood_label=0)
 
 
 def test_evaluate_and_calibrate_commands(labelled: tuple[Path, Path], tiny_bundle_dir: Path, tmp_path: Path) -> None:
@@ -108,3 +152,38 @@ def test_evaluate_reports_missing_folders(tmp_path: Path, capsys: pytest.Capture
     code = main(["evaluate", "--images", str(tmp_path / "no"), "--masks", str(tmp_path), "--out", str(tmp_path / "o"), "--quiet"])
     assert code == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def _trust_table() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("trust_table", Path(__file__).resolve().parents[1] / "scripts" / "trust_table.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_trust_table_reports_spread_over_run_seeds_and_writes_the_bundle_only_when_asked(tmp_path: Path) -> None:
+    """Default: calibrates a copy under --out (the bundle's model.json is byte-for-byte unchanged); --write writes it."""
+    bundle_dir = tmp_path / "bundle"
+    shutil.copytree(models_dir() / "default", bundle_dir)
+    before = (bundle_dir / "model.json").read_bytes()
+    script = _trust_table()
+    args = ["--model", str(bundle_dir), "--count", "2", "--size", "32", "--samples", "3", "--seeds", "0", "1", "--out", str(tmp_path / "run")]
+    assert script.main(args) == 0
+    assert (bundle_dir / "model.json").read_bytes() == before
+    assert read_card(tmp_path / "run" / "model" / "model.json").calibration is not None
+    text = (tmp_path / "run" / "table.md").read_text()
+    assert "Run seeds 0, 1" in text and " ± " in text and "mutual information − confidence" in text
+    assert {p.name for p in (tmp_path / "run").glob("seed-*")} == {"seed-0", "seed-1"}
+    assert script.main([*args, "--write"]) == 0
+    assert (bundle_dir / "model.json").read_bytes() != before
+
+
+def test_trust_table_cells() -> None:
+    """A value that does not vary is printed once; one that does as mean ± sd (min–max); undefined as a dash."""
+    script = _trust_table()
+    assert script.cell([0.5, 0.5]) == "0.500"
+    assert script.cell([0.50001, 0.50002]) == "0.500"
+    assert script.cell([0.1, 0.3]) == "0.200 ± 0.141 (0.100–0.300)"
+    assert script.cell([0.00031, 0.00033], 5) == "0.00032 ± 0.00001 (0.00031–0.00033)"
+    assert script.cell([0.1, None]) == "–"

@@ -45,7 +45,7 @@ report = {
     "bundle_path": str(bundle.path),
     "classes": len(bundle.card.classes),
 }
-with TestClient(create_app(Settings(warmup=False, device="cpu"))) as client:
+with TestClient(create_app(Settings(warmup=False, device="cpu")), base_url="http://localhost") as client:
     page = client.get("/")
     report["index_status"] = page.status_code
     report["index_has_config"] = 'id="segu-config"' in page.text

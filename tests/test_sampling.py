@@ -5,14 +5,18 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import make_tiny_bundle
 
+from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.engine.dropout import sampling_plan
 from app.engine.sampling import SamplingOptions, auto_chunk, run_mc
+from app.engine.sliding_window import plan_grid, sliding_window_mc
 from app.io.bundle import Bundle, load_bundle
 from app.maps.moments import UncertaintyMaps
 
@@ -239,3 +243,69 @@ def test_peak_memory_does_not_grow_with_samples(tiny_bundle_dir: Path, factorise
     allowed_mb = 60.0
     assert stored_mb > 2 * allowed_mb  # the bound can tell streaming from storing
     assert peaks[200] - peaks[4] < allowed_mb, peaks
+
+
+class _StopAfter(CancelToken):
+    """A token that cancels itself once ``limit`` checks have passed (as a watcher would, from another thread)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def check(self) -> None:
+        if self.checks >= self.limit:
+            self.cancel("test")
+        super().check()
+
+
+@pytest.mark.parametrize(
+    ("factorise", "strategy", "chunk_size", "side", "samples"),
+    [(True, "cached", None, 256, 63), (False, "cached", 2, 64, 12), (False, "full", None, 64, 12)],
+    ids=["tiled-head", "chunked-tail", "full-forward"],
+)
+def test_a_cancelled_token_stops_sampling_at_the_next_chunk(
+    tiny_bundle: Bundle, factorise: bool, strategy: str, chunk_size: int | None, side: int, samples: int
+) -> None:
+    """Every sampling loop checks the token between chunks (row tiles of the tiled head): cancelled after 3 checks, it raises at the 4th."""
+    x = _x(h=side, w=side)
+    options = {"samples": samples, "seed": 1, "factorise": factorise, "strategy": strategy, "chunk_size": chunk_size}
+    counted = CancelToken()
+    _run(tiny_bundle, x, **options, cancel=counted)
+    assert counted.checks > 4 and counted.reason is None
+    token = _StopAfter(3)
+    with pytest.raises(AnalysisCancelled, match="test") as raised:
+        _run(tiny_bundle, x, **options, cancel=token)
+    assert raised.value.reason == "test" and token.checks == 4
+
+
+def test_sliding_windows_check_the_token_between_tiles(tiny_bundle: Bundle) -> None:
+    """A cancelled token stops a tiled analysis before its next tile; a token whose deadline has passed stops it at once."""
+    rgb = np.random.default_rng(0).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    norm = tiny_bundle.card.normalization
+    stride = tiny_bundle.net.stride
+    grid = plan_grid(96, 96, (4 * stride, 4 * stride), stride)
+    assert len(grid.tops) * len(grid.lefts) > 2
+
+    def run(token: CancelToken) -> None:
+        sliding_window_mc(tiny_bundle.net, rgb, norm.mean, norm.std, 3, grid, SamplingOptions(samples=0, cancel=token))
+
+    counted = CancelToken()
+    run(counted)
+    assert counted.checks == 2 * len(grid.tops) * len(grid.lefts)
+    token = _StopAfter(2)
+    with pytest.raises(AnalysisCancelled):
+        run(token)
+    assert token.checks == 3
+    late = CancelToken(deadline=time.monotonic() - 1)
+    with pytest.raises(AnalysisCancelled, match="deadline"):
+        run(late)
+    assert late.reason == "deadline" and late.checks == 1
+
+
+def test_cancel_token_keeps_its_first_reason_and_options_ignore_it() -> None:
+    token = CancelToken()
+    token.check()
+    token.cancel("disconnected")
+    token.cancel("deadline")
+    assert token.reason == "disconnected" and token.checks == 1
+    assert SamplingOptions(cancel=token) == SamplingOptions()

@@ -19,11 +19,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Serve until interrupted; exit 2 on invalid settings."""
+    """Serve until interrupted; exit 2 on invalid settings.
+
+    Slow clients: uvicorn closes idle keep-alive connections after ``SEGU_KEEP_ALIVE_TIMEOUT`` s and refuses a request
+    head over ``SEGU_MAX_HEADER_BYTES``; a head not complete within ``SEGU_HEADER_TIMEOUT`` s gets 408 and is closed
+    (:mod:`app.web.protocol`), and a body not complete within ``SEGU_BODY_TIMEOUT`` s too (:mod:`app.web.limits`).
+    """
     import uvicorn
     from pydantic import ValidationError
 
     from app.web.factory import create_app
+    from app.web.protocol import uvicorn_options
     from app.web.settings import Settings
 
     overrides = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
@@ -32,5 +38,11 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         error(exc)
         return 2
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        **uvicorn_options(settings),
+    )
     return 0

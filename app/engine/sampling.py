@@ -8,11 +8,12 @@ result depends on the seed and device only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MEMORY_BUDGET
+from app.engine.cancel import CancelToken, checkpoint
 from app.engine.dropout import SamplingPlan, sampling_plan
 from app.engine.factorised_head import FactorisedHead, factorisable
 from app.engine.network import SegmentationNet
@@ -38,6 +39,9 @@ class SamplingOptions:
         strategy: ``"cached"`` (prefix once, tail per sample) or ``"full"`` (one full forward per sample).
         factorise: With ``"cached"``, use :class:`~app.engine.factorised_head.FactorisedHead` when the
             model allows it and its buffers fit ``memory_budget``.
+        cancel: Checked after the deterministic pass and before every chunk of samples (and every row tile
+            of the tiled head); a cancelled token stops the analysis with
+            :class:`~app.engine.cancel.AnalysisCancelled`.
     """
 
     samples: int = DEFAULT_SAMPLES
@@ -47,6 +51,7 @@ class SamplingOptions:
     memory_budget: int = MEMORY_BUDGET
     strategy: str = "cached"
     factorise: bool = True
+    cancel: CancelToken | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -94,8 +99,9 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
     with torch.inference_mode():
         cached_path = options.strategy == "cached"
         cached = net.prefix(x) if cached_path else x
+        checkpoint(options.cancel)
         if cached_path and options.factorise and options.samples > 0 and tileable(net):
-            return finalize(*TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature))
+            return finalize(*TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature, options.cancel))
         logits = net.tail(cached, 1) if cached_path else net(x)
         probs = torch.softmax(logits.float() / options.temperature, dim=1)
         if options.samples == 0:
@@ -111,6 +117,7 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
         else:
             chunk = 1
         for start in range(0, options.samples, chunk):
+            checkpoint(options.cancel)
             ids = list(range(start, min(options.samples, start + chunk)))
             if fast is not None:
                 sample_logits = fast.logits(SamplingPlan(options.seed, tuple(ids)))

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
+from app.engine.cancel import checkpoint
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
 from app.engine.sampling import SamplingOptions, run_mc
@@ -155,6 +156,7 @@ def sliding_window_mc(
     blender = BandBlender(classes, th, grid.lefts[-1] + tw, device)
     for row, top in enumerate(grid.tops):
         for left in grid.lefts:
+            checkpoint(options.cancel)
             x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
             maps = run_mc(net, x, options)
             blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0]))

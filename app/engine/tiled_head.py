@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from app.engine.cancel import CancelToken, checkpoint
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
@@ -59,7 +60,7 @@ class TiledHeadSampler:
         self.shape = decoded.shape
         self.tile_bytes = tile_bytes
 
-    def run(self, seed: int, samples: int, temperature: float) -> tuple[torch.Tensor, StreamingMoments]:
+    def run(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None) -> tuple[torch.Tensor, StreamingMoments]:
         """The deterministic softmax and the sums of ``samples`` MC samples (ids ``0..samples-1``).
 
         The deterministic logits are the unmasked sum of the per-channel parts,
@@ -69,6 +70,7 @@ class TiledHeadSampler:
             seed: Request seed of the dropout masks.
             samples: ``T >= 1``.
             temperature: ``τ`` in ``softmax(z / τ)``.
+            cancel: Checked before every chunk of samples of every row tile.
 
         Returns:
             ``(B, C, H, W)`` deterministic probabilities ``p`` and the moments, shifted by ``p``.
@@ -95,6 +97,7 @@ class TiledHeadSampler:
             sum_d_t = torch.empty(b, c, r1 - r0, w, dtype=torch.float32, device=device)
             sum_d2_t = torch.empty_like(sum_d_t)
             for s0 in range(0, samples + 1, chunk):
+                checkpoint(cancel)
                 m = masks[:, s0 : s0 + chunk]
                 z = torch.bmm(m, parts).view(b, m.shape[1], c, r1 - r0, w)
                 if self.bias is not None:

@@ -1,17 +1,18 @@
 """Ground-truth masks: pair them with images, check and decode them.
 
-A mask is a single-channel image of class indices with its image's width and height.
+A mask is a single-channel image of class indices with its image's width and height, in one of
+:data:`~app.defaults.MASK_FORMATS` (PNG, TIFF, BMP); any other format is refused unread.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from app.defaults import IMAGE_SUFFIXES, MASK_SUFFIXES
+from app.defaults import IMAGE_SUFFIXES, MASK_FORMATS, MASK_SUFFIXES
+from app.io.decoding import ImageDecodeError, open_image
 
 __all__ = ["MASK_MODES", "DatasetError", "MaskError", "check_mask", "check_mask_size", "decode_mask", "pair_files", "read_mask"]
 
@@ -93,11 +94,14 @@ def decode_mask(data: bytes, size: tuple[int, int], name: str = "mask") -> np.nd
         MaskError: not an image, truncated, not single-channel, or of another size.
     """
     try:
-        img = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError as exc:
-        raise MaskError("unsupported_media_type", f"{name}: not an image the server can read; send a single-channel PNG of class indices") from exc
-    except Image.DecompressionBombError as exc:
-        raise MaskError("mask_size_mismatch", f"{name}: the mask has far more pixels than the image ({size[1]}x{size[0]})") from exc
+        img = open_image(data, MASK_FORMATS, max_pixels=None)
+    except ImageDecodeError as exc:
+        if exc.code == "unsupported_media_type":
+            accepted = ", ".join(MASK_FORMATS)
+            raise MaskError(exc.code, f"{name}: not an image in an accepted mask format ({accepted}); send a single-channel PNG of class indices") from exc
+        if exc.code == "too_many_pixels":
+            raise MaskError("mask_size_mismatch", f"{name}: the mask has far more pixels than the image ({size[1]}x{size[0]})") from exc
+        raise MaskError("corrupt_mask", f"{name}: the mask file is corrupt ({exc.message})") from exc
     with img:
         check_mask(img, name, size)
         try:

@@ -1,8 +1,8 @@
 """The evaluation core: fold analysed images and their masks into every metric.
 
-Everything streams: per image, the analysis is folded into a confusion matrix, calibration bins and score
-histograms, so any number of images fits in memory. Scored pixels follow :func:`~app.metrics.pixels.scored_pixels`;
-errors are scored pixels where the prediction ``argmax p̄`` differs from the label.
+Everything streams: per image, the analysis is folded into a confusion matrix, calibration bins and exact tables
+of score counts (:class:`~app.metrics.detection.DetectionStats`, bounded in memory), so any number of images fits.
+Scored pixels follow :func:`~app.metrics.pixels.scored_pixels`; errors are scored pixels where the prediction ``argmax p̄`` differs from the label.
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ from app.metrics.pixels import scored_pixels
 from app.metrics.segmentation import confusion_matrix, segmentation_scores
 from app.metrics.temperature import rescale
 
-__all__ = ["DetectionResult", "EvaluationResult", "Evaluator", "OodResult", "SegmentationResult", "unit_temperature_probs"]
+__all__ = ["DetectionResult", "EvaluationResult", "Evaluator", "OodResult", "SegmentationResult", "check_ood_label", "unit_temperature_probs"]
 
-NOTES = f"errors: argmax of the MC-mean probabilities != label; confidence is scored as 1 - confidence; ECE: top-label, {ECE_BINS} equal-width bins"
+NOTES = (
+    "errors: argmax of the MC-mean probabilities != label; confidence is scored as 1 - confidence; "
+    "AUROC and AURC: exact on the score values (ties count 1/2, tied errors spread evenly); "
+    f"ECE: top-label, {ECE_BINS} equal-width bins"
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,16 @@ class EvaluationResult:
     notes: str = NOTES
 
 
+def check_ood_label(num_classes: int, ood_label: int | None) -> None:
+    """Refuse an ``ood_label`` that is one of the model's own classes (its pixels would count as both kinds).
+
+    Raises:
+        ValueError: naming ``ood_label`` and the fix.
+    """
+    if ood_label is not None and ood_label < num_classes:
+        raise ValueError(f"ood_label: {ood_label} is a class of the model (0 to {num_classes - 1}); use a mask value no class uses, e.g. 255")
+
+
 def unit_temperature_probs(analysis: Analysis) -> np.ndarray:
     """The analysis's deterministic softmax at τ = 1, ``(C, H, W)``.
 
@@ -93,6 +107,9 @@ class Evaluator:
         ignore_index: Mask value that is not scored.
         ood_label: Mask value that marks out-of-distribution pixels (may equal ``ignore_index``).
         temperature: When set, also score the temperature-scaled softmax (``softmax_scaled``).
+
+    Raises:
+        ValueError: ``ood_label`` is one of the ``num_classes`` classes (see :func:`check_ood_label`).
     """
 
     num_classes: int
@@ -106,6 +123,7 @@ class Evaluator:
     ood: dict[str, DetectionStats] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
+        check_ood_label(self.num_classes, self.ood_label)
         self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
         self.calibration = {"softmax": CalibrationStats(), "mc_mean": CalibrationStats()}
         if self.temperature is not None:
@@ -128,12 +146,12 @@ class Evaluator:
         wrong = pred[valid] != y[valid]
         ood = (y == self.ood_label) if self.ood_label is not None else torch.zeros_like(valid)
         for name in DETECTION_MAPS:
-            score, lo, hi = get_map(name).uncertainty_score(analysis.maps[name].reshape(-1), self.num_classes)
+            score, _lo, _hi = get_map(name).uncertainty_score(analysis.maps[name].reshape(-1), self.num_classes)
             s = torch.from_numpy(np.ascontiguousarray(score))
-            self.errors.setdefault(name, DetectionStats(lo, hi)).update(s[valid], wrong)
+            self.errors.setdefault(name, DetectionStats()).update(s[valid], wrong)
             if self.ood_label is not None:
                 kept = valid | ood
-                self.ood.setdefault(name, DetectionStats(lo, hi)).update(s[kept], ood[kept])
+                self.ood.setdefault(name, DetectionStats()).update(s[kept], ood[kept])
         self.images += 1
 
     def result(self, class_names: Iterable[str]) -> EvaluationResult:

@@ -2,12 +2,18 @@
 
 FastAPI's default ``/docs`` page loads Swagger UI from a CDN; here the script, stylesheet and
 favicon come from the ``swagger-ui-bundle-v2`` package (import name ``swagger_ui_bundle``; Swagger UI 5,
-which reads the OpenAPI 3.1 documents FastAPI writes) under ``/static/swagger/``.
+which reads the OpenAPI 3.1 documents FastAPI writes) under ``/static/swagger/``. The page's one inline script
+(Swagger UI's set-up) is allowed by its hash in the page's own Content-Security-Policy; no other inline script runs.
+When API keys are on, the document declares the Bearer scheme so "Authorize" in the page sends the key.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from pathlib import Path
+from typing import Any
 
 import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, Request
@@ -15,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from app.web.errors import ApiError
+from app.web.security import content_security_policy
 
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 ASSET_PREFIX = "/static/swagger"
@@ -25,6 +32,37 @@ ASSETS = {
 }
 # Swagger UI would otherwise send the spec to an online validator for a badge.
 SWAGGER_PARAMETERS = {"validatorUrl": None}
+INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+BEARER_SCHEME = "apiKey"
+
+
+def inline_script_csp(html: str) -> str:
+    """A Content-Security-Policy for ``html`` that allows exactly its inline ``<script>`` blocks, by SHA-256 hash."""
+    hashes = [base64.b64encode(hashlib.sha256(body.encode()).digest()).decode() for body in INLINE_SCRIPT.findall(html)]
+    return content_security_policy(" ".join(["'self'", *(f"'sha256-{h}'" for h in hashes)]))
+
+
+def declare_bearer_keys(app: FastAPI) -> None:
+    """Make ``app``'s OpenAPI document say every ``/api/`` operation needs ``Authorization: Bearer <key>``."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            description = "One of the server's API keys (SEGU_API_KEYS), sent as `Authorization: Bearer <key>`."
+            schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": description,
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith("/api/"):
+                    for operation in operations.values():
+                        operation["security"] = [{BEARER_SCHEME: []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def build_router(app: FastAPI) -> APIRouter:
@@ -45,7 +83,7 @@ def build_router(app: FastAPI) -> APIRouter:
     @router.get("/docs", response_class=HTMLResponse)
     async def docs(request: Request) -> HTMLResponse:
         root = str(request.scope.get("root_path", "")).rstrip("/")
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=f"{root}{app.openapi_url}",
             title=f"{app.title} – API docs",
             swagger_js_url=f"{root}{ASSET_PREFIX}/swagger-ui-bundle.js",
@@ -53,5 +91,7 @@ def build_router(app: FastAPI) -> APIRouter:
             swagger_favicon_url=f"{root}{ASSET_PREFIX}/favicon-32x32.png",
             swagger_ui_parameters=SWAGGER_PARAMETERS,
         )
+        page.headers["Content-Security-Policy"] = inline_script_csp(bytes(page.body).decode())
+        return page
 
     return router

@@ -8,6 +8,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 import anyio
 import anyio.to_thread
+import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
@@ -20,6 +21,7 @@ from app.web import docs
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
 from app.web.routes import analyses, analyze, evaluate, health, models, page
+from app.web.security import ApiKeyMiddleware, CrossOriginWriteMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware, secure_server_errors
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
@@ -37,6 +39,8 @@ Every error response is `{"error": {"code": ..., "message": ...}}`."""
 def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.torch_threads:
+            torch.set_num_threads(settings.torch_threads)
         device = resolve_device(settings.device)
         loaded = bundle if bundle is not None else await anyio.to_thread.run_sync(lambda: load_bundle(settings.model, device))
         service = AnalysisService(loaded, device, settings)
@@ -62,19 +66,36 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         ``/readyz`` answers 200 once a warm-up analysis has run.
     """
     settings = settings if settings is not None else Settings()
-    app = FastAPI(title="seg-uncertainty", version="1", description=DESCRIPTION, lifespan=_lifespan(settings, bundle), docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="seg-uncertainty",
+        version="1",
+        description=DESCRIPTION,
+        lifespan=_lifespan(settings, bundle),
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs else None,
+    )
     app.state.settings = settings
     app.state.service = None
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
+    if settings.api_keys:  # deployment safety: inside CORS (401s carry CORS headers, preflights need no key), before any body is read
+        app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+    app.add_middleware(CrossOriginWriteMiddleware, allowed=settings.cors_origins)  # deployment safety: outermost three
+    app.add_middleware(TrustedHostMiddleware, allowed=settings.allowed_hosts)
+    app.add_middleware(SecurityHeadersMiddleware)
+    secure_server_errors(app)
     app.include_router(health.router)
     app.include_router(models.router)
     app.include_router(analyze.build_router(settings))
     app.include_router(evaluate.build_router(settings))
     app.include_router(analyses.router)
     app.include_router(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
-    app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
+    if settings.docs:
+        if settings.api_keys:
+            docs.declare_bearer_keys(app)
+        app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
     return app

@@ -1,12 +1,29 @@
-"""Form fields shared by ``POST /api/v1/analyze`` and ``POST /api/v1/evaluate``, as ``Annotated`` aliases."""
+"""Form fields shared by ``POST /api/v1/analyze`` and ``POST /api/v1/evaluate``, as ``Annotated`` aliases, and their shared error responses."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Form
 
-__all__ = ["RawDtypeForm", "RawForm", "ResolutionForm"]
+from app.web.schemas.analysis import ErrorResponse
+
+__all__ = ["GATE_RESPONSES", "RawDtypeForm", "RawForm", "ResolutionForm"]
+
+GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    408: {"model": ErrorResponse, "description": "`body_timeout`: the body did not arrive within SEGU_BODY_TIMEOUT seconds; the connection is closed."},
+    413: {
+        "model": ErrorResponse,
+        "description": "Body over the size limit, image over the pixel limit, or `too_much_work`: analysed pixels × (samples + 1) "
+        "over SEGU_MAX_WORK by itself (the message says what would fit).",
+    },
+    503: {
+        "model": ErrorResponse,
+        "description": "`not_ready`: the model is still loading; `overloaded`: the queue (SEGU_MAX_QUEUE) or the work budget is full "
+        "right now; retry after the `Retry-After` header's seconds.",
+    },
+    504: {"model": ErrorResponse, "description": "`timeout`: the analysis did not finish within SEGU_REQUEST_TIMEOUT seconds and was stopped."},
+}
 
 ResolutionForm = Annotated[
     Literal["working", "full"],

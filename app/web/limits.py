@@ -1,7 +1,10 @@
-"""An ASGI middleware that caps the request body while it streams in."""
+"""An ASGI middleware that caps the request body, in size and in time, while it streams in."""
 
 from __future__ import annotations
 
+import time
+
+import anyio
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -9,42 +12,49 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.web.errors import error_response
 
 
-class BodyTooLarge(StarletteHTTPException):
-    """Raised from ``receive`` once a request body passes the limit."""
+class BodyRefused(StarletteHTTPException):
+    """Raised from ``receive`` once a request body passes a limit; the middleware answers ``status`` instead of the app."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"the request body is larger than the limit of {limit} bytes")
-        self.code = "body_too_large"
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(status, message)
+        self.code = code
 
 
 def _limit_message(limit: int) -> str:
     return f"the request body is larger than the limit of {limit} bytes ({limit / 2**20:.1f} MiB); send a smaller file"
 
 
-class BodyLimitMiddleware:
-    """Reject bodies over ``max_bytes`` with 413 without buffering them.
+def _timeout_message(seconds: float) -> str:
+    return f"the request body did not arrive within {seconds:g} s (SEGU_BODY_TIMEOUT); the connection is closed, send it faster or smaller"
 
-    A ``Content-Length`` over the limit is rejected before any of the body is
-    read. Otherwise (chunked uploads) the bytes of every
-    ``http.request`` message are counted as the app reads them; past the
-    limit, ``receive`` raises :class:`BodyTooLarge`, whatever the app was
-    about to answer is dropped and a 413 is sent instead. The connection is
-    closed afterwards, so the rest of the upload is never read.
+
+class BodyLimitMiddleware:
+    """Reject bodies over ``max_bytes`` with 413, and bodies not complete within ``timeout`` seconds with 408, without buffering them.
+
+    A ``Content-Length`` over the limit is rejected before any of the body is read. Otherwise the
+    bytes of every ``http.request`` message are counted as the app reads them, and every wait for the
+    next one is bounded by what is left of the body's deadline (``timeout`` seconds from when the
+    request's headers were in). Past either limit, ``receive`` raises :class:`BodyRefused`, whatever the
+    app was about to answer is dropped and the 413 or 408 is sent instead, with ``Connection: close``,
+    so the rest of the upload is never read. Once the body is complete, ``receive`` is passed through
+    (disconnect polling is not timed).
 
     Args:
         app: The wrapped ASGI app.
         max_bytes: The largest body accepted.
+        timeout: Seconds the whole body may take to arrive.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float = float("inf")) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
-    async def _reject(self, scope: Scope, send: Send, status: int = 413, code: str = "body_too_large", message: str | None = None) -> None:
+    async def _reject(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
         async def no_body() -> Message:
             return {"type": "http.disconnect"}
 
-        response = error_response(status, code, message or _limit_message(self.max_bytes), headers={"Connection": "close"})
+        response = error_response(status, code, message, headers={"Connection": "close"})
         await response(scope, no_body, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,25 +67,34 @@ class BodyLimitMiddleware:
                 await self._reject(scope, send, 400, "bad_request", f"Content-Length must be a whole number, got {declared!r}")
                 return
             if int(declared) > self.max_bytes:
-                await self._reject(scope, send)
+                await self._reject(scope, send, 413, "body_too_large", _limit_message(self.max_bytes))
                 return
+        deadline = time.monotonic() + self.timeout
         received = 0
-        exceeded = False
+        complete = False
+        refused: BodyRefused | None = None
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, exceeded
-            message = await receive()
+            nonlocal received, complete, refused
+            if complete:
+                return await receive()
+            with anyio.move_on_after(deadline - time.monotonic()) as waited:
+                message = await receive()
+            if waited.cancelled_caught:
+                refused = BodyRefused(408, "body_timeout", _timeout_message(self.timeout))
+                raise refused
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    exceeded = True
-                    raise BodyTooLarge(self.max_bytes)
+                    refused = BodyRefused(413, "body_too_large", _limit_message(self.max_bytes))
+                    raise refused
             return message
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if exceeded and not started:
+            if refused is not None and not started:
                 return
             if message["type"] == "http.response.start":
                 started = True
@@ -84,7 +103,7 @@ class BodyLimitMiddleware:
         try:
             await self.app(scope, limited_receive, guarded_send)
         except Exception:
-            if not exceeded or started:
+            if refused is None or started:
                 raise
-        if exceeded and not started:
-            await self._reject(scope, send)
+        if refused is not None and not started:
+            await self._reject(scope, send, refused.status_code, refused.code, str(refused.detail))

@@ -1,11 +1,12 @@
-"""The shared model and the worker-thread gate every analysis passes through."""
+"""The shared model and the admission gate every analysis passes through, with its deadline and cancellation."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -13,23 +14,37 @@ import numpy as np
 import torch
 
 from app.engine.analysis import Analysis
+from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import Bundle
+from app.web.admission import Admission, Reservation
 from app.web.cache import AnalysisCache
+from app.web.errors import ApiError
 from app.web.settings import Settings
+from app.web.uploads import probe_upload, read_upload
 from app.workflows.analyzer import Analyzer, Resolution
 from app.workflows.labelled import analyze_labelled
 
 T = TypeVar("T")
 log = logging.getLogger("app.web")
 
+WATCH_SECONDS = 0.1
+Disconnected = Callable[[], Awaitable[bool]]
+
+
+async def _never_disconnected() -> bool:
+    return False
+
 
 class AnalysisService:
-    """One model instance shared by all requests.
+    """One model instance shared by all requests, behind admission control.
 
-    Analyses run in worker threads so the event loop keeps serving; a capacity
-    limiter bounds how many run at once (and so the memory they take). Dropout
-    masks are seeded per request through a context variable, so concurrent
-    analyses do not disturb each other.
+    Every analysis request goes through :meth:`analyze` or :meth:`evaluate`: its work (analysed pixels ×
+    (samples + 1), from the upload's header) is admitted or refused (413/503, :mod:`app.web.admission`)
+    before the upload is read; then it waits for a running slot, and in a worker thread reads the upload,
+    decodes, analyses and encodes the answer. A watcher on the event loop cancels the work cooperatively
+    (:mod:`app.engine.cancel`) once ``request_timeout`` has passed since the request was admitted (→ 504)
+    or the client has gone away, while it waits and while it runs. Dropout masks are seeded per request
+    through a context variable, so concurrent analyses do not disturb each other.
 
     Args:
         bundle: The loaded model bundle.
@@ -42,50 +57,158 @@ class AnalysisService:
         self.device = device
         self.settings = settings
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget)
-        self.limiter = anyio.CapacityLimiter(settings.max_concurrent)
+        self.admission = Admission(settings.max_concurrent, settings.max_queue, settings.max_work)
         self.cache = AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds)
         self.ready = False
         self.failure: str | None = None
+        self._tokens: set[CancelToken] = set()
+        self._finished_checks = 0
 
     @property
     def name(self) -> str:
         """The model's name."""
         return self.bundle.card.name
 
-    async def analyze(self, data: bytes, samples: int, seed: int, calibrated: bool, resolution: Resolution = "working") -> Analysis:
-        """Decode and analyse an upload in a worker thread.
+    @property
+    def checkpoints(self) -> int:
+        """Cancellation points passed by every analysis so far (running ones included): a measure of work done."""
+        return self._finished_checks + sum(token.checks for token in list(self._tokens))
+
+    def work(self, width: int, height: int, samples: int, resolution: Resolution) -> tuple[int, str, str]:
+        """The work of analysing a ``width × height`` upload, that work in words, and what would make it fit the budget."""
+        rows, cols = self.analyzer.analysed_shape(height, width, resolution)
+        pixels = rows * cols
+        describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image) x ({samples} samples + 1)"
+        advice = []
+        fitting = self.settings.max_work // pixels - 1
+        if 0 <= fitting < samples:
+            advice.append(f"samples={fitting}" + (" or fewer" if fitting else ""))
+        if resolution == "full" and self.analyzer.analysed_shape(height, width, "working") != (rows, cols):
+            advice.append("resolution=working")
+        advice.append("a smaller image")
+        return pixels * (samples + 1), describe, "send " + ", ".join(advice[:-1]) + (" or " if len(advice) > 1 else "") + advice[-1]
+
+    async def analyze(
+        self,
+        upload: BinaryIO,
+        encode: Callable[[Analysis], T],
+        *,
+        samples: int,
+        seed: int,
+        calibrated: bool,
+        resolution: Resolution = "working",
+        disconnected: Disconnected = _never_disconnected,
+    ) -> T:
+        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate.
 
         Raises:
             app.io.decoding.ImageDecodeError: the upload is not a usable image.
+            app.web.admission.TooMuchWork: 413, the request alone is over the work budget.
+            app.web.admission.Overloaded: 503, no room now.
+            ApiError: 504 past the deadline; 499 when the client went away.
         """
-        job = partial(
-            self.analyzer.analyze_bytes, data, samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area, resolution=resolution
-        )
-        return await anyio.to_thread.run_sync(job, limiter=self.limiter)
+
+        def job(token: CancelToken) -> T:
+            analysis = self.analyzer.analyze_bytes(
+                read_upload(upload), samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area, resolution=resolution, cancel=token
+            )
+            token.check()
+            return encode(analysis)
+
+        return await self._admitted(upload, samples, resolution, job, disconnected)
 
     async def evaluate(
-        self, data: bytes, mask: bytes, samples: int, seed: int, calibrated: bool, mask_name: str = "mask", resolution: Resolution = "working"
-    ) -> tuple[Analysis, np.ndarray]:
-        """Decode an image and its mask, check they pair up, then analyse the image, in a worker thread.
+        self,
+        upload: BinaryIO,
+        mask: BinaryIO,
+        encode: Callable[[Analysis, np.ndarray], T],
+        *,
+        samples: int,
+        seed: int,
+        calibrated: bool,
+        mask_name: str = "mask",
+        resolution: Resolution = "working",
+        disconnected: Disconnected = _never_disconnected,
+    ) -> T:
+        """Like :meth:`analyze`, for an image and its mask (checked to pair up before inference).
 
         Raises:
-            app.io.decoding.ImageDecodeError: the upload is not a usable image.
             app.io.masks.MaskError: the mask is unusable or does not match the image.
+            app.io.decoding.ImageDecodeError, TooMuchWork, Overloaded, ApiError: as :meth:`analyze`.
         """
-        job = partial(
-            analyze_labelled,
-            self.analyzer,
-            data,
-            mask,
-            mask_name=mask_name,
-            samples=samples,
-            seed=seed,
-            calibrated=calibrated,
-            min_area=self.settings.min_area,
-            resolution=resolution,
-        )
-        labelled = await anyio.to_thread.run_sync(job, limiter=self.limiter)
-        return labelled.analysis, labelled.mask
+
+        def job(token: CancelToken) -> T:
+            labelled = analyze_labelled(
+                self.analyzer,
+                read_upload(upload),
+                read_upload(mask),
+                mask_name=mask_name,
+                samples=samples,
+                seed=seed,
+                calibrated=calibrated,
+                min_area=self.settings.min_area,
+                resolution=resolution,
+                cancel=token,
+            )
+            token.check()
+            return encode(labelled.analysis, labelled.mask)
+
+        return await self._admitted(upload, samples, resolution, job, disconnected)
+
+    async def _admitted(self, upload: BinaryIO, samples: int, resolution: Resolution, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
+        self.admission.check_room()
+        header = await anyio.to_thread.run_sync(probe_upload, upload, self.settings.max_pixels)
+        work, describe, advice = self.work(header.width, header.height, samples, resolution)
+        reservation = self.admission.reserve(work, describe, advice)
+        token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
+        self._tokens.add(token)
+        try:
+            return await self._supervised(reservation, token, job, disconnected)
+        finally:
+            self._tokens.discard(token)
+            self._finished_checks += token.checks
+            self.admission.release(reservation)
+
+    async def _supervised(self, reservation: Reservation, token: CancelToken, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
+        outcome: list[T] = []
+        failure: Exception | None = None
+        async with anyio.create_task_group() as tg:
+            waiting = anyio.CancelScope()
+            tg.start_soon(self._watch, token, disconnected, waiting)
+            try:
+                with waiting:
+                    await self.admission.acquire(reservation)
+                if reservation.running:
+                    outcome.append(await anyio.to_thread.run_sync(job, token))
+            except Exception as exc:
+                failure = exc
+            finally:
+                tg.cancel_scope.cancel()
+        if outcome:
+            return outcome[0]
+        if failure is not None and not isinstance(failure, AnalysisCancelled):
+            raise failure
+        if token.reason == "deadline":
+            raise ApiError(
+                504,
+                "timeout",
+                f"the analysis did not finish within the server's limit of {self.settings.request_timeout:g} s (SEGU_REQUEST_TIMEOUT) "
+                "and was stopped; use fewer samples, resolution=working or a smaller image, or retry when the server is less busy",
+            )
+        raise ApiError(499, "client_disconnected", "the client closed the connection; the analysis was stopped")
+
+    @staticmethod
+    async def _watch(token: CancelToken, disconnected: Disconnected, waiting: anyio.CancelScope) -> None:
+        """Cancel ``token`` (and stop ``waiting``) once the deadline passes or the client goes away."""
+        try:
+            while not token.expired():
+                if await disconnected():
+                    token.cancel("disconnected")
+                    break
+                await anyio.sleep(WATCH_SECONDS)
+            waiting.cancel()
+        finally:
+            token.cancel("abandoned")
 
     async def run(self, func: Callable[..., T], *args: object) -> T:
         """Run CPU-heavy encoding off the event loop."""
@@ -103,8 +226,7 @@ class AnalysisService:
         """
         if self.settings.warmup:
             try:
-                async with self.limiter:
-                    await anyio.to_thread.run_sync(self.warm_up)
+                await anyio.to_thread.run_sync(self.warm_up)
             except Exception as exc:
                 self.failure = f"warm-up analysis failed: {exc}"
                 log.exception("model %s failed its warm-up on %s", self.name, self.device)

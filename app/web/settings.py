@@ -5,23 +5,34 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.defaults import (
+    ALLOWED_HOSTS,
+    API_KEY_MIN_LENGTH,
+    BODY_TIMEOUT,
     CACHE_BYTES,
     CACHE_ENTRIES,
     CACHE_TTL_SECONDS,
     DEFAULT_MODEL,
     DEFAULT_SAMPLES,
+    HEADER_TIMEOUT,
+    KEEP_ALIVE_TIMEOUT,
     MAX_BODY_BYTES,
+    MAX_HEADER_BYTES,
     MAX_PIXELS,
+    MAX_QUEUE,
     MAX_SAMPLES,
+    MAX_WORK,
     MEMORY_BUDGET,
     MIN_AREA,
+    REQUEST_TIMEOUT,
 )
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_API_KEY = re.compile(r"^[A-Za-z0-9._~+/-]+=*$")  # RFC 6750 b64token: what a Bearer header may carry
+_HOST = re.compile(r"^(\*|(\*\.)?[a-z0-9_.-]+|[0-9a-f:.]+)$")
 
 
 class Settings(BaseSettings):
@@ -44,10 +55,70 @@ class Settings(BaseSettings):
     memory_budget: int = Field(default=MEMORY_BUDGET, ge=2**20, description="Bytes one chunk of MC samples may use.")
     min_area: int = Field(default=MIN_AREA, ge=1, description="Smallest connected component listed in the region table, in pixels.")
     warmup: bool = Field(default=True, description="Run one small analysis before reporting ready.")
+    torch_threads: int = Field(
+        default=0,
+        ge=0,
+        le=256,
+        description="Threads PyTorch uses for one analysis (0: PyTorch's default, one per core). On a small machine that also runs "
+        "other work, 1 keeps latency steady under load: OpenMP threads that wait for a busy core stall the whole analysis.",
+    )
     cache_entries: int = Field(default=CACHE_ENTRIES, ge=0, description="Most analyses kept for downloads by id (0: none kept).")
     cache_bytes: int = Field(default=CACHE_BYTES, ge=0, description="Most bytes of arrays kept for downloads by id, all analyses together.")
     cache_ttl_seconds: float = Field(default=CACHE_TTL_SECONDS, gt=0, description="Seconds an analysis stays downloadable by id after its last use.")
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
+
+    # ---- Admission control, deadlines and slow clients (app/web/admission.py, service.py, limits.py; serve) ----
+    max_queue: int = Field(default=MAX_QUEUE, ge=0, le=4096, description="Analyses that may wait for a slot behind the running ones; more → 503.")
+    max_work: int = Field(
+        default=MAX_WORK, ge=1, description="Most work (analysed pixels × (samples + 1)) admitted at once, running and waiting; one request over it → 413."
+    )
+    request_timeout: float = Field(
+        default=REQUEST_TIMEOUT, gt=0, description="Seconds an admitted analysis may take, waiting included; then it is stopped and answered 504."
+    )
+    body_timeout: float = Field(default=BODY_TIMEOUT, gt=0, description="Seconds a client has to send the whole request body; then 408.")
+    keep_alive_timeout: int = Field(default=KEEP_ALIVE_TIMEOUT, ge=1, description="serve: seconds an idle keep-alive connection stays open.")
+    header_timeout: float = Field(default=HEADER_TIMEOUT, gt=0, description="serve: seconds a client has to send a request's headers; then it is closed.")
+    max_header_bytes: int = Field(default=MAX_HEADER_BYTES, ge=1024, description="serve: largest request head (request line and headers) in bytes.")
+
+    # ---- Deployment safety (app/web/security.py) ----
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="Keys accepted as `Authorization: Bearer <key>` on /api/*, comma-separated; empty: no key needed."
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(ALLOWED_HOSTS),
+        description="Names the Host header may carry (any port), comma-separated; `*.example.com` matches its subdomains, `*` any host.",
+    )
+    docs: bool = Field(default=True, description="Serve Swagger UI at /docs and the OpenAPI document at /openapi.json.")
+
+    @field_validator("api_keys", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _key_shape(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for number, key in enumerate(value, 1):
+            secret = key.get_secret_value()
+            if len(secret) < API_KEY_MIN_LENGTH or not _API_KEY.match(secret):
+                raise ValueError(
+                    f"API key {number} must be at least {API_KEY_MIN_LENGTH} characters of A-Z a-z 0-9 . _ ~ + / - "
+                    "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                )
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_shape(cls, value: list[str]) -> list[str]:
+        hosts = [host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".") for host in value]
+        if not hosts:
+            raise ValueError("allowed_hosts must name at least one host; `*` allows every host")
+        for host in hosts:
+            if not _HOST.match(host):
+                raise ValueError(f"an allowed host is a name or address without port or scheme, `*.domain` or `*`, got {host!r}")
+        return hosts
 
     @field_validator("device")
     @classmethod

@@ -1,10 +1,16 @@
-"""Analyse many images into one output folder: maps as PNG, ``maps.npz``, ``analysis.json`` per image, ``summary.csv``."""
+"""Analyse many images into one output folder: maps as PNG, ``maps.npz``, ``analysis.json`` per image, ``summary.csv``.
+
+Each input's folder is named by :func:`~app.workflows.output_folder.output_names`, written under a hidden
+staging name and moved into place once complete, so an interrupted run leaves no half-written folder.
+"""
 
 from __future__ import annotations
 
 import csv
 import glob
 import json
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -12,11 +18,13 @@ from pathlib import Path
 
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, IMAGE_SUFFIXES, MIN_AREA
 from app.engine.analysis import Analysis
+from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
 from app.io.encoding import map_pngs, npz_bytes, summarise
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.workflows.analyzer import Analyzer, Resolution
+from app.workflows.output_folder import install_folder, output_names
 
 __all__ = ["AnalysisOptions", "SummaryRow", "analyse_files", "expand_inputs", "write_analysis", "write_summary"]
 
@@ -117,14 +125,6 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[str]]:
     return unique, missing
 
 
-def _out_name(path: Path, used: set[str]) -> str:
-    name, k = path.stem, 2
-    while name in used:
-        name, k = f"{path.stem}_{k}", k + 1
-    used.add(name)
-    return name
-
-
 def write_analysis(analysis: Analysis, card: ModelCard, target: Path, source: str, seconds: float) -> dict[str, float]:
     """Write one analysis's PNGs, ``maps.npz`` and ``analysis.json`` into ``target``; returns the map means."""
     target.mkdir(parents=True, exist_ok=True)
@@ -139,11 +139,17 @@ def write_analysis(analysis: Analysis, card: ModelCard, target: Path, source: st
 
 
 def analyse_files(
-    analyzer: Analyzer, files: Sequence[Path], out: Path, options: AnalysisOptions, progress: Callable[[Sequence[Path]], Iterable[Path]] = iter
+    analyzer: Analyzer,
+    files: Sequence[Path],
+    out: Path,
+    options: AnalysisOptions,
+    progress: Callable[[Sequence[Path]], Iterable[Path]] = iter,
+    cancel: CancelToken | None = None,
 ) -> Iterator[SummaryRow]:
-    """Analyse ``files`` into ``out/<stem>/`` (``<stem>_2`` … on clashes), yielding each input's summary row.
+    """Analyse ``files`` into ``out/<name>/`` (names from :func:`output_names`), yielding each input's summary row.
 
-    An input that cannot be read yields a ``failed`` row and the others go on.
+    An input that cannot be read yields a ``failed`` row and the others go on. Once ``cancel`` is cancelled
+    the run stops: the image being analysed is dropped (nothing of it is written) and no row is yielded for it.
 
     Args:
         analyzer: The model's analyser.
@@ -151,11 +157,14 @@ def analyse_files(
         out: Output folder (created).
         options: Samples, seed, calibration, region size.
         progress: Wraps the file list, e.g. in a progress bar.
+        cancel: Stops the run between images and inside an analysis (see :mod:`app.engine.cancel`).
     """
     out.mkdir(parents=True, exist_ok=True)
-    used: set[str] = set()
-    for path in progress(files):
-        row = SummaryRow(file=str(path), output=_out_name(path, used))
+    for path, name in zip(progress(files), output_names(files), strict=True):
+        if cancel is not None and cancel.expired():
+            return
+        row = SummaryRow(file=str(path), output=name)
+        staging = out / f".{row.output}.partial"
         try:
             started = time.perf_counter()
             analysis = analyzer.analyze_bytes(
@@ -165,24 +174,39 @@ def analyse_files(
                 calibrated=options.calibrated,
                 min_area=options.min_area,
                 resolution=options.resolution,
+                cancel=cancel,
             )
             seconds = time.perf_counter() - started
-            row.means = write_analysis(analysis, analyzer.bundle.card, out / row.output, str(path), seconds)
+            shutil.rmtree(staging, ignore_errors=True)
+            row.means = write_analysis(analysis, analyzer.bundle.card, staging, str(path), seconds)
+            install_folder(staging, out / row.output)
             row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
             row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
             row.resolution = analysis.resolution
             if analysis.image_ood:
                 row.unusual = any(v.unusual for v in analysis.image_ood)
                 row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
+        except AnalysisCancelled:
+            return
         except (ImageDecodeError, OSError) as exc:
             row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         yield row
 
 
 def write_summary(path: Path, rows: Sequence[SummaryRow]) -> None:
-    """Write ``summary.csv``."""
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(row.csv_row())
+    """Write ``summary.csv`` (to a hidden file first, then renamed, so it is never half-written).
+
+    File names that are not valid UTF-8 are written as their original bytes.
+    """
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        with staging.open("w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow(row.csv_row())
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)

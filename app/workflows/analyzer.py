@@ -11,6 +11,7 @@ import torch
 
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MEMORY_BUDGET, MIN_AREA, RESOLUTIONS
 from app.engine.analysis import Analysis
+from app.engine.cancel import CancelToken, checkpoint
 from app.engine.geometry import crop
 from app.engine.sampling import SamplingOptions
 from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
@@ -85,12 +86,15 @@ class Analyzer:
         chunk_size: int | None = None,
         min_area: int = MIN_AREA,
         resolution: Resolution = DEFAULT_RESOLUTION,
+        cancel: CancelToken | None = None,
     ) -> Analysis:
         """Decode ``data`` and analyse it; see :meth:`analyze_image` for the options."""
         start = time.perf_counter()
         rgb = self.decode(data)
         decoded = time.perf_counter() - start
-        result = self.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, chunk_size=chunk_size, min_area=min_area, resolution=resolution)
+        result = self.analyze_image(
+            rgb, samples=samples, seed=seed, calibrated=calibrated, chunk_size=chunk_size, min_area=min_area, resolution=resolution, cancel=cancel
+        )
         result.timings["decode"] = decoded
         return result
 
@@ -103,6 +107,7 @@ class Analyzer:
         chunk_size: int | None = None,
         min_area: int = MIN_AREA,
         resolution: Resolution = DEFAULT_RESOLUTION,
+        cancel: CancelToken | None = None,
     ) -> Analysis:
         """Analyse ``(H, W, 3)`` uint8 RGB.
 
@@ -121,19 +126,24 @@ class Analyzer:
             chunk_size: Samples per batched pass (``None``: from the memory budget).
             min_area: Smallest connected component listed in the region table.
             resolution: ``"working"`` (the card's working size) or ``"full"`` (every input pixel).
+            cancel: Checked before and after resizing, between sample chunks and tiles, and before the
+                region table (see :mod:`app.engine.cancel`).
 
         Raises:
             ValueError: an unknown ``resolution``.
+            app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
         """
         card = self.bundle.card
         net = self.bundle.net
         temperature = card.temperature if calibrated else 1.0
         input_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        checkpoint(cancel)
         start = time.perf_counter()
         analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=resolution))
         resized = time.perf_counter() - start
+        checkpoint(cancel)
         start = time.perf_counter()
-        options = SamplingOptions(samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=self.memory_budget)
+        options = SamplingOptions(samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=self.memory_budget, cancel=cancel)
         norm = card.normalization
         result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, self.cost)
         if self.device.type == "cuda":
@@ -146,6 +156,7 @@ class Analyzer:
 
         maps = {name: np.ascontiguousarray(host(t), dtype=np.float32) for name, t in result.scalar_maps().items()}
         prediction = np.ascontiguousarray(host(result.prediction), dtype=np.int64)
+        checkpoint(cancel)
         start = time.perf_counter()
         regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area)
         reference = card.image_reference

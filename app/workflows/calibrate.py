@@ -71,7 +71,8 @@ def calibrate_bundle(
 ) -> Calibration:
     """Fit ``τ`` and record the image-level OOD reference; write both into the analyser's bundle.
 
-    Each image is analysed once, the way a user's upload is (``samples`` MC samples, ``seed``, uncalibrated).
+    Each image is analysed once, the way a user's upload is (``samples`` MC samples, uncalibrated), its masks seeded
+    by ``image_seed(seed, image file name)`` (see :func:`~app.workflows.evaluate_folder.labelled_pairs`).
     ``τ`` is fitted on the deterministic softmax of every scored pixel (beyond
     :data:`~app.defaults.TEMPERATURE_FIT_MAX_PIXELS` labelled pixels a seeded uniform subsample is used); the
     deterministic softmax does not depend on ``samples``. The image mean of every detection map, over all
@@ -83,7 +84,7 @@ def calibrate_bundle(
         images: The image folder, recorded in the card.
         masks: The mask folder, recorded in the card.
         ignore_index: Mask value that is not scored.
-        seed: Seed of the subsample and of the dropout masks.
+        seed: Seed of the subsample, and the run seed each image's dropout seed is derived from.
         samples: MC samples of each analysis (the default of an analysis, so the reference matches what users get).
         split: What the images are, in words, for the card (default: the image folder).
         progress: Wraps the pair list, e.g. in a progress bar.

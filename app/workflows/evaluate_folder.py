@@ -1,15 +1,21 @@
-"""Evaluate a model on a folder of images and masks, and write the report files."""
+"""Evaluate a model on a folder of images and masks, and write the report files.
+
+Each image's dropout masks are seeded by :func:`~app.engine.dropout_masks.image_seed` of the run seed and the image's file
+name: the same run seed gives the same metrics, and because every image gets its own masks the MC error of the
+metrics averages out over the data set (one seed for all images would repeat the same ``T`` masks everywhere).
+"""
 
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX
+from app.engine.dropout_masks import image_seed
 from app.io.decoding import ImageDecodeError
 from app.io.masks import DatasetError
 from app.io.reports import markdown_report, reliability_png
@@ -24,7 +30,13 @@ Progress = Callable[[Sequence[tuple[Path, Path]]], Iterable[tuple[Path, Path]]]
 
 @dataclass(frozen=True)
 class FolderEvaluation:
-    """An evaluation and how it was run."""
+    """An evaluation and how it was run.
+
+    Attributes:
+        seed: The run seed.
+        image_seeds: File name → the dropout seed its image was analysed with (``image_seed(seed, name)``); the
+            same analysis is ``analyze --seed`` that value.
+    """
 
     metrics: EvaluationResult
     model: str
@@ -32,6 +44,7 @@ class FolderEvaluation:
     seed: int
     temperature: float
     seconds: float
+    image_seeds: dict[str, int] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """``metrics.json``: the metrics with the run's settings."""
@@ -40,16 +53,22 @@ class FolderEvaluation:
             "model": self.model,
             "samples": self.samples,
             "seed": self.seed,
+            "seeding": "per image: image_seed(seed, image file name), listed in image_seeds",
+            "image_seeds": self.image_seeds,
             "temperature": self.temperature,
             "seconds": self.seconds,
         }
 
 
 def labelled_pairs(analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], samples: int, seed: int, progress: Progress = iter) -> Iterable[tuple[Path, Any]]:
-    """Analyse each ``(image, mask)`` file pair; a file that cannot be read stops with a :class:`DatasetError` naming it."""
+    """Analyse each ``(image, mask)`` file pair with its own seed, ``image_seed(seed, image.name)``.
+
+    A file that cannot be read stops with a :class:`DatasetError` naming it.
+    """
     for image, mask in progress(pairs):
         try:
-            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seed)
+            seeded = image_seed(seed, image.name)
+            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seeded)
         except ImageDecodeError as exc:
             raise DatasetError(f"{image.name}: {exc.message}") from exc
 
@@ -66,10 +85,13 @@ def evaluate_pairs(
 ) -> FolderEvaluation:
     """Stream every pair through the :class:`~app.metrics.scoring.Evaluator`.
 
-    The softmax at the bundle's fitted temperature is scored too when the bundle has one.
+    The softmax at the bundle's fitted temperature is scored too when the bundle has one. ``seed`` is the run seed;
+    each image's masks are seeded by ``image_seed(seed, image file name)``.
 
     Raises:
         DatasetError: an image or mask cannot be read or does not match.
+        ValueError: ``ood_label`` is one of the model's classes (:func:`~app.metrics.scoring.check_ood_label`; the API
+            refuses it with the same message).
     """
     card = analyzer.bundle.card
     evaluator = Evaluator(len(card.classes), ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
@@ -83,6 +105,7 @@ def evaluate_pairs(
         seed=seed,
         temperature=card.temperature,
         seconds=round(time.perf_counter() - started, 2),
+        image_seeds={image.name: image_seed(seed, image.name) for image, _mask in pairs},
     )
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MIN_AREA
 from app.engine.analysis import Analysis
+from app.engine.cancel import CancelToken
 from app.io.masks import MaskError, check_mask_size, decode_mask
 from app.io.resize import resize_labels
 from app.workflows.analyzer import Analyzer, Resolution
@@ -35,6 +36,7 @@ def analyze_labelled(
     calibrated: bool = False,
     min_area: int = MIN_AREA,
     resolution: Resolution = DEFAULT_RESOLUTION,
+    cancel: CancelToken | None = None,
 ) -> LabelledAnalysis:
     """Decode an image and its mask, check that they pair up, then analyse the image.
 
@@ -52,10 +54,12 @@ def analyze_labelled(
         calibrated: Apply the bundle's temperature.
         min_area: Smallest component in the region table.
         resolution: ``"working"`` or ``"full"``, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
+        cancel: Stops the analysis at its next cancellation point once cancelled (see :mod:`app.engine.cancel`).
 
     Raises:
         app.io.decoding.ImageDecodeError: the image is not usable.
         app.io.masks.MaskError: the mask is not an image, not single-channel, or of another size.
+        app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
     """
     start = time.perf_counter()
     rgb = analyzer.decode(image) if isinstance(image, bytes) else image
@@ -68,6 +72,6 @@ def analyze_labelled(
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
-    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution)
+    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution, cancel=cancel)
     analysis.timings["decode"] = decoded
     return LabelledAnalysis(analysis, resize_labels(labels, analysis.analysed_size))

@@ -1,6 +1,8 @@
 // @ts-check
 // Talk to the REST API; every failure becomes an Error whose message is the API's words.
 
+import { authHeaders } from "./apikey.js";
+
 /** @typedef {import("./types.js").AnalyzeResponse} AnalyzeResponse */
 /** @typedef {import("./types.js").EvaluateResponse} EvaluateResponse */
 /** @typedef {import("./types.js").ErrorResponse} ErrorResponse */
@@ -53,7 +55,7 @@ async function errorFrom(response) {
 async function send(url, init) {
   let response;
   try {
-    response = await fetch(url, init);
+    response = await fetch(url, { ...init, headers: { ...authHeaders(), ...(init && init.headers) } });
   } catch (err) {
     if (err instanceof DOMException && err.name === "AbortError") throw err;
     throw new ApiError(`the server could not be reached (${/** @type {Error} */ (err).message})`, 0, "network_error");

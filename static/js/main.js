@@ -3,8 +3,10 @@
 // downloads by id, the image-level OOD verdict and the evaluate mode (image + mask).
 
 import { analyze, evaluate } from "./api.js";
+import { bindApiKey } from "./apikey.js";
 import { decodeResult } from "./compact.js";
 import { clearFieldErrors, readParams, showFieldError, tau, temperatureNote } from "./controls.js";
+import { applyDataStyles } from "./datastyles.js";
 import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
@@ -291,4 +293,7 @@ els.rerun.addEventListener("click", () => {
 els.samples.max = String(config.maxSamples);
 bindSorting(els.regions, els.regionsMore, () => current && current.status === "done" && redrawRegions(current));
 noteTemperature();
+applyDataStyles(document);
+const keyInput = $("api-key");
+if (keyInput) bindApiKey(/** @type {HTMLInputElement} */ (keyInput));
 document.body.dataset.state = "idle";

@@ -46,6 +46,7 @@
  * @property {number} regionRowsShown Region rows shown before "show all".
  * @property {number} pixelDebounceMs Wait after the cursor stops before exact values are fetched.
  * @property {number} rerunDebounceMs Wait after a control changes before the selected image is analysed again.
+ * @property {boolean} apiKeyRequired The server requires an API key on /api/* (the page then shows a field for it).
  * @property {MapInfo[]} maps Every map, in display order.
  * @property {string[]} panels The panels drawn (input, prediction, then the panel maps).
  * @property {string[]} detectionMaps Maps scored for error and OOD detection, in display order.

@@ -253,3 +253,32 @@ def test_body_limit_middleware_stops_reading_past_the_limit() -> None:
     small = [{"type": "http.request", "body": b"x" * 300, "more_body": True}, {"type": "http.request", "body": b"x" * 300, "more_body": False}]
     sent, consumed = anyio.run(_collect, middleware, small, [(b"content-length", b"600")])
     assert sent[0]["status"] == 200 and sent[1]["body"] == b"600"
+
+
+def _threads_in_a_new_thread() -> int:
+    """PyTorch's thread count as a fresh thread (like the server's worker threads) sees it."""
+    import threading
+
+    import torch
+
+    seen: list[int] = []
+    worker = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    worker.start()
+    worker.join()
+    return seen[0]
+
+
+def test_torch_threads_setting_is_applied_when_the_app_starts(tiny_bundle: Bundle) -> None:
+    """SEGU_TORCH_THREADS sets PyTorch's thread count for the server's worker threads (0 leaves it alone)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with TestClient(create_app(Settings(device="cpu", warmup=False, torch_threads=2), bundle=tiny_bundle), base_url="http://localhost"):
+            assert _threads_in_a_new_thread() == 2
+        torch.set_num_threads(1)
+        with TestClient(create_app(Settings(device="cpu", warmup=False), bundle=tiny_bundle), base_url="http://localhost"):
+            assert _threads_in_a_new_thread() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -44,7 +44,7 @@ STATE_RECORDER = """() => {
   new MutationObserver(() => window.__states.push(document.body.dataset.state)).observe(document.body, {attributes: true, attributeFilter: ['data-state']});
 }"""
 
-EXACT = "(() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; })()"
+EXACT = "() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; }"
 
 CANVAS_RGB = """(id) => {
   const c = document.querySelector(`#panel-${id} canvas`);
@@ -74,7 +74,7 @@ def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:
 
 def wait_drawn(page: Any) -> None:
     page.wait_for_function(
-        f"document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'", timeout=60_000
+        f"() => document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'", timeout=60_000
     )
 
 
@@ -175,7 +175,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
 
     upload(page, [("notes.txt", b"definitely not pixels", "text/plain")])
     page.wait_for_selector("#error:not([hidden])")
-    page.wait_for_function("document.body.dataset.state !== 'busy'")
+    page.wait_for_function("() => document.body.dataset.state !== 'busy'")
     text = page.inner_text("#error")
     assert text.startswith("notes.txt:") and "not an image" in text
     assert page.locator("#thumbs button[data-status='error']").count() == 1
@@ -184,7 +184,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
 
 def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) -> None:
     upload(page, [("small.png", random_png(40, 56, seed=1), "image/png"), ("wide.png", random_png(48, 120, seed=2), "image/png")])
-    page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=\"done\"]').length === 2", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#thumbs button[data-status=\"done\"]').length === 2", timeout=60_000)
     wait_drawn(page)
     assert page.inner_text("#input-size") == "analysed at 120×48 (the input's own size)"
     page.click("#thumbs li:first-child button")
@@ -194,7 +194,7 @@ def test_several_images_thumbnails_and_narrow_layout(page: Any, tmp_path: Path) 
     assert page.evaluate(CANVAS_STATS, ["entropy"])[0]["width"] == 56
 
     page.evaluate(DROP_FILE, ["dropped.png", list(random_png(30, 30, seed=3))])
-    page.wait_for_function("document.querySelectorAll('#thumbs button[data-status=done]').length === 3", timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('#thumbs button[data-status=done]').length === 3", timeout=60_000)
     wait_drawn(page)
     assert page.inner_text("#thumbs li:last-child .name") == "dropped.png"
     assert page.inner_text("#input-size") == "analysed at 30×30 (the input's own size)"

@@ -34,7 +34,7 @@ DETECTION = """() => ({
 
 def wait_scored(page: Any) -> None:
     page.wait_for_function(
-        "document.body.dataset.state === 'ready' && !document.querySelector('#panel-error').hidden"
+        "() => document.body.dataset.state === 'ready' && !document.querySelector('#panel-error').hidden"
         " && document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === 7"
         " && document.querySelector('#reliability canvas').dataset.drawn === '1'",
         timeout=60_000,
@@ -91,17 +91,17 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
     text = page.inner_text("#readout-pixel")
     x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", text).groups())  # type: ignore[union-attr]
     assert ["correct", "wrong", "not scored"][int(codes[y, x])] + " against the mask" in text
-    page.wait_for_function("(() => { const r = document.querySelector('#readout'); return r.dataset.exact === r.dataset.pixel; })()")
+    page.wait_for_function("() => (() => { const r = document.querySelector('#readout'); return r.dataset.exact === r.dataset.pixel; })()")
     page.screenshot(path=str(tmp_path / "evaluated.png"), full_page=True)
 
     page.click("#mask-clear")
-    page.wait_for_function("document.body.dataset.state === 'ready' && document.querySelector('#panel-error').hidden", timeout=60_000)
+    page.wait_for_function("() => document.body.dataset.state === 'ready' && document.querySelector('#panel-error').hidden", timeout=60_000)
     assert page.is_hidden("#evaluation")
     assert page.evaluate("document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length") == 6
 
     page.set_input_files("#mask-input", [{"name": "photo_as_mask.png", "mimeType": "image/png", "buffer": encode_image(np.zeros((64, 64, 3), np.uint8))}])
     page.wait_for_selector("#error-mask:not([hidden])", timeout=60_000)
-    page.wait_for_function("document.body.dataset.state !== 'busy'")
+    page.wait_for_function("() => document.body.dataset.state !== 'busy'")
     assert "single-channel" in page.inner_text("#error-mask")
     assert page.locator("#thumbs button[data-status='done']").count() == 1, "a rejected mask keeps the previous result"
     assert page.evaluate("document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length") == 6 and page.is_hidden("#mask-clear")

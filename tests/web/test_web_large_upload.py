@@ -50,7 +50,7 @@ def upload_and_wait(page: Any, name: str, payload: bytes, mime: str = "image/jpe
     started = time.perf_counter()
     page.set_input_files("#file-input", [{"name": name, "mimeType": mime, "buffer": payload}])
     page.wait_for_function(
-        f"document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'",
+        f"() => document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === {len(PANELS)} && document.body.dataset.state === 'ready'",
         timeout=120_000,
     )
     seconds = time.perf_counter() - started

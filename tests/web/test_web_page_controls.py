@@ -12,8 +12,8 @@ from webutil import WORKING_SIZE, LiveServer, open_page, random_png
 
 pytestmark = pytest.mark.browser
 
-DRAWN = "document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === 6 && document.body.dataset.state === 'ready'"
-EXACT = "(() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; })()"
+DRAWN = "() => document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length === 6 && document.body.dataset.state === 'ready'"
+EXACT = "() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; }"
 
 
 def upload(page: Any, name: str, data: bytes) -> None:
@@ -29,18 +29,18 @@ def test_changes_rerun_and_a_rejected_value_keeps_the_result(page: Any) -> None:
     assert "maps shown: τ = 1" in page.inner_text("#temperature-note")
 
     page.fill("#samples", "2")
-    page.wait_for_function("document.querySelector('#run-info').textContent.startsWith('2 MC samples')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#run-info').textContent.startsWith('2 MC samples')", timeout=60_000)
     assert len(posts) == 2, "the change alone re-ran the image"
 
     page.check("#calibrated")
     assert "maps shown: τ = 1" in page.inner_text("#temperature-note"), "the note describes the maps on screen, not the checkbox"
-    page.wait_for_function("document.querySelector('#temperature-note').textContent.includes('calibrated')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#temperature-note').textContent.includes('calibrated')", timeout=60_000)
     page.wait_for_function(DRAWN, timeout=60_000)
     assert "(calibrated)" in page.inner_text("#run-info") and len(posts) == 3
 
     page.fill("#samples", "100")
     page.wait_for_selector("#error-samples:not([hidden])", timeout=60_000)
-    page.wait_for_function("document.body.dataset.state === 'ready'")
+    page.wait_for_function("() => document.body.dataset.state === 'ready'")
     assert "samples" in page.inner_text("#error-samples") and "16" in page.inner_text("#error-samples")
     assert page.get_attribute("#samples", "aria-invalid") == "true"
     assert page.evaluate("document.querySelectorAll('.view canvas[data-drawn=\"1\"]').length") == 6, "the previous result stays"
@@ -52,7 +52,7 @@ def test_changes_rerun_and_a_rejected_value_keeps_the_result(page: Any) -> None:
     assert abs(error_box["y"] - samples_box["y"]) < 40 and error_box["x"] < samples_box["x"] + 300, "beside the control"
 
     page.fill("#samples", "3")
-    page.wait_for_function("document.querySelector('#run-info').textContent.startsWith('3 MC samples')", timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#run-info').textContent.startsWith('3 MC samples')", timeout=60_000)
     assert page.is_hidden("#error-samples") and page.get_attribute("#samples", "aria-invalid") is None
 
 
@@ -102,7 +102,7 @@ def test_resolution_verdict_and_region_table(working_page: Any) -> None:
     assert page.locator("#region-table tbody tr").count() == 10
 
     page.select_option("#resolution", "working")
-    page.wait_for_function(f"document.querySelector('#input-size').textContent.startsWith('analysed at {WORKING_SIZE}×')", timeout=60_000)
+    page.wait_for_function(f"() => document.querySelector('#input-size').textContent.startsWith('analysed at {WORKING_SIZE}×')", timeout=60_000)
     page.wait_for_function(DRAWN, timeout=60_000)
     assert page.inner_text("#input-size") == f"analysed at {WORKING_SIZE}×24 (input 128×96)"
     assert page.evaluate("document.querySelector('#panel-entropy canvas').width") == WORKING_SIZE

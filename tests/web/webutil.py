@@ -17,6 +17,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.defaults import ALLOWED_HOSTS
 from app.io.synthetic import make_scene
 from app.web.factory import create_app
 from app.web.settings import Settings
@@ -87,6 +88,7 @@ def web_settings(bundle_dir: Path, **overrides: object) -> Settings:
         "max_body_bytes": MAX_BODY,
         "max_pixels": MAX_PIXELS,
         "max_concurrent": 2,
+        "allowed_hosts": [*ALLOWED_HOSTS, "testserver"],  # TestClient's Host
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

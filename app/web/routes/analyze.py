@@ -1,15 +1,16 @@
-"""``POST /api/v1/analyze``: upload → decode and analyse (worker thread) → JSON or NPZ."""
+"""``POST /api/v1/analyze``: upload → admission → read, decode, analyse and encode (worker thread, inside the gate) → JSON or NPZ."""
 
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from app.defaults import DEFAULT_SEED, MAX_SEED
+from app.engine.analysis import Analysis
 from app.io.encoding import npz_bytes
 from app.web.deps import ServiceDep
 from app.web.encoding import analysis_json, download_name
-from app.web.forms import RawDtypeForm, RawForm, ResolutionForm
+from app.web.forms import GATE_RESPONSES, RawDtypeForm, RawForm, ResolutionForm
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -23,10 +24,9 @@ def _responses() -> dict[int | str, dict[str, Any]]:
             "the uint8 label map `prediction` and (C, H, W) `mean_probs`, `probs`, `class_variance`.",
             "content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
         },
-        413: {"model": ErrorResponse, "description": "Body over the size limit, or image over the pixel limit."},
         415: {"model": ErrorResponse, "description": "The file is not an image in a format the server reads."},
         422: {"model": ErrorResponse, "description": "Corrupt or truncated image, a parameter out of range, or no file."},
-        503: {"model": ErrorResponse, "description": "The model is still loading."},
+        **GATE_RESPONSES,
     }
 
 
@@ -36,6 +36,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/analyze", response_model=AnalyzeResponse, responses=_responses(), summary="Analyse one image")
     async def analyze(
+        request: Request,
         service: ServiceDep,
         file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
         samples: Annotated[
@@ -57,13 +58,18 @@ def build_router(settings: Settings) -> APIRouter:
         `GET /api/v1/analyses/{analysis_id}/...` without running it again.
         """
         started = time.perf_counter()
-        data = await file.read()
-        analysis = await service.analyze(data, samples=samples, seed=seed, calibrated=calibrated, resolution=resolution)
+
+        def encode(analysis: Analysis) -> bytes:
+            if output_format == "npz":
+                return npz_bytes(analysis)
+            return analysis_json(analysis, service.bundle.card, service.cache, file.filename, raw, raw_dtype, started)
+
+        body = await service.analyze(
+            file.file, encode, samples=samples, seed=seed, calibrated=calibrated, resolution=resolution, disconnected=request.is_disconnected
+        )
         if output_format == "npz":
-            body = await service.run(npz_bytes, analysis)
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
             return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
-        body = await service.run(analysis_json, analysis, service.bundle.card, service.cache, file.filename, raw, raw_dtype, started)
         return Response(body, media_type="application/json")
 
     return router

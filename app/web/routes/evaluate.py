@@ -1,14 +1,16 @@
-"""``POST /api/v1/evaluate``: image + mask → analysis (worker thread) → analysis JSON plus metrics against the mask."""
+"""``POST /api/v1/evaluate``: image + mask → admission → analysis and encoding (worker thread, inside the gate) → analysis JSON plus metrics."""
 
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Response, UploadFile
+import numpy as np
+from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED
+from app.engine.analysis import Analysis
 from app.web.deps import ServiceDep
 from app.web.evaluation import check_labels, evaluate_json
-from app.web.forms import RawDtypeForm, RawForm, ResolutionForm
+from app.web.forms import GATE_RESPONSES, RawDtypeForm, RawForm, ResolutionForm
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 from app.web.settings import Settings
@@ -16,14 +18,13 @@ from app.web.settings import Settings
 
 def _responses() -> dict[int | str, dict[str, Any]]:
     return {
-        413: {"model": ErrorResponse, "description": "Body over the size limit, or image over the pixel limit."},
         415: {"model": ErrorResponse, "description": "The file or the mask is not an image in a format the server reads."},
         422: {
             "model": ErrorResponse,
             "description": "Corrupt image or mask, a mask that is not single-channel or not the image's size, "
             "no file or no mask, or a parameter out of range (error.field names which).",
         },
-        503: {"model": ErrorResponse, "description": "The model is still loading."},
+        **GATE_RESPONSES,
     }
 
 
@@ -33,6 +34,7 @@ def build_router(settings: Settings) -> APIRouter:
 
     @router.post("/evaluate", response_model=EvaluateResponse, responses=_responses(), summary="Analyse one image and score it against its mask")
     async def evaluate(
+        request: Request,
         service: ServiceDep,
         file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
         mask: Annotated[
@@ -63,11 +65,21 @@ def build_router(settings: Settings) -> APIRouter:
         started = time.perf_counter()
         card = service.bundle.card
         check_labels(len(card.classes), ood_label)
-        data, mask_data = await file.read(), await mask.read()
-        analysis, labels = await service.evaluate(
-            data, mask_data, samples=samples, seed=seed, calibrated=calibrated, mask_name=mask.filename or "mask", resolution=resolution
+
+        def encode(analysis: Analysis, labels: np.ndarray) -> bytes:
+            return evaluate_json(analysis, labels, card, ignore_index, ood_label, started, service.cache, file.filename, raw, raw_dtype)
+
+        body = await service.evaluate(
+            file.file,
+            mask.file,
+            encode,
+            samples=samples,
+            seed=seed,
+            calibrated=calibrated,
+            mask_name=mask.filename or "mask",
+            resolution=resolution,
+            disconnected=request.is_disconnected,
         )
-        body = await service.run(evaluate_json, analysis, labels, card, ignore_index, ood_label, started, service.cache, file.filename, raw, raw_dtype)
         return Response(body, media_type="application/json")
 
     return router

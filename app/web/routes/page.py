@@ -85,6 +85,7 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "endpoints": {"analyze": "/api/v1/analyze", "evaluate": "/api/v1/evaluate", "models": "/api/v1/models"},
         "pixelDebounceMs": PIXEL_DEBOUNCE_MS,
         "rerunDebounceMs": RERUN_DEBOUNCE_MS,
+        "apiKeyRequired": bool(settings.api_keys),
     }
     return {
         "model_name": card.name,

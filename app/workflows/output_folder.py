@@ -1,0 +1,82 @@
+"""The output folder of ``analyze``: check it can be written, and name each input's folder in it.
+
+An input's folder is named after its file (:func:`output_names`): never empty, ``.`` or ``..``, never hidden,
+never a path, never ``summary.csv``, never another input's folder (case-insensitively).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Collection, Sequence
+from pathlib import Path
+
+__all__ = ["SUMMARY_FILE", "OutputError", "install_folder", "output_names", "prepare_output"]
+
+SUMMARY_FILE = "summary.csv"
+MAX_NAME_BYTES = 120
+FALLBACK_NAME = "image"
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+
+
+class OutputError(ValueError):
+    """An output folder this command cannot write into."""
+
+
+def prepare_output(out: Path) -> None:
+    """Create ``out`` (and its parents) and check that files can be written there.
+
+    Raises:
+        OutputError: ``out`` is a file or under one, cannot be created or written, or its ``summary.csv`` is a folder.
+    """
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise OutputError(f"{out} exists and is not a folder") from exc
+    except NotADirectoryError as exc:
+        raise OutputError(f"{out} cannot be created: part of its path is a file") from exc
+    except OSError as exc:
+        raise OutputError(f"{out} cannot be created: {exc.strerror or exc}") from exc
+    summary = out / SUMMARY_FILE
+    if summary.exists() and not summary.is_file():
+        raise OutputError(f"{summary} exists and is not a file")
+    try:
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise OutputError(f"{out} is not writable: {exc.strerror or exc}") from exc
+
+
+def _safe_stem(stem: str) -> str:
+    cleaned = _UNSAFE.sub("_", stem.encode("utf-8", "replace").decode("utf-8"))
+    cleaned = cleaned.encode("utf-8")[:MAX_NAME_BYTES].decode("utf-8", "ignore").strip(" .")
+    return cleaned or FALLBACK_NAME
+
+
+def output_names(files: Sequence[Path], reserved: Collection[str] = (SUMMARY_FILE,)) -> list[str]:
+    """The output folder name of each input: its file stem made safe, and unique case-insensitively.
+
+    Path separators, control characters and ``: * ? " < > |`` become ``_``; leading and trailing dots and
+    spaces are dropped (so no name is ``.``, ``..`` or hidden); a name left empty is ``image``; a name equal
+    to one of ``reserved`` or to an earlier input's gets ``_2``, ``_3`` ….
+    """
+    used = {name.casefold() for name in reserved}
+    names = []
+    for path in files:
+        base = _safe_stem(path.stem)
+        name, k = base, 2
+        while name.casefold() in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name.casefold())
+        names.append(name)
+    return names
+
+
+def install_folder(staging: Path, target: Path) -> None:
+    """Move the complete folder ``staging`` to ``target``; into it, file by file, when ``target`` is already a folder."""
+    if target.is_dir():
+        for item in staging.iterdir():
+            os.replace(item, target / item.name)
+    else:
+        staging.rename(target)
