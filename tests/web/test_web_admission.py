@@ -1,8 +1,9 @@
 """Admission control, deadlines, cancellation and slow clients, against a real uvicorn server run with ``serve``'s options.
 
-The slow request is real work: a 200x200 image at full resolution with T = 4096 on the tiny model takes seconds of
-CPU in hundreds of chunks. Whether a worker still works is read from the service's count of cancellation points
-passed (``AnalysisService.checkpoints``): it stops growing once an analysis is stopped.
+The slow request is real work: a 400x400 image at full resolution with T = 4096 on the tiny model takes several
+seconds of CPU in hundreds of chunks, well past the 2 s deadline even on a fast, quiet machine. Whether a worker still
+works is read from the service's count of cancellation points passed (``AnalysisService.checkpoints``): it stops growing
+once an analysis is stopped.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from app.web.service import AnalysisService
 from app.web.settings import Settings
 from app.web.uploads import PROBE_BYTES, probe_upload, read_upload
 
-SLOW_SIDE, SLOW_SAMPLES = 200, 4096
+SLOW_SIDE, SLOW_SAMPLES = 400, 4096
 REQUEST_TIMEOUT = 2.0
 BODY_TIMEOUT = HEADER_TIMEOUT = 1.0
 MARGIN = 1.5
@@ -65,8 +66,8 @@ def gate(tiny_bundle_dir: Path) -> Iterator[ServeServer]:
         max_concurrent=1,
         max_queue=1,
         max_samples=SLOW_SAMPLES,
-        max_pixels=100_000,
-        max_work=400_000_000,
+        max_pixels=300_000,
+        max_work=1_400_000_000,
         request_timeout=REQUEST_TIMEOUT,
         body_timeout=BODY_TIMEOUT,
         header_timeout=HEADER_TIMEOUT,
@@ -201,12 +202,12 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(gate: ServeServer) ->
 
 
 def test_no_room_in_the_work_budget_answers_503(gate: ServeServer) -> None:
-    """A 300x300 request at T = 4096 (369 M units) fits the 400 M budget alone, not beside a running 200x200 one (164 M)."""
+    """A 500x500 request at T = 4096 (1024 M units) fits the 1400 M budget alone, not beside a running 400x400 one (655 M)."""
     service = gate.service
     with ThreadPoolExecutor(1) as pool:
         running = post_slow(pool, gate.url)
         wait_until(lambda: service.admission.running == 1)
-        refused = post(gate.url, jpeg(300), samples=SLOW_SAMPLES, resolution="full")
+        refused = post(gate.url, jpeg(500), samples=SLOW_SAMPLES, resolution="full")
         error = assert_error(refused, 503, "overloaded")
         assert "units of work" in error["message"] and "retry-after" in refused.headers
         assert service.admission.admitted == 1
