@@ -17,55 +17,17 @@ Usage: python benchmarks/http_end_to_end.py [--rounds 5] [--port 8765] [--sample
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
-import numpy as np
-from PIL import Image
+from common import phone_photo, proc_kib, wait_ready
 
 from app.engine.device import resolve_device
 from app.io.bundle import load_bundle
 from app.workflows.analyzer import Analyzer
-
-
-def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
-    """A ``width x height`` JPEG (quality 90) made from a real photo."""
-    try:
-        from skimage import data
-
-        rgb = data.chelsea()
-    except ImportError:
-        from app.io.synthetic import make_scene
-
-        rgb = make_scene("test", 0, size=256).image
-    big = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    big.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
-
-
-def _proc_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def _wait_ready(url: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} not ready after {timeout} s")
 
 
 def main() -> int:
@@ -84,8 +46,8 @@ def main() -> int:
         [sys.executable, "-m", "app", "serve", "--port", str(args.port), "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        _wait_ready(url)
-        rss_ready = _proc_kib(server.pid, "VmRSS")
+        wait_ready(url, server)
+        rss_ready = proc_kib(server.pid, "VmRSS")
         in_process, over_http, sizes = [], [], []
         with httpx.Client(timeout=600) as client:
             for _ in range(args.rounds):
@@ -98,7 +60,7 @@ def main() -> int:
                 over_http.append(time.perf_counter() - start)
                 response.raise_for_status()
                 sizes.append(len(body))
-        peak_growth = (_proc_kib(server.pid, "VmHWM") - rss_ready) / 1024
+        peak_growth = (proc_kib(server.pid, "VmHWM") - rss_ready) / 1024
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from common import phone_photo
 
 from app.engine.analysis import Analysis
 from app.engine.sampling import SamplingOptions
@@ -49,20 +48,6 @@ from app.workflows.analyzer import Analyzer
 
 METHODS = ("a decode", "b working", "c bytes→working", "d full", "e full, engine")
 MiB = 2**20
-
-
-def phone_photo(width: int = 4000, height: int = 3000) -> bytes:
-    """A ``width x height`` JPEG (quality 90) made from a real photo."""
-    try:
-        from skimage import data
-
-        rgb = data.chelsea()
-    except ImportError:
-        rgb = make_scene("test", 0, size=256).image
-    big = Image.fromarray(np.ascontiguousarray(rgb)).resize((width, height), Image.Resampling.BICUBIC)
-    buf = io.BytesIO()
-    big.save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
 def _status(key: str) -> int:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from common import proc_kib, wait_ready
 from PIL import Image
 
 CLIENT_TIMEOUT = 150.0
@@ -60,14 +61,6 @@ def coffee_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="JPEG", quality=90)
     return buf.getvalue()
-
-
-def proc_kib(pid: int, key: str) -> int:
-    """A ``/proc/<pid>/status`` memory field in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
 
 
 def cpu_seconds(pid: int) -> float:
@@ -176,20 +169,6 @@ def abandoned_check(url: str, port: int, photo: bytes, pid: int) -> tuple[float,
     started = time.monotonic()
     httpx.post(f"{url}/api/v1/analyze", files={"file": ("coffee.jpg", photo, "image/jpeg")}, timeout=CLIENT_TIMEOUT).raise_for_status()
     return last_busy - closed, idle_cpu, time.monotonic() - started
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError("the server exited during start-up")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"server at {url} not ready after {timeout} s")
 
 
 def main() -> int:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import Form
+from fastapi import File, Form, UploadFile
 
+from app.defaults import MAX_SEED
 from app.web.schemas.analysis import ErrorResponse
 
-__all__ = ["GATE_RESPONSES", "RawDtypeForm", "RawForm", "ResolutionForm"]
+__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm"]
 
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "`body_timeout`: the body did not arrive within SEGU_BODY_TIMEOUT seconds; the connection is closed."},
@@ -24,6 +25,10 @@ GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     },
     504: {"model": ErrorResponse, "description": "`timeout`: the analysis did not finish within SEGU_REQUEST_TIMEOUT seconds and was stopped."},
 }
+
+ImageFileForm = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")]
+SeedForm = Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")]
+CalibratedForm = Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")]
 
 ResolutionForm = Annotated[
     Literal["working", "full"],

@@ -3,14 +3,14 @@
 import time
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Form, Request, Response
 
-from app.defaults import DEFAULT_SEED, MAX_SEED
+from app.defaults import DEFAULT_SEED
 from app.engine.analysis import Analysis
 from app.io.encoding import npz_bytes
 from app.web.deps import ServiceDep
 from app.web.encoding import analysis_json, download_name
-from app.web.forms import GATE_RESPONSES, RawDtypeForm, RawForm, ResolutionForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -38,12 +38,12 @@ def build_router(settings: Settings) -> APIRouter:
     async def analyze(
         request: Request,
         service: ServiceDep,
-        file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
+        file: ImageFileForm,
         samples: Annotated[
             int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
         ] = settings.default_samples,
-        seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
-        calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        seed: SeedForm = DEFAULT_SEED,
+        calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",
         output_format: Annotated[
             Literal["json", "npz"], Form(alias="format", description="json: the analysis as JSON; npz: a NumPy archive of the raw arrays.")

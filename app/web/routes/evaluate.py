@@ -6,11 +6,11 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
-from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED
+from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL
 from app.engine.analysis import Analysis
 from app.web.deps import ServiceDep
 from app.web.evaluation import check_labels, evaluate_json
-from app.web.forms import GATE_RESPONSES, RawDtypeForm, RawForm, ResolutionForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 from app.web.settings import Settings
@@ -36,15 +36,15 @@ def build_router(settings: Settings) -> APIRouter:
     async def evaluate(
         request: Request,
         service: ServiceDep,
-        file: Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")],
+        file: ImageFileForm,
         mask: Annotated[
             UploadFile, File(description="The ground truth: a single-channel PNG (mode L, P, I, I;16 or 1) of class indices, the image's width and height.")
         ],
         samples: Annotated[
             int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
         ] = settings.default_samples,
-        seed: Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")] = DEFAULT_SEED,
-        calibrated: Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")] = False,
+        seed: SeedForm = DEFAULT_SEED,
+        calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",
         ignore_index: Annotated[int, Form(ge=0, le=MAX_LABEL, description="Mask value that is not scored.")] = IGNORE_INDEX,
         ood_label: Annotated[
