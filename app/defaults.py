@@ -13,6 +13,10 @@ DEFAULT_SAMPLES = 20
 # app/engine/dropout_masks.py.
 DEFAULT_MASK_SCHEME = "stratified"
 MAX_SAMPLES = 64
+# MC standard errors: the T samples form this many jackknife groups (app/maps/mc_error.py); a difference of two map
+# means is "within noise" when it is under NOISE_Z combined standard errors.
+MC_GROUPS = 10
+NOISE_Z = 2.0
 DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
 MAX_BODY_BYTES = 50 * 2**20

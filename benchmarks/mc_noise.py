@@ -9,6 +9,8 @@ scheme (``stratified``, ``iid``), the engine analyses the image with 10 seeds, a
 - bias: mean over seeds − exact (relative to exact, in %, with its standard error over images and seeds), and sd:
   the seed-to-seed standard deviation (relative, in %);
 - r(MI map): the mean and the lowest correlation over seeds between the MI map and the exact MI map;
+- reported SE / sd: the root-mean-square of the jackknife standard error each analysis reports for its image mean
+  (:mod:`app.maps.mc_error`), over the seed-to-seed sd it should predict (1 = calibrated, > 1 = conservative);
 - ms: median wall time of one ``run_mc`` (deterministic prefix + T samples), 1 thread.
 
 Images: synthetic test and OOD scenes (128×128) and skimage's coffee photo resized to long side 256. The exact sums
@@ -41,6 +43,7 @@ from app.engine.network import SegmentationNet
 from app.engine.sampling import SamplingOptions, run_mc
 from app.io.bundle import load_bundle
 from app.io.synthetic import make_scene
+from app.maps.mc_error import jackknife_se
 
 MAPS = ("mutual_information", "variance", "entropy")
 SCHEMES = ("iid", "stratified")
@@ -66,6 +69,7 @@ class Runs:
     """Per seed: the image mean of each map, the MI map and the wall time of one analysis."""
 
     means: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in MAPS})
+    errors: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in MAPS})
     mi_maps: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 
@@ -120,6 +124,9 @@ def mc_runs(net: SegmentationNet, x: torch.Tensor, size: tuple[int, int], sample
         scalar = maps.scalar_maps()
         for name in MAPS:
             runs.means[name].append(float(crop(scalar[name][0], size).double().mean()))
+            if maps.replicates is not None:
+                replicate_means = crop(maps.replicates[name][0], size).double().mean(dim=(-2, -1)).numpy()
+                runs.errors[name].append(jackknife_se(replicate_means))
         runs.mi_maps.append(crop(scalar["mutual_information"][0], size).numpy())
     return runs
 
@@ -159,6 +166,7 @@ def main() -> int:
                     mean, sd = statistics.fmean(values), statistics.stdev(values)
                     row[f"{name} bias"] = 100 * (mean - exact[name]) / exact[name]
                     row[f"{name} sd"] = 100 * sd / exact[name]
+                    row[f"{name} se/sd"] = statistics.fmean(e * e for e in runs.errors[name]) ** 0.5 / sd
                     detail.append(
                         f"| {label} | {name} | {exact[name]:.5f} | {samples} | {scheme} | {mean:.5f} | {sd:.5f} | "
                         f"{row[f'{name} bias']:+.1f} | {row[f'{name} sd']:.1f} |"
@@ -168,19 +176,23 @@ def main() -> int:
                 rows.setdefault((samples, scheme), []).append(row)
                 print(f"{label} T={samples} {scheme}: done", file=sys.stderr)
     _dropout(net).scheme = "stratified"
-    head = "| T | masks | MI bias % | MI sd % | variance bias % | variance sd % | entropy bias % | entropy sd % | r(MI map) mean, min | ms / analysis |"
+    head = (
+        "| T | masks | MI bias % | MI sd % | variance bias % | variance sd % | entropy bias % | entropy sd % | r(MI map) mean, min | "
+        "reported SE / sd (MI, variance, entropy) | ms / analysis |"
+    )
     summary = [
         f"Mean over {len(images())} images of bias ± its standard error and seed-to-seed sd ({args.seeds} seeds), in % of the exact value.",
         "",
         head,
-        "|" + "---|" * 10,
+        "|" + "---|" * 11,
     ]
     for (samples, scheme), per_image in rows.items():
         avg = {key: statistics.fmean(r[key] for r in per_image) for key in per_image[0]}
         se = [statistics.fmean(r[f"{name} sd"] ** 2 for r in per_image) ** 0.5 / (len(per_image) * args.seeds) ** 0.5 for name in MAPS]
         cells = [f"{avg[f'{name} bias']:+.1f} ± {se[i]:.1f} | {avg[f'{name} sd']:.1f}" for i, name in enumerate(MAPS)]
         r_text = f"{avg['r mean']:.3f}, {min(r['r'] for r in per_image):.3f}"
-        summary.append(f"| {samples} | {scheme} | " + " | ".join(cells) + f" | {r_text} | {avg['ms']:.0f} |")
+        ratios = ", ".join(f"{avg[f'{name} se/sd']:.2f}" for name in MAPS)
+        summary.append(f"| {samples} | {scheme} | " + " | ".join(cells) + f" | {r_text} | {ratios} | {avg['ms']:.0f} |")
     print("\n".join(summary))
     print()
     print("\n".join(detail))

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from app.maps.functions import entropy, softmax_confidence, softmax_entropy
+from app.maps.functions import class_argmax, entropy, softmax_confidence, softmax_entropy
 from app.maps.moments import StreamingMoments, finalize
 from app.maps.registry import map_ranges
 
@@ -267,3 +267,12 @@ def test_empty_accumulator_statistics_raise() -> None:
     for method in (moments.mean, moments.variance, moments.expected_entropy):
         with pytest.raises(ValueError, match="no samples"):
             method()
+
+
+def test_class_argmax_equals_argmax_with_ties_to_the_first_class() -> None:
+    probs = torch.rand(2, 5, 7, 9, generator=torch.Generator().manual_seed(0))
+    probs[:, 3] = probs[:, 1]  # exact ties between classes 1 and 3
+    probs[0, :, 0, 0] = 0.2  # a five-way tie
+    assert torch.equal(class_argmax(probs), probs.argmax(1))
+    assert torch.equal(class_argmax(probs, keepdim=True), probs.argmax(1, keepdim=True))
+    assert int(class_argmax(probs)[0, 0, 0]) == 0

@@ -35,6 +35,10 @@ class Analysis:
         input_size: ``(H, W)`` of the decoded input; the maps are ``analysed_size``.
         resolution: ``"working"`` (resized to the card's working size) or ``"full"`` (every input pixel).
         image_ood: Per detection map, the image-level verdict against the card's reference (empty without one).
+        mean_errors: Map name → MC standard error of its image mean (:func:`app.maps.mc_error.mean_errors`).
+        error_method: How ``mean_errors`` were found: ``"jackknife"`` (leave-one-group-out replicates),
+            ``"tile_bound"`` (tiled analysis: the largest tile's jackknife error, an upper bound), ``"exact"``
+            (``T = 0``: nothing is sampled) or ``"unavailable"`` (``T = 1``).
     """
 
     image: np.ndarray
@@ -55,6 +59,8 @@ class Analysis:
     input_size: tuple[int, int] | None = None
     resolution: str = "full"
     image_ood: list[ImageOodResult] = field(default_factory=list)
+    mean_errors: dict[str, float | None] = field(default_factory=dict)
+    error_method: str = "unavailable"
 
     @property
     def analysed_size(self) -> tuple[int, int]:

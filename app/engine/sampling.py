@@ -12,14 +12,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MEMORY_BUDGET
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MC_GROUPS, MEMORY_BUDGET
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.dropout import SamplingPlan, sampling_plan
 from app.engine.factorised_head import FactorisedHead, factorisable
 from app.engine.network import SegmentationNet
 from app.engine.tiled_head import TiledHeadSampler, tileable
 from app.maps.functions import softmax_entropy
-from app.maps.moments import StreamingMoments, UncertaintyMaps, finalize
+from app.maps.moments import UncertaintyMaps, finalize
+from app.maps.replicates import GroupedMoments, finalize_grouped
 
 __all__ = ["SamplingOptions", "auto_chunk", "run_mc"]
 
@@ -39,6 +40,8 @@ class SamplingOptions:
         strategy: ``"cached"`` (prefix once, tail per sample) or ``"full"`` (one full forward per sample).
         factorise: With ``"cached"``, use :class:`~app.engine.factorised_head.FactorisedHead` when the
             model allows it and its buffers fit ``memory_budget``.
+        error_groups: Jackknife groups of the MC standard errors (:mod:`app.maps.mc_error`); 0 or 1 skips them
+            (no replicates, ``G`` times less statistics memory).
         cancel: Checked after the deterministic pass and before every chunk of samples (and every row tile
             of the tiled head); a cancelled token stops the analysis with
             :class:`~app.engine.cancel.AnalysisCancelled`.
@@ -51,6 +54,7 @@ class SamplingOptions:
     memory_budget: int = MEMORY_BUDGET
     strategy: str = "cached"
     factorise: bool = True
+    error_groups: int = MC_GROUPS
     cancel: CancelToken | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -60,6 +64,8 @@ class SamplingOptions:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.error_groups < 0:
+            raise ValueError(f"error_groups must be >= 0, got {self.error_groups}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
 
@@ -101,12 +107,14 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
         cached = net.prefix(x) if cached_path else x
         checkpoint(options.cancel)
         if cached_path and options.factorise and options.samples > 0 and tileable(net):
-            return finalize(*TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature, options.cancel))
+            return finalize_grouped(
+                *TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature, options.cancel, options.error_groups)
+            )
         logits = net.tail(cached, 1) if cached_path else net(x)
         probs = torch.softmax(logits.float() / options.temperature, dim=1)
         if options.samples == 0:
             return finalize(probs, None)
-        moments = StreamingMoments(shift=probs)
+        moments = GroupedMoments(probs, options.samples, options.error_groups)
         fast = None
         if cached_path and options.factorise and factorisable(net) and FactorisedHead.nbytes(cached, probs.shape[1]) <= options.memory_budget:
             fast = FactorisedHead(net, cached)
@@ -118,13 +126,13 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
             chunk = 1
         for start in range(0, options.samples, chunk):
             checkpoint(options.cancel)
-            ids = list(range(start, min(options.samples, start + chunk)))
+            ids = range(start, min(options.samples, start + chunk))
             if fast is not None:
                 sample_logits = fast.logits(SamplingPlan(options.seed, tuple(ids)))
             else:
                 with sampling_plan(options.seed, ids):
                     sample_logits = net.tail(cached, len(ids)) if cached_path else net(x)
             sample_probs, sample_entropy = softmax_entropy(sample_logits, options.temperature)
-            moments.update(sample_probs, len(ids), entropies=sample_entropy)
+            moments.update(sample_probs, ids, entropies=sample_entropy)
             del sample_logits
-        return finalize(probs, moments)
+        return finalize_grouped(probs, moments)

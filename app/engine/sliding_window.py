@@ -8,6 +8,11 @@ tile of each row and column aligned with the image's end. Each tile is analysed 
 ``(seed, sample, site)`` only), and its statistics are blended with Gaussian weights
 (:mod:`app.engine.blending`, ``σ = tile/8``).
 
+No replicate maps are kept for a tiled image (they would cost ``G`` planes per map at full size): the MC
+error of an image mean is bounded by the largest jackknife error of any tile's mean (the image mean is a
+weighted mixture of the tiles', whose errors, sharing masks, are positively correlated); region means
+get no error.
+
 Tiles run row by row. A row of tiles covers a band of rows; once the row is done, the band's rows
 that no later tile touches are finalised into the output maps (in blocks one tile wide) and dropped,
 so working memory is one tile's analysis plus one band's accumulators, whatever the image's height.
@@ -28,6 +33,7 @@ from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
 from app.engine.sampling import SamplingOptions, run_mc
 from app.engine.tile_budget import TileCost, choose_tile
+from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps
 
 __all__ = ["OVERLAP", "TileGrid", "analyse_rgb", "plan_grid", "sliding_window_mc", "tile_offsets", "tile_pixels"]
@@ -154,17 +160,21 @@ def sliding_window_mc(
     height, width = int(rgb.shape[0]), int(rgb.shape[1])
     out = _empty_maps(classes, (height, width), options.samples)
     blender = BandBlender(classes, th, grid.lefts[-1] + tw, device)
+    bound: dict[str, float] = {}
     for row, top in enumerate(grid.tops):
         for left in grid.lefts:
             checkpoint(options.cancel)
             x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
             maps = run_mc(net, x, options)
+            for name, replicates in (maps.replicates or {}).items():
+                bound[name] = max(bound.get(name, 0.0), jackknife_se(replicates[0].mean(dim=(-2, -1), dtype=torch.float64).cpu().numpy()))
             blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0]))
             del maps, x
         step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
         for left in range(0, width, tw):
             _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), options.samples), top, left)
         blender.advance(step)
+    out.error_bound = bound or None
     return out
 
 

@@ -5,7 +5,8 @@ The rule (measured once per network by :func:`measure_cost`, on a ``4·stride`` 
 * ``fixed`` — per tile pixel: every tensor any module outputs while the deterministic prefix and one
   pass of the stochastic tail run on the probe, summed as if none were ever freed (distinct storages),
   plus the tile input with its normalisation copies (9 floats), the sampler's statistics and maps
-  (``5C + 8`` floats), the blending temporaries (``3C + 2`` floats) and the temporaries of finalising
+  (``5C + 8`` floats), the jackknife groups' sums and replicate maps (``G·(2C + 1 + 4)`` floats, ``G = MC_GROUPS``,
+  :mod:`app.maps.replicates`), the blending temporaries (``3C + 2`` floats) and the temporaries of finalising
   a tile-sized block of the band (``5C + 8`` floats). Summing every activation
   over-estimates the live peak (for the default model ~4×: 1.6 kB counted against ~0.4 kB measured
   per pixel), which leaves room for the library's own workspaces.
@@ -27,8 +28,10 @@ from dataclasses import dataclass
 
 import torch
 
+from app.defaults import MC_GROUPS
 from app.engine.blending import BandBlender, finalize_bytes_per_pixel
 from app.engine.network import SegmentationNet
+from app.maps.registry import SAMPLED_MAPS
 
 __all__ = ["MIN_TILE_STRIDES", "TileCost", "choose_tile", "measure_cost"]
 
@@ -103,7 +106,8 @@ def measure_cost(net: SegmentationNet, classes: int) -> TileCost:
     pixels = side * side
     activations = sum(t.untyped_storage().nbytes() for t in outputs.values())
     cached_bytes = sum(t.numel() * t.element_size() for t in _tensors(cached))
-    statistics = FLOAT * (9 + (5 * classes + 8) + (3 * classes + 2)) + finalize_bytes_per_pixel(classes)
+    replicates = MC_GROUPS * (2 * classes + 1 + len(SAMPLED_MAPS))
+    statistics = FLOAT * (9 + (5 * classes + 8) + (3 * classes + 2) + replicates) + finalize_bytes_per_pixel(classes)
     return TileCost(
         fixed=activations / pixels + statistics,
         sample=(3 * cached_bytes + 4 * logits.numel() * FLOAT) / pixels,

@@ -24,7 +24,7 @@ from app.engine.cancel import CancelToken, checkpoint
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
-from app.maps.moments import StreamingMoments
+from app.maps.replicates import GroupedMoments
 
 DEFAULT_TILE_BYTES = 4 * 2**20
 
@@ -38,7 +38,7 @@ def tileable(net: SegmentationNet) -> bool:
 
 
 class TiledHeadSampler:
-    """Stream the MC samples of a tileable head into :class:`~app.uncertainty.StreamingMoments`.
+    """Stream the MC samples of a tileable head into :class:`~app.maps.replicates.GroupedMoments`.
 
     Args:
         net: A network for which :func:`tileable` holds.
@@ -60,8 +60,10 @@ class TiledHeadSampler:
         self.shape = decoded.shape
         self.tile_bytes = tile_bytes
 
-    def run(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None) -> tuple[torch.Tensor, StreamingMoments]:
-        """The deterministic softmax and the sums of ``samples`` MC samples (ids ``0..samples-1``).
+    def run(
+        self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None
+    ) -> tuple[torch.Tensor, GroupedMoments]:
+        """The deterministic softmax and the sums of ``samples`` MC samples (ids ``0..samples-1``), per jackknife group.
 
         The deterministic logits are the unmasked sum of the per-channel parts,
         so the head convolution runs once per tile for both.
@@ -71,6 +73,7 @@ class TiledHeadSampler:
             samples: ``T >= 1``.
             temperature: ``τ`` in ``softmax(z / τ)``.
             cancel: Checked before every chunk of samples of every row tile.
+            groups: Jackknife groups (``None``: ``MC_GROUPS``; 0 or 1: one group, no error estimate).
 
         Returns:
             ``(B, C, H, W)`` deterministic probabilities ``p`` and the moments, shifted by ``p``.
@@ -85,17 +88,16 @@ class TiledHeadSampler:
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
-        sum_d = torch.empty_like(probs)
-        sum_d2 = torch.empty_like(probs)
-        sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
+        moments = GroupedMoments(probs, samples, groups)
+        for part, span in zip(moments.parts, moments.ranges, strict=True):
+            part.sum_d, part.sum_d2 = torch.zeros_like(probs), torch.zeros_like(probs)
+            part.sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=device)
+            part.count = len(span)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
             parts = tile.reshape(b, k, c * (r1 - r0) * w)
             shift = None
-            sum_h_t = torch.empty(b, r1 - r0, w, dtype=torch.float32, device=device)
-            sum_d_t = torch.empty(b, c, r1 - r0, w, dtype=torch.float32, device=device)
-            sum_d2_t = torch.empty_like(sum_d_t)
             for s0 in range(0, samples + 1, chunk):
                 checkpoint(cancel)
                 m = masks[:, s0 : s0 + chunk]
@@ -109,22 +111,23 @@ class TiledHeadSampler:
                 norm = p.sum(dim=2, keepdim=True)
                 p.div_(norm)
                 ent = norm.squeeze(2).log_() - torch.linalg.vecdot(p, zm, dim=2)
+                first = s0 - 1
                 if shift is None:
                     shift = p[:, :1].clone()
                     probs[:, :, r0:r1] = shift[:, 0]
-                    p, ent = p[:, 1:], ent[:, 1:]
+                    p, ent, first = p[:, 1:], ent[:, 1:], 0
                 d = p.sub_(shift)
-                if s0 == 0:
-                    torch.sum(ent, dim=1, out=sum_h_t)
-                    torch.sum(d, dim=1, out=sum_d_t)
-                    torch.sum(d.mul_(d), dim=1, out=sum_d2_t)
-                else:
-                    sum_h_t += ent.sum(dim=1)
-                    sum_d_t += d.sum(dim=1)
-                    sum_d2_t += d.mul_(d).sum(dim=1)
-            sum_h[:, r0:r1] = sum_h_t
-            sum_d[:, :, r0:r1] = sum_d_t
-            sum_d2[:, :, r0:r1] = sum_d2_t
-        moments = StreamingMoments(probs)
-        moments.sum_d, moments.sum_d2, moments.sum_h, moments.count = sum_d, sum_d2, sum_h, samples
+                self._fold(moments, range(first, first + d.shape[1]), d, ent, slice(r0, r1))
         return probs, moments
+
+    @staticmethod
+    def _fold(moments: GroupedMoments, ids: range, d: torch.Tensor, ent: torch.Tensor, rows: slice) -> None:
+        """Add the deviations ``d`` ``(B, n, C, h, W)`` and entropies ``(B, n, h, W)`` of samples ``ids`` to their groups' rows."""
+        for part, span in zip(moments.parts, moments.ranges, strict=True):
+            lo, hi = max(span.start, ids.start), min(span.stop, ids.stop)
+            if lo >= hi or part.sum_d is None or part.sum_d2 is None or part.sum_h is None:
+                continue
+            block = slice(lo - ids.start, hi - ids.start)
+            part.sum_h[:, rows] += ent[:, block].sum(dim=1)
+            part.sum_d[:, :, rows] += d[:, block].sum(dim=1)
+            part.sum_d2[:, :, rows] += d[:, block].square().sum(dim=1)

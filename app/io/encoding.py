@@ -33,11 +33,12 @@ class ClassSummary:
 
 @dataclass(frozen=True)
 class MapSummary:
-    """One map of an analysis: its fixed range, image mean and meaning."""
+    """One map of an analysis: its fixed range, image mean, the MC standard error of that mean and its meaning."""
 
     range: tuple[float, float]
     mean: float
     description: str
+    mean_error: float | None = None
 
 
 @dataclass
@@ -63,6 +64,7 @@ class AnalysisSummary:
     analysed_size: tuple[int, int]
     resolution: str
     image_ood: list[ImageOodResult]
+    error_method: str = "unavailable"
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -137,7 +139,12 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         dropout_added_at_inference=analysis.dropout_added_at_inference,
         timings={k: round(v, 6) for k, v in analysis.timings.items()},
         maps={
-            spec.name: MapSummary(range=analysis.ranges[spec.name], mean=float(analysis.maps[spec.name].mean(dtype=np.float64)), description=spec.meaning)
+            spec.name: MapSummary(
+                range=analysis.ranges[spec.name],
+                mean=float(analysis.maps[spec.name].mean(dtype=np.float64)),
+                description=spec.meaning,
+                mean_error=analysis.mean_errors.get(spec.name),
+            )
             for spec in MAPS
         },
         class_shares={c.name: float((analysis.prediction == i).mean()) for i, c in enumerate(card.classes)},
@@ -147,4 +154,5 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         analysed_size=(analysis.width, analysis.height),
         resolution=analysis.resolution,
         image_ood=analysis.image_ood,
+        error_method=analysis.error_method,
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from app.maps.functions import entropy, softmax_confidence
+from app.maps.functions import class_argmax, entropy, softmax_confidence
 from app.maps.registry import MAP_NAMES
 
 __all__ = ["StreamingMoments", "UncertaintyMaps", "finalize"]
@@ -30,6 +30,10 @@ class UncertaintyMaps:
         mean_probs: ``(B, C, H, W)`` ``p̄`` (equals ``probs`` when no samples).
         class_variance: ``(B, C, H, W)`` per-class population variance.
         samples: ``T``.
+        replicates: Sampled map name → ``(B, G, H, W)`` leave-one-group-out replicates
+            (:func:`app.maps.replicates.finalize_grouped`); ``None`` when no MC error was estimated.
+        error_bound: Sampled map name → an upper bound of the MC standard error of its image mean, for tiled
+            analyses, which keep no replicates (:func:`app.engine.sliding_window.sliding_window_mc`).
     """
 
     prediction: torch.Tensor
@@ -42,6 +46,8 @@ class UncertaintyMaps:
     mean_probs: torch.Tensor
     class_variance: torch.Tensor
     samples: int
+    replicates: dict[str, torch.Tensor] | None = None
+    error_bound: dict[str, float] | None = None
 
     def scalar_maps(self) -> dict[str, torch.Tensor]:
         """The float maps by name, in registry order."""
@@ -92,11 +98,11 @@ class StreamingMoments:
         self.count += copies
 
     def mean(self) -> torch.Tensor:
-        """``p̄``: ``(B, C, H, W)``."""
+        """``p̄``: ``(B, C, H, W)``, clamped at 0 (sums of differences can round a vanishing probability below it)."""
         if self.sum_d is None:
             raise ValueError("no samples accumulated")
         mean_d = self.sum_d / self.count
-        return mean_d + self.shift if self.shift is not None else mean_d
+        return (mean_d + self.shift if self.shift is not None else mean_d).clamp_(min=0.0)
 
     def variance(self) -> torch.Tensor:
         """Per-class population variance ``mean_t (p_t - p̄)²``: ``(B, C, H, W)``, clamped at 0."""
@@ -124,7 +130,7 @@ def finalize(probs: torch.Tensor, moments: StreamingMoments | None) -> Uncertain
         h = entropy(probs)
         zeros = torch.zeros_like(confidence)
         return UncertaintyMaps(
-            prediction=probs.argmax(1),
+            prediction=class_argmax(probs),
             confidence=confidence,
             entropy=h,
             expected_entropy=h.clone(),
@@ -137,7 +143,7 @@ def finalize(probs: torch.Tensor, moments: StreamingMoments | None) -> Uncertain
         )
     mean = moments.mean()
     class_var = moments.variance()
-    prediction = mean.argmax(1)
+    prediction = class_argmax(mean)
     expected_h = moments.expected_entropy()
     total_h = entropy(mean)
     return UncertaintyMaps(

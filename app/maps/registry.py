@@ -20,6 +20,7 @@ __all__ = [
     "MAP_NAMES",
     "PANEL_MAPS",
     "PREDICTION_DESCRIPTION",
+    "SAMPLED_MAPS",
     "MapSpec",
     "get_map",
     "map_ranges",
@@ -47,6 +48,8 @@ class MapSpec:
         display_power: The colour scale's exponent: a value ``v`` is drawn at position ``((v - lo) / (hi - lo)) ** p``
             of the colour map; ``1`` is linear, ``0.5`` (square root) makes small values visible. Fixed per map, never
             per image, so two images still compare by eye.
+        sampled: The value is a Monte-Carlo estimate over the dropout samples (so it carries MC error); ``False`` for
+            maps of the deterministic pass.
     """
 
     name: str
@@ -59,6 +62,7 @@ class MapSpec:
     uncertain_when: Literal["high", "low"]
     detection: bool
     display_power: float = 1.0
+    sampled: bool = True
 
     def range(self, num_classes: int) -> tuple[float, float]:
         """The fixed ``(lo, hi)`` for ``num_classes`` classes."""
@@ -108,6 +112,7 @@ MAPS: tuple[MapSpec, ...] = (
         panel=0,
         uncertain_when="low",
         detection=True,
+        sampled=False,
     ),
     MapSpec(
         name="entropy",
@@ -162,6 +167,7 @@ MAPS: tuple[MapSpec, ...] = (
 MAP_NAMES: tuple[str, ...] = tuple(m.name for m in MAPS)
 PANEL_MAPS: tuple[str, ...] = tuple(m.name for m in sorted((m for m in MAPS if m.panel is not None), key=lambda m: m.panel or 0))
 DETECTION_MAPS: tuple[str, ...] = tuple(m.name for m in sorted((m for m in MAPS if m.detection), key=lambda m: (m.panel is None, m.panel or 0)))
+SAMPLED_MAPS: tuple[str, ...] = tuple(m.name for m in MAPS if m.sampled)
 _BY_NAME = {m.name: m for m in MAPS}
 
 

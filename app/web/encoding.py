@@ -31,6 +31,7 @@ from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, Raw
 
 ANALYSES_PATH = "/api/v1/analyses"
 REGION_DIGITS = 6
+ERROR_DIGITS = 3
 
 RawDtype = Literal["float32", "float16"]
 
@@ -116,6 +117,7 @@ def region_rows(regions: list[Region]) -> list[dict[str, Any]]:
             "share": _significant(r.share),
             "bbox": list(r.bbox),
             "means": {k: _significant(v) for k, v in r.means.items()},
+            "errors": {k: None if v is None else _significant(v, ERROR_DIGITS) for k, v in r.errors.items()},
         }
         for r in regions
     ]
@@ -154,6 +156,7 @@ def build_response(
             range=(float(analysis.ranges[spec.name][0]), float(analysis.ranges[spec.name][1])),
             display_power=spec.display_power,
             mean=info.maps[spec.name].mean,
+            mean_error=info.maps[spec.name].mean_error,
             colourmap=spec.colourmap,
             quantised=data_url(grey_png(quantise(spec, analysis.maps[spec.name], num_classes))) if spec.panel is not None else None,
             url=map_url(analysis_id, spec.name),

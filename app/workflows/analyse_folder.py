@@ -26,7 +26,17 @@ from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.workflows.analyzer import Analyzer, Resolution
 from app.workflows.output_folder import install_folder, output_names
 
-__all__ = ["AnalysisOptions", "SummaryRow", "analyse_files", "expand_inputs", "write_analysis", "write_summary"]
+__all__ = [
+    "AnalysedImage",
+    "AnalysisOptions",
+    "SummaryRow",
+    "analyse_files",
+    "analyse_image",
+    "analysis_files",
+    "expand_inputs",
+    "install_image",
+    "write_summary",
+]
 
 SUMMARY_FIELDS = (
     "file",
@@ -41,6 +51,7 @@ SUMMARY_FIELDS = (
     "samples",
     "seconds",
     *(f"mean_{k}" for k in MAP_NAMES),
+    *(f"se_{k}" for k in MAP_NAMES),
     "unusual",
     *(f"percentile_{k}" for k in DETECTION_MAPS),
 )
@@ -77,6 +88,7 @@ class SummaryRow:
     input_height: int | None = None
     resolution: str | None = None
     means: dict[str, float] = field(default_factory=dict)
+    errors: dict[str, float | None] = field(default_factory=dict)
     unusual: bool | None = None
     percentiles: dict[str, float] = field(default_factory=dict)
 
@@ -97,6 +109,7 @@ class SummaryRow:
             "unusual": None if self.unusual is None else ("yes" if self.unusual else "no"),
         }
         values.update({f"mean_{k}": v for k, v in self.means.items()})
+        values.update({f"se_{k}": v for k, v in self.errors.items()})
         values.update({f"percentile_{k}": round(v, 2) for k, v in self.percentiles.items()})
         return {k: "" if values.get(k) is None else values[k] for k in SUMMARY_FIELDS}
 
@@ -125,17 +138,80 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[str]]:
     return unique, missing
 
 
-def write_analysis(analysis: Analysis, card: ModelCard, target: Path, source: str, seconds: float) -> dict[str, float]:
-    """Write one analysis's PNGs, ``maps.npz`` and ``analysis.json`` into ``target``; returns the map means."""
-    target.mkdir(parents=True, exist_ok=True)
-    for key, png in map_pngs(analysis, card).items():
-        (target / f"{key}.png").write_bytes(png)
-    (target / "maps.npz").write_bytes(npz_bytes(analysis))
+@dataclass
+class AnalysedImage:
+    """One input analysed in memory: its summary row and, when it succeeded, its output files (file name → bytes)."""
+
+    row: SummaryRow
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float) -> tuple[dict[str, bytes], dict[str, float]]:
+    """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``) as bytes, and its map means."""
+    files = {f"{key}.png": png for key, png in map_pngs(analysis, card).items()}
+    files["maps.npz"] = npz_bytes(analysis)
     info = summarise(analysis, card)
     info.timings["total"] = round(seconds, 6)
     info.source = source
-    (target / "analysis.json").write_text(json.dumps(info.to_json(), indent=2))
-    return {k: m.mean for k, m in info.maps.items()}
+    files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
+    return files, {k: m.mean for k, m in info.maps.items()}
+
+
+def analyse_image(analyzer: Analyzer, path: Path, name: str, options: AnalysisOptions, cancel: CancelToken | None = None) -> AnalysedImage:
+    """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files, writing nothing.
+
+    An input that cannot be read gives a ``failed`` row and no files.
+
+    Raises:
+        app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the analysis.
+    """
+    row = SummaryRow(file=str(path), output=name)
+    try:
+        started = time.perf_counter()
+        analysis = analyzer.analyze_bytes(
+            path.read_bytes(),
+            samples=options.samples,
+            seed=options.seed,
+            calibrated=options.calibrated,
+            min_area=options.min_area,
+            resolution=options.resolution,
+            cancel=cancel,
+        )
+        seconds = time.perf_counter() - started
+    except (ImageDecodeError, OSError) as exc:
+        row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
+        return AnalysedImage(row)
+    files, row.means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds)
+    row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
+    row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
+    row.resolution = analysis.resolution
+    row.errors = dict(analysis.mean_errors)
+    if analysis.image_ood:
+        row.unusual = any(v.unusual for v in analysis.image_ood)
+        row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
+    return AnalysedImage(row, files)
+
+
+def install_image(image: AnalysedImage, out: Path) -> SummaryRow:
+    """Write an analysed input's files into ``out/<row.output>/`` (through a hidden staging folder); returns its row.
+
+    A failed input writes nothing. Files that cannot be written give a ``failed`` row carrying the error.
+    """
+    row = image.row
+    if not image.files:
+        return row
+    staging = out / f".{row.output}.partial"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        for name, data in image.files.items():
+            (staging / name).write_bytes(data)
+        install_folder(staging, out / row.output)
+    except OSError as exc:
+        return SummaryRow(file=row.file, output=row.output, status="failed", error=str(exc))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return row
 
 
 def analyse_files(
@@ -163,36 +239,11 @@ def analyse_files(
     for path, name in zip(progress(files), output_names(files), strict=True):
         if cancel is not None and cancel.expired():
             return
-        row = SummaryRow(file=str(path), output=name)
-        staging = out / f".{row.output}.partial"
         try:
-            started = time.perf_counter()
-            analysis = analyzer.analyze_bytes(
-                path.read_bytes(),
-                samples=options.samples,
-                seed=options.seed,
-                calibrated=options.calibrated,
-                min_area=options.min_area,
-                resolution=options.resolution,
-                cancel=cancel,
-            )
-            seconds = time.perf_counter() - started
-            shutil.rmtree(staging, ignore_errors=True)
-            row.means = write_analysis(analysis, analyzer.bundle.card, staging, str(path), seconds)
-            install_folder(staging, out / row.output)
-            row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
-            row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
-            row.resolution = analysis.resolution
-            if analysis.image_ood:
-                row.unusual = any(v.unusual for v in analysis.image_ood)
-                row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
+            image = analyse_image(analyzer, path, name, options, cancel)
         except AnalysisCancelled:
             return
-        except (ImageDecodeError, OSError) as exc:
-            row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        yield row
+        yield install_image(image, out)
 
 
 def write_summary(path: Path, rows: Sequence[SummaryRow]) -> None:

@@ -19,6 +19,7 @@ from app.engine.tile_budget import TileCost, choose_tile, measure_cost
 from app.io.bundle import Bundle
 from app.io.decoding import decode_image
 from app.io.resize import resize_rgb, working_shape
+from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
 from app.metrics.image_ood import image_verdicts
@@ -158,7 +159,10 @@ class Analyzer:
         prediction = np.ascontiguousarray(host(result.prediction), dtype=np.int64)
         checkpoint(cancel)
         start = time.perf_counter()
-        regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area)
+        replicates = {name: np.ascontiguousarray(host(t)) for name, t in result.replicates.items()} if result.replicates else None
+        regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area, replicates=replicates, samples=result.samples)
+        image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
+        errors = mean_errors(maps, image_replicates, result.samples, result.error_bound)
         reference = card.image_reference
         verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, reference.means) if reference else []
         return Analysis(
@@ -180,4 +184,12 @@ class Analyzer:
             input_size=input_size,
             resolution="working" if size != input_size else "full",
             image_ood=verdicts,
+            mean_errors=errors,
+            error_method=_error_method(result.samples, replicates is not None, result.error_bound is not None),
         )
+
+
+def _error_method(samples: int, replicated: bool, bounded: bool) -> str:
+    if samples == 0:
+        return "exact"
+    return "jackknife" if replicated else "tile_bound" if bounded else "unavailable"

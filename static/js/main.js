@@ -1,14 +1,17 @@
 // @ts-check
-// The page: upload queue, thumbnails, controls (changes re-run the selected image), panels, readout, region table,
-// downloads by id, the image-level OOD verdict and the evaluate mode (image + mask).
+// The page: upload queue, thumbnails, controls (changes re-run the selected image), panels with their image means ± MC
+// error, readout, region table, comparison with another image, downloads by id, the image-level OOD verdict and the
+// evaluate mode (image + mask).
 
 import { analyze, evaluate } from "./api.js";
 import { bindApiKey } from "./apikey.js";
+import { bindComparison } from "./compare.js";
 import { decodeResult } from "./compact.js";
 import { clearFieldErrors, readParams, showFieldError, tau, temperatureNote } from "./controls.js";
 import { applyDataStyles } from "./datastyles.js";
 import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
+import { methodText, renderPanelMeans } from "./errorbars.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
 import { bindPointer, clearPanels, drawPanel, placeCrosshair } from "./panels.js";
@@ -46,6 +49,7 @@ const els = {
   runInfo: /** @type {HTMLElement} */ ($("run-info")),
   regions: /** @type {HTMLTableElement} */ ($("region-table")),
   regionsMore: /** @type {HTMLButtonElement} */ ($("regions-more")),
+  errorMethod: /** @type {HTMLElement} */ ($("error-method")),
   downloads: /** @type {HTMLElement} */ ($("download-links")),
   inputSize: /** @type {HTMLElement} */ ($("input-size")),
   verdict: /** @type {HTMLElement} */ ($("ood-verdict")),
@@ -72,6 +76,7 @@ let cursor = null;
 let rerunTimer;
 const requestExact = exactReader(els.readout, config.pixelDebounceMs);
 const masks = bindMask(els, () => current, requeue);
+const comparison = bindComparison(/** @type {HTMLElement} */ ($("compare")), config.maps, config.noiseZ);
 
 /** @param {string} text */
 function setBusy(text) {
@@ -189,7 +194,10 @@ async function run(item) {
 function select(item) {
   const previous = current;
   current = item;
-  if (previous && previous !== item) renderThumb(previous);
+  if (previous && previous !== item) {
+    renderThumb(previous);
+    comparison.prefer(previous);
+  }
   renderThumb(item);
   els.rerun.disabled = !(item.status === "done" || item.status === "error");
   masks.note();
@@ -202,6 +210,9 @@ function select(item) {
     clearReadout(els.readout);
     els.regions.tBodies[0].replaceChildren();
     els.regionsMore.hidden = true;
+    els.errorMethod.textContent = "";
+    renderPanelMeans(els.panels, null);
+    comparison.show(item, items);
     els.downloads.innerHTML = '<span class="muted">Analyse an image first.</span>';
     if (item.status === "error") showError(`${item.name}: ${item.error}`);
     document.body.dataset.state = running ? "busy" : "idle";
@@ -221,13 +232,16 @@ function drawAll(item) {
 
 /** @param {DoneItem} item */
 function redrawRegions(item) {
-  renderRegions(els.regions, item.result.regions, item.result.classes, mapNames, config.regionRowsShown, els.regionsMore);
+  renderRegions(els.regions, item.result.regions, item.result.error_method, item.result.classes, mapNames, config.regionRowsShown, els.regionsMore);
 }
 
 /** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
   drawAll(item);
+  renderPanelMeans(els.panels, r);
+  els.errorMethod.textContent = methodText(r.error_method);
+  comparison.show(item, items);
   const resized = r.width !== r.input_width || r.height !== r.input_height;
   els.inputSize.textContent = `analysed at ${r.width}×${r.height} ${resized ? `(input ${r.input_width}×${r.input_height})` : "(the input's own size)"}`;
   renderVerdict(els.verdict, r.image_ood);

@@ -2,7 +2,10 @@
 // The region table: one row per class and per connected component, sortable by any column (names in natural order:
 // "disc #2" before "disc #10"); a long table shows its largest rows until "show all" is pressed.
 
+import { formatMean } from "./errorbars.js";
+
 /** @typedef {import("./types.js").ClassInfo} ClassInfo */
+/** @typedef {import("./types.js").ErrorMethod} ErrorMethod */
 /** @typedef {import("./types.js").RegionRow} RegionRow */
 
 /** @type {{key: string | null, descending: boolean, expanded: boolean}} */
@@ -74,15 +77,35 @@ function cell(text, className) {
 }
 
 /**
+ * A map's cell: the region's mean rounded to its Monte-Carlo error, the error in a smaller muted span (none when exact).
+ * @param {number} mean
+ * @param {number | null | undefined} se
+ * @param {ErrorMethod} method
+ * @returns {HTMLTableCellElement}
+ */
+function meanCell(mean, se, method) {
+  const text = formatMean(mean, se, method, true);
+  if (text.kind === "exact") return cell(mean.toFixed(4), "num");
+  const td = cell(text.kind === "unknown" ? mean.toFixed(4) : text.value, "num");
+  const pm = document.createElement("span");
+  pm.className = "pm";
+  pm.textContent = text.kind === "bound" ? text.error.slice(1, -1) : text.error.replace(" ", "");
+  td.append(" ", pm);
+  td.title = text.title;
+  return td;
+}
+
+/**
  * Fill the table body with `rows`, ordered by the current sort state; unless expanded, only the `limit` largest.
  * @param {HTMLTableElement} table
  * @param {RegionRow[]} rows
+ * @param {ErrorMethod} method how the rows' errors were found
  * @param {ClassInfo[]} classes
  * @param {string[]} mapNames the map columns, in order
  * @param {number} limit rows shown before "show all"
  * @param {HTMLButtonElement} more the "show all" / "show fewer" button
  */
-export function renderRegions(table, rows, classes, mapNames, limit, more) {
+export function renderRegions(table, rows, method, classes, mapNames, limit, more) {
   const body = table.tBodies[0];
   const ordered = rows.map((row, i) => ({ row, i }));
   if (state.key) {
@@ -110,7 +133,7 @@ export function renderRegions(table, rows, classes, mapNames, limit, more) {
     swatch.style.marginRight = "6px";
     name.prepend(swatch);
     tr.append(name, cell(row.kind), cell(String(row.pixels), "num"), cell(`${(100 * row.share).toFixed(1)} %`, "num"));
-    for (const m of mapNames) tr.append(cell(row.means[m].toFixed(4), "num"));
+    for (const m of mapNames) tr.append(meanCell(row.means[m], row.errors ? row.errors[m] : null, method));
     body.append(tr);
   }
   for (const th of /** @type {HTMLTableSectionElement} */ (table.tHead).rows[0].cells) {

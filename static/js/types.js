@@ -59,6 +59,7 @@
  * @property {number} maxBodyBytes Largest accepted request body in bytes.
  * @property {number} temperature The model's fitted temperature τ (1: never calibrated).
  * @property {Endpoints} endpoints The API's URLs.
+ * @property {number} noiseZ Two map means differ beyond Monte-Carlo noise when |a − b| > noiseZ · sqrt(se_a² + se_b²).
  */
 
 // ---- The API's JSON ----
@@ -82,7 +83,9 @@
  * @property {string} description
  * @property {[number, number]} range
  * @property {number} display_power
- * @property {number} mean
+ * @property {number} mean Mean of the map over the image.
+ * @property {number | null} mean_error Monte-Carlo standard error of `mean` (see AnalyzeResponse.error_method): 0 for maps of
+ *   the deterministic pass, null when not estimable (1 sample); an upper bound with error_method "tile_bound".
  * @property {string} colourmap
  * @property {string | null} [quantised] 8-bit greyscale PNG data URL of round(255 * position on the colour scale); panel maps only.
  * @property {string | null} [url] GET URL of the colour PNG; null when the analysis was not kept.
@@ -145,6 +148,13 @@
  * @property {number} share
  * @property {number[]} bbox
  * @property {Record<string, number>} means Mean of every map over the region's pixels.
+ * @property {Record<string, number | null>} errors Monte-Carlo standard error of each mean; null when not estimable.
+ */
+
+/**
+ * @typedef {"jackknife" | "tile_bound" | "exact" | "unavailable"} ErrorMethod How an analysis found its Monte-Carlo errors:
+ *   a delete-a-group jackknife over the samples; an upper bound (tiled full-resolution analyses, no region errors);
+ *   none needed (0 samples); none possible (1 sample).
  */
 
 /**
@@ -162,6 +172,7 @@
  * @property {string} resolution "working" when the input was resized to the model's working size, else "full".
  * @property {ImageOod[]} image_ood
  * @property {number} samples
+ * @property {ErrorMethod} error_method How the Monte-Carlo standard errors of the means were found.
  * @property {number} seed
  * @property {string} device
  * @property {boolean} calibrated

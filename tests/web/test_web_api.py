@@ -6,6 +6,7 @@ import base64
 import io
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -233,3 +234,21 @@ def test_page_and_static_are_served(base_url: str) -> None:
         response = httpx.get(f"{base_url}{asset}")
         assert response.status_code == 200, asset
         assert len(response.content) > 100
+
+
+def test_map_and_region_errors_equal_the_library(base_url: str, tiny_bundle_dir: Path) -> None:
+    """The response's ``mean_error`` per map and ``errors`` per region are the analyzer's jackknife errors."""
+    from app.io.bundle import load_bundle
+    from app.workflows.analyzer import Analyzer
+
+    image = random_png(40, 48, seed=11)
+    response = post(base_url, image, samples=9, seed=2)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_bytes(image, samples=9, seed=2)
+    assert body["error_method"] == "jackknife"
+    assert {m["name"]: m["mean_error"] for m in body["maps"]} == pytest.approx(expected.mean_errors, rel=1e-9)
+    assert len(body["regions"]) == len(expected.regions)
+    for row, region in zip(body["regions"], expected.regions, strict=True):
+        assert row["errors"] == pytest.approx(region.errors, rel=2e-3), row
+    assert expected.mean_errors["mutual_information"] > 0

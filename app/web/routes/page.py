@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
+from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.rendering import colour_lut, error_legend
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
 from app.web.deps import ServiceDep, SettingsDep
@@ -86,6 +86,7 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "pixelDebounceMs": PIXEL_DEBOUNCE_MS,
         "rerunDebounceMs": RERUN_DEBOUNCE_MS,
         "apiKeyRequired": bool(settings.api_keys),
+        "noiseZ": NOISE_Z,
     }
     return {
         "model_name": card.name,

@@ -51,6 +51,9 @@ class MapOut(BaseModel):
         description="Fixed exponent p of the colour scale: a value v sits at position ((v - low) / (high - low)) ** p of the colour map (1: linear)."
     )
     mean: float = Field(description="Mean of the map over the image.")
+    mean_error: float | None = Field(
+        description="Monte-Carlo standard error of `mean` (see error_method): 0 for maps of the deterministic pass, null when not estimable (samples=1)."
+    )
     colourmap: str = Field(description="Name of the colour scale (viridis or inferno).")
     quantised: str | None = Field(
         default=None,
@@ -96,6 +99,9 @@ class RegionOut(BaseModel):
     share: float = Field(description="Area as a fraction of the image (6 significant digits).")
     bbox: list[int] = Field(description="Bounding box [x0, y0, x1, y1) in pixels.")
     means: dict[str, float] = Field(description="Mean of every map over the region's pixels (6 significant digits).")
+    errors: dict[str, float | None] = Field(
+        description="Monte-Carlo standard error of each mean (3 significant digits); null when not estimable (samples=1, or a tiled full-resolution analysis)."
+    )
 
 
 class ImageOodOut(BaseModel):
@@ -128,6 +134,11 @@ class AnalyzeResponse(BaseModel):
     resolution: str = Field(description="working: resized to the model's working size; full: every input pixel.")
     image_ood: list[ImageOodOut] = Field(description="Per map, the image-level out-of-distribution verdict; empty when the model has no reference.")
     samples: int = Field(description="MC-dropout samples drawn (0: deterministic pass only).")
+    error_method: str = Field(
+        description="How the maps' MC standard errors were found: jackknife (leave-one-group-out over 10 groups of samples; conservative with "
+        "the default stratified masks), tile_bound (tiled full-resolution analysis: the largest tile's error, an upper bound; no region errors), "
+        "exact (samples=0: nothing is sampled) or unavailable (samples=1)."
+    )
     seed: int = Field(description="Seed of the dropout masks; the same seed on the same device gives the same maps.")
     device: str = Field(description="Where the model ran (cpu, cuda:0, ...).")
     calibrated: bool = Field(description="Whether the bundle's calibration temperature was applied.")
