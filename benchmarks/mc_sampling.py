@@ -11,9 +11,11 @@ the machine is shared and noisy, (d)/(a) is the median of many back-to-back
 (a), (d) pairs (each pair sees the same conditions), with the ratio of the
 minimum times beside it.
 
-Targets on a 2-core CPU: (d)/(a) <= 1.5 and (b)/(d) >= 8.
+Targets on a 2-core CPU: (d)/(a) <= 1.5 and (b)/(d) >= 8 for the shipped head-dropout model; with ``--sites``
+inside the decoder (e.g. ``decoder.blocks.3``, the same weights): (d)/(a) <= 3, and (d) never slower or larger
+than (b).
 
-Usage: python benchmarks/mc_sampling.py [--model default] [--size 512] [--samples 20] [--rounds 5] [--pairs 4]
+Usage: python benchmarks/mc_sampling.py [--model default] [--size 512] [--samples 20] [--rounds 5] [--pairs 4] [--sites ...]
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from app.engine.dropout import sampling_plan
 from app.engine.geometry import to_tensor
 from app.engine.network import SegmentationNet
 from app.engine.sampling import SamplingOptions, run_mc
-from app.io.bundle import load_bundle
+from app.io.bundle import ModelCard, build_network, load_bundle
 from app.io.synthetic import make_scene
 from app.maps.moments import StreamingMoments, finalize
 
@@ -98,10 +100,18 @@ def methods(net: SegmentationNet, x: torch.Tensor, samples: int, seed: int) -> d
     return {"a deterministic": deterministic, "b naive loop": naive_loop, "c batched full": batched_full, "d engine": engine}
 
 
+def _with_sites(net: SegmentationNet, card: ModelCard, sites: list[str], device: torch.device) -> SegmentationNet:
+    """The same weights with dropout at ``sites`` (added at inference when the card trained with other sites)."""
+    other = build_network(card.model_copy(update={"dropout": card.dropout.model_copy(update={"sites": sites})}))
+    other.model.load_state_dict(net.model.state_dict())
+    return other.to(device).eval()
+
+
 def peak_in_fresh_process(args: argparse.Namespace, name: str) -> int:
     """Peak extra bytes of one call of method ``name``, measured alone in a new process."""
     cmd = [sys.executable, __file__, "--model", args.model, "--size", str(args.size), "--samples", str(args.samples)]
     cmd += ["--device", args.device, "--seed", str(args.seed), "--peak-of", name]
+    cmd += ["--sites", *args.sites] if args.sites else []
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900)
     return int(out.stdout.strip().splitlines()[-1])
 
@@ -116,13 +126,15 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=4, help="extra back-to-back (a), (d) pairs per round")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sites", nargs="+", default=None, help="dropout sites instead of the card's, e.g. decoder.blocks.3 (same weights)")
     parser.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
     bundle = load_bundle(args.model, device)
+    net = bundle.net if not args.sites else _with_sites(bundle.net, bundle.card, args.sites, device)
     norm = bundle.card.normalization
     x = to_tensor(make_scene("test", 0, size=args.size).image, norm.mean, norm.std).to(device)
-    funcs = methods(bundle.net, x, args.samples, args.seed)
+    funcs = methods(net, x, args.samples, args.seed)
     if args.peak_of:
         funcs["a deterministic"]()
         print(measure(funcs[args.peak_of], device)[1])
@@ -144,7 +156,7 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     peaks = {name: peak_in_fresh_process(args, name) for name in names}
     print(f"model={bundle.card.name} device={device} threads={torch.get_num_threads()} size={args.size}x{args.size} T={args.samples} rounds={args.rounds}")
-    print(f"stochastic stages: dropout sites {list(bundle.net.sites)} -> first stochastic stage '{bundle.net.first_stochastic_stage}'")
+    print(f"stochastic stages: dropout sites {list(net.sites)} -> first stochastic stage '{net.first_stochastic_stage}'")
     print(f"{'method':<18}{'runs':>6}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'x (a)':>8}")
     for name in names:
         print(
@@ -154,9 +166,17 @@ def main() -> None:
     da_min = min(times["d engine"]) / min(times["a deterministic"])
     bd = med["b naive loop"] / med["d engine"]
     cd = med["c batched full"] / med["d engine"]
-    verdict = "OK" if da <= 1.5 else "MISSED"
-    print(f"(d)/(a) = {da:.2f} (median of {len(paired)} back-to-back pairs; ratio of minimum times {da_min:.2f})  target <= 1.5  {verdict}")
-    print(f"(b)/(d) = {bd:.2f}  target >= 8    {'OK' if bd >= 8 else 'MISSED'}")
+    head_only = net.first_stochastic_stage == "head"
+    limit = 1.5 if head_only else 3.0
+    verdict = "OK" if da <= limit else "MISSED"
+    print(f"(d)/(a) = {da:.2f} (median of {len(paired)} back-to-back pairs; ratio of minimum times {da_min:.2f})  target <= {limit}  {verdict}")
+    if head_only:
+        print(f"(b)/(d) = {bd:.2f}  target >= 8    {'OK' if bd >= 8 else 'MISSED'}")
+    else:
+        lighter = peaks["d engine"] <= peaks["b naive loop"]
+        print(f"(b)/(d) = {bd:.2f}  target >= 1 (never slower than the naive loop)  {'OK' if bd >= 1 else 'MISSED'}")
+        mib = {k: round(v / 2**20) for k, v in peaks.items()}
+        print(f"peak (d) {mib['d engine']} MiB vs (b) {mib['b naive loop']} MiB  target (d) <= (b)  {'OK' if lighter else 'MISSED'}")
     print(f"(c)/(d) = {cd:.2f}  peak memory (c) - (d) = {(peaks['c batched full'] - peaks['d engine']) / 2**20:.0f} MiB")
 
 

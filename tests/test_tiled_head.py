@@ -15,7 +15,6 @@ from app.engine.sampling import SamplingOptions, run_mc
 from app.engine.tiled_head import TiledHeadSampler, tileable
 from app.io.bundle import load_bundle
 from app.maps.moments import UncertaintyMaps
-from app.maps.replicates import finalize_grouped
 
 FIELDS = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "mean_probs", "class_variance")
 
@@ -54,16 +53,14 @@ def test_tiles_and_chunks_do_not_change_the_result(tmp_path: Path, tile_bytes: i
     x = torch.randn(1, 3, 40, 24, generator=torch.Generator().manual_seed(3))
     full = run_mc(net, x, SamplingOptions(samples=7, seed=5, temperature=temperature, strategy="full"))
     with torch.inference_mode():
-        probs, grouped = TiledHeadSampler(net, net.prefix(x), tile_bytes=tile_bytes).run(5, 7, temperature)
-    moments = grouped.total()
+        probs, moments, tiled_replicates = TiledHeadSampler(net, net.prefix(x), tile_bytes=tile_bytes).run(5, 7, temperature)
     torch.testing.assert_close(probs, full.probs, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(moments.mean(), full.mean_probs, atol=2e-6, rtol=1e-5)
     torch.testing.assert_close(moments.variance(), full.class_variance, atol=2e-6, rtol=1e-4)
     torch.testing.assert_close(moments.expected_entropy(), full.expected_entropy, atol=2e-6, rtol=1e-5)
     assert moments.count == 7
-    tiled_replicates = finalize_grouped(probs, grouped).replicates
     assert tiled_replicates is not None and full.replicates is not None
-    assert [len(r) for r in grouped.ranges] == [1] * 7
+    assert {name: r.shape[1] for name, r in tiled_replicates.items()} == dict.fromkeys(full.replicates, 7)
     for name, replicate in full.replicates.items():
         torch.testing.assert_close(tiled_replicates[name], replicate, atol=2e-6, rtol=1e-4)
 

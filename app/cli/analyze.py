@@ -8,10 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.common import add_model_args, error
+from app.cli.ray_cluster import add_ray_args
 from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MIN_AREA
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
+    from app.workflows.analyse_folder import AnalysisOptions, SummaryRow
 
 NAME = "analyze"
 HELP = "analyse images into maps, NPZ, JSON and summary.csv"
@@ -33,6 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="analyse every input pixel (sliding windows when large) instead of the model's working resolution",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_args(p, "the analysis on a pool of Ray Data actors, one model each (same outputs)")
+    ray = p.add_argument_group("with --ray")
+    ray.add_argument("--actors", type=int, default=2, help="actors analysing images at the same time, one model each")
+    ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (fractions share a GPU)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each actor reserves")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,12 +47,15 @@ def run(args: argparse.Namespace) -> int:
 
     A signal stops the run after the current image's analysis is cancelled (or its writing finished);
     ``summary.csv`` then lists the images finished before it. A second signal stops at once.
+    With ``--ray`` a signal stops it once the next image finishes; the images still on the actors are dropped.
     """
     from app.cli.interrupt import INTERRUPTED_EXIT, StopSignals
 
     if args.samples < 0:
         error("--samples must be >= 0")
         return 2
+    if args.ray:
+        return _analyse_on_ray(args)
     with StopSignals() as stop:
         try:
             return _analyse(args, stop)
@@ -54,42 +64,105 @@ def run(args: argparse.Namespace) -> int:
             return INTERRUPTED_EXIT
 
 
-def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
-    from tqdm import tqdm
-
-    from app.cli.common import load_analyzer, progress_bar
-    from app.cli.interrupt import INTERRUPTED_EXIT
-    from app.io.bundle import BundleError
-    from app.workflows.analyse_folder import AnalysisOptions, analyse_files, expand_inputs, write_summary
-    from app.workflows.output_folder import SUMMARY_FILE, OutputError, prepare_output
+def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
+    """The input files and whether some argument matched nothing; ``None`` (after an error message) when there is nothing to do."""
+    from app.workflows.analyse_folder import expand_inputs
+    from app.workflows.output_folder import OutputError, prepare_output
 
     files, missing = expand_inputs(args.paths)
     for item in missing:
         error(f"{item}: no such file, folder or matching glob")
     if not files:
         error("no input images")
-        return 2
+        return None
     try:
         prepare_output(args.out)
     except OutputError as exc:
         error(f"--out {exc}")
+        return None
+    return files, bool(missing)
+
+
+def _options(args: argparse.Namespace) -> AnalysisOptions:
+    from app.workflows.analyse_folder import AnalysisOptions
+
+    return AnalysisOptions(
+        samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area, resolution="full" if args.full_resolution else "working"
+    )
+
+
+def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
+    from tqdm import tqdm
+
+    from app.cli.common import load_analyzer, progress_bar
+    from app.io.bundle import BundleError
+    from app.workflows.analyse_folder import analyse_files
+
+    inputs = _inputs(args)
+    if inputs is None:
         return 2
+    files, missing = inputs
     try:
         analyzer = load_analyzer(args.model, args.device, max_pixels=args.max_pixels)
     except (BundleError, ValueError) as exc:
         error(exc)
         return 2
-    options = AnalysisOptions(
-        samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area, resolution="full" if args.full_resolution else "working"
-    )
     rows = []
     try:
-        for row in analyse_files(analyzer, files, args.out, options, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
+        for row in analyse_files(analyzer, files, args.out, _options(args), progress=progress_bar("analyze", args.quiet), cancel=stop.token):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)
     except KeyboardInterrupt:
         pass
+    return _finish(args, len(files), missing, rows, stop)
+
+
+def _analyse_on_ray(args: argparse.Namespace) -> int:
+    """The same analysis on a Ray Data actor pool (:mod:`app.workflows.ray_folder`); rows are written in input order."""
+    import torch
+    from tqdm import tqdm
+
+    from app.cli.interrupt import StopSignals
+    from app.cli.ray_cluster import check_counts, ray_session
+    from app.io.bundle import BundleError, load_bundle
+    from app.workflows.ray_folder import ActorOptions, analyse_files_ray
+
+    problem = check_counts(actors=args.actors, gpus_per_actor=args.gpus_per_actor, cpus_per_actor=args.cpus_per_actor)
+    if problem is not None:
+        error(problem)
+        return 2
+    inputs = _inputs(args)
+    if inputs is None:
+        return 2
+    files, missing = inputs
+    try:
+        load_bundle(args.model, torch.device("cpu"))  # a missing or malformed bundle is a usage error, before Ray starts
+    except BundleError as exc:
+        error(exc)
+        return 2
+    actors = ActorOptions(actors=args.actors, cpus=args.cpus_per_actor, gpus=args.gpus_per_actor)
+    with ray_session(args.ray_address), StopSignals() as stop:
+        finished = {}
+        try:
+            results = analyse_files_ray(args.model, args.device, files, args.out, _options(args), actors, max_pixels=args.max_pixels)
+            for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
+                if row.status == "failed":
+                    tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
+                finished[index] = row
+                if stop.token.expired():
+                    break
+        except KeyboardInterrupt:
+            pass
+        return _finish(args, len(files), missing, [finished[i] for i in sorted(finished)], stop)
+
+
+def _finish(args: argparse.Namespace, inputs: int, missing: bool, rows: list[SummaryRow], stop: StopSignals) -> int:
+    """Write ``summary.csv`` and say how it went; the exit status."""
+    from app.cli.interrupt import INTERRUPTED_EXIT
+    from app.workflows.analyse_folder import write_summary
+    from app.workflows.output_folder import SUMMARY_FILE
+
     summary = args.out / SUMMARY_FILE
     with stop.held():
         try:
@@ -98,7 +171,7 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
             error(f"cannot write {summary}: {exc.strerror or exc}")
             return 2
     failed = sum(r.status == "failed" for r in rows)
-    done = f"analysed {len(rows) - failed} of {len(files)} images into {args.out}"
+    done = f"analysed {len(rows) - failed} of {inputs} images into {args.out}"
     if stop.signal_name is not None:
         print(f"interrupted by {stop.signal_name}: {done}; {summary} lists the {len(rows)} finished", file=sys.stderr)
         return INTERRUPTED_EXIT

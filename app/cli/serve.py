@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from app.cli.common import error
+from app.cli.ray_cluster import add_ray_args, check_counts
+
+if TYPE_CHECKING:
+    from app.web.settings import Settings
 
 NAME = "serve"
 HELP = "serve the web app"
@@ -16,6 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--model", default=None, help="bundle name or folder (default: env SEGU_MODEL or 'default')")
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: env SEGU_DEVICE or auto)")
+    add_ray_args(p, "the app as a Ray Serve deployment of --replicas replicas, one model each")
+    ray = p.add_argument_group("with --ray")
+    ray.add_argument("--replicas", type=int, default=1, help="replicas of the app, one model each")
+    ray.add_argument("--gpus-per-replica", type=float, default=0.0, help="GPUs each replica reserves (fractions share a GPU)")
+    ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs each replica reserves")
+    ray.add_argument("--max-ongoing-requests", type=int, default=None, help="requests a replica holds at once (default: SEGU_MAX_CONCURRENT + 1)")
+    ray.add_argument("--max-queued-requests", type=int, default=16, help="requests waiting at Ray's proxy before it answers 503 (-1: no limit)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,10 +37,12 @@ def run(args: argparse.Namespace) -> int:
     Slow clients: uvicorn closes idle keep-alive connections after ``SEGU_KEEP_ALIVE_TIMEOUT`` s and refuses a request
     head over ``SEGU_MAX_HEADER_BYTES``; a head not complete within ``SEGU_HEADER_TIMEOUT`` s gets 408 and is closed
     (:mod:`app.web.protocol`), and a body not complete within ``SEGU_BODY_TIMEOUT`` s too (:mod:`app.web.limits`).
+    Each request is logged as one JSON line on stdout (:mod:`app.web.access_log`), in place of uvicorn's access line.
     """
     import uvicorn
     from pydantic import ValidationError
 
+    from app.web.access_log import serve_log_config
     from app.web.factory import create_app
     from app.web.protocol import uvicorn_options
     from app.web.settings import Settings
@@ -38,11 +53,57 @@ def run(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         error(exc)
         return 2
+    if args.ray:
+        return _serve_on_ray(args, settings)
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=args.host,
         port=args.port,
         log_level="info",
-        **uvicorn_options(settings),
+        log_config=serve_log_config(),
+        **uvicorn_options(settings, on_header_timeout=lambda: app.state.metrics.reject("header_timeout")),
     )
+    return 0
+
+
+def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
+    """Deploy the app on Ray Serve (:mod:`app.web.ray_serve`) and serve until SIGINT or SIGTERM; then remove it.
+
+    The signals are handled here, not by Ray's handlers, so that Ray is always shut down through the same path.
+    """
+    import time
+
+    problem = check_counts(replicas=args.replicas, gpus_per_replica=args.gpus_per_replica, cpus_per_replica=args.cpus_per_replica)
+    if problem is not None:
+        error(problem)
+        return 2
+    from ray import serve
+
+    from app.cli.interrupt import StopSignals
+    from app.cli.ray_cluster import ray_session
+    from app.web.ray_serve import APP_NAME, ReplicaOptions, build_application
+
+    options = ReplicaOptions(
+        replicas=args.replicas,
+        cpus=args.cpus_per_replica,
+        gpus=args.gpus_per_replica,
+        max_ongoing_requests=args.max_ongoing_requests or settings.max_concurrent + 1,
+        max_queued_requests=args.max_queued_requests,
+    )
+    with ray_session(args.ray_address) as local, StopSignals() as stop:
+        serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": settings.keep_alive_timeout})
+        try:
+            serve.run(build_application(settings.model_dump(), options), name=APP_NAME, route_prefix="/")
+            print(f"serving http://{args.host}:{args.port} on Ray: {args.replicas} replicas; Ctrl-C stops", file=sys.stderr)
+            while not stop.token.expired():
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            with stop.held():
+                if local:
+                    serve.shutdown()  # type: ignore[no-untyped-call]
+                else:
+                    serve.delete(APP_NAME)
     return 0

@@ -3,7 +3,9 @@
 For an smp model (``encoder`` → ``decoder`` → ``segmentation_head``) the
 stages before the first dropout site are deterministic and can be run once per
 image; only the stochastic tail has to run once per MC sample. Models of any
-other shape are run whole (``first_stochastic_stage == "all"``).
+other shape are run whole (``first_stochastic_stage == "all"``). With a site inside the decoder, the decoder's
+submodules that return before it are cached too (:mod:`app.engine.decoder_cache`): a sample runs only what
+follows the site.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, cast
 import torch
 from torch import nn
 
+from app.engine import decoder_cache
 from app.engine.dropout import MCDropout
 
 HEAD_SITE = "head"
@@ -63,6 +66,24 @@ class SegmentationNet(nn.Module):
                     raise ValueError(f"dropout site {site!r} names no submodule of the model") from exc
                 module.register_forward_hook(lambda _m, _args, out, d=drop: d(out))
         self.stride = int(stride or cast(int, getattr(getattr(net, "encoder", None), "output_stride", 32)))
+        self.cacheable: list[nn.Module] = []
+        if self.first_stochastic_stage == "decoder":
+            self.cacheable = self._probe_decoder()
+            decoder_cache.install(self.cacheable)
+
+    def _probe_decoder(self) -> list[nn.Module]:
+        """The decoder's cacheable submodules (:func:`~app.engine.decoder_cache.find_cacheable`), by one small forward."""
+        site_modules = [self.model.get_submodule(site) for site in self.sites if site != HEAD_SITE]
+        side = 4 * self.stride
+        device = next(iter(self.model.parameters())).device
+        training = self.model.training
+        self.model.eval()
+        try:
+            return decoder_cache.find_cacheable(
+                cast(nn.Module, self.model.decoder), lambda: self.model(torch.zeros(1, 3, side, side, device=device)), site_modules
+            )
+        finally:
+            self.model.train(training)
 
     @property
     def first_stochastic_stage(self) -> str:
@@ -85,7 +106,11 @@ class SegmentationNet(nn.Module):
             return x
         features = cast(nn.Module, self.model.encoder)(x)
         if stage == "decoder":
-            return features
+            if not self.cacheable:
+                return features
+            with decoder_cache.recording() as outputs:
+                cast(nn.Module, self.model.decoder)(features)
+            return decoder_cache.DecoderCache((list(features), tuple(outputs.get(i) for i in range(len(self.cacheable)))))
         return cast(nn.Module, self.model.decoder)(features)
 
     def tail(self, cached: Any, copies: int) -> torch.Tensor:
@@ -97,7 +122,11 @@ class SegmentationNet(nn.Module):
         stage = self.first_stochastic_stage
         if stage in ("all", "encoder"):
             return self.forward(cached.repeat(copies, 1, 1, 1))
-        if stage == "decoder":
+        if isinstance(cached, decoder_cache.DecoderCache):
+            features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached.features]
+            with decoder_cache.replaying(cached.outputs, copies):
+                decoded = cast(nn.Module, self.model.decoder)(features)
+        elif stage == "decoder":
             features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]
             decoded = cast(nn.Module, self.model.decoder)(features)
         else:

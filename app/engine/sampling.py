@@ -8,7 +8,9 @@ result depends on the seed and device only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -45,6 +47,9 @@ class SamplingOptions:
         cancel: Checked after the deterministic pass and before every chunk of samples (and every row tile
             of the tiled head); a cancelled token stops the analysis with
             :class:`~app.engine.cancel.AnalysisCancelled`.
+        prefix_runner: Runs the deterministic prefix in place of ``net.prefix`` and returns what it would
+            (e.g. :class:`~app.workflows.batching.PrefixBatcher`, which runs it batched with other requests');
+            ``None``: ``net.prefix``.
     """
 
     samples: int = DEFAULT_SAMPLES
@@ -56,6 +61,7 @@ class SamplingOptions:
     factorise: bool = True
     error_groups: int = MC_GROUPS
     cancel: CancelToken | None = field(default=None, compare=False, repr=False)
+    prefix_runner: Callable[[torch.Tensor], Any] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -104,12 +110,12 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
         raise RuntimeError("run_mc needs the network in eval mode (only dropout is sampled); call net.eval() first")
     with torch.inference_mode():
         cached_path = options.strategy == "cached"
-        cached = net.prefix(x) if cached_path else x
+        cached = (options.prefix_runner or net.prefix)(x) if cached_path else x
         checkpoint(options.cancel)
         if cached_path and options.factorise and options.samples > 0 and tileable(net):
-            return finalize_grouped(
-                *TiledHeadSampler(net, cached).run(options.seed, options.samples, options.temperature, options.cancel, options.error_groups)
-            )
+            sampler = TiledHeadSampler(net, cached)
+            probs, total, replicates = sampler.run(options.seed, options.samples, options.temperature, options.cancel, options.error_groups)
+            return replace(finalize(probs, total), replicates=replicates)
         logits = net.tail(cached, 1) if cached_path else net(x)
         probs = torch.softmax(logits.float() / options.temperature, dim=1)
         if options.samples == 0:
@@ -133,6 +139,6 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
                 with sampling_plan(options.seed, ids):
                     sample_logits = net.tail(cached, len(ids)) if cached_path else net(x)
             sample_probs, sample_entropy = softmax_entropy(sample_logits, options.temperature)
-            moments.update(sample_probs, ids, entropies=sample_entropy)
+            moments.update(sample_probs, ids, sample_entropy)
             del sample_logits
         return finalize_grouped(probs, moments)

@@ -24,7 +24,8 @@ from app.engine.cancel import CancelToken, checkpoint
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
-from app.maps.replicates import GroupedMoments
+from app.maps.moments import StreamingMoments
+from app.maps.replicates import GroupedMoments, empty_replicates
 
 DEFAULT_TILE_BYTES = 4 * 2**20
 
@@ -38,7 +39,7 @@ def tileable(net: SegmentationNet) -> bool:
 
 
 class TiledHeadSampler:
-    """Stream the MC samples of a tileable head into :class:`~app.maps.replicates.GroupedMoments`.
+    """Stream the MC samples of a tileable head into moment sums and jackknife replicates, tile by tile.
 
     Args:
         net: A network for which :func:`tileable` holds.
@@ -62,21 +63,23 @@ class TiledHeadSampler:
 
     def run(
         self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None
-    ) -> tuple[torch.Tensor, GroupedMoments]:
-        """The deterministic softmax and the sums of ``samples`` MC samples (ids ``0..samples-1``), per jackknife group.
+    ) -> tuple[torch.Tensor, StreamingMoments, dict[str, torch.Tensor] | None]:
+        """The deterministic softmax, the sums of ``samples`` MC samples (ids ``0..samples-1``) and the jackknife replicates.
 
-        The deterministic logits are the unmasked sum of the per-channel parts,
-        so the head convolution runs once per tile for both.
+        The deterministic logits are the unmasked sum of the per-channel parts, so the head convolution runs once
+        per tile for both. Each tile's samples are summed per jackknife group, and the tile's leave-one-group-out
+        maps (:func:`~app.maps.replicates.replicate_block`) are made while its sums are still in the cache.
 
         Args:
             seed: Request seed of the dropout masks.
             samples: ``T >= 1``.
             temperature: ``τ`` in ``softmax(z / τ)``.
             cancel: Checked before every chunk of samples of every row tile.
-            groups: Jackknife groups (``None``: ``MC_GROUPS``; 0 or 1: one group, no error estimate).
+            groups: Jackknife groups (``None``: ``MC_GROUPS``; 0 or 1: one group, no replicates).
 
         Returns:
-            ``(B, C, H, W)`` deterministic probabilities ``p`` and the moments, shifted by ``p``.
+            ``(B, C, H, W)`` deterministic probabilities ``p``, the moments of all samples shifted by ``p``, and the
+            ``(B, G, H, W)`` replicate maps (``None`` with fewer than two groups).
         """
         b, k, h, w = self.shape
         c = self.classes
@@ -84,20 +87,21 @@ class TiledHeadSampler:
         plan = SamplingPlan(seed, tuple(range(samples)))
         masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), device, dtype)
         masks = torch.cat([torch.ones(1, b, k, device=device, dtype=dtype), masks.view(samples, b, k)]).transpose(0, 1).contiguous()
+        groups_count = GroupedMoments(None, samples, groups).groups
         row_bytes = c * w * self.padded.element_size()
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
-        moments = GroupedMoments(probs, samples, groups)
-        for part, span in zip(moments.parts, moments.ranges, strict=True):
-            part.sum_d, part.sum_d2 = torch.zeros_like(probs), torch.zeros_like(probs)
-            part.sum_h = torch.zeros(b, h, w, dtype=torch.float32, device=device)
-            part.count = len(span)
+        sum_d, sum_d2 = torch.empty_like(probs), torch.empty_like(probs)
+        sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
+        replicates = empty_replicates(b, groups_count, h, w, device) if groups_count >= 2 else None
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
             parts = tile.reshape(b, k, c * (r1 - r0) * w)
             shift = None
+            tile_groups = GroupedMoments(None, samples, groups)
+            tile_groups.zeros(b, c, r1 - r0, w, device)
             for s0 in range(0, samples + 1, chunk):
                 checkpoint(cancel)
                 m = masks[:, s0 : s0 + chunk]
@@ -117,17 +121,18 @@ class TiledHeadSampler:
                     probs[:, :, r0:r1] = shift[:, 0]
                     p, ent, first = p[:, 1:], ent[:, 1:], 0
                 d = p.sub_(shift)
-                self._fold(moments, range(first, first + d.shape[1]), d, ent, slice(r0, r1))
-        return probs, moments
+                tile_groups.add(range(first, first + d.shape[1]), d, ent)
+            tile_groups.shift = probs[:, :, r0:r1]
+            tile_total = tile_groups.total()
+            sum_d[:, :, r0:r1], sum_d2[:, :, r0:r1], sum_h[:, r0:r1] = _sums(tile_total)
+            if replicates is not None:
+                tile_groups.replicates(tile_total, {name: out[:, :, r0:r1] for name, out in replicates.items()})
+        total = StreamingMoments(probs)
+        total.sum_d, total.sum_d2, total.sum_h, total.count = sum_d, sum_d2, sum_h, samples
+        return probs, total, replicates
 
-    @staticmethod
-    def _fold(moments: GroupedMoments, ids: range, d: torch.Tensor, ent: torch.Tensor, rows: slice) -> None:
-        """Add the deviations ``d`` ``(B, n, C, h, W)`` and entropies ``(B, n, h, W)`` of samples ``ids`` to their groups' rows."""
-        for part, span in zip(moments.parts, moments.ranges, strict=True):
-            lo, hi = max(span.start, ids.start), min(span.stop, ids.stop)
-            if lo >= hi or part.sum_d is None or part.sum_d2 is None or part.sum_h is None:
-                continue
-            block = slice(lo - ids.start, hi - ids.start)
-            part.sum_h[:, rows] += ent[:, block].sum(dim=1)
-            part.sum_d[:, :, rows] += d[:, block].sum(dim=1)
-            part.sum_d2[:, :, rows] += d[:, block].square().sum(dim=1)
+
+def _sums(moments: StreamingMoments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    if moments.sum_d is None or moments.sum_d2 is None or moments.sum_h is None:
+        raise ValueError("no samples accumulated")
+    return moments.sum_d, moments.sum_d2, moments.sum_h

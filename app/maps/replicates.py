@@ -10,22 +10,22 @@ from dataclasses import replace
 
 import torch
 
-from app.maps.functions import class_argmax
 from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import StreamingMoments, UncertaintyMaps, finalize
 from app.maps.registry import SAMPLED_MAPS
 
-__all__ = ["GroupedMoments", "finalize_grouped"]
+__all__ = ["GroupedMoments", "empty_replicates", "finalize_grouped"]
 
 
 class GroupedMoments:
-    """:class:`~app.maps.moments.StreamingMoments` of each group of contiguous sample ids.
+    """Sums of MC samples per group of contiguous sample ids: ``Σ (p_t - s)``, ``Σ (p_t - s)²``, ``Σ H[p_t]``.
 
-    Samples ``0 … T-1`` fall into :func:`~app.maps.mc_error.group_count` groups (one when ``T < 2``).
-    Memory is ``G`` times that of one :class:`StreamingMoments`, whatever ``T`` is.
+    Samples ``0 … T-1`` fall into :func:`~app.maps.mc_error.group_count` groups (one when ``T < 2``), whose sums
+    are stacked along a leading group axis. Memory is ``G`` times that of one
+    :class:`~app.maps.moments.StreamingMoments`, whatever ``T`` is.
 
     Args:
-        shift: ``(B, C, H, W)`` shift of every group's sums (the deterministic softmax), or ``None``.
+        shift: ``(B, C, H, W)`` shift of the sums (the deterministic softmax), or ``None``.
         samples: ``T``.
         groups: Jackknife groups wanted (``MC_GROUPS`` by default; 0 or 1: none); fewer when ``T`` is smaller.
     """
@@ -33,68 +33,89 @@ class GroupedMoments:
     def __init__(self, shift: torch.Tensor | None, samples: int, groups: int | None = None) -> None:
         count = group_count(samples) if groups is None else group_count(samples, groups) if groups >= 2 else 0
         self.samples = samples
-        self.ranges = sample_groups(samples, max(count, 1))
-        self.parts = [StreamingMoments(shift) for _ in self.ranges]
+        self.ranges = sample_groups(samples, max(count, 1)) if samples else [range(0)]
         self.shift = shift
+        self.sum_d: torch.Tensor | None = None
+        self.sum_d2: torch.Tensor | None = None
+        self.sum_h: torch.Tensor | None = None
 
     @property
     def groups(self) -> int:
         """``G`` (1: no error estimate)."""
-        return len(self.parts)
+        return len(self.ranges)
 
-    def update(self, probs: torch.Tensor, ids: range, entropies: torch.Tensor | None = None) -> None:
-        """Add the sample-major chunk of consecutive sample ``ids``: ``probs`` is ``(len(ids) * B, C, H, W)``."""
-        per = probs.shape[0] // len(ids)
-        for part, span in zip(self.parts, self.ranges, strict=True):
+    def zeros(self, batch: int, classes: int, height: int, width: int, device: torch.device) -> None:
+        """Start from zero sums of a ``(B, C, H, W)`` block."""
+        self.sum_d = torch.zeros(self.groups, batch, classes, height, width, dtype=torch.float32, device=device)
+        self.sum_d2 = torch.zeros_like(self.sum_d)
+        self.sum_h = torch.zeros(self.groups, batch, height, width, dtype=torch.float32, device=device)
+
+    def add(self, ids: range, d: torch.Tensor, entropies: torch.Tensor) -> None:
+        """Add shifted samples ``d`` ``(B, n, C, H, W)`` and their entropies ``(B, n, H, W)`` of consecutive sample ``ids``."""
+        if self.sum_d is None or self.sum_d2 is None or self.sum_h is None:
+            self.zeros(d.shape[0], d.shape[2], d.shape[3], d.shape[4], d.device)
+        assert self.sum_d is not None and self.sum_d2 is not None and self.sum_h is not None
+        for g, span in enumerate(self.ranges):
             lo, hi = max(span.start, ids.start), min(span.stop, ids.stop)
             if lo < hi:
-                rows = slice((lo - ids.start) * per, (hi - ids.start) * per)
-                part.update(probs[rows], hi - lo, entropies=None if entropies is None else entropies[rows])
+                block = slice(lo - ids.start, hi - ids.start)
+                self.sum_h[g] += entropies[:, block].sum(dim=1)
+                self.sum_d[g] += d[:, block].sum(dim=1)
+                self.sum_d2[g] += d[:, block].square().sum(dim=1)
+
+    def update(self, probs: torch.Tensor, ids: range, entropies: torch.Tensor) -> None:
+        """Add the sample-major chunk of consecutive sample ``ids``: ``probs`` ``(n * B, C, H, W)``, ``entropies`` ``(n * B, H, W)``."""
+        n = len(ids)
+        per = probs.float().view(n, -1, *probs.shape[1:])
+        d = per - self.shift if self.shift is not None else per
+        self.add(ids, d.transpose(0, 1), entropies.float().view(n, -1, *entropies.shape[1:]).transpose(0, 1))
 
     def total(self) -> StreamingMoments:
         """The moments of all samples."""
+        if self.sum_d is None or self.sum_d2 is None or self.sum_h is None:
+            raise ValueError("no samples accumulated")
         out = StreamingMoments(self.shift)
-        for part in self.parts:
-            if part.sum_d is None or part.sum_d2 is None or part.sum_h is None:
-                raise ValueError("a group has no samples yet")
-            if out.sum_d is None or out.sum_d2 is None or out.sum_h is None:
-                out.sum_d, out.sum_d2, out.sum_h = part.sum_d.clone(), part.sum_d2.clone(), part.sum_h.clone()
-            else:
-                out.sum_d += part.sum_d
-                out.sum_d2 += part.sum_d2
-                out.sum_h += part.sum_h
-            out.count += part.count
+        out.sum_d, out.sum_d2, out.sum_h, out.count = self.sum_d.sum(0), self.sum_d2.sum(0), self.sum_h.sum(0), self.samples
         return out
+
+    def replicates(self, total: StreamingMoments, out: dict[str, torch.Tensor]) -> None:
+        """Write the leave-one-group-out maps into ``out[name]`` ``(B, G, H, W)``, all groups at once.
+
+        Made by the same formulas as :func:`~app.maps.moments.finalize` (mean clamped at 0, MI and variance clamped
+        at 0, variance of the replicate's own arg-max class, the first on ties).
+
+        Args:
+            total: :meth:`total` of these sums.
+            out: Sampled map name → ``(B, G, H, W)`` float32 tensors (views are fine) to fill.
+        """
+        if self.sum_d is None or self.sum_d2 is None or self.sum_h is None or total.sum_d is None or total.sum_d2 is None or total.sum_h is None:
+            raise ValueError("no samples accumulated")
+        kept = torch.tensor([self.samples - len(span) for span in self.ranges], dtype=torch.float32, device=self.sum_d.device)
+        mean_d = torch.sub(total.sum_d, self.sum_d).div_(kept.view(-1, 1, 1, 1, 1))
+        mean = (mean_d + self.shift if self.shift is not None else mean_d.clone()).clamp_(min=0.0)
+        top = mean.max(dim=2, keepdim=True).indices
+        entropy = torch.special.entr(mean).sum(2)
+        expected = torch.sub(total.sum_h, self.sum_h).div_(kept.view(-1, 1, 1, 1))
+        second = torch.sub(total.sum_d2.expand_as(self.sum_d2).gather(2, top), self.sum_d2.gather(2, top)).div_(kept.view(-1, 1, 1, 1, 1))
+        chosen = mean_d.gather(2, top)
+        out["entropy"].copy_(entropy.transpose(0, 1))
+        out["expected_entropy"].copy_(expected.transpose(0, 1))
+        out["mutual_information"].copy_((entropy - expected).clamp_(min=0.0).transpose(0, 1))
+        out["variance"].copy_(second.sub_(chosen * chosen).clamp_(min=0.0).squeeze(2).transpose(0, 1))
+
+
+def empty_replicates(batch: int, groups: int, height: int, width: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Uninitialised ``(B, G, H, W)`` float32 replicate maps, one per sampled map."""
+    return {name: torch.empty(batch, groups, height, width, dtype=torch.float32, device=device) for name in SAMPLED_MAPS}
 
 
 def finalize_grouped(probs: torch.Tensor, moments: GroupedMoments) -> UncertaintyMaps:
-    """:func:`~app.maps.moments.finalize` of all samples, with ``replicates`` of every sampled map when ``G >= 2``.
-
-    ``replicates[name][:, g]`` is the map made without group ``g``'s samples, by the same formulas as
-    :func:`~app.maps.moments.finalize` (mean clamped at 0, MI and variance clamped at 0, variance of the replicate's
-    own arg-max class): ``(B, G, H, W)`` float32.
-    """
+    """:func:`~app.maps.moments.finalize` of all samples, with ``replicates`` of every sampled map when ``G >= 2``."""
     total = moments.total()
     maps = finalize(probs, total)
     if moments.groups < 2:
         return maps
-    if total.sum_d is None or total.sum_d2 is None or total.sum_h is None:
-        raise ValueError("no samples accumulated")
     b, _, h, w = probs.shape
-    replicates = {name: torch.empty(b, moments.groups, h, w, dtype=torch.float32, device=probs.device) for name in SAMPLED_MAPS}
-    for g, part in enumerate(moments.parts):
-        if part.sum_d is None or part.sum_d2 is None or part.sum_h is None:
-            raise ValueError("a group has no samples yet")
-        n = total.count - part.count
-        mean_d = torch.sub(total.sum_d, part.sum_d).div_(n)
-        mean = (mean_d + moments.shift if moments.shift is not None else mean_d.clone()).clamp_(min=0.0)
-        top = class_argmax(mean, keepdim=True)
-        entropy = torch.special.entr(mean).sum(1)
-        expected = torch.sub(total.sum_h, part.sum_h).div_(n)
-        second = (total.sum_d2.gather(1, top) - part.sum_d2.gather(1, top)).div_(n)
-        chosen = mean_d.gather(1, top)
-        replicates["entropy"][:, g] = entropy
-        replicates["expected_entropy"][:, g] = expected
-        replicates["mutual_information"][:, g] = (entropy - expected).clamp_(min=0.0)
-        replicates["variance"][:, g] = second.sub_(chosen * chosen).clamp_(min=0.0).squeeze(1)
+    replicates = empty_replicates(b, moments.groups, h, w, probs.device)
+    moments.replicates(total, replicates)
     return replace(maps, replicates=replicates)

@@ -61,13 +61,15 @@ class AnalysisCache:
         max_bytes: Most array bytes kept, all analyses together.
         ttl: Seconds an analysis stays after its last use.
         clock: Monotonic time source (tests pass their own).
+        id_prefix: Start of every id (e.g. the Ray Serve replica that holds the analysis).
     """
 
-    def __init__(self, max_entries: int, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_entries: int, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic, id_prefix: str = "") -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
         self.clock = clock
+        self.id_prefix = id_prefix
         self._entries: OrderedDict[str, CachedAnalysis] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -88,7 +90,7 @@ class AnalysisCache:
         size = entry.nbytes
         if size > self.max_bytes or self.max_entries < 1:
             return None
-        key = secrets.token_urlsafe(12)
+        key = self.id_prefix + secrets.token_urlsafe(12)
         with self._lock:
             now = self.clock()
             self._expire(now)

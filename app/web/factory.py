@@ -20,7 +20,10 @@ from app.io.resources import static_dir, templates_dir
 from app.web import docs
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
-from app.web.routes import analyses, analyze, evaluate, health, models, page
+from app.web.metrics import Metrics
+from app.web.observe import ObserveMiddleware
+from app.web.request_id import with_request_id_on_server_errors
+from app.web.routes import analyses, analyze, evaluate, health, metrics, models, page
 from app.web.security import ApiKeyMiddleware, CrossOriginWriteMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware, secure_server_errors
 from app.web.service import AnalysisService
 from app.web.settings import Settings
@@ -43,7 +46,7 @@ def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], 
             torch.set_num_threads(settings.torch_threads)
         device = resolve_device(settings.device)
         loaded = bundle if bundle is not None else await anyio.to_thread.run_sync(lambda: load_bundle(settings.model, device))
-        service = AnalysisService(loaded, device, settings)
+        service = AnalysisService(loaded, device, settings, app.state.metrics)
         app.state.service = service
         async with anyio.create_task_group() as tg:
             tg.start_soon(service.start)
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     )
     app.state.settings = settings
     app.state.service = None
+    app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     if settings.api_keys:  # deployment safety: inside CORS (401s carry CORS headers, preflights need no key), before any body is read
@@ -87,15 +91,20 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.add_middleware(TrustedHostMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     secure_server_errors(app)
-    app.include_router(health.router)
-    app.include_router(models.router)
-    app.include_router(analyze.build_router(settings))
-    app.include_router(evaluate.build_router(settings))
-    app.include_router(analyses.router)
-    app.include_router(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
+    with_request_id_on_server_errors(app)
+    routers = [health.router, models.router, analyze.build_router(settings), evaluate.build_router(settings), analyses.router]
+    routers.append(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
+    if settings.metrics:
+        routers.append(metrics.router)
     if settings.docs:
         if settings.api_keys:
             docs.declare_bearer_keys(app)
-        app.include_router(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
+        routers.append(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
+    for router in routers:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
+    # Added last, so outermost: request ids, counts and the access log see every answer. Routes are labelled by the
+    # routers' own routes first (the app's list may hold included routers without a path), then the app's (mount, OpenAPI).
+    routes = [route for router in routers for route in router.routes] + [route for route in app.router.routes if isinstance(getattr(route, "path", None), str)]
+    app.add_middleware(ObserveMiddleware, metrics=app.state.metrics, routes=routes)
     return app

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.defaults import HEADER_TIMEOUT
+from app.web import request_id
 from app.web.errors import error_body
 from app.web.settings import Settings
 
@@ -26,7 +28,10 @@ __all__ = ["HeaderDeadlineProtocol", "header_deadline_protocol", "uvicorn_option
 def _timeout_response(seconds: float) -> bytes:
     message = f"the request's headers did not arrive within {seconds:g} s; the connection is closed"
     body = json.dumps(error_body("header_timeout", message)).encode()
-    head = f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    head = (
+        f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"{request_id.HEADER.lower()}: {request_id.new_id()}\r\nconnection: close\r\n\r\n"
+    )
     return head.encode() + body
 
 
@@ -34,6 +39,7 @@ class HeaderDeadlineProtocol(H11Protocol):
     """:class:`~uvicorn.protocols.http.h11_impl.H11Protocol` that closes connections whose request head takes over ``header_timeout`` seconds."""
 
     header_timeout: float = HEADER_TIMEOUT
+    on_header_timeout: Callable[[], None] | None = None
     _head_timer: asyncio.TimerHandle | None = None
 
     def _awaiting_head(self) -> bool:
@@ -53,6 +59,8 @@ class HeaderDeadlineProtocol(H11Protocol):
         if self._awaiting_head() and not self.transport.is_closing():
             self.transport.write(_timeout_response(self.header_timeout))
             self.transport.close()
+            if self.on_header_timeout is not None:
+                self.on_header_timeout()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Start the first request's head deadline."""
@@ -77,19 +85,25 @@ class HeaderDeadlineProtocol(H11Protocol):
         super().connection_lost(exc)
 
 
-def header_deadline_protocol(seconds: float) -> type[HeaderDeadlineProtocol]:
-    """A :class:`HeaderDeadlineProtocol` class whose head deadline is ``seconds``, for ``uvicorn.run(http=...)``."""
-    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds})
+def header_deadline_protocol(seconds: float, on_timeout: Callable[[], None] | None = None) -> type[HeaderDeadlineProtocol]:
+    """A :class:`HeaderDeadlineProtocol` class whose head deadline is ``seconds``, for ``uvicorn.run(http=...)``.
+
+    ``on_timeout`` is called (on the event loop) each time a connection is closed for a late head, e.g. to count it.
+    """
+    callback = staticmethod(on_timeout) if on_timeout is not None else None
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds, "on_header_timeout": callback})
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
+def uvicorn_options(settings: Settings, on_header_timeout: Callable[[], None] | None = None) -> dict[str, Any]:
     """The slow-client limits of ``settings`` as ``uvicorn.run``/``uvicorn.Config`` keyword arguments.
 
-    ``http``: this module's protocol (head deadline ``header_timeout``); ``timeout_keep_alive``: idle
-    keep-alive connections are closed; ``h11_max_incomplete_event_size``: a longer request head is refused.
+    ``http``: this module's protocol (head deadline ``header_timeout``, then ``on_header_timeout()``);
+    ``timeout_keep_alive``: idle keep-alive connections are closed; ``h11_max_incomplete_event_size``: a longer
+    request head is refused; ``access_log``: off, the app writes its own JSON line per request (:mod:`app.web.access_log`).
     """
     return {
-        "http": header_deadline_protocol(settings.header_timeout),
+        "http": header_deadline_protocol(settings.header_timeout, on_header_timeout),
         "timeout_keep_alive": settings.keep_alive_timeout,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
+        "access_log": False,
     }

@@ -125,6 +125,7 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
         "/api/v1/models",
         "/healthz",
         "/readyz",
+        "/metrics",
         "/api/v1/analyses/{analysis_id}/maps/{name}.png",
         "/api/v1/analyses/{analysis_id}/maps.npz",
         "/api/v1/analyses/{analysis_id}/pixel",

@@ -1,0 +1,157 @@
+"""Cache the deterministic part of a decoder that holds a dropout site, so MC samples run only what follows the site.
+
+smp decoders are called with the encoder's feature list and combine skip features block by block, so the
+decoder cannot be cut into a "before" and an "after" module the way a model of stages can. Instead, every
+*cacheable* submodule of the decoder — one that the forward pass calls exactly once, that is no ancestor of a
+dropout site and that returns no later than the first site (whose dropout a forward hook applies after it) — remembers its output during the deterministic pass
+(:func:`recording`) and hands it back, without computing, during the MC passes (:func:`replaying`), expanded to the
+pass's ``copies`` sample-major copies. Which submodules are cacheable is found once per network by a probe forward
+(:func:`find_cacheable`), keeping the outermost ones.
+
+The state lives in a context variable, so concurrent analyses (threads or tasks) never see each other's cache;
+outside :func:`recording` / :func:`replaying` the modules run as usual. A batch of one is expanded without copying
+(a stride-0 view); larger batches are repeated.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["DecoderCache", "expand_copies", "find_cacheable", "install", "recording", "replaying"]
+
+
+@dataclass
+class _State:
+    outputs: dict[int, Any] = field(default_factory=dict)
+    replay: bool = False
+    copies: int = 1
+
+
+_STATE: contextvars.ContextVar[_State | None] = contextvars.ContextVar("decoder_cache", default=None)
+
+
+class DecoderCache(tuple[list[torch.Tensor], tuple[Any, ...]]):
+    """The deterministic pass's encoder features and cacheable outputs (a tuple, so tensor walkers see its tensors)."""
+
+    __slots__ = ()
+
+    @property
+    def features(self) -> list[torch.Tensor]:
+        """The encoder's features."""
+        return self[0]
+
+    @property
+    def outputs(self) -> dict[int, Any]:
+        """Cacheable module index → its output."""
+        return dict(enumerate(self[1]))
+
+
+def expand_copies(value: Any, copies: int) -> Any:
+    """``copies`` sample-major copies of every tensor in ``value`` (a view when the batch is one)."""
+    if isinstance(value, torch.Tensor):
+        if copies == 1:
+            return value
+        if value.shape[0] == 1:
+            return value.expand(copies, *value.shape[1:])
+        return value.repeat(copies, *([1] * (value.dim() - 1)))
+    if isinstance(value, (list, tuple)):
+        return type(value)(expand_copies(v, copies) for v in value)
+    return value
+
+
+def _cached_forward(index: int, original: Callable[..., Any]) -> Callable[..., Any]:
+    def forward(*args: Any, **kwargs: Any) -> Any:
+        state = _STATE.get()
+        if state is None:
+            return original(*args, **kwargs)
+        if state.replay and index in state.outputs:
+            return expand_copies(state.outputs[index], state.copies)
+        out = original(*args, **kwargs)
+        if not state.replay:
+            state.outputs[index] = out
+        return out
+
+    return forward
+
+
+def install(modules: Sequence[nn.Module]) -> None:
+    """Make ``modules`` cacheable: their instance ``forward`` consults the context (weights and names are untouched)."""
+    for index, module in enumerate(modules):
+        module.forward = _cached_forward(index, module.forward)
+
+
+def find_cacheable(decoder: nn.Module, run: Callable[[], object], sites: Sequence[nn.Module]) -> list[nn.Module]:
+    """The outermost submodules of ``decoder`` that ``run()`` (a forward through it) calls once and that return no later
+    than the first dropout site.
+
+    A site's dropout is applied to its output by a forward hook, after its forward, so the site module itself is
+    cacheable (its cached output still passes through the hook); its ancestors are not.
+
+    Args:
+        decoder: The decoder.
+        run: Calls the decoder once (e.g. the whole model on a small input), without dropout active.
+        sites: The modules whose output gets dropout.
+    """
+    order: list[tuple[str, str]] = []
+    calls: dict[str, int] = {}
+    handles = []
+    named = dict(decoder.named_modules())
+    for name, module in named.items():
+        if not name:
+            continue
+
+        def pre(_m: nn.Module, _a: object, n: str = name) -> None:
+            order.append(("start", n))
+            calls[n] = calls.get(n, 0) + 1
+
+        def post(_m: nn.Module, _a: object, _o: object, n: str = name) -> None:
+            order.append(("end", n))
+
+        handles.append(module.register_forward_pre_hook(pre))
+        handles.append(module.register_forward_hook(post))
+    try:
+        with torch.inference_mode():
+            run()
+    finally:
+        for handle in handles:
+            handle.remove()
+    site_names = {name for name, module in named.items() if any(module is s for s in sites)}
+    starts = {name: i for i, (kind, name) in reversed(list(enumerate(order))) if kind == "start" and name in site_names}
+    if starts:
+        first = min(starts, key=starts.__getitem__)
+        limit = next(i for i, (kind, name) in enumerate(order) if kind == "end" and name == first)
+    else:
+        limit = len(order) - 1
+    ended = {name for kind, name in order[: limit + 1] if kind == "end"}
+    ancestors = {name for name in named if any(s.startswith(name + ".") for s in site_names)}
+    chosen = sorted(n for n in ended if calls.get(n) == 1 and n not in ancestors)
+    outermost = [n for n in chosen if not any(n.startswith(other + ".") for other in chosen)]
+    return [named[n] for n in outermost]
+
+
+@contextmanager
+def recording() -> Iterator[dict[int, Any]]:
+    """Run the deterministic pass inside: every cacheable module's output is kept in the yielded dict."""
+    state = _State()
+    token = _STATE.set(state)
+    try:
+        yield state.outputs
+    finally:
+        _STATE.reset(token)
+
+
+@contextmanager
+def replaying(outputs: dict[int, Any], copies: int) -> Iterator[None]:
+    """Run MC passes of ``copies`` samples inside: cacheable modules return their recorded outputs, expanded."""
+    token = _STATE.set(_State(outputs=outputs, replay=True, copies=copies))
+    try:
+        yield
+    finally:
+        _STATE.reset(token)

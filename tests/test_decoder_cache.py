@@ -1,0 +1,101 @@
+"""Caching inside the decoder: what is cached, that MC passes skip it, that the maps do not change, isolation."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from pathlib import Path
+
+import torch
+from conftest import make_tiny_bundle
+from torch import nn
+
+from app.engine import decoder_cache
+from app.engine.dropout import sampling_plan
+from app.engine.sampling import SamplingOptions, run_mc
+from app.io.bundle import load_bundle
+
+
+class _Toy(nn.Module):
+    """``a`` runs twice (shared), ``b`` once, then the site ``c``, then ``d``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a, self.b, self.c, self.d = nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.d(self.c(self.b(self.a(self.a(x)))))
+
+
+def test_cacheable_are_called_once_and_return_no_later_than_the_site() -> None:
+    toy = _Toy()
+    found = decoder_cache.find_cacheable(toy, lambda: toy(torch.zeros(1, 4)), [toy.c])
+    assert found == [toy.b, toy.c]
+
+
+def _tiny(tmp_path: Path, sites: list[str]) -> tuple[object, torch.Tensor]:
+    bundle = load_bundle(make_tiny_bundle(tmp_path / "b", sites=sites, seed=2))
+    x = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(1))
+    return bundle.net, x
+
+
+def test_a_decoder_site_caches_every_block_up_to_it(tmp_path: Path) -> None:
+    net, _ = _tiny(tmp_path, ["decoder.blocks.1"])
+    names = {id(m): n for n, m in net.model.decoder.named_modules()}  # type: ignore[attr-defined]
+    assert sorted(names[id(m)] for m in net.cacheable) == ["blocks.0", "blocks.1", "center"]  # type: ignore[attr-defined]
+
+
+def test_mc_passes_skip_the_cached_blocks_and_give_the_maps_of_full_forwards(tmp_path: Path) -> None:
+    net, x = _tiny(tmp_path, ["decoder.blocks.1"])
+    calls = {"blocks.0.conv1": 0, "blocks.2.conv1": 0}  # children: a cached block's own hooks still run, its children do not
+    for name in calls:
+
+        def count(_m: nn.Module, _a: object, n: str = name) -> None:
+            calls[n] += 1
+
+        net.model.decoder.get_submodule(name).register_forward_pre_hook(count)  # type: ignore[attr-defined]
+    options = SamplingOptions(samples=6, seed=4, chunk_size=2)
+    cached = run_mc(net, x, options)  # type: ignore[arg-type]
+    # blocks.0 computes once (the prefix); blocks.2 in the prefix, the deterministic pass and each of the 3 chunks
+    assert calls == {"blocks.0.conv1": 1, "blocks.2.conv1": 1 + 1 + 3}
+    full = run_mc(net, x, SamplingOptions(samples=6, seed=4, strategy="full"))  # type: ignore[arg-type]
+    for name in ("mean_probs", "class_variance", "mutual_information", "variance", "entropy"):
+        torch.testing.assert_close(getattr(cached, name), getattr(full, name), atol=2e-6, rtol=1e-4)
+
+
+def test_outside_a_pass_the_model_computes_as_if_nothing_were_installed(tmp_path: Path) -> None:
+    net, x = _tiny(tmp_path, ["decoder.blocks.1"])
+    plain = copy.deepcopy(net.model)  # type: ignore[attr-defined]
+    for module in plain.decoder.modules():
+        module.__dict__.pop("forward", None)
+    with torch.inference_mode(), sampling_plan(3, [0]):
+        torch.testing.assert_close(net(x), plain(x))  # type: ignore[operator]
+
+
+def test_a_replaying_thread_does_not_leak_its_cache_into_another(tmp_path: Path) -> None:
+    """One thread holds a replay of image A; a forward of image B in another thread still computes B."""
+    net, x = _tiny(tmp_path, ["decoder.blocks.1"])
+    other = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(9))
+    with torch.inference_mode():
+        expected = net(other)  # type: ignore[operator]
+        cache_a = net.prefix(x)  # type: ignore[attr-defined]
+    entered, done = threading.Event(), threading.Event()
+    got: list[torch.Tensor] = []
+
+    def replay() -> None:
+        with decoder_cache.replaying(cache_a.outputs, 1):
+            entered.set()
+            done.wait(30)
+
+    def compute() -> None:
+        entered.wait(30)
+        with torch.inference_mode():
+            got.append(net(other))  # type: ignore[operator]
+        done.set()
+
+    threads = [threading.Thread(target=replay), threading.Thread(target=compute)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    torch.testing.assert_close(got[0], expected)
