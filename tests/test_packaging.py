@@ -104,7 +104,13 @@ def test_every_app_package_is_listed_in_pyproject() -> None:
 def test_wheel_carries_the_resources_inside_app(wheel: Path) -> None:
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
-    for required in ("app/models/default/model.safetensors", "app/models/default/model.json", "app/templates/index.html", "app/static/js/main.js"):
+    for required in (
+        "app/models/default/model.safetensors",
+        "app/models/default/model.json",
+        "app/models/default/config.json",
+        "app/templates/index.html",
+        "app/static/js/main.js",
+    ):
         assert required in names, f"{required} is missing from {wheel.name}"
     for folder in ("static", "templates"):
         expected = {f"app/{p.relative_to(REPO).as_posix()}" for p in (REPO / folder).rglob("*") if p.is_file()}

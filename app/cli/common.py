@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from app.defaults import DEFAULT_MODEL, DEFAULT_SEED, IGNORE_INDEX
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     """``--model`` and ``--device``."""
-    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle name under models/ or a bundle folder")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundle name under models/, a bundle folder, or a folder written by smp's model.save_pretrained")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -50,7 +50,7 @@ def error(message: object) -> None:
     print(f"error: {message}", file=sys.stderr)
 
 
-def load_analyzer(model: str, device: str, **kwargs: int) -> Analyzer:
+def load_analyzer(model: str, device: str, **kwargs: Any) -> Analyzer:
     """The analyser of bundle ``model`` on ``device``.
 
     Raises:

@@ -123,7 +123,7 @@ class SegmentationNet(nn.Module):
         if stage in ("all", "encoder"):
             return self.forward(cached.repeat(copies, 1, 1, 1))
         if isinstance(cached, decoder_cache.DecoderCache):
-            features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached.features]
+            features = decoder_cache.expand_copies(cached.features, copies)
             with decoder_cache.replaying(cached.outputs, copies):
                 decoded = cast(nn.Module, self.model.decoder)(features)
         elif stage == "decoder":

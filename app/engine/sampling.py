@@ -37,7 +37,9 @@ class SamplingOptions:
         samples: ``T``; 0 means the deterministic pass only.
         seed: Seeds every dropout mask.
         temperature: ``τ`` in ``softmax(z / τ)``.
-        chunk_size: Samples per batched tail pass; ``None`` picks one from ``memory_budget``.
+        chunk_size: Samples per batched tail pass; ``None`` picks one from ``memory_budget`` (on a CPU, a tail that is
+            not factorised runs one sample at a time: its convolutions already use every core, so batching samples
+            buys no speed there and multiplies the tail's memory).
         memory_budget: Bytes a chunk may take when ``chunk_size`` is ``None``.
         strategy: ``"cached"`` (prefix once, tail per sample) or ``"full"`` (one full forward per sample).
         factorise: With ``"cached"``, use :class:`~app.engine.factorised_head.FactorisedHead` when the
@@ -126,6 +128,8 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
             fast = FactorisedHead(net, cached)
         if fast is not None:
             chunk = options.chunk_size or auto_chunk(0, _nbytes(logits), options.memory_budget, options.samples)
+        elif cached_path and x.device.type == "cpu":
+            chunk = options.chunk_size or 1
         elif cached_path:
             chunk = options.chunk_size or auto_chunk(_nbytes(cached), _nbytes(logits), options.memory_budget, options.samples)
         else:

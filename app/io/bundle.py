@@ -1,4 +1,5 @@
-"""Model bundles on disk: ``model.json`` (the card) + ``model.safetensors``.
+"""Model folders on disk: a bundle (``model.json`` card + ``model.safetensors``, plus smp's ``config.json`` for smp
+models, so ``smp.from_pretrained`` reads it too), or an smp ``save_pretrained`` folder, with or without a card.
 
 Weights are read with safetensors only, never unpickled.
 """
@@ -6,228 +7,171 @@ Weights are read with safetensors only, never unpickled.
 from __future__ import annotations
 
 import json
-import re
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import segmentation_models_pytorch as smp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from app.engine.dropout import DROPOUT_MODES
 from app.engine.network import SegmentationNet
+from app.io.card import (
+    CARD_FILE,
+    BundleError,
+    ClassInfo,
+    DropoutConfig,
+    ImageReference,
+    InputSpec,
+    ModelCard,
+    Normalization,
+    read_json,
+    validate_card,
+)
 from app.io.resources import models_dir
+from app.io.smp_format import CONFIG_FILE, build_smp, write_config
+from app.io.torchvision_models import build_torchvision, is_torchvision, strip_aux
+from app.io.user_model import MAKE_A_CARD, folder_card
 
-CARD_FILE = "model.json"
+__all__ = [
+    "CARD_FILE",
+    "CONFIG_FILE",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "BundleError",
+    "ClassInfo",
+    "DropoutConfig",
+    "ImageReference",
+    "InputSpec",
+    "ModelCard",
+    "Normalization",
+    "build_network",
+    "load_bundle",
+    "load_weights",
+    "read_card",
+    "resolve_bundle_dir",
+    "save_bundle",
+    "write_card",
+]
+
 WEIGHTS_FILE = "model.safetensors"
-_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-class BundleError(ValueError):
-    """A bundle is missing, malformed or does not match its weights."""
-
-
-class ClassInfo(BaseModel):
-    """One output class."""
-
-    model_config = ConfigDict(extra="forbid")
-    name: str = Field(min_length=1, description="Class name.")
-    colour: str = Field(description="Display colour as #rrggbb.")
-
-    @field_validator("colour")
-    @classmethod
-    def _colour(cls, value: str) -> str:
-        if not _COLOUR.match(value):
-            raise ValueError(f"colour must look like #rrggbb, got {value!r}")
-        return value.lower()
-
-
-class Normalization(BaseModel):
-    """Input normalisation: ``(pixel / 255 - mean) / std`` per RGB channel."""
-
-    model_config = ConfigDict(extra="forbid")
-    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
-    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-    @field_validator("std")
-    @classmethod
-    def _positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if min(value) <= 0:
-            raise ValueError("every std must be > 0")
-        return value
-
-
-class DropoutConfig(BaseModel):
-    """Where MC dropout sits, its rate, and whether the model was trained with it."""
-
-    model_config = ConfigDict(extra="forbid")
-    sites: list[str] = Field(default_factory=lambda: ["head"], description="'head' or dotted submodule paths.")
-    rate: float = Field(0.2, ge=0.0, lt=1.0)
-    mode: str = "channel"
-    trained_with_dropout: bool = Field(True, description="False: dropout is added at inference only.")
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, value: str) -> str:
-        if value not in DROPOUT_MODES:
-            raise ValueError(f"mode must be one of {DROPOUT_MODES}")
-        return value
-
-
-class InputSpec(BaseModel):
-    """The scale the model works at."""
-
-    model_config = ConfigDict(extra="forbid")
-    working_size: int | None = Field(
-        None, ge=16, description="Long side in pixels that inputs are resized to before analysis (None: analyse at full resolution)."
-    )
-
-
-class ImageReference(BaseModel):
-    """Image-level reference for out-of-distribution verdicts: per map, the sorted image means on a validation split."""
-
-    model_config = ConfigDict(extra="forbid")
-    split: str = Field(description="What the reference images are.")
-    images: int = Field(ge=1)
-    samples: int = Field(ge=0, description="MC samples used for the reference analyses.")
-    means: dict[str, list[float]] = Field(description="Map name → sorted image means.")
-
-    @field_validator("means")
-    @classmethod
-    def _sorted(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
-        return {name: sorted(values) for name, values in value.items()}
-
-
-class ModelCard(BaseModel):
-    """The contents of ``model.json``."""
-
-    model_config = ConfigDict(extra="forbid")
-    format_version: int = Field(1, ge=1, le=1)
-    name: str = Field(min_length=1)
-    architecture: dict[str, Any] = Field(description="Keyword arguments of smp.create_model (arch, encoder_name, classes, ...).")
-    classes: list[ClassInfo] = Field(min_length=2)
-    normalization: Normalization = Field(default_factory=Normalization)
-    dropout: DropoutConfig = Field(default_factory=DropoutConfig)
-    input: InputSpec = Field(default_factory=InputSpec)
-    domain: str = Field("", description="Plain-language description of the data the model was trained on.")
-    temperature: float = Field(1.0, gt=0.0, description="Calibration temperature; 1.0 until calibrated.")
-    calibration: dict[str, Any] | None = None
-    image_reference: ImageReference | None = None
-    provenance: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("architecture")
-    @classmethod
-    def _arch(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if "arch" not in value:
-            raise ValueError("needs 'arch' (e.g. 'unet')")
-        if value.get("encoder_weights") not in (None,):
-            raise ValueError("encoder_weights must be absent or null: bundles never download weights")
-        return value
-
-    @model_validator(mode="after")
-    def _class_count(self) -> ModelCard:
-        n = self.architecture.get("classes", 1)
-        if n != len(self.classes):
-            raise ValueError(f"architecture.classes is {n} but {len(self.classes)} classes are listed")
-        return self
+log = logging.getLogger("app.io.bundle")
 
 
 @dataclass
 class Bundle:
-    """A loaded bundle: its card, the ready network and where it lives."""
+    """A loaded bundle: its card, the ready network, where it lives, and what was assumed to load it."""
 
     card: ModelCard
     net: SegmentationNet
     path: Path
+    notes: list[str] = field(default_factory=list)
 
     @property
     def class_names(self) -> list[str]:
         return [c.name for c in self.card.classes]
 
 
-def _format_validation(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(root)"
-        parts.append(f"{where}: {e['msg']}")
-    return "; ".join(parts)
-
-
 def read_card(path: Path) -> ModelCard:
-    """Read and validate ``model.json``, naming the bad field on failure."""
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise BundleError(f"{path} not found") from exc
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
-    try:
-        return ModelCard.model_validate(raw)
-    except ValidationError as exc:
-        raise BundleError(f"{path}: {_format_validation(exc)}") from exc
+    """Read and validate a card file strictly, naming the bad field on failure."""
+    return validate_card(read_json(path), path)
 
 
 def build_network(card: ModelCard) -> SegmentationNet:
-    """Build the untrained smp model of a card with its dropout sites."""
-    args = {k: v for k, v in card.architecture.items() if k != "encoder_weights"}
-    try:
-        net = smp.create_model(**args, encoder_weights=None)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(f"architecture: smp.create_model rejected {args}: {exc}") from exc
+    """Build the untrained network of a card (smp or torchvision) with its dropout sites."""
     d = card.dropout
+    if is_torchvision(card.architecture):
+        from app.engine.torchvision_net import TorchvisionNet
+
+        model, stride = build_torchvision(card.architecture)
+        try:
+            return TorchvisionNet(model, d.sites, d.rate, d.mode, stride)
+        except ValueError as exc:
+            raise BundleError(f"dropout.sites: {exc}") from exc
+    model = build_smp(card.architecture)
     try:
-        return SegmentationNet(net, d.sites, d.rate, d.mode)
+        return SegmentationNet(model, d.sites, d.rate, d.mode)
     except ValueError as exc:
         raise BundleError(f"dropout.sites: {exc}") from exc
 
 
 def resolve_bundle_dir(name_or_dir: str | Path) -> Path:
-    """A bundle folder from a path or from a name under ``models/``."""
-    path = Path(name_or_dir)
-    if (path / CARD_FILE).exists():
-        return path
-    named = models_dir() / str(name_or_dir)
-    if (named / CARD_FILE).exists():
-        return named
-    raise BundleError(f"no model bundle at {name_or_dir!s} (looked for {path / CARD_FILE} and {named / CARD_FILE})")
-
-
-def load_bundle(name_or_dir: str | Path = "default", device: str | torch.device = "cpu") -> Bundle:
-    """Load a bundle strictly and put it in eval mode on ``device``.
+    """A model folder from a path or from a name under ``models/``.
 
     Raises:
-        BundleError: with the file and field at fault.
+        BundleError: saying where it looked, once, and how to make a card.
     """
-    path = resolve_bundle_dir(name_or_dir)
-    card = read_card(path / CARD_FILE)
-    net = build_network(card)
-    weights = path / WEIGHTS_FILE
+    path = Path(name_or_dir)
+    candidates = [path]
+    named = models_dir() / path
+    if not path.is_absolute() and named.resolve() != path.resolve():
+        candidates.append(named)
+    for folder in candidates:
+        if folder.is_dir() and ((folder / CARD_FILE).exists() or (folder / CONFIG_FILE).exists()):
+            return folder
+    if path.is_file():
+        raise BundleError(f"{path} is a file; --model takes a folder. To use a weights file, {MAKE_A_CARD}")
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is not None:
+        raise BundleError(
+            f"no model bundle at {found}: it has neither {CARD_FILE} (a card) nor {CONFIG_FILE} (smp's model.save_pretrained) "
+            f"beside {WEIGHTS_FILE}; {MAKE_A_CARD}"
+        )
+    looked = " or ".join(str(c) for c in candidates)
+    raise BundleError(f"no model bundle: no folder {looked}; pass a bundle folder, an smp save_pretrained folder or a name under models/")
+
+
+def load_weights(net: SegmentationNet, weights: Path, card_name: str = CARD_FILE) -> list[str]:
+    """Load a safetensors state dict strictly into ``net.model`` (float16 stored weights become float32).
+
+    Returns:
+        Notes on what was left out (a torchvision model's training-only auxiliary classifier).
+    """
     if not weights.exists():
         raise BundleError(f"{weights} not found")
     try:
         raw_state = load_file(str(weights))
     except (SafetensorError, OSError) as exc:
         raise BundleError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    state = {k: v.float() if v.is_floating_point() else v for k, v in raw_state.items()}
+    state, dropped = strip_aux({k: v.float() if v.is_floating_point() else v for k, v in raw_state.items()}, net.model)
     try:
         net.model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise BundleError(f"{weights} does not match the architecture in {CARD_FILE}: {exc}") from exc
+        raise BundleError(f"{weights} does not match the architecture in {card_name}: {exc}") from exc
+    return [f"{dropped} aux_classifier tensors in {weights.name} left out: the auxiliary head only trains"] if dropped else []
+
+
+def load_bundle(name_or_dir: str | Path = "default", device: str | torch.device = "cpu") -> Bundle:
+    """Load a model folder strictly and put it in eval mode on ``device``.
+
+    What had to be assumed (an smp folder without a card, ignored download keys …) is logged as a warning,
+    kept in :attr:`Bundle.notes` and recorded under ``provenance["assumed"]`` of the loaded card.
+
+    Raises:
+        BundleError: with the file and field at fault.
+    """
+    path = resolve_bundle_dir(name_or_dir)
+    card, notes = folder_card(path)
+    net = build_network(card)
+    notes += load_weights(net, path / WEIGHTS_FILE, CARD_FILE if (path / CARD_FILE).exists() else CONFIG_FILE)
+    if notes:
+        card.provenance["assumed"] = list(notes)
+        for note in notes:
+            log.warning("%s: %s", path, note)
     net.eval().to(device)
-    return Bundle(card, net, path)
+    return Bundle(card, net, path, notes)
 
 
 def save_bundle(card: ModelCard, model: torch.nn.Module, out_dir: Path, half: bool = True) -> Path:
-    """Write ``card`` and ``model``'s state dict (fp16 when ``half``) as a bundle."""
+    """Write ``card`` and ``model``'s state dict (fp16 when ``half``) as a bundle, with smp's ``config.json`` for smp models."""
     out_dir.mkdir(parents=True, exist_ok=True)
     state = {}
     for key, value in model.state_dict().items():
         tensor = value.detach().cpu().contiguous()
         state[key] = tensor.half() if half and tensor.is_floating_point() else tensor
     save_file(state, str(out_dir / WEIGHTS_FILE))
+    if not write_config(model, out_dir):
+        (out_dir / CONFIG_FILE).unlink(missing_ok=True)
     write_card(card, out_dir)
     return out_dir
 

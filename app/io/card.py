@@ -1,0 +1,174 @@
+"""The model card (``model.json``): what a bundle's weights are, what its classes mean, where MC dropout sits.
+
+Validation only; the card is completed from an smp ``config.json`` or defaults in :mod:`app.io.user_model`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from app.engine.dropout import DROPOUT_MODES
+
+__all__ = [
+    "CARD_FILE",
+    "BundleError",
+    "ClassInfo",
+    "DropoutConfig",
+    "ImageReference",
+    "InputSpec",
+    "ModelCard",
+    "Normalization",
+    "architecture_classes",
+    "read_json",
+    "validate_card",
+]
+
+CARD_FILE = "model.json"
+_COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+class BundleError(ValueError):
+    """A bundle is missing, malformed or does not match its weights."""
+
+
+class ClassInfo(BaseModel):
+    """One output class."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, description="Class name.")
+    colour: str = Field(description="Display colour as #rrggbb.")
+
+    @field_validator("colour")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not _COLOUR.match(value):
+            raise ValueError(f"colour must look like #rrggbb, got {value!r}")
+        return value.lower()
+
+
+class Normalization(BaseModel):
+    """Input normalisation: ``(pixel / 255 - mean) / std`` per RGB channel."""
+
+    model_config = ConfigDict(extra="forbid")
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if min(value) <= 0:
+            raise ValueError("every std must be > 0")
+        return value
+
+
+class DropoutConfig(BaseModel):
+    """Where MC dropout sits, its rate, and whether the model was trained with it."""
+
+    model_config = ConfigDict(extra="forbid")
+    sites: list[str] = Field(default_factory=lambda: ["head"], description="'head' or dotted submodule paths.")
+    rate: float = Field(0.2, ge=0.0, lt=1.0)
+    mode: str = "channel"
+    trained_with_dropout: bool = Field(True, description="False: dropout is added at inference only.")
+
+    @field_validator("mode")
+    @classmethod
+    def _mode(cls, value: str) -> str:
+        if value not in DROPOUT_MODES:
+            raise ValueError(f"mode must be one of {DROPOUT_MODES}")
+        return value
+
+
+class InputSpec(BaseModel):
+    """The scale the model works at."""
+
+    model_config = ConfigDict(extra="forbid")
+    working_size: int | None = Field(
+        None, ge=16, description="Long side in pixels that inputs are resized to before analysis (None: analyse at full resolution)."
+    )
+
+
+class ImageReference(BaseModel):
+    """Image-level reference for out-of-distribution verdicts: per map, the sorted image means on a validation split."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str = Field(description="What the reference images are.")
+    images: int = Field(ge=1)
+    samples: int = Field(ge=0, description="MC samples used for the reference analyses.")
+    means: dict[str, list[float]] = Field(description="Map name → sorted image means.")
+
+    @field_validator("means")
+    @classmethod
+    def _sorted(cls, value: dict[str, list[float]]) -> dict[str, list[float]]:
+        return {name: sorted(values) for name, values in value.items()}
+
+
+def architecture_classes(architecture: dict[str, Any]) -> int:
+    """The number of output classes an architecture declares (``classes``, or torchvision's ``num_classes``)."""
+    return int(architecture.get("classes", architecture.get("num_classes", 1)))
+
+
+class ModelCard(BaseModel):
+    """The contents of ``model.json``."""
+
+    model_config = ConfigDict(extra="forbid")
+    format_version: int = Field(1, ge=1, le=1)
+    name: str = Field(min_length=1)
+    architecture: dict[str, Any] = Field(
+        description="smp.create_model keyword arguments (arch, encoder_name, classes, ...) or a torchvision builder "
+        "(arch: torchvision.models.segmentation.<builder>, classes). Download keys (encoder_weights, weights, "
+        "weights_backbone) are accepted and ignored: weights always come from the bundle."
+    )
+    classes: list[ClassInfo] = Field(min_length=2)
+    normalization: Normalization = Field(default_factory=Normalization)
+    dropout: DropoutConfig = Field(default_factory=DropoutConfig)
+    input: InputSpec = Field(default_factory=InputSpec)
+    domain: str = Field("", description="Plain-language description of the data the model was trained on.")
+    temperature: float = Field(1.0, gt=0.0, description="Calibration temperature; 1.0 until calibrated.")
+    calibration: dict[str, Any] | None = None
+    image_reference: ImageReference | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("architecture")
+    @classmethod
+    def _arch(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(value.get("arch"), str):
+            raise ValueError("needs 'arch' (e.g. 'unet' or 'torchvision.models.segmentation.deeplabv3_mobilenet_v3_large')")
+        return value
+
+    @model_validator(mode="after")
+    def _class_count(self) -> ModelCard:
+        n = architecture_classes(self.architecture)
+        if n != len(self.classes):
+            raise ValueError(f"architecture.classes is {n} but {len(self.classes)} classes are listed")
+        return self
+
+
+def _format_validation(err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(root)"
+        parts.append(f"{where}: {e['msg']}")
+    return "; ".join(parts)
+
+
+def read_json(path: Path) -> Any:
+    """Parse a JSON file, as a :class:`BundleError` naming the file when it is absent or malformed."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"{path} not found") from exc
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def validate_card(raw: object, where: Path | str) -> ModelCard:
+    """Validate a card's JSON, naming ``where`` and the bad field on failure."""
+    try:
+        return ModelCard.model_validate(raw)
+    except ValidationError as exc:
+        raise BundleError(f"{where}: {_format_validation(exc)}") from exc
