@@ -62,3 +62,10 @@ BODY_TIMEOUT = 60.0
 KEEP_ALIVE_TIMEOUT = 5
 HEADER_TIMEOUT = 10.0
 MAX_HEADER_BYTES = 16 * 1024
+
+# Dynamic batching (web app, app/workflows/batching.py): running analyses of the same analysed size share one pass of the
+# deterministic prefix, up to MAX_BATCH_SIZE images (1: off), the first waiting at most MAX_WAIT_MS for the others. Off by
+# default: on CPU it gains little, a lone request waits MAX_WAIT_MS, and a batched result equals the unbatched one to
+# ~1e-6 only (it depends on its batch-mates in the last bits); on a GPU, turn it on with SEGU_MAX_CONCURRENT.
+MAX_BATCH_SIZE = 1
+MAX_WAIT_MS = 10.0

@@ -16,12 +16,15 @@ import torch
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import Bundle
+from app.web.access_log import current_record
 from app.web.admission import Admission, Reservation
 from app.web.cache import AnalysisCache
 from app.web.errors import ApiError
+from app.web.metrics import Metrics
 from app.web.settings import Settings
 from app.web.uploads import probe_upload, read_upload
 from app.workflows.analyzer import Analyzer, Resolution
+from app.workflows.batching import PrefixBatcher
 from app.workflows.labelled import analyze_labelled
 
 T = TypeVar("T")
@@ -50,15 +53,20 @@ class AnalysisService:
         bundle: The loaded model bundle.
         device: Where to run it.
         settings: Limits and defaults.
+        metrics: Where queue, batch and analysis figures go (:mod:`app.web.metrics`); ``None``: a registry of its own.
     """
 
-    def __init__(self, bundle: Bundle, device: torch.device, settings: Settings) -> None:
+    def __init__(self, bundle: Bundle, device: torch.device, settings: Settings, metrics: Metrics | None = None) -> None:
         self.bundle = bundle
         self.device = device
         self.settings = settings
-        self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget)
         self.admission = Admission(settings.max_concurrent, settings.max_queue, settings.max_work)
-        self.cache = AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds)
+        self.cache = AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix)
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.metrics.watch(self.admission)
+        batch = min(settings.max_batch_size, settings.max_concurrent)  # batched analyses each hold a running slot
+        self.batcher = PrefixBatcher(bundle.net, batch, settings.max_wait_ms / 1000, observe=self.metrics.batch)
+        self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget, batcher=self.batcher)
         self.ready = False
         self.failure: str | None = None
         self._tokens: set[CancelToken] = set()
@@ -112,6 +120,7 @@ class AnalysisService:
             analysis = self.analyzer.analyze_bytes(
                 read_upload(upload), samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area, resolution=resolution, cancel=token
             )
+            self._analysed(analysis)
             token.check()
             return encode(analysis)
 
@@ -150,6 +159,7 @@ class AnalysisService:
                 resolution=resolution,
                 cancel=token,
             )
+            self._analysed(labelled.analysis)
             token.check()
             return encode(labelled.analysis, labelled.mask)
 
@@ -160,6 +170,8 @@ class AnalysisService:
         header = await anyio.to_thread.run_sync(probe_upload, upload, self.settings.max_pixels)
         work, describe, advice = self.work(header.width, header.height, samples, resolution)
         reservation = self.admission.reserve(work, describe, advice)
+        record = current_record()
+        record.model, record.samples, record.pixels = self.name, samples, work // (samples + 1)
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
         self._tokens.add(token)
         try:
@@ -179,6 +191,7 @@ class AnalysisService:
                 with waiting:
                     await self.admission.acquire(reservation)
                 if reservation.running:
+                    self._started(reservation)
                     outcome.append(await anyio.to_thread.run_sync(job, token))
             except Exception as exc:
                 failure = exc
@@ -196,6 +209,18 @@ class AnalysisService:
                 "and was stopped; use fewer samples, resolution=working or a smaller image, or retry when the server is less busy",
             )
         raise ApiError(499, "client_disconnected", "the client closed the connection; the analysis was stopped")
+
+    def _started(self, reservation: Reservation) -> None:
+        """Observe an analysis that got its running slot: its wait (its batch is observed by :attr:`batcher` when it runs)."""
+        waited = time.monotonic() - reservation.admitted_at
+        self.metrics.waited(waited)
+        current_record().queue_wait_s = waited
+
+    def _analysed(self, analysis: Analysis) -> None:
+        """Observe a finished analysis (in its worker thread): network time, analysed pixels, MC samples."""
+        seconds = analysis.timings.get("inference", 0.0)
+        self.metrics.analysed(seconds, int(analysis.prediction.size), analysis.samples)
+        current_record().inference_s = seconds
 
     @staticmethod
     async def _watch(token: CancelToken, disconnected: Disconnected, waiting: anyio.CancelScope) -> None:

@@ -19,11 +19,13 @@ from app.defaults import (
     DEFAULT_SAMPLES,
     HEADER_TIMEOUT,
     KEEP_ALIVE_TIMEOUT,
+    MAX_BATCH_SIZE,
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
     MAX_PIXELS,
     MAX_QUEUE,
     MAX_SAMPLES,
+    MAX_WAIT_MS,
     MAX_WORK,
     MEMORY_BUDGET,
     MIN_AREA,
@@ -45,7 +47,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="SEGU_", extra="ignore")
 
-    model: str = Field(default=DEFAULT_MODEL, min_length=1, description="Bundle name under models/ or path of a bundle folder.")
+    model: str = Field(
+        default=DEFAULT_MODEL, min_length=1, description="Bundle name under models/, a bundle folder, or a folder written by smp's model.save_pretrained."
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
     default_samples: int = Field(default=DEFAULT_SAMPLES, ge=0, description="MC dropout samples used when a request does not say.")
     max_samples: int = Field(default=MAX_SAMPLES, ge=0, le=4096, description="Largest number of MC samples a request may ask for.")
@@ -65,6 +69,12 @@ class Settings(BaseSettings):
     cache_entries: int = Field(default=CACHE_ENTRIES, ge=0, description="Most analyses kept for downloads by id (0: none kept).")
     cache_bytes: int = Field(default=CACHE_BYTES, ge=0, description="Most bytes of arrays kept for downloads by id, all analyses together.")
     cache_ttl_seconds: float = Field(default=CACHE_TTL_SECONDS, gt=0, description="Seconds an analysis stays downloadable by id after its last use.")
+    analysis_id_prefix: str = Field(
+        default="",
+        pattern=r"^([a-z0-9]+\.)?$",
+        description="Start of every analysis id (`name.`, or nothing). Ray Serve replicas put their replica id here, so that requests "
+        "for a kept analysis are routed to the replica that holds it (app/web/ray_serve.py).",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list, description="Origins allowed by CORS; empty: CORS off.")
 
     # ---- Admission control, deadlines and slow clients (app/web/admission.py, service.py, limits.py; serve) ----
@@ -80,6 +90,18 @@ class Settings(BaseSettings):
     header_timeout: float = Field(default=HEADER_TIMEOUT, gt=0, description="serve: seconds a client has to send a request's headers; then it is closed.")
     max_header_bytes: int = Field(default=MAX_HEADER_BYTES, ge=1024, description="serve: largest request head (request line and headers) in bytes.")
 
+    # ---- Dynamic batching (app/workflows/batching.py) ----
+    max_batch_size: int = Field(
+        default=MAX_BATCH_SIZE,
+        ge=1,
+        le=64,
+        description="Most running analyses of the same analysed size whose deterministic network pass is run as one batch (1: no batching). "
+        "Each batched analysis holds its own running slot, so batches hold at most SEGU_MAX_CONCURRENT images.",
+    )
+    max_wait_ms: float = Field(
+        default=MAX_WAIT_MS, ge=0, le=10_000, description="Longest a batch's first analysis waits for others to join it, in milliseconds."
+    )
+
     # ---- Deployment safety (app/web/security.py) ----
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="Keys accepted as `Authorization: Bearer <key>` on /api/*, comma-separated; empty: no key needed."
@@ -89,6 +111,9 @@ class Settings(BaseSettings):
         description="Names the Host header may carry (any port), comma-separated; `*.example.com` matches its subdomains, `*` any host.",
     )
     docs: bool = Field(default=True, description="Serve Swagger UI at /docs and the OpenAPI document at /openapi.json.")
+
+    # ---- Observability (app/web/metrics.py, observe.py, access_log.py) ----
+    metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics (behind the API key when SEGU_API_KEYS is set).")
 
     @field_validator("api_keys", "allowed_hosts", mode="before")
     @classmethod

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
 from app.metrics.image_ood import image_verdicts
+from app.workflows.batching import PrefixBatcher
 
 __all__ = ["Analyzer", "Resolution"]
 
@@ -38,14 +40,25 @@ class Analyzer:
         max_pixels: Pixel limit for decoded images.
         memory_budget: Bytes one analysis may use, the network's activations included: larger images
             are analysed in sliding windows (see :mod:`app.engine.tile_budget`).
+        batcher: Runs the deterministic prefix of images analysed whole, batched with concurrent analyses'
+            (:mod:`app.workflows.batching`); ``None``: every analysis runs its own.
     """
 
-    def __init__(self, bundle: Bundle, device: torch.device | str = "cpu", max_pixels: int = MAX_PIXELS, memory_budget: int = MEMORY_BUDGET) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: torch.device | str = "cpu",
+        max_pixels: int = MAX_PIXELS,
+        memory_budget: int = MEMORY_BUDGET,
+        *,
+        batcher: PrefixBatcher | None = None,
+    ) -> None:
         self.bundle = bundle
         self.device = torch.device(device)
         self.bundle.net.to(self.device).eval()
         self.max_pixels = max_pixels
         self.memory_budget = memory_budget
+        self.batcher = batcher
         self._cost: TileCost | None = None
         self._cost_lock = threading.Lock()
 
@@ -144,7 +157,11 @@ class Analyzer:
         resized = time.perf_counter() - start
         checkpoint(cancel)
         start = time.perf_counter()
-        options = SamplingOptions(samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=self.memory_budget, cancel=cancel)
+        runner = self._prefix_runner(analysed.shape[0], analysed.shape[1], cancel)
+        budget = self.memory_budget
+        options = SamplingOptions(
+            samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=budget, cancel=cancel, prefix_runner=runner
+        )
         norm = card.normalization
         result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, self.cost)
         if self.device.type == "cuda":
@@ -187,6 +204,15 @@ class Analyzer:
             mean_errors=errors,
             error_method=_error_method(result.samples, replicates is not None, result.error_bound is not None),
         )
+
+    def _prefix_runner(self, height: int, width: int, cancel: CancelToken | None) -> Callable[[torch.Tensor], Any] | None:
+        """The batcher's prefix for an image analysed whole; ``None`` (its own prefix) for one analysed in sliding windows."""
+        if self.batcher is None:
+            return None
+        if self.tile_grid(height, width) is not None:
+            self.batcher.alone()
+            return None
+        return self.batcher.runner(cancel)
 
 
 def _error_method(samples: int, replicated: bool, bounded: bool) -> str:
