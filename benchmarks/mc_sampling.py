@@ -6,7 +6,7 @@ dropout tail T times in chunks, streaming statistics). Every method ends with
 the same maps (softmax, mean, entropies, variance) so the work compared is the
 same. Methods run interleaved over several rounds; the median time is reported,
 and the peak resident memory each method adds above the loaded, warmed-up model
-(measured for each method alone in a fresh process). Because
+(measured for each method alone in a fresh process, the median of ``--peak-runs`` such processes). Because
 the machine is shared and noisy, (d)/(a) is the median of many back-to-back
 (a), (d) pairs (each pair sees the same conditions), with the ratio of the
 minimum times beside it.
@@ -127,6 +127,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sites", nargs="+", default=None, help="dropout sites instead of the card's, e.g. decoder.blocks.3 (same weights)")
+    parser.add_argument("--peak-runs", type=int, default=3, help="fresh processes per method's peak memory (the median is shown)")
     parser.add_argument("--peak-of", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -154,7 +155,7 @@ def main() -> None:
             times["d engine"].append(d_s)
             paired.append(d_s / a_s)
     med = {k: statistics.median(v) for k, v in times.items()}
-    peaks = {name: peak_in_fresh_process(args, name) for name in names}
+    peaks = {name: int(statistics.median(peak_in_fresh_process(args, name) for _ in range(args.peak_runs))) for name in names}
     print(f"model={bundle.card.name} device={device} threads={torch.get_num_threads()} size={args.size}x{args.size} T={args.samples} rounds={args.rounds}")
     print(f"stochastic stages: dropout sites {list(net.sites)} -> first stochastic stage '{net.first_stochastic_stage}'")
     print(f"{'method':<18}{'runs':>6}{'median s':>10}{'min s':>10}{'peak MiB':>10}{'x (a)':>8}")

@@ -6,6 +6,7 @@ import copy
 import threading
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import make_tiny_bundle
 from torch import nn
@@ -99,3 +100,51 @@ def test_a_replaying_thread_does_not_leak_its_cache_into_another(tmp_path: Path)
     for t in threads:
         t.join(60)
     torch.testing.assert_close(got[0], expected)
+
+
+def _replay(decoder: nn.Module):  # type: ignore[no-untyped-def]
+    def run(features: list[torch.Tensor], outputs: dict[int, object]) -> torch.Tensor:
+        with decoder_cache.replaying(outputs, 1):
+            out: torch.Tensor = decoder(features)
+        return out
+
+    return run
+
+
+class _Skips(nn.Module):
+    """``b`` reads feature 0 (cached), the tail reads ``b``'s output and feature 1 directly, in the forward body."""
+
+    def __init__(self, hide: bool) -> None:
+        super().__init__()
+        self.b, self.c = nn.Linear(4, 4), nn.Linear(4, 4)
+        self.hide = hide
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        skip = torch.nan_to_num(features[1], nan=0.0) if self.hide else features[1]
+        return self.c(self.b(features[0])) + skip
+
+
+def test_only_what_a_pass_reads_is_kept_and_a_hidden_read_keeps_everything() -> None:
+    features = [torch.randn(1, 4), torch.randn(1, 4)]
+    for hide, expected in ((False, ({1}, {0})), (True, ({0, 1}, {0}))):
+        toy = _Skips(hide)
+        (cached,) = decoder_cache.find_cacheable(toy, lambda t=toy: t(features), [toy.b])
+        assert cached is toy.b
+        decoder_cache.install([toy.b])
+        with torch.inference_mode(), decoder_cache.recording() as outputs:
+            toy(features)
+            kept = decoder_cache.needed(_replay(toy), features, dict(outputs))
+        assert kept == expected, hide
+
+
+@pytest.mark.parametrize(("site", "features", "outputs"), [("decoder.blocks.1", set(), {1}), ("decoder.blocks.0", {1}, {0})])
+def test_a_unet_keeps_only_the_site_output_and_the_skips_after_it(tmp_path: Path, site: str, features: set[int], outputs: set[int]) -> None:
+    """Tiny Unet (3 blocks; block 0 reads skip 2, block 1 skip 1, block 2 none); cacheable sorted by name, centre last."""
+    net, x = _tiny(tmp_path, [site])
+    assert net.kept == (features, outputs)  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        cache = net.prefix(x)  # type: ignore[attr-defined]
+    for i, f in enumerate(cache.features):
+        assert (f.untyped_storage().nbytes() > 4) == (i in features), i
+    for i, out in cache.outputs.items():
+        assert (out.untyped_storage().nbytes() > 4) == (i in outputs), i

@@ -10,7 +10,8 @@ pass's ``copies`` sample-major copies. Which submodules are cacheable is found o
 
 The state lives in a context variable, so concurrent analyses (threads or tasks) never see each other's cache;
 outside :func:`recording` / :func:`replaying` the modules run as usual. A batch of one is expanded without copying
-(a stride-0 view); larger batches are repeated.
+(a stride-0 view); larger batches are repeated. Encoder features and cached outputs that no MC pass reads (found by
+:func:`needed`) are kept as zero-memory placeholders of the right shape.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["DecoderCache", "expand_copies", "find_cacheable", "install", "recording", "replaying"]
+__all__ = ["DecoderCache", "expand_copies", "find_cacheable", "install", "needed", "placeholder", "recording", "replaying"]
 
 
 @dataclass
@@ -53,11 +54,26 @@ class DecoderCache(tuple[list[torch.Tensor], tuple[Any, ...]]):
         return dict(enumerate(self[1]))
 
 
+def placeholder(value: Any) -> Any:
+    """Zero-memory stand-ins (stride-0 zero views of the same shape) for every tensor in ``value``."""
+    if isinstance(value, torch.Tensor):
+        return value.new_zeros(()).expand(value.shape)
+    if isinstance(value, (list, tuple)):
+        return type(value)(placeholder(v) for v in value)
+    return value
+
+
+def _is_placeholder(value: torch.Tensor) -> bool:
+    return value.numel() > 1 and all(step == 0 for step in value.stride())
+
+
 def expand_copies(value: Any, copies: int) -> Any:
-    """``copies`` sample-major copies of every tensor in ``value`` (a view when the batch is one)."""
+    """``copies`` sample-major copies of every tensor in ``value`` (a view when the batch is one or for placeholders)."""
     if isinstance(value, torch.Tensor):
         if copies == 1:
             return value
+        if _is_placeholder(value):
+            return value.new_zeros(()).expand(copies * value.shape[0], *value.shape[1:])
         if value.shape[0] == 1:
             return value.expand(copies, *value.shape[1:])
         return value.repeat(copies, *([1] * (value.dim() - 1)))
@@ -134,6 +150,32 @@ def find_cacheable(decoder: nn.Module, run: Callable[[], object], sites: Sequenc
     chosen = sorted(n for n in ended if calls.get(n) == 1 and n not in ancestors)
     outermost = [n for n in chosen if not any(n.startswith(other + ".") for other in chosen)]
     return [named[n] for n in outermost]
+
+
+def needed(run: Callable[[list[Any], dict[int, Any]], torch.Tensor], features: list[Any], outputs: dict[int, Any]) -> tuple[set[int], set[int]]:
+    """Which encoder features and cached outputs an MC pass reads, found by poisoning each with NaN in turn.
+
+    ``run(features, outputs)`` replays the decoder (1 copy) with the given values. An item whose NaN stand-in reaches
+    the output is needed; the others are replaced by :func:`placeholder` views in the cache, which costs nothing.
+    A final replay with every unneeded item as a zero placeholder must reproduce the reference exactly, or every
+    item is kept (code outside submodules may read a tensor without passing NaN on).
+    """
+    reference = run(features, outputs)
+
+    def poisoned(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.new_full((), float("nan")).expand(value.shape) if value.is_floating_point() else value
+        if isinstance(value, (list, tuple)):
+            return type(value)(poisoned(v) for v in value)
+        return value
+
+    need_f = {i for i in range(len(features)) if torch.isnan(run([poisoned(f) if j == i else f for j, f in enumerate(features)], outputs)).any()}
+    need_o = {k for k in outputs if torch.isnan(run(features, {**outputs, k: poisoned(outputs[k])})).any()}
+    trial_f = [f if i in need_f else placeholder(f) for i, f in enumerate(features)]
+    trial_o = {k: v if k in need_o else placeholder(v) for k, v in outputs.items()}
+    if not torch.equal(run(trial_f, trial_o), reference):
+        return set(range(len(features))), set(outputs)
+    return need_f, need_o
 
 
 @contextmanager

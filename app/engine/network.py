@@ -67,9 +67,12 @@ class SegmentationNet(nn.Module):
                 module.register_forward_hook(lambda _m, _args, out, d=drop: d(out))
         self.stride = int(stride or cast(int, getattr(getattr(net, "encoder", None), "output_stride", 32)))
         self.cacheable: list[nn.Module] = []
+        self.kept: tuple[set[int], set[int]] = (set(), set())
         if self.first_stochastic_stage == "decoder":
             self.cacheable = self._probe_decoder()
             decoder_cache.install(self.cacheable)
+            if self.cacheable:
+                self.kept = self._probe_needed()
 
     def _probe_decoder(self) -> list[nn.Module]:
         """The decoder's cacheable submodules (:func:`~app.engine.decoder_cache.find_cacheable`), by one small forward."""
@@ -99,6 +102,28 @@ class SegmentationNet(nn.Module):
         logits: torch.Tensor = out[0] if isinstance(out, (tuple, list)) else out
         return logits
 
+    def _probe_needed(self) -> tuple[set[int], set[int]]:
+        """Which features and cached outputs MC passes read (:func:`~app.engine.decoder_cache.needed`), on a small input."""
+        decoder = cast(nn.Module, self.model.decoder)
+        side = 4 * self.stride
+        device = next(iter(self.model.parameters())).device
+        training = self.model.training
+        self.model.eval()
+
+        def run(features: list[Any], outputs: dict[int, Any]) -> torch.Tensor:
+            with decoder_cache.replaying(outputs, 1):
+                out: torch.Tensor = decoder(features)
+            return out
+
+        try:
+            with torch.inference_mode():
+                features = list(cast(nn.Module, self.model.encoder)(torch.zeros(1, 3, side, side, device=device)))
+                with decoder_cache.recording() as outputs:
+                    decoder(features)
+                return decoder_cache.needed(run, features, dict(outputs))
+        finally:
+            self.model.train(training)
+
     def prefix(self, x: torch.Tensor) -> Any:
         """Run the deterministic stages before the first dropout site once."""
         stage = self.first_stochastic_stage
@@ -110,7 +135,10 @@ class SegmentationNet(nn.Module):
                 return features
             with decoder_cache.recording() as outputs:
                 cast(nn.Module, self.model.decoder)(features)
-            return decoder_cache.DecoderCache((list(features), tuple(outputs.get(i) for i in range(len(self.cacheable)))))
+            need_f, need_o = self.kept
+            kept_features = [f if i in need_f else decoder_cache.placeholder(f) for i, f in enumerate(features)]
+            kept = tuple(outputs.get(i) if i in need_o else decoder_cache.placeholder(outputs.get(i)) for i in range(len(self.cacheable)))
+            return decoder_cache.DecoderCache((kept_features, kept))
         return cast(nn.Module, self.model.decoder)(features)
 
     def tail(self, cached: Any, copies: int) -> torch.Tensor:
