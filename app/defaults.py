@@ -17,6 +17,8 @@ MAX_SAMPLES = 64
 # means is "within noise" when it is under NOISE_Z combined standard errors.
 MC_GROUPS = 10
 NOISE_Z = 2.0
+# Test-time augmentation modes (app/engine/augment.py); "none" is the default.
+TTA_MODES: Final = ("none", "flips", "flips+scales", "photometric")
 DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
 MAX_BODY_BYTES = 50 * 2**20

@@ -5,7 +5,9 @@ with scikit-image (``skimage.data``, the "far OOD" set; grayscale ones made RGB,
 analysed: at the model's working resolution, default samples and seed. Prints, per detection map, the image-level
 AUROC of the image mean (oriented by the registry: low confidence = uncertain) for the test scenes against each other
 set, and the share of each set that the analysis' image-level verdict flags as unusual (needs the card's
-``image_reference``, written by ``seg-uncertainty calibrate``).
+``image_reference``, written by ``seg-uncertainty calibrate``, and for the feature distance the bundle's density, written by
+``seg-uncertainty fit-density``). The feature distance gets a second row: the AUROC of its verdict's score, the
+percentile of the image's (mean, spread) typicality (:class:`app.metrics.image_ood.ImageTypicality`).
 
 Usage: python scripts/image_ood_table.py [--model default] [--count 200] [--size 128] [--samples 20] [--seed 0]
 """
@@ -40,6 +42,7 @@ class SetResult:
     names: list[str] = field(default_factory=list)
     means: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in DETECTION_MAPS})
     unusual: dict[str, list[bool]] = field(default_factory=lambda: {m: [] for m in DETECTION_MAPS})
+    percentiles: dict[str, list[float]] = field(default_factory=lambda: {m: [] for m in DETECTION_MAPS})
 
 
 def skimage_photos(names: Iterable[str]) -> Iterable[tuple[str, np.ndarray]]:
@@ -65,11 +68,12 @@ def analyse(analyzer: Analyzer, images: Iterable[tuple[str, np.ndarray]], sample
     for name, rgb in images:
         small = resize_rgb(rgb, working_shape(rgb.shape[0], rgb.shape[1], working))
         analysis = analyzer.analyze_image(small, samples=samples, seed=seed)
-        verdicts = {v.map: v.unusual for v in analysis.image_ood}
+        verdicts = {v.map: v for v in analysis.image_ood}
         result.names.append(name)
         for m in DETECTION_MAPS:
             result.means[m].append(float(analysis.maps[m].mean(dtype=np.float64)))
-            result.unusual[m].append(verdicts.get(m, False))
+            result.unusual[m].append(verdicts[m].unusual if m in verdicts else False)
+            result.percentiles[m].append(verdicts[m].percentile if m in verdicts else 50.0)
     return result
 
 
@@ -77,6 +81,13 @@ def auroc(inside: SetResult, outside: SetResult, name: str) -> float:
     """AUROC of the image mean of map ``name`` for telling ``outside`` images from ``inside`` ones (uncertain = positive)."""
     sign = -1.0 if get_map(name).uncertain_when == "low" else 1.0
     scores = sign * np.array(inside.means[name] + outside.means[name])
+    labels = np.r_[np.zeros(len(inside.names)), np.ones(len(outside.names))]
+    return float(roc_auc_score(labels, scores))
+
+
+def verdict_auroc(inside: SetResult, outside: SetResult, name: str) -> float:
+    """AUROC of the verdict's percentile of map ``name`` (higher: more unusual than more validation images)."""
+    scores = np.array(inside.percentiles[name] + outside.percentiles[name])
     labels = np.r_[np.zeros(len(inside.names)), np.ones(len(outside.names))]
     return float(roc_auc_score(labels, scores))
 
@@ -90,6 +101,8 @@ def table(sets: dict[str, SetResult], reference: str) -> str:
     ]
     for m in DETECTION_MAPS:
         lines.append(f"| {m} | " + " | ".join(f"{auroc(sets[reference], sets[s], m):.3f}" for s in others) + " |")
+        if m == "feature_distance":
+            lines.append(f"| {m}, verdict score (mean and spread) | " + " | ".join(f"{verdict_auroc(sets[reference], sets[s], m):.3f}" for s in others) + " |")
     lines += ["", "| set | images | flagged unusual by any map | " + " | ".join(DETECTION_MAPS) + " |", "|---|---|---|" + "---|" * len(DETECTION_MAPS)]
     for s, r in sets.items():
         flags = np.array([r.unusual[m] for m in DETECTION_MAPS])

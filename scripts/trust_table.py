@@ -57,7 +57,7 @@ def _cal(key: str, metric: str) -> Callable[[EvaluationResult], float | None]:
 
 
 def _err(name: str, metric: str) -> Callable[[EvaluationResult], float | None]:
-    return lambda m: getattr(m.error_detection[name], metric)
+    return lambda m: getattr(m.error_detection[name], metric) if name in m.error_detection else None
 
 
 def _ood(name: str) -> Callable[[EvaluationResult], float | None]:
@@ -86,6 +86,8 @@ def table(runs: Runs) -> str:
     lines += ["", "| split | map | error AUROC ↑ | AURC ↓ | OOD AUROC ↑ |", "|---|---|---|---|---|"]
     for split in splits:
         for name in DETECTION_MAPS:
+            if all(name not in by_split[split].error_detection for by_split in runs.values()):
+                continue  # a map the bundle cannot compute (the feature distance without a fitted density)
             cells = [_column(runs, split, _err(name, "auroc")), _column(runs, split, _err(name, "aurc"), 5), _column(runs, split, _ood(name))]
             lines.append(f"| {split} | {name} | " + " | ".join(cells) + " |")
     gaps = {split: _column(runs, split, _gap) for split in splits}

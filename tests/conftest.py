@@ -32,10 +32,22 @@ def tiny_card(sites: list[str] | None = None, rate: float = 0.3, mode: str = "ch
     )
 
 
-def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "channel", seed: int = 0) -> Path:
-    """Build a seeded tiny model with non-trivial BatchNorm statistics and save it as a bundle."""
+def second_card() -> ModelCard:
+    """A second tiny model's card: 4 classes of other names and colours, a default of 6 MC samples."""
+    classes = (("sky", "#0000ff"), ("road", "#808080"), ("car", "#ffff00"), ("person", "#ff00ff"))
+    return ModelCard(
+        name="second",
+        architecture={**TINY_ARCH, "classes": len(classes)},
+        classes=[ClassInfo(name=n, colour=c) for n, c in classes],
+        dropout=DropoutConfig(sites=["head"], rate=0.3),
+        default_samples=6,
+    )
+
+
+def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "channel", seed: int = 0, card: ModelCard | None = None) -> Path:
+    """Build a seeded tiny model (of ``card``, default :func:`tiny_card`) with non-trivial BatchNorm statistics and save it as a bundle."""
     torch.manual_seed(seed)
-    card = tiny_card(sites, mode=mode)
+    card = card if card is not None else tiny_card(sites, mode=mode)
     net = build_network(card)
     with torch.no_grad():
         for module in net.modules():
@@ -52,6 +64,12 @@ def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "cha
 def tiny_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny bundle with channel dropout before the head."""
     return make_tiny_bundle(tmp_path_factory.mktemp("tiny") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def second_bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second tiny bundle (:func:`second_card`), with other weights, to serve beside :func:`tiny_bundle_dir`."""
+    return make_tiny_bundle(tmp_path_factory.mktemp("second") / "second", seed=1, card=second_card())
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Calibrating records the image-level OOD reference: per detection map, the sorted image means of the calibration images."""
+"""Calibrating records the image-level OOD reference: per detection map (but the feature distance, whose reference the density
+fit stores), the sorted image means of the calibration images."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from app.engine.dropout_masks import image_seed
 from app.io.bundle import load_bundle, read_card
 from app.io.masks import pair_files
 from app.io.synthetic import write_split
-from app.maps.registry import DETECTION_MAPS
 from app.workflows.analyzer import Analyzer
-from app.workflows.calibrate import calibrate_bundle
+from app.workflows.calibrate import REFERENCE_MAPS, calibrate_bundle
 
 SAMPLES = 3
 SEED = 4
@@ -53,10 +53,10 @@ def test_reference_holds_the_sorted_image_means_of_separate_analyses(scenes: tup
     reference = card.image_reference
     assert reference is not None and reference == fit.image_reference
     assert (reference.split, reference.images, reference.samples) == ("four val scenes", 4, SAMPLES)
-    assert set(reference.means) == set(DETECTION_MAPS)
+    assert set(reference.means) == set(REFERENCE_MAPS)
     fresh = Analyzer(load_bundle(bundle_dir))
     maps = [fresh.analyze_image(_rgb(image), samples=SAMPLES, seed=image_seed(SEED, image.name)).maps for image, _ in pairs]
-    for name in DETECTION_MAPS:
+    for name in REFERENCE_MAPS:
         expected = sorted(float(np.mean(m[name], dtype=np.float64)) for m in maps)
         assert reference.means[name] == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert reference.means["mutual_information"][-1] > 0.0
@@ -72,7 +72,7 @@ def test_a_later_analysis_gets_a_verdict_per_detection_map(scenes: tuple[Path, P
     assert reference is not None and reference.split == str(images)
     analysis = analyzer.analyze_image(_rgb(pairs[0][0]), samples=SAMPLES, seed=image_seed(SEED, pairs[0][0].name))
     verdicts = {v.map: v for v in analysis.image_ood}
-    assert list(verdicts) == list(DETECTION_MAPS)
+    assert list(verdicts) == list(REFERENCE_MAPS)
     for name, verdict in verdicts.items():
         means = np.array(reference.means[name])
         here = float(np.mean(analysis.maps[name], dtype=np.float64))

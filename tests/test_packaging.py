@@ -108,6 +108,7 @@ def test_wheel_carries_the_resources_inside_app(wheel: Path) -> None:
         "app/models/default/model.safetensors",
         "app/models/default/model.json",
         "app/models/default/config.json",
+        "app/models/default/density.safetensors",
         "app/templates/index.html",
         "app/static/js/main.js",
     ):

@@ -74,9 +74,11 @@ def test_from_display_inverts_to_display(spec: MapSpec) -> None:
 
 
 def test_display_exponents_are_the_documented_ones() -> None:
-    """Confidence linear; the entropies square root; MI and variance cube root (chosen on real photos, see the README)."""
+    """Confidence linear; the entropies square root; MI and variance cube root (chosen on real photos, see the README);
+    the feature distance, a percentile, to the fourth power (typical pixels dark, the top percent bright)."""
     powers = {m.name: m.display_power for m in MAPS}
-    assert powers == pytest.approx({"confidence": 1.0, "entropy": 0.5, "expected_entropy": 0.5, "mutual_information": 1 / 3, "variance": 1 / 3})
+    expected = {"confidence": 1.0, "entropy": 0.5, "expected_entropy": 0.5, "mutual_information": 1 / 3, "variance": 1 / 3, "feature_distance": 4.0}
+    assert powers == pytest.approx(expected)
     assert get_map("mutual_information").to_display(np.array(np.log(5) / 8), 5) == pytest.approx(0.5)
 
 
@@ -109,7 +111,7 @@ def test_unknown_cmap_rejected() -> None:
 
 def test_every_map_has_a_known_colour_map() -> None:
     """Each scalar map renders with an existing colour map."""
-    assert {m.name for m in MAPS} == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance"}
+    assert {m.name for m in MAPS} == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance", "feature_distance"}
     for spec in MAPS:
         assert colour_lut(spec.colourmap).shape == (256, 3)
 

@@ -111,7 +111,7 @@ def test_an_image_that_fits_runs_the_untiled_path_unchanged(tiny_bundle: Bundle)
     ref = run_mc(tiny_bundle.net, padded, SamplingOptions(samples=SAMPLES, seed=SEED))
     assert np.array_equal(analysis.prediction, ref.prediction[0, :200, :232].numpy())
     for name, values in analysis.maps.items():
-        assert np.array_equal(values, getattr(ref, name)[0, :200, :232].numpy()), name
+        assert np.array_equal(values, ref.scalar_maps()[name][0, :200, :232].numpy()), name
     assert np.array_equal(analysis.class_variance, ref.class_variance[0, :, :200, :232].numpy())
 
 
@@ -252,5 +252,5 @@ def test_measured_cost_charges_one_sample_like_auto_chunk(tiny_bundle: Bundle) -
     """Per pixel, one MC sample costs three copies of the 8-channel decoder output and four 3-class logits (float32)."""
     cost = measure_cost(tiny_bundle.net.eval(), 3)
     assert cost.sample == (3 * 8 + 4 * 3) * 4
-    assert cost.band == 4 * (3 * 3 + 2)
+    assert cost.band == 4 * (3 * 3 + 3)
     assert cost.fixed > 4 * (8 + 3 + 9)

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import add_model_args, error
+from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MIN_AREA
+from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
@@ -23,10 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     p.add_argument("paths", nargs="+", help="image files, folders or globs")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES, help="MC dropout samples T (0: deterministic only)")
+    p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T (0: deterministic only; {SAMPLES_DEFAULT_HELP})")
     p.add_argument("--seed", type=int, default=DEFAULT_SEED)
     add_model_args(p)
     p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
+    add_tta_arg(p)
     p.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest component in the region table, in pixels")
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
     p.add_argument(
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from app.cli.interrupt import INTERRUPTED_EXIT, StopSignals
 
-    if args.samples < 0:
+    if args.samples is not None and args.samples < 0:
         error("--samples must be >= 0")
         return 2
     if args.ray:
@@ -83,11 +84,16 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
     return files, bool(missing)
 
 
-def _options(args: argparse.Namespace) -> AnalysisOptions:
+def _options(args: argparse.Namespace, samples: int) -> AnalysisOptions:
     from app.workflows.analyse_folder import AnalysisOptions
 
     return AnalysisOptions(
-        samples=args.samples, seed=args.seed, calibrated=args.calibrated, min_area=args.min_area, resolution="full" if args.full_resolution else "working"
+        samples=samples,
+        seed=args.seed,
+        calibrated=args.calibrated,
+        min_area=args.min_area,
+        resolution="full" if args.full_resolution else "working",
+        tta=args.tta,
     )
 
 
@@ -109,7 +115,8 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
         return 2
     rows = []
     try:
-        for row in analyse_files(analyzer, files, args.out, _options(args), progress=progress_bar("analyze", args.quiet), cancel=stop.token):
+        options = _options(args, samples_for(args.samples, analyzer.bundle.card))
+        for row in analyse_files(analyzer, files, args.out, options, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)
@@ -137,7 +144,7 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
         return 2
     files, missing = inputs
     try:
-        load_bundle(args.model, torch.device("cpu"))  # a missing or malformed bundle is a usage error, before Ray starts
+        card = load_bundle(args.model, torch.device("cpu")).card  # a missing or malformed bundle is a usage error, before Ray starts
     except BundleError as exc:
         error(exc)
         return 2
@@ -145,7 +152,8 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
     with ray_session(args.ray_address), StopSignals() as stop:
         finished = {}
         try:
-            results = analyse_files_ray(args.model, args.device, files, args.out, _options(args), actors, max_pixels=args.max_pixels)
+            options = _options(args, samples_for(args.samples, card))
+            results = analyse_files_ray(args.model, args.device, files, args.out, options, actors, max_pixels=args.max_pixels)
             for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
                 if row.status == "failed":
                     tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)

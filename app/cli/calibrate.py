@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from app.cli.common import add_data_args, error
-from app.defaults import DEFAULT_SAMPLES
+from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, error, samples_for
 
 NAME = "calibrate"
 HELP = "fit the temperature and the image-level OOD reference on labelled images and store them in the bundle"
@@ -16,7 +15,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     add_data_args(p)
     p.add_argument(
-        "--samples", type=int, default=DEFAULT_SAMPLES, help="MC samples per image for the OOD reference (keep the analyses' default, so they compare)"
+        "--samples",
+        type=int,
+        default=None,
+        help=f"MC samples per image for the OOD reference (keep the analyses' default, so they compare; {SAMPLES_DEFAULT_HELP})",
     )
 
 
@@ -27,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     from app.io.masks import DatasetError, pair_files
     from app.workflows.calibrate import calibrate_bundle
 
-    if args.samples < 0:
+    if args.samples is not None and args.samples < 0:
         error("--samples must be >= 0")
         return 2
     try:
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
             masks=args.masks,
             ignore_index=args.ignore_index,
             seed=args.seed,
-            samples=args.samples,
+            samples=samples_for(args.samples, analyzer.bundle.card),
             progress=progress_bar("calibrate", args.quiet),
         )
     except (BundleError, DatasetError, ValueError) as exc:

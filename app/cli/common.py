@@ -8,14 +8,16 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.defaults import DEFAULT_MODEL, DEFAULT_SEED, IGNORE_INDEX
+from app.defaults import DEFAULT_MODEL, DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TTA_MODES
 
 if TYPE_CHECKING:
+    from app.io.card import ModelCard
     from app.workflows.analyzer import Analyzer
 
-__all__ = ["add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar"]
+__all__ = ["SAMPLES_DEFAULT_HELP", "add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar", "samples_for"]
 
 T = TypeVar("T")
+SAMPLES_DEFAULT_HELP = f"default: the model card's default_samples, else {DEFAULT_SAMPLES}"
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -45,9 +47,25 @@ def progress_bar(desc: str, quiet: bool) -> Callable[[Sequence[T]], Iterable[T]]
     return wrap
 
 
+def add_tta_arg(p: argparse.ArgumentParser) -> None:
+    """``--tta``: the test-time augmentation (every ensemble member runs every pass)."""
+    p.add_argument(
+        "--tta",
+        choices=TTA_MODES,
+        default="none",
+        help="test-time augmentation: flips (4 passes), flips+scales (12), photometric (4, seeded); each pass's probabilities are mapped back "
+        "and pooled with its --samples MC samples into the same maps",
+    )
+
+
 def error(message: object) -> None:
     """Print ``error: message`` on stderr."""
     print(f"error: {message}", file=sys.stderr)
+
+
+def samples_for(requested: int | None, card: ModelCard) -> int:
+    """MC samples of a run: ``--samples`` when given, else the model's default (its card's ``default_samples``, else ``DEFAULT_SAMPLES``)."""
+    return card.samples_default() if requested is None else requested
 
 
 def load_analyzer(model: str, device: str, **kwargs: Any) -> Analyzer:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli.common import add_data_args, error
-from app.defaults import DEFAULT_SAMPLES
+from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, add_tta_arg, error, samples_for
 
 NAME = "evaluate"
 HELP = "quality, calibration, error and OOD detection on labelled images"
@@ -15,8 +14,9 @@ HELP = "quality, calibration, error and OOD detection on labelled images"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     add_data_args(p)
-    p.add_argument("--samples", type=int, default=DEFAULT_SAMPLES)
+    p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T ({SAMPLES_DEFAULT_HELP})")
     p.add_argument("--ood-label", type=int, default=None, help="mask value marking out-of-distribution pixels (e.g. 255)")
+    add_tta_arg(p)
     p.add_argument("--out", type=Path, required=True)
 
 
@@ -35,9 +35,10 @@ def run(args: argparse.Namespace) -> int:
             pairs,
             ignore_index=args.ignore_index,
             ood_label=args.ood_label,
-            samples=args.samples,
+            samples=samples_for(args.samples, analyzer.bundle.card),
             seed=args.seed,
             progress=progress_bar("evaluate", args.quiet),
+            tta=args.tta,
         )
     except (BundleError, DatasetError, ValueError) as exc:
         error(exc)

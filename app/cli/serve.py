@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.cli.common import error
 from app.cli.ray_cluster import add_ray_args, check_counts
@@ -20,7 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=None, help="bundle name or folder (default: env SEGU_MODEL or 'default')")
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="bundle name or folder; repeat it to serve several models, the first the default (default: env SEGU_MODELS, SEGU_MODEL or 'default')",
+    )
     p.add_argument("--device", default=None, help="auto, cpu or cuda (default: env SEGU_DEVICE or auto)")
     add_ray_args(p, "the app as a Ray Serve deployment of --replicas replicas, one model each")
     ray = p.add_argument_group("with --ray")
@@ -29,6 +34,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ray.add_argument("--cpus-per-replica", type=float, default=1.0, help="CPUs each replica reserves")
     ray.add_argument("--max-ongoing-requests", type=int, default=None, help="requests a replica holds at once (default: SEGU_MAX_CONCURRENT + 1)")
     ray.add_argument("--max-queued-requests", type=int, default=16, help="requests waiting at Ray's proxy before it answers 503 (-1: no limit)")
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the command line sets: ``--model`` (once or more: ``models``, which replaces ``SEGU_MODEL(S)``) and ``--device``."""
+    overrides: dict[str, Any] = {}
+    if args.model:
+        overrides["models"] = list(args.model)
+    if args.device is not None:
+        overrides["device"] = args.device
+    return overrides
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,9 +62,8 @@ def run(args: argparse.Namespace) -> int:
     from app.web.protocol import uvicorn_options
     from app.web.settings import Settings
 
-    overrides = {k: v for k, v in (("model", args.model), ("device", args.device)) if v is not None}
     try:
-        settings = Settings(**overrides)
+        settings = Settings(**settings_overrides(args))
     except ValidationError as exc:
         error(exc)
         return 2

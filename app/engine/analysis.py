@@ -34,11 +34,18 @@ class Analysis:
         timings: Seconds for ``decode``, ``inference``, ``regions``.
         input_size: ``(H, W)`` of the decoded input; the maps are ``analysed_size``.
         resolution: ``"working"`` (resized to the card's working size) or ``"full"`` (every input pixel).
-        image_ood: Per detection map, the image-level verdict against the card's reference (empty without one).
+        image_ood: Per detection map, the image-level verdict against the card's reference (empty without one, and with
+            test-time augmentation, whose maps the reference was not fitted on).
         mean_errors: Map name → MC standard error of its image mean (:func:`app.maps.mc_error.mean_errors`).
         error_method: How ``mean_errors`` were found: ``"jackknife"`` (leave-one-group-out replicates),
             ``"tile_bound"`` (tiled analysis: the largest tile's jackknife error, an upper bound), ``"exact"``
-            (``T = 0``: nothing is sampled) or ``"unavailable"`` (``T = 1``).
+            (nothing is random: ``T = 0`` without photometric jitter) or ``"unavailable"`` (``T = 1``).
+        tta: Test-time augmentation mode (:data:`app.engine.augment.TTA_MODES`).
+        passes: Ensemble members × augmentations run, ``samples`` MC samples each (:mod:`app.engine.passes`).
+        method: What the statistics pool, e.g. ``"mc_dropout"``, ``"tta:flips"``, ``"ensemble(3) + mc_dropout"``,
+            ``"deterministic"`` (:attr:`app.engine.passes.PassPlan.method`).
+        unavailable: Maps the bundle cannot compute, present as zeros: ``feature_distance`` when the bundle has no
+            fitted feature density (``seg-uncertainty fit-density``). Evaluations and image-level verdicts skip them.
     """
 
     image: np.ndarray
@@ -61,6 +68,10 @@ class Analysis:
     image_ood: list[ImageOodResult] = field(default_factory=list)
     mean_errors: dict[str, float | None] = field(default_factory=dict)
     error_method: str = "unavailable"
+    tta: str = "none"
+    passes: int = 1
+    method: str = "mc_dropout"
+    unavailable: tuple[str, ...] = ()
 
     @property
     def analysed_size(self) -> tuple[int, int]:

@@ -8,7 +8,8 @@ deterministic softmax ``p``, the MC mean ``p̄``, the per-class variance and the
     Var = Σ w_i (Var_i + p̄_i²) / Σ w_i − p̄²   (= E[p_t²] − p̄², the law of total variance).
 
 The maps are then finalised from the blend exactly as from one tile (:func:`app.maps.moments.finalize`):
-confidence ``max_c p``, entropy ``H[p̄]``, MI ``max(H[p̄] − E[H], 0)``, variance at ``argmax p̄``.
+confidence ``max_c p``, entropy ``H[p̄]``, MI ``max(H[p̄] − E[H], 0)``, variance at ``argmax p̄``. The feature
+distance (:mod:`app.maps.density`), a map of the deterministic pass, is blended as ``p`` is: ``Σ w_i d_i / Σ w_i``.
 
 Each statistic is kept as a running weighted mean (West 1979; Chan et al. for the variance), so
 ``E[p_t²] − p̄²`` never cancels in float32, a pixel seen by one tile gets that tile's values, and a
@@ -55,12 +56,14 @@ class BlendedStatistics:
         mean_probs: ``(C, H, W)`` MC mean.
         class_variance: ``(C, H, W)`` per-class population variance.
         expected_entropy: ``(H, W)`` ``E_t[H[p_t]]``.
+        feature_distance: ``(H, W)`` feature-distance map, or ``None`` when no density is used.
     """
 
     probs: torch.Tensor
     mean_probs: torch.Tensor
     class_variance: torch.Tensor
     expected_entropy: torch.Tensor
+    feature_distance: torch.Tensor | None = None
 
 
 class BandBlender:
@@ -74,21 +77,23 @@ class BandBlender:
         rows: Band height (the tile height).
         width: Band width (the padded image width).
         device: Where the accumulators live.
+        density: Also blend the feature distance (one more plane).
     """
 
-    def __init__(self, classes: int, rows: int, width: int, device: torch.device | str = "cpu") -> None:
+    def __init__(self, classes: int, rows: int, width: int, device: torch.device | str = "cpu", density: bool = False) -> None:
         self.weight = torch.zeros(rows, width, device=device)
         self.stats = BlendedStatistics(
             probs=torch.zeros(classes, rows, width, device=device),
             mean_probs=torch.zeros(classes, rows, width, device=device),
             class_variance=torch.zeros(classes, rows, width, device=device),
             expected_entropy=torch.zeros(rows, width, device=device),
+            feature_distance=torch.zeros(rows, width, device=device) if density else None,
         )
 
     @staticmethod
     def nbytes_per_pixel(classes: int) -> int:
-        """Accumulator bytes per band pixel: ``3C + 2`` float32."""
-        return 4 * (3 * classes + 2)
+        """Accumulator bytes per band pixel: ``3C + 3`` float32 (the last plane: the feature distance, when blended)."""
+        return 4 * (3 * classes + 3)
 
     def add(self, top: int, left: int, weights: torch.Tensor, tile: BlendedStatistics) -> None:
         """Fold one tile's statistics in at ``(top, left)`` of the band.
@@ -107,6 +112,8 @@ class BandBlender:
         acc = self.stats
         acc.probs[:, rows, cols] += share * (tile.probs - acc.probs[:, rows, cols])
         acc.expected_entropy[rows, cols] += share * (tile.expected_entropy - acc.expected_entropy[rows, cols])
+        if acc.feature_distance is not None and tile.feature_distance is not None:
+            acc.feature_distance[rows, cols] += share * (tile.feature_distance - acc.feature_distance[rows, cols])
         delta = tile.mean_probs - acc.mean_probs[:, rows, cols]
         acc.mean_probs[:, rows, cols] += share * delta
         var = acc.class_variance[:, rows, cols]
@@ -115,11 +122,15 @@ class BandBlender:
     def rows(self, count: int, cols: slice = slice(None)) -> BlendedStatistics:
         """Views of the blended statistics of the first ``count`` band rows (and columns ``cols``)."""
         s = self.stats
-        return BlendedStatistics(s.probs[:, :count, cols], s.mean_probs[:, :count, cols], s.class_variance[:, :count, cols], s.expected_entropy[:count, cols])
+        distance = s.feature_distance[:count, cols] if s.feature_distance is not None else None
+        return BlendedStatistics(
+            s.probs[:, :count, cols], s.mean_probs[:, :count, cols], s.class_variance[:, :count, cols], s.expected_entropy[:count, cols], distance
+        )
 
     def advance(self, count: int) -> None:
         """Drop the first ``count`` rows: the rest move up, the freed rows at the bottom start empty."""
-        tensors = (self.weight, self.stats.expected_entropy, self.stats.probs, self.stats.mean_probs, self.stats.class_variance)
+        tensors: tuple[torch.Tensor, ...] = (self.weight, self.stats.expected_entropy, self.stats.probs, self.stats.mean_probs, self.stats.class_variance)
+        tensors += (self.stats.feature_distance,) if self.stats.feature_distance is not None else ()
         height = self.weight.shape[0]
         count = min(count, height)
         for t in tensors:
@@ -141,14 +152,15 @@ def finalize_blend(stats: BlendedStatistics, samples: int) -> UncertaintyMaps:
         Maps of batch 1: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
     """
     probs = stats.probs.unsqueeze(0)
+    distance = stats.feature_distance.unsqueeze(0) if stats.feature_distance is not None else None
     if samples == 0:
-        return finalize(probs, None)
+        return replace(finalize(probs, None), feature_distance=distance)
     moments = StreamingMoments(shift=stats.mean_probs.unsqueeze(0))
     moments.sum_d = torch.zeros_like(probs)
     moments.sum_d2 = stats.class_variance.unsqueeze(0)
     moments.sum_h = stats.expected_entropy.unsqueeze(0)
     moments.count = 1
-    return replace(finalize(probs, moments), samples=samples)
+    return replace(finalize(probs, moments), samples=samples, feature_distance=distance)
 
 
 def finalize_bytes_per_pixel(classes: int) -> int:

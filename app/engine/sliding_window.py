@@ -6,7 +6,9 @@ the tile (rounded to a multiple of the network stride, so every tile sits on the
 tile of each row and column aligned with the image's end. Each tile is analysed by
 :func:`~app.engine.sampling.run_mc` with the request's seed (dropout masks depend on
 ``(seed, sample, site)`` only), and its statistics are blended with Gaussian weights
-(:mod:`app.engine.blending`, ``σ = tile/8``).
+(:mod:`app.engine.blending`, ``σ = tile/8``). Ensemble members and test-time augmentations run per tile
+(:func:`~app.engine.passes.run_passes`): flips and photometric jitter of a tile are exactly those of the image;
+a scaled pass resizes the tile (its borders see the tile's edge instead of the neighbouring pixels).
 
 No replicate maps are kept for a tiled image (they would cost ``G`` planes per map at full size): the MC
 error of an image mean is bounded by the largest jackknife error of any tile's mean (the image mean is a
@@ -31,7 +33,8 @@ from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, 
 from app.engine.cancel import checkpoint
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
-from app.engine.sampling import SamplingOptions, run_mc
+from app.engine.passes import pass_plan, run_passes
+from app.engine.sampling import SamplingOptions
 from app.engine.tile_budget import TileCost, choose_tile
 from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps
@@ -106,7 +109,7 @@ def tile_pixels(rgb: np.ndarray, top: int, left: int, tile: tuple[int, int], str
     return pixels
 
 
-def _empty_maps(classes: int, size: tuple[int, int], samples: int) -> UncertaintyMaps:
+def _empty_maps(classes: int, size: tuple[int, int], samples: int, density: bool = False) -> UncertaintyMaps:
     h, w = size
 
     def plane() -> torch.Tensor:
@@ -124,6 +127,7 @@ def _empty_maps(classes: int, size: tuple[int, int], samples: int) -> Uncertaint
         mean_probs=torch.empty_like(probs) if samples else probs,
         class_variance=torch.empty_like(probs),
         samples=samples,
+        feature_distance=plane() if density else None,
     )
 
 
@@ -131,9 +135,10 @@ def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int) -> 
     h, w = out.prediction.shape[-2:]
     rows = min(part.prediction.shape[-2], h - top)
     cols = min(part.prediction.shape[-1], w - left)
-    for name in ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "probs", "mean_probs", "class_variance"):
+    names = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "probs", "mean_probs", "class_variance")
+    for name in (*names, "feature_distance"):
         target, source = getattr(out, name), getattr(part, name)
-        if name != "mean_probs" or target is not out.probs:
+        if target is not None and source is not None and (name != "mean_probs" or target is not out.probs):
             target[..., top : top + rows, left : left + cols].copy_(source[..., :rows, :cols])
 
 
@@ -158,21 +163,24 @@ def sliding_window_mc(
     th, tw = grid.tile
     weights = gaussian_weights(th, tw, device)
     height, width = int(rgb.shape[0]), int(rgb.shape[1])
-    out = _empty_maps(classes, (height, width), options.samples)
-    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device)
+    draws = pass_plan(net, options.tta, options.samples).draws
+    density = options.density is not None
+    out = _empty_maps(classes, (height, width), draws, density)
+    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, density)
     bound: dict[str, float] = {}
     for row, top in enumerate(grid.tops):
         for left in grid.lefts:
             checkpoint(options.cancel)
             x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
-            maps = run_mc(net, x, options)
+            maps = run_passes(net, x, options, mean, std)
             for name, replicates in (maps.replicates or {}).items():
                 bound[name] = max(bound.get(name, 0.0), jackknife_se(replicates[0].mean(dim=(-2, -1), dtype=torch.float64).cpu().numpy()))
-            blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0]))
+            distance = maps.feature_distance[0] if maps.feature_distance is not None else None
+            blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0], distance))
             del maps, x
         step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
         for left in range(0, width, tw):
-            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), options.samples), top, left)
+            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), draws), top, left)
         blender.advance(step)
     out.error_bound = bound or None
     return out
@@ -213,7 +221,7 @@ def analyse_rgb(
     if tile is None:
         device = next(iter(net.parameters())).device
         padded, _ = pad_to_stride(to_tensor(rgb, mean, std).to(device), stride)
-        return run_mc(net, padded, replace(options, memory_budget=cost.chunk_budget(budget, (hp, wp)))), None
+        return run_passes(net, padded, replace(options, memory_budget=cost.chunk_budget(budget, (hp, wp))), mean, std), None
     grid = plan_grid(hp, wp, tile, stride)
     tile_options = replace(options, memory_budget=cost.chunk_budget(budget, grid.tile, wp))
     return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options), grid

@@ -14,7 +14,7 @@ The rule (measured once per network by :func:`measure_cost`, on a ``4·stride`` 
   charges (three copies of the cached prefix output and four logits-sized buffers). A tile's budget
   always holds one sample; what is left over goes to larger chunks.
 * ``band`` — per pixel of a band (tile rows × padded image width): the blending accumulators
-  (``3C + 2`` floats).
+  (``3C + 3`` floats, the feature distance's plane included).
 
 A padded ``H × W`` image is analysed whole when ``(fixed + sample)·H·W`` fits the budget; otherwise
 in tiles ``th × tw`` (multiples of the stride) with ``(fixed + sample)·th·tw + band·th·W`` within it.

@@ -14,6 +14,7 @@ to float rounding.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -81,20 +82,60 @@ class TiledHeadSampler:
             ``(B, C, H, W)`` deterministic probabilities ``p``, the moments of all samples shifted by ``p``, and the
             ``(B, G, H, W)`` replicate maps (``None`` with fewer than two groups).
         """
+        b, _, h, w = self.shape
+        device = self.padded.device
+        sum_d = torch.empty(b, self.classes, h, w, dtype=torch.float32, device=device)
+        sum_d2 = torch.empty_like(sum_d)
+        sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
+        groups_count = GroupedMoments(None, samples, groups).groups
+        replicates = empty_replicates(b, groups_count, h, w, device) if groups_count >= 2 else None
+
+        def sink(r0: int, r1: int, tile_groups: GroupedMoments) -> None:
+            tile_total = tile_groups.total()
+            sum_d[:, :, r0:r1], sum_d2[:, :, r0:r1], sum_h[:, r0:r1] = _sums(tile_total)
+            if replicates is not None:
+                tile_groups.replicates(tile_total, {name: out[:, :, r0:r1] for name, out in replicates.items()})
+
+        probs = self.stream(seed, samples, temperature, sink, cancel, groups)
+        total = StreamingMoments(probs)
+        total.sum_d, total.sum_d2, total.sum_h, total.count = sum_d, sum_d2, sum_h, samples
+        return probs, total, replicates
+
+    def stream(
+        self,
+        seed: int,
+        samples: int,
+        temperature: float,
+        sink: Callable[[int, int, GroupedMoments], None],
+        cancel: CancelToken | None = None,
+        groups: int | None = None,
+    ) -> torch.Tensor:
+        """Hand each row tile's per-group sums of ``samples`` MC samples to ``sink(r0, r1, sums)``; the deterministic softmax.
+
+        ``sums`` is the :class:`~app.maps.replicates.GroupedMoments` of rows ``r0:r1``, shifted by the deterministic
+        softmax of those rows; it is only valid during the call.
+
+        Args:
+            seed: Seed of the dropout masks.
+            samples: ``T >= 1``.
+            temperature: ``τ`` in ``softmax(z / τ)``.
+            sink: Called once per row tile, top to bottom.
+            cancel: Checked before every chunk of samples of every row tile.
+            groups: Jackknife groups (``None``: ``MC_GROUPS``; 0 or 1: one group).
+
+        Returns:
+            ``(B, C, H, W)`` deterministic probabilities ``p``.
+        """
         b, k, h, w = self.shape
         c = self.classes
         device, dtype = self.padded.device, self.padded.dtype
         plan = SamplingPlan(seed, tuple(range(samples)))
         masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), device, dtype)
         masks = torch.cat([torch.ones(1, b, k, device=device, dtype=dtype), masks.view(samples, b, k)]).transpose(0, 1).contiguous()
-        groups_count = GroupedMoments(None, samples, groups).groups
         row_bytes = c * w * self.padded.element_size()
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
-        sum_d, sum_d2 = torch.empty_like(probs), torch.empty_like(probs)
-        sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
-        replicates = empty_replicates(b, groups_count, h, w, device) if groups_count >= 2 else None
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
@@ -123,13 +164,8 @@ class TiledHeadSampler:
                 d = p.sub_(shift)
                 tile_groups.add(range(first, first + d.shape[1]), d, ent)
             tile_groups.shift = probs[:, :, r0:r1]
-            tile_total = tile_groups.total()
-            sum_d[:, :, r0:r1], sum_d2[:, :, r0:r1], sum_h[:, r0:r1] = _sums(tile_total)
-            if replicates is not None:
-                tile_groups.replicates(tile_total, {name: out[:, :, r0:r1] for name, out in replicates.items()})
-        total = StreamingMoments(probs)
-        total.sum_d, total.sum_d2, total.sum_h, total.count = sum_d, sum_d2, sum_h, samples
-        return probs, total, replicates
+            sink(r0, r1, tile_groups)
+        return probs
 
 
 def _sums(moments: StreamingMoments) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -28,10 +28,13 @@ from app.io.card import (
     read_json,
     validate_card,
 )
+from app.io.density import read_density
+from app.io.ensemble import ensemble_card_at, load_ensemble
 from app.io.resources import models_dir
 from app.io.smp_format import CONFIG_FILE, build_smp, write_config
 from app.io.torchvision_models import build_torchvision, is_torchvision, strip_aux
 from app.io.user_model import MAKE_A_CARD, folder_card
+from app.maps.density import FeatureDensity
 
 __all__ = [
     "CARD_FILE",
@@ -60,12 +63,14 @@ log = logging.getLogger("app.io.bundle")
 
 @dataclass
 class Bundle:
-    """A loaded bundle: its card, the ready network, where it lives, and what was assumed to load it."""
+    """A loaded bundle: its card, the ready network, where it lives, what was assumed to load it, and its fitted
+    feature density (``None`` until ``fit-density`` fits one)."""
 
     card: ModelCard
     net: SegmentationNet
     path: Path
     notes: list[str] = field(default_factory=list)
+    density: FeatureDensity | None = None
 
     @property
     def class_names(self) -> list[str]:
@@ -151,6 +156,10 @@ def load_bundle(name_or_dir: str | Path = "default", device: str | torch.device 
         BundleError: with the file and field at fault.
     """
     path = resolve_bundle_dir(name_or_dir)
+    ensemble = ensemble_card_at(path)
+    if ensemble is not None:
+        combined, members = load_ensemble(path, ensemble, _member, device)
+        return Bundle(combined, members, path)
     card, notes = folder_card(path)
     net = build_network(card)
     notes += load_weights(net, path / WEIGHTS_FILE, CARD_FILE if (path / CARD_FILE).exists() else CONFIG_FILE)
@@ -159,7 +168,12 @@ def load_bundle(name_or_dir: str | Path = "default", device: str | torch.device 
         for note in notes:
             log.warning("%s: %s", path, note)
     net.eval().to(device)
-    return Bundle(card, net, path, notes)
+    return Bundle(card, net, path, notes, read_density(path, card))
+
+
+def _member(path: Path, device: str | torch.device) -> tuple[ModelCard, SegmentationNet]:
+    bundle = load_bundle(path, device)
+    return bundle.card, bundle.net
 
 
 def save_bundle(card: ModelCard, model: torch.nn.Module, out_dir: Path, half: bool = True) -> Path:
@@ -177,5 +191,11 @@ def save_bundle(card: ModelCard, model: torch.nn.Module, out_dir: Path, half: bo
 
 
 def write_card(card: ModelCard, out_dir: Path) -> None:
-    """Write ``model.json`` (pretty, stable key order)."""
+    """Write ``model.json`` (pretty, stable key order).
+
+    Raises:
+        BundleError: ``out_dir`` holds an ensemble's card (:mod:`app.io.ensemble`), which a model card must not replace.
+    """
+    if ensemble_card_at(out_dir) is not None:
+        raise BundleError(f"{out_dir / CARD_FILE} is an ensemble's card and is not overwritten; edit it by hand or work on its members")
     (out_dir / CARD_FILE).write_text(json.dumps(card.model_dump(mode="json"), indent=2) + "\n")

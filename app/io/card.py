@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from app.defaults import DEFAULT_SAMPLES
 from app.engine.dropout import DROPOUT_MODES
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "BundleError",
     "ClassInfo",
     "DropoutConfig",
+    "FeatureDensityInfo",
     "ImageReference",
     "InputSpec",
     "ModelCard",
@@ -107,6 +109,23 @@ class ImageReference(BaseModel):
         return {name: sorted(values) for name, values in value.items()}
 
 
+class FeatureDensityInfo(BaseModel):
+    """A fitted feature density (:mod:`app.maps.density`): its file beside the weights, how it was fitted, its image reference."""
+
+    model_config = ConfigDict(extra="forbid")
+    file: str = Field("density.safetensors", pattern=r"^[A-Za-z0-9_.-]+\.safetensors$", description="safetensors file in the bundle folder.")
+    features: str = Field(description="Which features are scored.")
+    channels: int = Field(ge=1, description="Feature channels K.")
+    classes: list[str] = Field(min_length=1, description="Classes with a Gaussian (classes too rare in the fit have none).")
+    conditioning: str = Field(description="Which label each fit pixel's features count towards.")
+    covariance: str = Field(description="How the covariance is shared and regularised.")
+    fitted_on: dict[str, Any] = Field(default_factory=dict, description="The images, pixels and seed of the fit.")
+    image_statistics: list[tuple[float, float]] = Field(
+        min_length=3, description="(mean, standard deviation) of the feature-distance map over each fit image: the image-level reference."
+    )
+    command: str | None = Field(None, description="The command that fitted it.")
+
+
 def architecture_classes(architecture: dict[str, Any]) -> int:
     """The number of output classes an architecture declares (``classes``, or torchvision's ``num_classes``)."""
     return int(architecture.get("classes", architecture.get("num_classes", 1)))
@@ -129,8 +148,15 @@ class ModelCard(BaseModel):
     input: InputSpec = Field(default_factory=InputSpec)
     domain: str = Field("", description="Plain-language description of the data the model was trained on.")
     temperature: float = Field(1.0, gt=0.0, description="Calibration temperature; 1.0 until calibrated.")
+    default_samples: int | None = Field(
+        None,
+        ge=0,
+        le=4096,
+        description="MC samples an analysis uses when it does not say (None: app.defaults.DEFAULT_SAMPLES); a server's SEGU_DEFAULT_SAMPLES overrides it.",
+    )
     calibration: dict[str, Any] | None = None
     image_reference: ImageReference | None = None
+    feature_density: FeatureDensityInfo | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("architecture")
@@ -139,6 +165,10 @@ class ModelCard(BaseModel):
         if not isinstance(value.get("arch"), str):
             raise ValueError("needs 'arch' (e.g. 'unet' or 'torchvision.models.segmentation.deeplabv3_mobilenet_v3_large')")
         return value
+
+    def samples_default(self) -> int:
+        """MC samples an analysis with this model uses when it does not say: :attr:`default_samples`, else ``DEFAULT_SAMPLES``."""
+        return DEFAULT_SAMPLES if self.default_samples is None else self.default_samples
 
     @model_validator(mode="after")
     def _class_count(self) -> ModelCard:

@@ -20,6 +20,7 @@ from app.metrics.image_ood import ImageOodResult
 __all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_arrays", "npz_bytes", "summarise", "write_npz"]
 
 _NPZ_DATE = (1980, 1, 1, 0, 0, 0)
+_UNAVAILABLE = {"feature_distance": "this bundle has no fitted feature density (seg-uncertainty fit-density)"}
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class AnalysisSummary:
     resolution: str
     image_ood: list[ImageOodResult]
     error_method: str = "unavailable"
+    method: str = "mc_dropout"
+    tta: str = "none"
+    passes: int = 1
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -73,6 +77,10 @@ class AnalysisSummary:
         if self.source is None:
             del out["source"]
         return out
+
+
+def _unavailable(name: str) -> str:
+    return f"not available: {_UNAVAILABLE.get(name, 'this bundle cannot compute it')}; all zeros"
 
 
 def class_summaries(card: ModelCard) -> list[ClassSummary]:
@@ -142,7 +150,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
             spec.name: MapSummary(
                 range=analysis.ranges[spec.name],
                 mean=float(analysis.maps[spec.name].mean(dtype=np.float64)),
-                description=spec.meaning,
+                description=spec.meaning if spec.name not in analysis.unavailable else _unavailable(spec.name),
                 mean_error=analysis.mean_errors.get(spec.name),
             )
             for spec in MAPS
@@ -155,4 +163,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         resolution=analysis.resolution,
         image_ood=analysis.image_ood,
         error_method=analysis.error_method,
+        method=analysis.method,
+        tta=analysis.tta,
+        passes=analysis.passes,
     )

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 
 from app.io.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, BundleError, ModelCard, build_network, save_bundle, write_card
 from app.io.card import read_json, validate_card
+from app.io.ensemble import ensemble_card_at
 from app.io.smp_format import read_config
 from app.io.torchvision_models import strip_aux
 from app.io.user_model import complete_card
@@ -89,6 +90,8 @@ def export_source(
     """
     config = None
     raw: object = read_json(card_path) if card_path is not None else None
+    if source.is_dir() and ensemble_card_at(source) is not None:
+        raise BundleError(f"{source} is an ensemble; export takes one model: export its members one by one")
     if source.is_dir():
         weights = source / WEIGHTS_FILE
         if (source / CONFIG_FILE).exists():

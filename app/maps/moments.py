@@ -34,6 +34,8 @@ class UncertaintyMaps:
             (:func:`app.maps.replicates.finalize_grouped`); ``None`` when no MC error was estimated.
         error_bound: Sampled map name → an upper bound of the MC standard error of its image mean, for tiled
             analyses, which keep no replicates (:func:`app.engine.sliding_window.sliding_window_mc`).
+        feature_distance: ``(B, H, W)`` feature-distance map of the deterministic pass (:mod:`app.maps.density`);
+            ``None`` when no density was given (:meth:`scalar_maps` then reports zeros).
     """
 
     prediction: torch.Tensor
@@ -48,10 +50,14 @@ class UncertaintyMaps:
     samples: int
     replicates: dict[str, torch.Tensor] | None = None
     error_bound: dict[str, float] | None = None
+    feature_distance: torch.Tensor | None = None
 
     def scalar_maps(self) -> dict[str, torch.Tensor]:
-        """The float maps by name, in registry order."""
-        maps: dict[str, torch.Tensor] = {name: getattr(self, name) for name in MAP_NAMES}
+        """The float maps by name, in registry order (a map that was not computed, ``feature_distance`` without a density, is zeros)."""
+        maps: dict[str, torch.Tensor] = {}
+        for name in MAP_NAMES:
+            value = getattr(self, name)
+            maps[name] = value if value is not None else torch.zeros_like(self.confidence)
         return maps
 
 

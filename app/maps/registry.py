@@ -162,6 +162,22 @@ MAPS: tuple[MapSpec, ...] = (
         detection=True,
         display_power=1 / 3,
     ),
+    MapSpec(
+        name="feature_distance",
+        title="Feature-space distance",
+        meaning="share of validation pixels whose decoder features lie closer to their class's Gaussian than this pixel's "
+        "(class-conditional Gaussian, tied covariance, Mahalanobis distance to the nearest class); 0 everywhere when the "
+        "bundle has no fitted density",
+        explanation="How unlike the training data this pixel's features are, as a percentile of validation pixels: 0.5 is "
+        "typical, 1 beyond every validation pixel. One deterministic pass; it sees what the softmax does not.",
+        colourmap="inferno",
+        value_range=lambda _c: (0.0, 1.0),
+        panel=None,
+        uncertain_when="high",
+        detection=True,
+        display_power=4.0,
+        sampled=False,
+    ),
 )
 
 MAP_NAMES: tuple[str, ...] = tuple(m.name for m in MAPS)

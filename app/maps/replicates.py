@@ -24,15 +24,21 @@ class GroupedMoments:
     are stacked along a leading group axis. Memory is ``G`` times that of one
     :class:`~app.maps.moments.StreamingMoments`, whatever ``T`` is.
 
+    With ``passes > 1`` (several passes of ``T`` samples each, :mod:`app.engine.passes`), every pass adds its own
+    samples ``0 … T-1``: group ``g`` holds those sample ids of every pass, the total counts ``passes × T`` samples
+    and leaving group ``g`` out keeps ``passes × (T - |g|)``.
+
     Args:
         shift: ``(B, C, H, W)`` shift of the sums (the deterministic softmax), or ``None``.
         samples: ``T``.
         groups: Jackknife groups wanted (``MC_GROUPS`` by default; 0 or 1: none); fewer when ``T`` is smaller.
+        passes: Passes adding samples ``0 … T-1`` each.
     """
 
-    def __init__(self, shift: torch.Tensor | None, samples: int, groups: int | None = None) -> None:
+    def __init__(self, shift: torch.Tensor | None, samples: int, groups: int | None = None, passes: int = 1) -> None:
         count = group_count(samples) if groups is None else group_count(samples, groups) if groups >= 2 else 0
         self.samples = samples
+        self.passes = passes
         self.ranges = sample_groups(samples, max(count, 1)) if samples else [range(0)]
         self.shift = shift
         self.sum_d: torch.Tensor | None = None
@@ -75,7 +81,7 @@ class GroupedMoments:
         if self.sum_d is None or self.sum_d2 is None or self.sum_h is None:
             raise ValueError("no samples accumulated")
         out = StreamingMoments(self.shift)
-        out.sum_d, out.sum_d2, out.sum_h, out.count = self.sum_d.sum(0), self.sum_d2.sum(0), self.sum_h.sum(0), self.samples
+        out.sum_d, out.sum_d2, out.sum_h, out.count = self.sum_d.sum(0), self.sum_d2.sum(0), self.sum_h.sum(0), self.samples * self.passes
         return out
 
     def replicates(self, total: StreamingMoments, out: dict[str, torch.Tensor]) -> None:
@@ -90,7 +96,7 @@ class GroupedMoments:
         """
         if self.sum_d is None or self.sum_d2 is None or self.sum_h is None or total.sum_d is None or total.sum_d2 is None or total.sum_h is None:
             raise ValueError("no samples accumulated")
-        kept = torch.tensor([self.samples - len(span) for span in self.ranges], dtype=torch.float32, device=self.sum_d.device)
+        kept = torch.tensor([self.passes * (self.samples - len(span)) for span in self.ranges], dtype=torch.float32, device=self.sum_d.device)
         mean_d = torch.sub(total.sum_d, self.sum_d).div_(kept.view(-1, 1, 1, 1, 1))
         mean = (mean_d + self.shift if self.shift is not None else mean_d.clone()).clamp_(min=0.0)
         top = mean.max(dim=2, keepdim=True).indices

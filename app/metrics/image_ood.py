@@ -2,6 +2,11 @@
 
 The reference is, per map, the sorted image-means of the map over a validation split (stored in the model card
 when it is calibrated). An image whose mean is more uncertain than ``threshold`` of the reference images is flagged.
+
+The feature distance (:mod:`app.maps.density`) is judged by its image mean *and spread*: its values are percentiles of
+validation pixels, so an in-distribution image's pixels spread over ``[0, 1]`` (mean ≈ 0.5, standard deviation ≈
+0.28); a far-from-training image moves the mean up, a blurred or low-contrast one squeezes the spread (no pixel is
+atypical any more). :class:`ImageTypicality` scores the pair by its Mahalanobis distance to the fit images' pairs.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from app.maps.registry import DETECTION_MAPS, get_map
 
-__all__ = ["UNUSUAL_PERCENTILE", "ImageOodResult", "image_verdicts", "uncertainty_percentile"]
+__all__ = ["UNUSUAL_PERCENTILE", "ImageOodResult", "ImageTypicality", "image_verdicts", "typicality_verdict", "uncertainty_percentile"]
 
 UNUSUAL_PERCENTILE = 99.0
 
@@ -78,3 +85,55 @@ def image_verdicts(means: Mapping[str, float], reference: Mapping[str, Sequence[
             message = f"{spec.title}: more uncertain than {pct:.0f} % of validation images: within what the model was trained on"
         results.append(ImageOodResult(map=name, image_mean=float(means[name]), percentile=pct, unusual=unusual, message=message))
     return results
+
+
+class ImageTypicality:
+    """How unusual an image's ``(mean, standard deviation)`` of a map is among reference images': a 2-D Gaussian.
+
+    ``score(v) = (v − m)ᵀ S⁻¹ (v − m)`` with ``m``, ``S`` the mean and (population) covariance of the reference pairs,
+    plus a ridge of ``1e-9 · tr(S)/2``; :attr:`reference` holds the reference images' own scores, sorted.
+
+    Args:
+        pairs: ``(mean, standard deviation)`` of the map over each reference image, at least 3.
+
+    Raises:
+        ValueError: fewer than 3 pairs.
+    """
+
+    def __init__(self, pairs: Sequence[Sequence[float]]) -> None:
+        x = np.asarray(pairs, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != 2 or x.shape[0] < 3:
+            raise ValueError(f"need at least 3 (mean, standard deviation) pairs, got shape {x.shape}")
+        self.centre = x.mean(axis=0)
+        cov = np.cov(x.T, bias=True)
+        cov += 1e-9 * max(float(np.trace(cov)), 1e-300) / 2 * np.eye(2)
+        self.precision = np.linalg.inv(cov)
+        self.reference = sorted(self.score(v) for v in x)
+
+    def score(self, pair: Sequence[float]) -> float:
+        """The squared Mahalanobis distance of ``(mean, standard deviation)`` from the reference's centre."""
+        d = np.asarray(pair, dtype=np.float64) - self.centre
+        return float(d @ self.precision @ d)
+
+
+def typicality_verdict(name: str, mean: float, spread: float, typicality: ImageTypicality, threshold: float = UNUSUAL_PERCENTILE) -> ImageOodResult:
+    """The verdict of map ``name`` by :class:`ImageTypicality` of its image ``mean`` and standard deviation ``spread``.
+
+    ``percentile`` is the share of reference images whose own pair is more typical; the message says which way the image
+    is unusual (mean above the reference's: far from the training features; spread below: blurred or low contrast).
+    """
+    spec = get_map(name)
+    pct = uncertainty_percentile(typicality.score((mean, spread)), typicality.reference, "high")
+    unusual = pct >= threshold
+    if not unusual:
+        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images (mean and spread): within what the model was trained on"
+    else:
+        centre_mean, centre_spread = typicality.centre
+        why = []
+        if mean > centre_mean:
+            why.append("its features are farther from the training features")
+        if spread < centre_spread:
+            why.append("none of its pixels is atypical, as in blurred or low-contrast images")
+        reason = " and ".join(why) or "its pixels are distributed unlike any validation image's"
+        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images ({reason}): this input is unlike what the model was trained on"
+    return ImageOodResult(map=name, image_mean=float(mean), percentile=pct, unusual=unusual, message=message)

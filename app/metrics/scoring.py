@@ -146,6 +146,8 @@ class Evaluator:
         wrong = pred[valid] != y[valid]
         ood = (y == self.ood_label) if self.ood_label is not None else torch.zeros_like(valid)
         for name in DETECTION_MAPS:
+            if name in analysis.unavailable:
+                continue
             score, _lo, _hi = get_map(name).uncertainty_score(analysis.maps[name].reshape(-1), self.num_classes)
             s = torch.from_numpy(np.ascontiguousarray(score))
             self.errors.setdefault(name, DetectionStats()).update(s[valid], wrong)

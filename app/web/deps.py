@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.web.errors import ApiError
-from app.web.service import AnalysisService
+from app.web.services import ModelServices
 from app.web.settings import Settings
 
 
@@ -17,17 +17,17 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_service(request: Request) -> AnalysisService:
-    """The shared analysis service, once the model is loaded and warmed up.
+def get_services(request: Request) -> ModelServices:
+    """Every served model (loaded; each may still be warming up: :meth:`ModelServices.get` checks).
 
     Raises:
-        ApiError: 503 while the model is still loading.
+        ApiError: 503 while the models are still loading.
     """
-    service: AnalysisService | None = getattr(request.app.state, "service", None)
-    if service is None or not service.ready:
-        raise ApiError(503, "not_ready", "the model is still loading; retry in a few seconds (GET /readyz reports when it is ready)")
-    return service
+    services: ModelServices | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise ApiError(503, "not_ready", "the models are still loading; retry in a few seconds (GET /readyz reports when they are ready)")
+    return services
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ServiceDep = Annotated[AnalysisService, Depends(get_service)]
+ServicesDep = Annotated[ModelServices, Depends(get_services)]

@@ -152,7 +152,7 @@ def build_response(
     maps = [
         MapOut(
             name=spec.name,
-            description=spec.meaning,
+            description=info.maps[spec.name].description,
             range=(float(analysis.ranges[spec.name][0]), float(analysis.ranges[spec.name][1])),
             display_power=spec.display_power,
             mean=info.maps[spec.name].mean,

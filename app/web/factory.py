@@ -25,7 +25,7 @@ from app.web.observe import ObserveMiddleware
 from app.web.request_id import with_request_id_on_server_errors
 from app.web.routes import analyses, analyze, evaluate, health, metrics, models, page
 from app.web.security import ApiKeyMiddleware, CrossOriginWriteMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware, secure_server_errors
-from app.web.service import AnalysisService
+from app.web.services import ModelServices
 from app.web.settings import Settings
 
 log = logging.getLogger("app.web")
@@ -39,19 +39,26 @@ analysis's PNGs, NPZ and exact pixel values without running it again, until it e
 Every error response is `{"error": {"code": ..., "message": ...}}`."""
 
 
+async def _load_bundles(sources: list[str], device: torch.device) -> list[Bundle]:
+    """Load each model in a worker thread, one after the other."""
+    return [await anyio.to_thread.run_sync(load_bundle, source, device) for source in sources]
+
+
 def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
         device = resolve_device(settings.device)
-        loaded = bundle if bundle is not None else await anyio.to_thread.run_sync(lambda: load_bundle(settings.model, device))
-        service = AnalysisService(loaded, device, settings, app.state.metrics)
-        app.state.service = service
+        loaded = [bundle] if bundle is not None else await _load_bundles(settings.model_sources, device)
+        services = ModelServices(loaded, device, settings, app.state.metrics)
+        app.state.services = services
+        app.state.service = services.default
         async with anyio.create_task_group() as tg:
-            tg.start_soon(service.start)
+            tg.start_soon(services.start)
             yield
             tg.cancel_scope.cancel()
+        app.state.services = None
         app.state.service = None
 
     return lifespan
@@ -62,11 +69,12 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
 
     Args:
         settings: Server settings; ``None`` reads them from ``SEGU_*`` environment variables.
-        bundle: An already loaded bundle to serve instead of loading ``settings.model``.
+        bundle: An already loaded bundle to serve instead of loading ``settings.model_sources``.
 
     Returns:
-        The FastAPI app. The model is loaded when the app starts (lifespan);
-        ``/readyz`` answers 200 once a warm-up analysis has run.
+        The FastAPI app. The models are loaded when the app starts (lifespan), in ``app.state.services``
+        (:class:`~app.web.services.ModelServices`; ``app.state.service`` is the default model's); ``/readyz`` answers
+        200 once every model's warm-up analysis has run.
     """
     settings = settings if settings is not None else Settings()
     app = FastAPI(
@@ -80,6 +88,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     )
     app.state.settings = settings
     app.state.service = None
+    app.state.services = None
     app.state.metrics = Metrics()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)

@@ -9,13 +9,13 @@ from fastapi import File, Form, UploadFile
 from app.defaults import MAX_SEED
 from app.web.schemas.analysis import ErrorResponse
 
-__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm"]
+__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "ModelForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm", "TtaForm"]
 
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "`body_timeout`: the body did not arrive within SEGU_BODY_TIMEOUT seconds; the connection is closed."},
     413: {
         "model": ErrorResponse,
-        "description": "Body over the size limit, image over the pixel limit, or `too_much_work`: analysed pixels × (samples + 1) "
+        "description": "Body over the size limit, image over the pixel limit, or `too_much_work`: analysed pixels × passes × (samples + 1) "
         "over SEGU_MAX_WORK by itself (the message says what would fit).",
     },
     503: {
@@ -29,6 +29,10 @@ GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
 ImageFileForm = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")]
 SeedForm = Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")]
 CalibratedForm = Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")]
+ModelForm = Annotated[
+    str | None,
+    Form(description="Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model."),
+]
 
 ResolutionForm = Annotated[
     Literal["working", "full"],
@@ -46,3 +50,12 @@ RawForm = Annotated[
     ),
 ]
 RawDtypeForm = Annotated[Literal["float32", "float16"], Form(description="With raw=true: element type of the raw maps and probabilities.")]
+TtaForm = Annotated[
+    Literal["none", "flips", "flips+scales", "photometric"],
+    Form(
+        description="Test-time augmentation: none (default); flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales "
+        "(the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). "
+        "Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into "
+        "the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.",
+    ),
+]

@@ -78,10 +78,10 @@ class WebAppReplica:
         return web_app
 
     def check_health(self) -> None:
-        """Ray Serve's periodic health check: a replica whose warm-up analysis failed is replaced."""
-        service = None if self.web_app is None else self.web_app.state.service
-        if service is not None and service.failure is not None:
-            raise RuntimeError(service.failure)
+        """Ray Serve's periodic health check: a replica where some model's warm-up analysis failed is replaced."""
+        services = None if self.web_app is None else self.web_app.state.services
+        if services is not None and services.failure is not None:
+            raise RuntimeError(services.failure)
 
 
 WebAppDeployment = serve.deployment(

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 
 from app.engine.analysis import Analysis
+from app.engine.augment import tta_plan
 from app.engine.cancel import AnalysisCancelled, CancelToken
+from app.engine.passes import pass_plan
 from app.io.bundle import Bundle
 from app.web.access_log import current_record
 from app.web.admission import Admission, Reservation
@@ -38,6 +40,11 @@ async def _never_disconnected() -> bool:
     return False
 
 
+def new_cache(settings: Settings) -> AnalysisCache:
+    """The store of kept analyses that ``settings`` describe."""
+    return AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix)
+
+
 class AnalysisService:
     """One model instance shared by all requests, behind admission control.
 
@@ -54,16 +61,30 @@ class AnalysisService:
         device: Where to run it.
         settings: Limits and defaults.
         metrics: Where queue, batch and analysis figures go (:mod:`app.web.metrics`); ``None``: a registry of its own.
+        admission: The gate, when it is shared with other models' services (:mod:`app.web.services`); ``None``: a gate of its
+            own, watched by ``metrics``.
+        cache: The store of kept analyses, when shared; ``None``: one of its own.
     """
 
-    def __init__(self, bundle: Bundle, device: torch.device, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Bundle,
+        device: torch.device,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        admission: Admission | None = None,
+        cache: AnalysisCache | None = None,
+    ) -> None:
         self.bundle = bundle
         self.device = device
         self.settings = settings
-        self.admission = Admission(settings.max_concurrent, settings.max_queue, settings.max_work)
-        self.cache = AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix)
         self.metrics = metrics if metrics is not None else Metrics()
-        self.metrics.watch(self.admission)
+        if admission is None:
+            admission = Admission(settings.max_concurrent, settings.max_queue, settings.max_work)
+            self.metrics.watch(admission)
+        self.admission = admission
+        self.cache = cache if cache is not None else new_cache(settings)
         batch = min(settings.max_batch_size, settings.max_concurrent)  # batched analyses each hold a running slot
         self.batcher = PrefixBatcher(bundle.net, batch, settings.max_wait_ms / 1000, observe=self.metrics.batch)
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget, batcher=self.batcher)
@@ -78,36 +99,52 @@ class AnalysisService:
         return self.bundle.card.name
 
     @property
+    def default_samples(self) -> int:
+        """MC samples of a request that does not say: ``SEGU_DEFAULT_SAMPLES`` when set, else the card's (else ``DEFAULT_SAMPLES``)."""
+        if self.settings.default_samples is not None:
+            return self.settings.default_samples
+        return self.bundle.card.samples_default()
+
+    @property
     def checkpoints(self) -> int:
         """Cancellation points passed by every analysis so far (running ones included): a measure of work done."""
         return self._finished_checks + sum(token.checks for token in list(self._tokens))
 
-    def work(self, width: int, height: int, samples: int, resolution: Resolution) -> tuple[int, str, str]:
-        """The work of analysing a ``width × height`` upload, that work in words, and what would make it fit the budget."""
+    def work(self, width: int, height: int, samples: int, resolution: Resolution, tta: str = "none") -> tuple[int, str, str]:
+        """The work of analysing a ``width × height`` upload, that work in words, and what would make it fit the budget.
+
+        Work is analysed pixels × passes × (samples + 1): every pass (ensemble member × test-time augmentation,
+        :mod:`app.engine.passes`) runs its deterministic pass and its ``samples`` MC samples.
+        """
         rows, cols = self.analyzer.analysed_shape(height, width, resolution)
         pixels = rows * cols
-        describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image) x ({samples} samples + 1)"
+        passes = pass_plan(self.bundle.net, tta, samples).passes
+        per_pass = f" x {passes} passes" if passes > 1 else ""
+        describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image){per_pass} x ({samples} samples + 1)"
         advice = []
-        fitting = self.settings.max_work // pixels - 1
+        fitting = self.settings.max_work // (pixels * passes) - 1
         if 0 <= fitting < samples:
             advice.append(f"samples={fitting}" + (" or fewer" if fitting else ""))
+        if tta != "none" and pixels * (passes // len(tta_plan(tta, 0))) * (samples + 1) <= self.settings.max_work:
+            advice.append("tta=none")
         if resolution == "full" and self.analyzer.analysed_shape(height, width, "working") != (rows, cols):
             advice.append("resolution=working")
         advice.append("a smaller image")
-        return pixels * (samples + 1), describe, "send " + ", ".join(advice[:-1]) + (" or " if len(advice) > 1 else "") + advice[-1]
+        return pixels * passes * (samples + 1), describe, "send " + ", ".join(advice[:-1]) + (" or " if len(advice) > 1 else "") + advice[-1]
 
     async def analyze(
         self,
         upload: BinaryIO,
         encode: Callable[[Analysis], T],
         *,
-        samples: int,
+        samples: int | None,
         seed: int,
         calibrated: bool,
         resolution: Resolution = "working",
         disconnected: Disconnected = _never_disconnected,
+        tta: str = "none",
     ) -> T:
-        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate.
+        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate; ``samples=None``: :attr:`default_samples`.
 
         Raises:
             app.io.decoding.ImageDecodeError: the upload is not a usable image.
@@ -116,15 +153,24 @@ class AnalysisService:
             ApiError: 504 past the deadline; 499 when the client went away.
         """
 
+        samples = self.default_samples if samples is None else samples
+
         def job(token: CancelToken) -> T:
             analysis = self.analyzer.analyze_bytes(
-                read_upload(upload), samples=samples, seed=seed, calibrated=calibrated, min_area=self.settings.min_area, resolution=resolution, cancel=token
+                read_upload(upload),
+                samples=samples,
+                seed=seed,
+                calibrated=calibrated,
+                min_area=self.settings.min_area,
+                resolution=resolution,
+                cancel=token,
+                tta=tta,
             )
             self._analysed(analysis)
             token.check()
             return encode(analysis)
 
-        return await self._admitted(upload, samples, resolution, job, disconnected)
+        return await self._admitted(upload, samples, resolution, job, disconnected, tta)
 
     async def evaluate(
         self,
@@ -132,12 +178,13 @@ class AnalysisService:
         mask: BinaryIO,
         encode: Callable[[Analysis, np.ndarray], T],
         *,
-        samples: int,
+        samples: int | None,
         seed: int,
         calibrated: bool,
         mask_name: str = "mask",
         resolution: Resolution = "working",
         disconnected: Disconnected = _never_disconnected,
+        tta: str = "none",
     ) -> T:
         """Like :meth:`analyze`, for an image and its mask (checked to pair up before inference).
 
@@ -145,6 +192,8 @@ class AnalysisService:
             app.io.masks.MaskError: the mask is unusable or does not match the image.
             app.io.decoding.ImageDecodeError, TooMuchWork, Overloaded, ApiError: as :meth:`analyze`.
         """
+
+        samples = self.default_samples if samples is None else samples
 
         def job(token: CancelToken) -> T:
             labelled = analyze_labelled(
@@ -158,20 +207,23 @@ class AnalysisService:
                 min_area=self.settings.min_area,
                 resolution=resolution,
                 cancel=token,
+                tta=tta,
             )
             self._analysed(labelled.analysis)
             token.check()
             return encode(labelled.analysis, labelled.mask)
 
-        return await self._admitted(upload, samples, resolution, job, disconnected)
+        return await self._admitted(upload, samples, resolution, job, disconnected, tta)
 
-    async def _admitted(self, upload: BinaryIO, samples: int, resolution: Resolution, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
+    async def _admitted(
+        self, upload: BinaryIO, samples: int, resolution: Resolution, job: Callable[[CancelToken], T], disconnected: Disconnected, tta: str = "none"
+    ) -> T:
         self.admission.check_room()
         header = await anyio.to_thread.run_sync(probe_upload, upload, self.settings.max_pixels)
-        work, describe, advice = self.work(header.width, header.height, samples, resolution)
+        work, describe, advice = self.work(header.width, header.height, samples, resolution, tta)
         reservation = self.admission.reserve(work, describe, advice)
         record = current_record()
-        record.model, record.samples, record.pixels = self.name, samples, work // (samples + 1)
+        record.model, record.samples, record.pixels = self.name, samples, work // (pass_plan(self.bundle.net, tta, samples).passes * (samples + 1))
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
         self._tokens.add(token)
         try:

@@ -50,8 +50,18 @@ class Settings(BaseSettings):
     model: str = Field(
         default=DEFAULT_MODEL, min_length=1, description="Bundle name under models/, a bundle folder, or a folder written by smp's model.save_pretrained."
     )
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Several models served at once, comma-separated, each like `model` (names must differ); the first is the default. "
+        "Set, it replaces `model`.",
+    )
     device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
-    default_samples: int = Field(default=DEFAULT_SAMPLES, ge=0, description="MC dropout samples used when a request does not say.")
+    default_samples: int | None = Field(
+        default=None,
+        ge=0,
+        description=f"MC dropout samples used when a request does not say, for every model; unset: each model's card `default_samples` "
+        f"(else {DEFAULT_SAMPLES}).",
+    )
     max_samples: int = Field(default=MAX_SAMPLES, ge=0, le=4096, description="Largest number of MC samples a request may ask for.")
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="Largest request body in bytes; enforced while the body streams in.")
     max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Largest width x height of a decoded image.")
@@ -115,7 +125,12 @@ class Settings(BaseSettings):
     # ---- Observability (app/web/metrics.py, observe.py, access_log.py) ----
     metrics: bool = Field(default=True, description="Serve Prometheus metrics at /metrics (behind the API key when SEGU_API_KEYS is set).")
 
-    @field_validator("api_keys", "allowed_hosts", mode="before")
+    @property
+    def model_sources(self) -> list[str]:
+        """The models to serve, the default first: ``models``, or else ``[model]``."""
+        return list(self.models) or [self.model]
+
+    @field_validator("api_keys", "allowed_hosts", "models", mode="before")
     @classmethod
     def _comma_lists(cls, value: object) -> object:
         if isinstance(value, str):
@@ -145,6 +160,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"an allowed host is a name or address without port or scheme, `*.domain` or `*`, got {host!r}")
         return hosts
 
+    @field_validator("models")
+    @classmethod
+    def _distinct_models(cls, value: list[str]) -> list[str]:
+        repeated = sorted({source for source in value if value.count(source) > 1})
+        if repeated:
+            raise ValueError(f"models lists {', '.join(repeated)} more than once; list each model once")
+        return value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:
@@ -170,6 +193,6 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _samples(self) -> Settings:
-        if self.default_samples > self.max_samples:
+        if self.default_samples is not None and self.default_samples > self.max_samples:
             raise ValueError(f"default_samples ({self.default_samples}) must not exceed max_samples ({self.max_samples})")
         return self

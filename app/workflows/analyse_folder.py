@@ -66,6 +66,7 @@ class AnalysisOptions:
     calibrated: bool = False
     min_area: int = MIN_AREA
     resolution: Resolution = DEFAULT_RESOLUTION
+    tta: str = "none"
 
 
 @dataclass
@@ -176,6 +177,7 @@ def analyse_image(analyzer: Analyzer, path: Path, name: str, options: AnalysisOp
             min_area=options.min_area,
             resolution=options.resolution,
             cancel=cancel,
+            tta=options.tta,
         )
         seconds = time.perf_counter() - started
     except (ImageDecodeError, OSError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, Literal
 
 import numpy as np
@@ -14,16 +15,18 @@ from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MAX_
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.geometry import crop
+from app.engine.passes import network_cost, pass_plan, plan_cost
 from app.engine.sampling import SamplingOptions
 from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
-from app.engine.tile_budget import TileCost, choose_tile, measure_cost
+from app.engine.tile_budget import TileCost, choose_tile
 from app.io.bundle import Bundle
+from app.io.card import FeatureDensityInfo
 from app.io.decoding import decode_image
 from app.io.resize import resize_rgb, working_shape
 from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
-from app.metrics.image_ood import image_verdicts
+from app.metrics.image_ood import ImageTypicality, image_verdicts, typicality_verdict
 from app.workflows.batching import PrefixBatcher
 
 __all__ = ["Analyzer", "Resolution"]
@@ -60,14 +63,15 @@ class Analyzer:
         self.memory_budget = memory_budget
         self.batcher = batcher
         self._cost: TileCost | None = None
+        self._typical: tuple[FeatureDensityInfo, ImageTypicality] | None = None
         self._cost_lock = threading.Lock()
 
     @property
     def cost(self) -> TileCost:
-        """The network's bytes per analysed pixel, probed on first use."""
+        """The network's bytes per analysed pixel (an ensemble's: its costliest member's), probed on first use."""
         with self._cost_lock:
             if self._cost is None:
-                self._cost = measure_cost(self.bundle.net, len(self.bundle.card.classes))
+                self._cost = network_cost(self.bundle.net, len(self.bundle.card.classes))
             return self._cost
 
     def analysed_shape(self, height: int, width: int, resolution: Resolution = DEFAULT_RESOLUTION) -> tuple[int, int]:
@@ -101,13 +105,22 @@ class Analyzer:
         min_area: int = MIN_AREA,
         resolution: Resolution = DEFAULT_RESOLUTION,
         cancel: CancelToken | None = None,
+        tta: str = "none",
     ) -> Analysis:
         """Decode ``data`` and analyse it; see :meth:`analyze_image` for the options."""
         start = time.perf_counter()
         rgb = self.decode(data)
         decoded = time.perf_counter() - start
         result = self.analyze_image(
-            rgb, samples=samples, seed=seed, calibrated=calibrated, chunk_size=chunk_size, min_area=min_area, resolution=resolution, cancel=cancel
+            rgb,
+            samples=samples,
+            seed=seed,
+            calibrated=calibrated,
+            chunk_size=chunk_size,
+            min_area=min_area,
+            resolution=resolution,
+            cancel=cancel,
+            tta=tta,
         )
         result.timings["decode"] = decoded
         return result
@@ -122,6 +135,7 @@ class Analyzer:
         min_area: int = MIN_AREA,
         resolution: Resolution = DEFAULT_RESOLUTION,
         cancel: CancelToken | None = None,
+        tta: str = "none",
     ) -> Analysis:
         """Analyse ``(H, W, 3)`` uint8 RGB.
 
@@ -142,13 +156,16 @@ class Analyzer:
             resolution: ``"working"`` (the card's working size) or ``"full"`` (every input pixel).
             cancel: Checked before and after resizing, between sample chunks and tiles, and before the
                 region table (see :mod:`app.engine.cancel`).
+            tta: Test-time augmentation (:data:`app.engine.augment.TTA_MODES`); with an ensemble bundle every member
+                runs every augmentation, ``samples`` MC samples each (:mod:`app.engine.passes`).
 
         Raises:
-            ValueError: an unknown ``resolution``.
+            ValueError: an unknown ``resolution`` or ``tta``.
             app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
         """
         card = self.bundle.card
         net = self.bundle.net
+        plan = pass_plan(net, tta, samples, seed)
         temperature = card.temperature if calibrated else 1.0
         input_size = (int(rgb.shape[0]), int(rgb.shape[1]))
         checkpoint(cancel)
@@ -157,13 +174,14 @@ class Analyzer:
         resized = time.perf_counter() - start
         checkpoint(cancel)
         start = time.perf_counter()
-        runner = self._prefix_runner(analysed.shape[0], analysed.shape[1], cancel)
+        runner = self._prefix_runner(analysed.shape[0], analysed.shape[1], cancel, plan.passes)
         budget = self.memory_budget
         options = SamplingOptions(
-            samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=budget, cancel=cancel, prefix_runner=runner
+            samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=budget, cancel=cancel, prefix_runner=runner, tta=tta
         )
+        options = replace(options, density=self.bundle.density)
         norm = card.normalization
-        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, self.cost)
+        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, plan_cost(self.cost, plan))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         inference = time.perf_counter() - start
@@ -177,11 +195,15 @@ class Analyzer:
         checkpoint(cancel)
         start = time.perf_counter()
         replicates = {name: np.ascontiguousarray(host(t)) for name, t in result.replicates.items()} if result.replicates else None
-        regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area, replicates=replicates, samples=result.samples)
+        random_draws = result.samples if plan.random else 0
+        regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area, replicates=replicates, samples=random_draws)
         image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
-        errors = mean_errors(maps, image_replicates, result.samples, result.error_bound)
-        reference = card.image_reference
-        verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, reference.means) if reference else []
+        errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
+        verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, self._references(tta))
+        if self.bundle.density is not None and card.feature_density is not None:
+            values = maps["feature_distance"]
+            typicality = self._typicality(card.feature_density)
+            verdicts.append(typicality_verdict("feature_distance", float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)), typicality))
         return Analysis(
             image=analysed,
             prediction=prediction,
@@ -191,7 +213,7 @@ class Analyzer:
             class_variance=host(result.class_variance),
             ranges=map_ranges(len(card.classes)),
             regions=regions,
-            samples=result.samples,
+            samples=samples,
             seed=seed,
             temperature=temperature,
             calibrated=calibrated,
@@ -202,14 +224,36 @@ class Analyzer:
             resolution="working" if size != input_size else "full",
             image_ood=verdicts,
             mean_errors=errors,
-            error_method=_error_method(result.samples, replicates is not None, result.error_bound is not None),
+            error_method=_error_method(random_draws, replicates is not None, result.error_bound is not None),
+            tta=tta,
+            passes=plan.passes,
+            method=plan.method,
+            unavailable=() if self.bundle.density is not None else ("feature_distance",),
         )
 
-    def _prefix_runner(self, height: int, width: int, cancel: CancelToken | None) -> Callable[[torch.Tensor], Any] | None:
-        """The batcher's prefix for an image analysed whole; ``None`` (its own prefix) for one analysed in sliding windows."""
+    def _references(self, tta: str) -> dict[str, list[float]]:
+        """Map name → sorted reference image means for the verdicts of the card's ``image_reference``.
+
+        It was fitted without augmentation, so augmented maps are not compared with it. The feature distance, of the
+        unaugmented pass, is judged by its density's own reference (:meth:`_typicality`), always.
+        """
+        card = self.bundle.card
+        references = dict(card.image_reference.means) if card.image_reference is not None and tta == "none" else {}
+        references.pop("feature_distance", None)
+        return references
+
+    def _typicality(self, info: FeatureDensityInfo) -> ImageTypicality:
+        """The density's image-level reference (built once per card section)."""
+        with self._cost_lock:
+            if self._typical is None or self._typical[0] is not info:
+                self._typical = (info, ImageTypicality(info.image_statistics))
+            return self._typical[1]
+
+    def _prefix_runner(self, height: int, width: int, cancel: CancelToken | None, passes: int = 1) -> Callable[[torch.Tensor], Any] | None:
+        """The batcher's prefix for one pass of an image analysed whole; ``None`` (its own prefixes) in sliding windows or for several passes."""
         if self.batcher is None:
             return None
-        if self.tile_grid(height, width) is not None:
+        if passes > 1 or self.tile_grid(height, width) is not None:
             self.batcher.alone()
             return None
         return self.batcher.runner(cancel)

@@ -20,7 +20,7 @@ from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
 
-__all__ = ["Calibration", "calibrate_bundle", "image_means"]
+__all__ = ["REFERENCE_MAPS", "Calibration", "calibrate_bundle", "image_means"]
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,15 @@ def _ece(log_probs: torch.Tensor, labels: torch.Tensor, tau: float) -> float:
     return stats.result().ece
 
 
+REFERENCE_MAPS = tuple(name for name in DETECTION_MAPS if name != "feature_distance")
+
+
 def image_means(analysis: Analysis) -> dict[str, float]:
-    """The image mean (float64 accumulation) of every detection map of ``analysis``."""
-    return {name: float(analysis.maps[name].mean(dtype=np.float64)) for name in DETECTION_MAPS}
+    """The image mean (float64 accumulation) of every map of :data:`REFERENCE_MAPS` in ``analysis``.
+
+    The feature distance is left out: its reference is fitted with the density and stored with it (``fit-density``).
+    """
+    return {name: float(analysis.maps[name].mean(dtype=np.float64)) for name in REFERENCE_MAPS}
 
 
 def calibrate_bundle(
@@ -75,7 +81,7 @@ def calibrate_bundle(
     by ``image_seed(seed, image file name)`` (see :func:`~app.workflows.evaluate_folder.labelled_pairs`).
     ``τ`` is fitted on the deterministic softmax of every scored pixel (beyond
     :data:`~app.defaults.TEMPERATURE_FIT_MAX_PIXELS` labelled pixels a seeded uniform subsample is used); the
-    deterministic softmax does not depend on ``samples``. The image mean of every detection map, over all
+    deterministic softmax does not depend on ``samples``. The image mean of every detection map but the feature distance, over all
     pixels, becomes the card's ``image_reference`` that later analyses are compared with.
 
     Args:
@@ -98,7 +104,7 @@ def calibrate_bundle(
     num_classes = len(card.classes)
     pool = LogitPool(rate=min(1.0, TEMPERATURE_FIT_MAX_PIXELS / max(_total_pixels(pairs), 1)), seed=seed)
     ignored = 0
-    means: dict[str, list[float]] = {name: [] for name in DETECTION_MAPS}
+    means: dict[str, list[float]] = {name: [] for name in REFERENCE_MAPS}
     for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress):
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)

@@ -36,6 +36,7 @@ class FolderEvaluation:
         seed: The run seed.
         image_seeds: File name → the dropout seed its image was analysed with (``image_seed(seed, name)``); the
             same analysis is ``analyze --seed`` that value.
+        method: What the analyses pooled (:attr:`app.engine.analysis.Analysis.method`).
     """
 
     metrics: EvaluationResult
@@ -45,6 +46,7 @@ class FolderEvaluation:
     temperature: float
     seconds: float
     image_seeds: dict[str, int] = field(default_factory=dict)
+    method: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """``metrics.json``: the metrics with the run's settings."""
@@ -52,6 +54,7 @@ class FolderEvaluation:
             **asdict(self.metrics),
             "model": self.model,
             "samples": self.samples,
+            "method": self.method,
             "seed": self.seed,
             "seeding": "per image: image_seed(seed, image file name), listed in image_seeds",
             "image_seeds": self.image_seeds,
@@ -60,15 +63,17 @@ class FolderEvaluation:
         }
 
 
-def labelled_pairs(analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], samples: int, seed: int, progress: Progress = iter) -> Iterable[tuple[Path, Any]]:
-    """Analyse each ``(image, mask)`` file pair with its own seed, ``image_seed(seed, image.name)``.
+def labelled_pairs(
+    analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], samples: int, seed: int, progress: Progress = iter, tta: str = "none"
+) -> Iterable[tuple[Path, Any]]:
+    """Analyse each ``(image, mask)`` file pair with its own seed, ``image_seed(seed, image.name)`` (and test-time augmentation ``tta``).
 
     A file that cannot be read stops with a :class:`DatasetError` naming it.
     """
     for image, mask in progress(pairs):
         try:
             seeded = image_seed(seed, image.name)
-            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seeded)
+            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seeded, tta=tta)
         except ImageDecodeError as exc:
             raise DatasetError(f"{image.name}: {exc.message}") from exc
 
@@ -82,11 +87,13 @@ def evaluate_pairs(
     samples: int = DEFAULT_SAMPLES,
     seed: int = DEFAULT_SEED,
     progress: Progress = iter,
+    tta: str = "none",
 ) -> FolderEvaluation:
     """Stream every pair through the :class:`~app.metrics.scoring.Evaluator`.
 
     The softmax at the bundle's fitted temperature is scored too when the bundle has one. ``seed`` is the run seed;
-    each image's masks are seeded by ``image_seed(seed, image file name)``.
+    each image's masks are seeded by ``image_seed(seed, image file name)``. ``tta`` is the test-time augmentation
+    (:data:`app.defaults.TTA_MODES`); an ensemble bundle pools its members.
 
     Raises:
         DatasetError: an image or mask cannot be read or does not match.
@@ -96,8 +103,10 @@ def evaluate_pairs(
     card = analyzer.bundle.card
     evaluator = Evaluator(len(card.classes), ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
     started = time.perf_counter()
-    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress):
+    method = ""
+    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress, tta):
         evaluator.add(labelled.analysis, labelled.mask)
+        method = labelled.analysis.method
     return FolderEvaluation(
         metrics=evaluator.result(analyzer.bundle.class_names),
         model=card.name,
@@ -106,6 +115,7 @@ def evaluate_pairs(
         temperature=card.temperature,
         seconds=round(time.perf_counter() - started, 2),
         image_seeds={image.name: image_seed(seed, image.name) for image, _mask in pairs},
+        method=method,
     )
 
 

@@ -37,6 +37,7 @@ def analyze_labelled(
     min_area: int = MIN_AREA,
     resolution: Resolution = DEFAULT_RESOLUTION,
     cancel: CancelToken | None = None,
+    tta: str = "none",
 ) -> LabelledAnalysis:
     """Decode an image and its mask, check that they pair up, then analyse the image.
 
@@ -55,6 +56,7 @@ def analyze_labelled(
         min_area: Smallest component in the region table.
         resolution: ``"working"`` or ``"full"``, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
         cancel: Stops the analysis at its next cancellation point once cancelled (see :mod:`app.engine.cancel`).
+        tta: Test-time augmentation, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
 
     Raises:
         app.io.decoding.ImageDecodeError: the image is not usable.
@@ -72,6 +74,6 @@ def analyze_labelled(
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
-    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution, cancel=cancel)
+    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution, cancel=cancel, tta=tta)
     analysis.timings["decode"] = decoded
     return LabelledAnalysis(analysis, resize_labels(labels, analysis.analysed_size))

@@ -72,10 +72,12 @@ async function send(url, init) {
 function baseForm(file, params) {
   const form = new FormData();
   form.append("file", file, file.name);
+  form.append("model", params.model);
   form.append("samples", String(params.samples));
   form.append("seed", String(params.seed));
   form.append("calibrated", params.calibrated ? "true" : "false");
   form.append("resolution", params.resolution);
+  form.append("tta", params.tta);
   return form;
 }
 

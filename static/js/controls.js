@@ -6,12 +6,16 @@
 /** @typedef {import("./types.js").Config} Config */
 /** @typedef {import("./types.js").Params} Params */
 
+import { modelPage } from "./models.js";
+
 /**
  * @typedef {object} ControlElements The form's controls.
+ * @property {HTMLSelectElement | null} model The model selector (absent when one model is served).
  * @property {HTMLInputElement} samples
  * @property {HTMLInputElement} seed
  * @property {HTMLInputElement} calibrated
  * @property {HTMLSelectElement} resolution
+ * @property {HTMLSelectElement} tta
  * @property {HTMLInputElement} ignoreIndex
  * @property {HTMLInputElement} oodLabel
  */
@@ -25,7 +29,15 @@ function intValue(input) {
 }
 
 /**
- * The request parameters in the form; an empty field takes the server's default.
+ * @param {string} value the test-time augmentation control's value
+ * @returns {import("./types.js").Tta}
+ */
+function ttaValue(value) {
+  return value === "flips" || value === "flips+scales" || value === "photometric" ? value : "none";
+}
+
+/**
+ * The request parameters in the form; an empty field takes the server's default (for samples: the chosen model's).
  * @param {ControlElements} els
  * @param {Config} config
  * @returns {Params}
@@ -35,11 +47,14 @@ export function readParams(els, config) {
   const seed = intValue(els.seed);
   const ignoreIndex = intValue(els.ignoreIndex);
   const ood = intValue(els.oodLabel);
+  const model = els.model ? els.model.value : config.defaultModel;
   return {
-    samples: Number.isFinite(samples) ? samples : config.defaultSamples,
+    model,
+    samples: Number.isFinite(samples) ? samples : modelPage(config, model).defaultSamples,
     seed: Number.isFinite(seed) ? seed : config.defaultSeed,
     calibrated: els.calibrated.checked,
     resolution: els.resolution.value === "full" ? "full" : "working",
+    tta: ttaValue(els.tta.value),
     ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : config.defaultIgnoreIndex,
     oodLabel: Number.isFinite(ood) ? ood : null,
   };

@@ -19,7 +19,8 @@ const METHODS = {
     "± is the Monte-Carlo standard error of each mean: a delete-a-group jackknife over the MC samples (on the safe side: it tends to overstate the error). Means without ± come from the deterministic pass and are exact.",
   tile_bound:
     "Analysed in sliding windows (tiles): an image mean's error is an upper bound (the largest tile's Monte-Carlo error); region means of sampled maps have no error estimate (± ?).",
-  exact: "0 MC samples: every map comes from the deterministic pass, so every mean is exact (no Monte-Carlo error).",
+  exact:
+    "0 MC samples: every map comes from deterministic passes (the model's, or its ensemble members' and test-time augmentations'), so every mean is exact (no Monte-Carlo error).",
   unavailable: "1 MC sample: the Monte-Carlo error of a sampled map cannot be estimated (it needs at least 2 samples): ± ?. Means without ± are exact.",
 };
 

@@ -1,22 +1,25 @@
 // @ts-check
 // The page: upload queue, thumbnails, controls (changes re-run the selected image), panels with their image means ± MC
-// error, readout, region table, comparison with another image, downloads by id, the image-level OOD verdict and the
-// evaluate mode (image + mask).
+// error, readout, region table, comparison with another image, downloads by id, the image-level OOD verdict, the
+// evaluate mode (image + mask) and, with several models served, the model selector and a compared model's row.
 
 import { analyze, evaluate } from "./api.js";
 import { bindApiKey } from "./apikey.js";
 import { bindComparison } from "./compare.js";
 import { decodeResult } from "./compact.js";
-import { clearFieldErrors, readParams, showFieldError, tau, temperatureNote } from "./controls.js";
+import { clearFieldErrors, readParams, showFieldError, temperatureNote } from "./controls.js";
 import { applyDataStyles } from "./datastyles.js";
 import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
 import { methodText, renderPanelMeans } from "./errorbars.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
-import { bindPointer, clearPanels, drawPanel, placeCrosshair } from "./panels.js";
+import { bindModelRow } from "./modelrow.js";
+import { bindModels, modelPage, renderScales } from "./models.js";
+import { bindPointer, clearPanels, drawPanel, drawRow, placeCrosshair } from "./panels.js";
 import { clearReadout, exactReader, showApprox } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
+import { inputSizeText, runInfoText } from "./runinfo.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
 import { renderVerdict } from "./verdict.js";
 
@@ -33,11 +36,13 @@ const config = JSON.parse(/** @type {HTMLScriptElement} */ (document.getElementB
 const $ = (id) => document.getElementById(id);
 const els = {
   input: /** @type {HTMLInputElement} */ ($("file-input")),
+  model: /** @type {HTMLSelectElement | null} */ ($("model")),
   dropzone: /** @type {HTMLElement} */ ($("dropzone")),
   samples: /** @type {HTMLInputElement} */ ($("samples")),
   seed: /** @type {HTMLInputElement} */ ($("seed")),
   calibrated: /** @type {HTMLInputElement} */ ($("calibrated")),
   resolution: /** @type {HTMLSelectElement} */ ($("resolution")),
+  tta: /** @type {HTMLSelectElement} */ ($("tta")),
   temperatureNote: /** @type {HTMLElement} */ ($("temperature-note")),
   opacity: /** @type {HTMLInputElement} */ ($("opacity")),
   rerun: /** @type {HTMLButtonElement} */ ($("rerun")),
@@ -77,6 +82,8 @@ let rerunTimer;
 const requestExact = exactReader(els.readout, config.pixelDebounceMs);
 const masks = bindMask(els, () => current, requeue);
 const comparison = bindComparison(/** @type {HTMLElement} */ ($("compare")), config.maps, config.noiseZ);
+const models = bindModels(config, els, scheduleRerun);
+const others = bindModelRow(config, els.panels, () => current, () => Number(els.opacity.value));
 
 /** @param {string} text */
 function setBusy(text) {
@@ -100,7 +107,8 @@ function showError(text) {
 
 /** The calibrated note, for the result on screen. */
 function noteTemperature() {
-  temperatureNote(els.temperatureNote, config.temperature, current && current.status === "done" ? current.result : null);
+  const shown = current && current.status === "done" ? current.result : null;
+  temperatureNote(els.temperatureNote, shown ? shown.model_temperature : models.selected().temperature, shown);
 }
 
 /** @param {Item} item */
@@ -201,6 +209,7 @@ function select(item) {
   renderThumb(item);
   els.rerun.disabled = !(item.status === "done" || item.status === "error");
   masks.note();
+  others.show(item);
   if (item.status === "done") render(item);
   else {
     clearPanels(els.panels);
@@ -222,12 +231,8 @@ function select(item) {
 
 /** @param {DoneItem} item */
 function drawAll(item) {
-  const { width, height } = item.result;
   els.errorPanel.hidden = !item.images.error;
-  for (const panel of /** @type {NodeListOf<HTMLElement>} */ (els.panels.querySelectorAll(".panel"))) {
-    if (panel.hidden) clearPanels(panel);
-    else drawPanel(panel, /** @type {string} */ (panel.dataset.panel), item.images, width, height, Number(els.opacity.value));
-  }
+  drawRow(els.panels, item.images, item.result.width, item.result.height, Number(els.opacity.value));
 }
 
 /** @param {DoneItem} item */
@@ -238,24 +243,18 @@ function redrawRegions(item) {
 /** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
+  renderScales(els.panels, modelPage(config, r.model));
   drawAll(item);
   renderPanelMeans(els.panels, r);
   els.errorMethod.textContent = methodText(r.error_method);
   comparison.show(item, items);
-  const resized = r.width !== r.input_width || r.height !== r.input_height;
-  els.inputSize.textContent = `analysed at ${r.width}×${r.height} ${resized ? `(input ${r.input_width}×${r.input_height})` : "(the input's own size)"}`;
+  els.inputSize.textContent = inputSizeText(r);
   renderVerdict(els.verdict, r.image_ood);
   if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps, config.errorLegend);
   else clearEvaluation(els.evaluation);
   redrawRegions(item);
   renderDownloads(els.downloads, item, status);
-  /** @param {number} s seconds */
-  const ms = (s) => `${Math.round(1000 * s)} ms`;
-  els.runInfo.textContent =
-    `${r.samples} MC samples · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
-    `${r.width}×${r.height} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
-    `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
-    (r.dropout_added_at_inference ? " · dropout added at inference only" : "");
+  els.runInfo.textContent = runInfoText(r, config.models.length > 1);
   if (cursor && cursor.x < r.width && cursor.y < r.height) moveTo(cursor.x, cursor.y);
   else {
     cursor = null;
@@ -297,9 +296,10 @@ bindPointer(
 bindDrop(els.input, els.dropzone, addFiles);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
+  others.redraw();
 });
 for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
-for (const control of [els.calibrated, els.resolution]) control.addEventListener("change", scheduleRerun);
+for (const control of [els.calibrated, els.resolution, els.tta]) control.addEventListener("change", scheduleRerun);
 els.rerun.addEventListener("click", () => {
   if (!current || current.status === "busy" || current.status === "queued") return;
   requeue(current);

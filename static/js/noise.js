@@ -47,10 +47,12 @@ export function compareMeans(a, seA, b, seB, z) {
 
 /** @type {[keyof AnalysisResult, string][]} */
 const SETTINGS = [
+  ["model", "model"],
   ["samples", "MC samples"],
   ["seed", "seed"],
   ["calibrated", "calibration"],
   ["resolution", "resolution"],
+  ["method", "method"],
 ];
 
 /**
@@ -65,7 +67,7 @@ function settingText(key, result) {
 }
 
 /**
- * The settings (samples, seed, calibrated, resolution) in which two analyses differ: then they are not like for like.
+ * The settings (model, samples, seed, calibrated, resolution, method) in which two analyses differ: then they are not like for like.
  * @param {AnalysisResult} a
  * @param {AnalysisResult} b
  * @returns {SettingDifference[]}

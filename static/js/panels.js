@@ -44,6 +44,21 @@ export function drawPanel(panel, name, images, width, height, opacity) {
 }
 
 /**
+ * Draw every shown panel of a row of panels; hidden ones are emptied.
+ * @param {Element} row
+ * @param {Images} images
+ * @param {number} width
+ * @param {number} height
+ * @param {number} opacity
+ */
+export function drawRow(row, images, width, height, opacity) {
+  for (const panel of /** @type {NodeListOf<HTMLElement>} */ (row.querySelectorAll(".panel"))) {
+    if (panel.hidden) clearPanels(panel);
+    else drawPanel(panel, /** @type {string} */ (panel.dataset.panel), images, width, height, opacity);
+  }
+}
+
+/**
  * Empty every panel (before a new image is shown, or after an error).
  * @param {Element} container
  */

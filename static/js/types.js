@@ -37,6 +37,32 @@
  */
 
 /**
+ * @typedef {object} TickInfo One labelled tick of a colour bar.
+ * @property {number} value The map value at the tick.
+ * @property {number} position Where it sits on the bar, 0 (left) to 1 (right).
+ * @property {string} label The value as printed.
+ */
+
+/**
+ * @typedef {object} ScaleInfo A map's colour bar for one model (its range depends on the model's class count).
+ * @property {[number, number]} range Fixed [low, high].
+ * @property {string} title The bar's tooltip: its spacing and range in words.
+ * @property {TickInfo[]} ticks Labelled ticks, left to right.
+ */
+
+/**
+ * @typedef {object} ModelPage What the page shows of one served model (config.models, built by model_config in app/web/routes/page.py).
+ * @property {string} name The name requests choose it by (form field `model`).
+ * @property {ClassInfo[]} classes Its classes in label order.
+ * @property {string} domain What it was trained on, in words (may be empty).
+ * @property {number | null} workingSize Long side inputs are resized to at resolution "working"; null: none.
+ * @property {number} temperature Its fitted temperature τ (1: never calibrated).
+ * @property {number} defaultSamples MC samples it uses when a request does not say.
+ * @property {{sites: string[], rate: number, trainedWithDropout: boolean}} dropout Where its MC dropout sits.
+ * @property {Record<string, ScaleInfo>} scales Each map's colour bar, by map name.
+ */
+
+/**
  * @typedef {object} Config Everything the page's script needs from the server.
  * @property {string} model Name of the model bundle.
  * @property {string} domain What the model was trained on, in words (may be empty).
@@ -51,7 +77,9 @@
  * @property {string[]} panels The panels drawn (input, prediction, then the panel maps).
  * @property {string[]} detectionMaps Maps scored for error and OOD detection, in display order.
  * @property {ErrorLegendEntry[]} errorLegend Meaning and colour of each error-map code, indexed by the code.
- * @property {number} defaultSamples MC samples used when the field does not hold a number.
+ * @property {number} defaultSamples MC samples the default model uses when the field does not hold a number.
+ * @property {string} defaultModel Name of the default model (the first served).
+ * @property {ModelPage[]} models Every served model, the default first.
  * @property {number} maxSamples Largest number of MC samples a request may ask for.
  * @property {number} defaultSeed Seed used when the field does not hold a number.
  * @property {number} defaultIgnoreIndex Mask value not scored when the field does not hold a number.
@@ -157,6 +185,8 @@
  *   none needed (0 samples); none possible (1 sample).
  */
 
+/** @typedef {"none" | "flips" | "flips+scales" | "photometric"} Tta Test-time augmentation of an analysis. */
+
 /**
  * @typedef {object} AnalyzeResponse The result of one analysis (POST analyze, format=json).
  * @property {string | null} analysis_id Id under which the server keeps it; null when it was too large to keep.
@@ -171,7 +201,10 @@
  * @property {number} input_height
  * @property {string} resolution "working" when the input was resized to the model's working size, else "full".
  * @property {ImageOod[]} image_ood
- * @property {number} samples
+ * @property {number} samples MC-dropout samples per pass.
+ * @property {string} method What the statistics pool, e.g. "mc_dropout", "tta:flips", "ensemble(3) + mc_dropout".
+ * @property {Tta} tta Test-time augmentation.
+ * @property {number} passes Ensemble members × augmentations run.
  * @property {ErrorMethod} error_method How the Monte-Carlo standard errors of the means were found.
  * @property {number} seed
  * @property {string} device
@@ -237,10 +270,12 @@
 
 /**
  * @typedef {object} Params The request parameters read from the form.
+ * @property {string} model The served model to analyse with.
  * @property {number} samples
  * @property {number} seed
  * @property {boolean} calibrated
  * @property {"working" | "full"} resolution
+ * @property {Tta} tta
  * @property {number} ignoreIndex
  * @property {number | null} oodLabel
  */
@@ -263,6 +298,7 @@
  * @property {File | null} mask The mask it is scored against, if any.
  * @property {boolean} [rerun] Run again once the current run ends (a control changed meanwhile).
  * @property {Params} [requested] The parameters of its last (or current) request.
+ * @property {import("./modelrow.js").OtherRun} [other] The same image analysed by the compared model (modelrow.js).
  * @property {string | null} [error] Why the last run failed.
  */
 

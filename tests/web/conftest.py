@@ -64,6 +64,16 @@ def working_server(working_bundle_dir: Path) -> Iterator[LiveServer]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def two_model_server(tiny_bundle_dir: Path, second_bundle_dir: Path) -> Iterator[LiveServer]:
+    """The tiny bundle (the default) and the second one (4 other classes, a card default of 6 samples) served together, with no
+    SEGU_DEFAULT_SAMPLES: each model's card decides (tiny's: 20)."""
+    settings = web_settings(tiny_bundle_dir, models=[str(tiny_bundle_dir), str(second_bundle_dir)], default_samples=None, max_samples=32)
+    server = LiveServer(settings).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Headless Chromium (the system's); a missing browser fails the test."""

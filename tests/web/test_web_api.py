@@ -210,7 +210,7 @@ def test_concurrent_requests_match_sequential(base_url: str) -> None:
 def test_health_ready_and_models(base_url: str) -> None:
     assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{base_url}/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "model": "tiny", "device": "cpu"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "model": "tiny", "device": "cpu", "models": ["tiny"]}
     models = httpx.get(f"{base_url}/api/v1/models").json()
     assert models["default"] == "tiny" and models["max_samples"] == MAX_SAMPLES
     card = models["models"][0]

@@ -139,13 +139,14 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
     ]
     assert undocumented == []
     form = spec["components"]["schemas"]["Body_analyze_api_v1_analyze_post"]["properties"]
-    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype"}
-    assert form["samples"]["maximum"] == 16
+    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype", "model", "tta"}
+    assert [kind.get("maximum") for kind in form["samples"]["anyOf"]] == [16, None]  # an integer up to 16, or omitted: the model's default
     assert form["resolution"]["enum"] == ["working", "full"] and form["resolution"]["default"] == "working"
     assert form["raw"]["default"] is False
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "413", "415", "422"}
     evaluate_form = spec["components"]["schemas"]["Body_evaluate_api_v1_evaluate_post"]
-    assert set(evaluate_form["properties"]) == {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype"}
+    evaluate_fields = {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype", "model", "tta"}
+    assert set(evaluate_form["properties"]) == evaluate_fields
     assert set(evaluate_form["required"]) == {"file", "mask"}
     assert set(spec["components"]["schemas"]["EvaluateResponse"]["properties"]) >= {"maps", "prediction", "metrics", "error_map", "reliability_png"}
     assert set(spec["paths"]["/api/v1/evaluate"]["post"]["responses"]) >= {"200", "413", "415", "422"}

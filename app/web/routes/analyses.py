@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Path, Query, Response
 
@@ -11,8 +12,8 @@ from app.defaults import TOP_CLASSES
 from app.io.encoding import write_npz
 from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
 from app.maps.registry import MAP_NAMES, get_map
-from app.web.cache import CachedAnalysis
-from app.web.deps import ServiceDep
+from app.web.cache import AnalysisCache, CachedAnalysis
+from app.web.deps import ServicesDep
 from app.web.encoding import ANALYSES_PATH, download_name
 from app.web.errors import ApiError
 from app.web.scales import colourise
@@ -24,24 +25,24 @@ NPZ_MEDIA_TYPE = "application/x-npz"
 IdPath = Annotated[str, Path(description="The analysis_id of an analyze or evaluate answer.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No analysis with this id: it expired (or was evicted), or never existed. Run it again."},
-    503: {"model": ErrorResponse, "description": "The model is still loading."},
+    503: {"model": ErrorResponse, "description": "The models are still loading."},
 }
 
 
-def lookup(service: ServiceDep, analysis_id: str) -> CachedAnalysis:
-    """The kept analysis ``analysis_id``.
+def lookup(cache: AnalysisCache, analysis_id: str) -> CachedAnalysis:
+    """The kept analysis ``analysis_id``, of whichever model (the models share one cache; an entry carries its classes).
 
     Raises:
         ApiError: 404 ``analysis_not_found`` naming the id.
     """
-    entry = service.cache.get(analysis_id)
+    entry = cache.get(analysis_id)
     if entry is None:
-        ttl = service.cache.ttl
+        ttl = cache.ttl
         raise ApiError(
             404,
             "analysis_not_found",
             f"analysis {analysis_id!r} has expired or never existed: analyses are kept for {ttl:g} s after their last use "
-            f"(at most {service.cache.max_entries} of them); analyse the image again for a new id",
+            f"(at most {cache.max_entries} of them); analyse the image again for a new id",
             "analysis_id",
         )
     return entry
@@ -66,13 +67,13 @@ def _colour_png(entry: CachedAnalysis, name: str) -> bytes:
     summary="One map of a kept analysis as a PNG",
 )
 async def map_png(
-    service: ServiceDep,
+    services: ServicesDep,
     analysis_id: IdPath,
     name: Annotated[str, Path(description="A map's name, prediction, or (for an evaluation) error.")],
 ) -> Response:
     """The map on its fixed colour scale (the page's colours), the prediction in class colours, or the error map of an evaluation."""
-    entry = lookup(service, analysis_id)
-    body = await service.run(_colour_png, entry, name)
+    entry = lookup(services.cache, analysis_id)
+    body = await anyio.to_thread.run_sync(_colour_png, entry, name)
     disposition = f'attachment; filename="{download_name(entry.filename, f"_{name}.png")}"'
     return Response(body, media_type="image/png", headers={"Content-Disposition": disposition})
 
@@ -83,10 +84,10 @@ async def map_png(
     responses={200: {"content": {NPZ_MEDIA_TYPE: {}}, "description": "The arrays of POST analyze with format=npz (and error codes)."}, **NOT_FOUND},
     summary="The raw arrays of a kept analysis as .npz",
 )
-async def maps_npz(service: ServiceDep, analysis_id: IdPath) -> Response:
+async def maps_npz(services: ServicesDep, analysis_id: IdPath) -> Response:
     """Float32 maps, the uint8 label map `prediction`, (C, H, W) `mean_probs`, `probs`, `class_variance`, and `error` codes for an evaluation."""
-    entry = lookup(service, analysis_id)
-    body = await service.run(write_npz, entry.arrays)
+    entry = lookup(services.cache, analysis_id)
+    body = await anyio.to_thread.run_sync(write_npz, entry.arrays)
     disposition = f'attachment; filename="{download_name(entry.filename, "_maps.npz")}"'
     return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
 
@@ -103,13 +104,13 @@ def _check_inside(value: int, size: int, field: str, side: str) -> None:
     summary="Exact values at one pixel of a kept analysis",
 )
 async def pixel(
-    service: ServiceDep,
+    services: ServicesDep,
     analysis_id: IdPath,
     x: Annotated[int, Query(ge=0, description="Column in the analysed image (width and height of the answer).")],
     y: Annotated[int, Query(ge=0, description="Row in the analysed image.")],
 ) -> PixelResponse:
     """Exact values of every map at one pixel, the predicted class and the top classes of the MC-mean probabilities."""
-    entry = lookup(service, analysis_id)
+    entry = lookup(services.cache, analysis_id)
     _check_inside(x, entry.width, "x", "width")
     _check_inside(y, entry.height, "y", "height")
     arrays = entry.arrays

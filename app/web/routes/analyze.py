@@ -8,9 +8,9 @@ from fastapi import APIRouter, Form, Request, Response
 from app.defaults import DEFAULT_SEED
 from app.engine.analysis import Analysis
 from app.io.encoding import npz_bytes
-from app.web.deps import ServiceDep
+from app.web.deps import ServicesDep
 from app.web.encoding import analysis_json, download_name
-from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -37,11 +37,17 @@ def build_router(settings: Settings) -> APIRouter:
     @router.post("/analyze", response_model=AnalyzeResponse, responses=_responses(), summary="Analyse one image")
     async def analyze(
         request: Request,
-        service: ServiceDep,
+        services: ServicesDep,
         file: ImageFileForm,
         samples: Annotated[
-            int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
-        ] = settings.default_samples,
+            int | None,
+            Form(
+                ge=0,
+                le=settings.max_samples,
+                description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
+                "(GET /api/v1/models: default_samples).",
+            ),
+        ] = None,
         seed: SeedForm = DEFAULT_SEED,
         calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",
@@ -50,6 +56,8 @@ def build_router(settings: Settings) -> APIRouter:
         ] = "json",
         raw: RawForm = False,
         raw_dtype: RawDtypeForm = "float32",
+        model: ModelForm = None,
+        tta: TtaForm = "none",
     ) -> Response:
         """Compute the prediction, the uncertainty maps and the region table of one image.
 
@@ -58,6 +66,7 @@ def build_router(settings: Settings) -> APIRouter:
         `GET /api/v1/analyses/{analysis_id}/...` without running it again.
         """
         started = time.perf_counter()
+        service = services.get(model)
 
         def encode(analysis: Analysis) -> bytes:
             if output_format == "npz":
@@ -65,7 +74,14 @@ def build_router(settings: Settings) -> APIRouter:
             return analysis_json(analysis, service.bundle.card, service.cache, file.filename, raw, raw_dtype, started)
 
         body = await service.analyze(
-            file.file, encode, samples=samples, seed=seed, calibrated=calibrated, resolution=resolution, disconnected=request.is_disconnected
+            file.file,
+            encode,
+            samples=samples,
+            seed=seed,
+            calibrated=calibrated,
+            resolution=resolution,
+            disconnected=request.is_disconnected,
+            tta=tta,
         )
         if output_format == "npz":
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'

@@ -8,9 +8,9 @@ from fastapi import APIRouter, File, Form, Request, Response, UploadFile
 
 from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL
 from app.engine.analysis import Analysis
-from app.web.deps import ServiceDep
+from app.web.deps import ServicesDep
 from app.web.evaluation import check_labels, evaluate_json
-from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 from app.web.settings import Settings
@@ -35,14 +35,20 @@ def build_router(settings: Settings) -> APIRouter:
     @router.post("/evaluate", response_model=EvaluateResponse, responses=_responses(), summary="Analyse one image and score it against its mask")
     async def evaluate(
         request: Request,
-        service: ServiceDep,
+        services: ServicesDep,
         file: ImageFileForm,
         mask: Annotated[
             UploadFile, File(description="The ground truth: a single-channel PNG (mode L, P, I, I;16 or 1) of class indices, the image's width and height.")
         ],
         samples: Annotated[
-            int, Form(ge=0, le=settings.max_samples, description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only.")
-        ] = settings.default_samples,
+            int | None,
+            Form(
+                ge=0,
+                le=settings.max_samples,
+                description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
+                "(GET /api/v1/models: default_samples).",
+            ),
+        ] = None,
         seed: SeedForm = DEFAULT_SEED,
         calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",
@@ -55,6 +61,8 @@ def build_router(settings: Settings) -> APIRouter:
         ] = None,
         raw: RawForm = False,
         raw_dtype: RawDtypeForm = "float32",
+        model: ModelForm = None,
+        tta: TtaForm = "none",
     ) -> Response:
         """Analyse one image like `/api/v1/analyze`, then score it against its mask.
 
@@ -63,6 +71,7 @@ def build_router(settings: Settings) -> APIRouter:
         resolution the mask is resized with the image (nearest neighbour) and scored at the analysed size.
         """
         started = time.perf_counter()
+        service = services.get(model)
         card = service.bundle.card
         check_labels(len(card.classes), ood_label)
 
@@ -79,6 +88,7 @@ def build_router(settings: Settings) -> APIRouter:
             mask_name=mask.filename or "mask",
             resolution=resolution,
             disconnected=request.is_disconnected,
+            tta=tta,
         )
         return Response(body, media_type="application/json")
 

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 
 from app.web.errors import ApiError
 from app.web.schemas.analysis import ErrorResponse, HealthResponse
+from app.web.services import ModelServices
 
 router = APIRouter(tags=["health"])
 
@@ -16,11 +17,16 @@ async def healthz() -> HealthResponse:
     return HealthResponse(status="ok")
 
 
-@router.get("/readyz", response_model=HealthResponse, responses={503: {"model": ErrorResponse, "description": "The model is not loaded or not warmed up yet."}})
+@router.get(
+    "/readyz", response_model=HealthResponse, responses={503: {"model": ErrorResponse, "description": "Some model is not loaded or not warmed up yet."}}
+)
 async def readyz(request: Request) -> HealthResponse:
-    """The model is loaded and a warm-up analysis has run; 503 before."""
-    service = getattr(request.app.state, "service", None)
-    if service is None or not service.ready:
-        failure = getattr(service, "failure", None)
-        raise ApiError(503, "not_ready", failure or "the model is still loading")
-    return HealthResponse(status="ready", model=service.name, device=str(service.device))
+    """Every model is loaded and its warm-up analysis has run; 503 before, naming the models that are not ready."""
+    services: ModelServices | None = getattr(request.app.state, "services", None)
+    if services is None:
+        raise ApiError(503, "not_ready", "the model is still loading")
+    if not services.ready:
+        waiting = [status.name for status in services.statuses() if not status.ready and status.failure is None]
+        raise ApiError(503, "not_ready", services.failure or f"still warming up: {', '.join(waiting)}")
+    default = services.default
+    return HealthResponse(status="ready", model=default.name, device=str(default.device), models=services.names)

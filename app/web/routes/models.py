@@ -1,18 +1,18 @@
-"""``GET /api/v1/models``: the loaded bundle's card."""
+"""``GET /api/v1/models``: the served models' cards, the default first."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.web.deps import ServiceDep, SettingsDep
+from app.web.deps import ServicesDep, SettingsDep
 from app.web.schemas.analysis import ClassOut, ErrorResponse, ModelInfo, ModelsResponse
 from app.web.service import AnalysisService
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
 
-def model_info(service: AnalysisService) -> ModelInfo:
-    """The card of the service's model as a response model."""
+def model_info(service: AnalysisService, default: bool = True) -> ModelInfo:
+    """The card of the service's model as a response model; ``default``: it is the model of requests that name none."""
     card = service.bundle.card
     return ModelInfo(
         name=card.name,
@@ -26,16 +26,21 @@ def model_info(service: AnalysisService) -> ModelInfo:
         calibration=card.calibration,
         provenance=card.provenance,
         device=str(service.device),
+        default=default,
+        default_samples=service.default_samples,
+        ready=service.ready,
     )
 
 
-@router.get("/models", response_model=ModelsResponse, responses={503: {"model": ErrorResponse, "description": "The model is still loading."}})
-async def list_models(service: ServiceDep, settings: SettingsDep) -> ModelsResponse:
-    """The loaded model: classes, normalisation, dropout, temperature, calibration and provenance, plus request limits."""
+@router.get("/models", response_model=ModelsResponse, responses={503: {"model": ErrorResponse, "description": "The models are still loading."}})
+async def list_models(services: ServicesDep, settings: SettingsDep) -> ModelsResponse:
+    """The served models (the form field `model` of analyze and evaluate picks one by name; the first is the default): classes,
+    normalisation, dropout, temperature, calibration, provenance and default MC samples of each, plus request limits."""
+    default = services.default
     return ModelsResponse(
-        default=service.name,
-        models=[model_info(service)],
-        default_samples=settings.default_samples,
+        default=default.name,
+        models=[model_info(service, service is default) for service in services.services.values()],
+        default_samples=default.default_samples,
         max_samples=settings.max_samples,
         max_body_bytes=settings.max_body_bytes,
         max_pixels=settings.max_pixels,

@@ -11,9 +11,10 @@ from fastapi.templating import Jinja2Templates
 from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.rendering import colour_lut, error_legend
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
-from app.web.deps import ServiceDep, SettingsDep
+from app.web.deps import ServicesDep, SettingsDep
 from app.web.scales import colour_table_hex, ticks
 from app.web.service import AnalysisService
+from app.web.services import ModelServices
 from app.web.settings import Settings
 
 TEMPLATE = "index.html"
@@ -42,8 +43,37 @@ def scale_note(spec: MapSpec) -> str:
     return f"power scale (exponent {power:g})"
 
 
-def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]:
-    """Everything the template and the page's script need; the script's constants come from ``config``."""
+def model_config(service: AnalysisService) -> dict[str, Any]:
+    """What the page shows of one served model (the script's ``config.models`` entry): its facts, classes, default MC samples
+    and the colour-bar ticks of every map, whose ranges depend on its class count."""
+    card = service.bundle.card
+    num_classes = len(card.classes)
+    scales = {}
+    for spec in MAPS:
+        low, high = spec.range(num_classes)
+        scales[spec.name] = {
+            "range": [low, high],
+            "title": f"fixed {scale_note(spec)} from {round(low, 3):g} to {round(high, 3):g}",
+            "ticks": [{"value": t.value, "position": t.position, "label": t.label} for t in ticks(spec, num_classes)],
+        }
+    return {
+        "name": card.name,
+        "classes": [{"index": i, "name": c.name, "colour": c.colour} for i, c in enumerate(card.classes)],
+        "domain": card.domain,
+        "workingSize": card.input.working_size,
+        "temperature": card.temperature,
+        "defaultSamples": service.default_samples,
+        "dropout": {"sites": list(card.dropout.sites), "rate": card.dropout.rate, "trainedWithDropout": card.dropout.trained_with_dropout},
+        "scales": scales,
+    }
+
+
+def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
+    """Everything the template and the page's script need; the script's constants come from ``config``.
+
+    The page opens on the default model; ``config.models`` describes every served model for the model selector.
+    """
+    service = services.default
     card = service.bundle.card
     num_classes = len(card.classes)
     maps = [
@@ -75,8 +105,10 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "panels": ["input", "prediction", *PANEL_MAPS],
         "detectionMaps": list(DETECTION_MAPS),
         "errorLegend": error_legend(),
-        "defaultSamples": settings.default_samples,
+        "defaultSamples": service.default_samples,
         "maxSamples": settings.max_samples,
+        "defaultModel": service.name,
+        "models": [model_config(each) for each in services.services.values()],
         "defaultSeed": DEFAULT_SEED,
         "defaultIgnoreIndex": IGNORE_INDEX,
         "eceBins": ECE_BINS,
@@ -99,8 +131,9 @@ def page_context(service: AnalysisService, settings: Settings) -> dict[str, Any]
         "temperature": card.temperature,
         "calibrated_available": card.temperature != 1.0,
         "dropout": card.dropout.model_dump(mode="json"),
-        "default_samples": settings.default_samples,
+        "default_samples": service.default_samples,
         "max_samples": settings.max_samples,
+        "models": services.names,
         "default_seed": DEFAULT_SEED,
         "default_ignore_index": IGNORE_INDEX,
         "ece_bins": ECE_BINS,
@@ -116,7 +149,7 @@ def build_router(templates: Jinja2Templates) -> APIRouter:
     router = APIRouter(include_in_schema=False)
 
     @router.get("/", response_class=HTMLResponse)
-    async def index(request: Request, service: ServiceDep, settings: SettingsDep) -> HTMLResponse:
-        return templates.TemplateResponse(request, TEMPLATE, page_context(service, settings))
+    async def index(request: Request, services: ServicesDep, settings: SettingsDep) -> HTMLResponse:
+        return templates.TemplateResponse(request, TEMPLATE, page_context(services, settings))
 
     return router

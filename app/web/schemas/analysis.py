@@ -133,11 +133,18 @@ class AnalyzeResponse(BaseModel):
     analysed_size: tuple[int, int] = Field(description="[width, height] the model analysed: the input resized to the working size, or the input itself.")
     resolution: str = Field(description="working: resized to the model's working size; full: every input pixel.")
     image_ood: list[ImageOodOut] = Field(description="Per map, the image-level out-of-distribution verdict; empty when the model has no reference.")
-    samples: int = Field(description="MC-dropout samples drawn (0: deterministic pass only).")
+    samples: int = Field(description="MC-dropout samples drawn per pass (0: each pass's deterministic pass only).")
+    method: str = Field(
+        description="What the statistics pool: deterministic, mc_dropout, tta:<mode>, ensemble(<members>), or a combination joined by ' + ' "
+        "(e.g. 'ensemble(3) + tta:flips + mc_dropout')."
+    )
+    tta: str = Field(description="Test-time augmentation: none, flips, flips+scales or photometric.")
+    passes: int = Field(description="Passes run: ensemble members × augmentations; the maps pool passes × max(samples, 1) probability samples.")
     error_method: str = Field(
         description="How the maps' MC standard errors were found: jackknife (leave-one-group-out over 10 groups of samples; conservative with "
         "the default stratified masks), tile_bound (tiled full-resolution analysis: the largest tile's error, an upper bound; no region errors), "
-        "exact (samples=0: nothing is sampled) or unavailable (samples=1)."
+        "exact (nothing is random: samples=0 without photometric jitter) or unavailable (samples=1). With several passes the groups are MC "
+        "sample ids left out of every pass (dropout noise); photometric jitter with samples=0 leaves one pass out at a time."
     )
     seed: int = Field(description="Seed of the dropout masks; the same seed on the same device gives the same maps.")
     device: str = Field(description="Where the model ran (cpu, cuda:0, ...).")
@@ -192,14 +199,17 @@ class ModelInfo(BaseModel):
     calibration: dict[str, Any] | None = Field(default=None, description="Calibration metrics measured when τ was fitted, if any.")
     provenance: dict[str, Any] = Field(description="Training provenance and measured metrics.")
     device: str = Field(description="Where the model runs.")
+    default: bool = Field(description="The model used when a request names none (the first served).")
+    default_samples: int = Field(description="MC samples this model uses when a request does not say: SEGU_DEFAULT_SAMPLES if set, else its card's.")
+    ready: bool = Field(description="Warmed up and taking requests.")
 
 
 class ModelsResponse(BaseModel):
     """The models this server holds."""
 
-    default: str = Field(description="Name of the model used by /api/v1/analyze.")
-    models: list[ModelInfo] = Field(description="The loaded models (currently exactly one).")
-    default_samples: int = Field(description="MC samples used when a request does not say.")
+    default: str = Field(description="Name of the model used when a request names none (the form field `model` of analyze and evaluate).")
+    models: list[ModelInfo] = Field(description="The served models, the default first.")
+    default_samples: int = Field(description="MC samples the default model uses when a request does not say (each model's: models[].default_samples).")
     max_samples: int = Field(description="Largest number of MC samples a request may ask for.")
     max_body_bytes: int = Field(description="Largest accepted request body in bytes.")
     max_pixels: int = Field(description="Largest accepted width x height.")
@@ -208,6 +218,7 @@ class ModelsResponse(BaseModel):
 class HealthResponse(BaseModel):
     """Liveness or readiness."""
 
-    status: Literal["ok", "ready"] = Field(description="ok: the process is up; ready: the model is loaded and warmed up.")
-    model: str | None = Field(default=None, description="The loaded model, once ready.")
-    device: str | None = Field(default=None, description="Where the model runs, once ready.")
+    status: Literal["ok", "ready"] = Field(description="ok: the process is up; ready: every model is loaded and warmed up.")
+    model: str | None = Field(default=None, description="The default model, once ready.")
+    device: str | None = Field(default=None, description="Where the models run, once ready.")
+    models: list[str] | None = Field(default=None, description="Every served model, the default first, once ready.")
