@@ -69,7 +69,7 @@ def test_every_map_has_input_size_and_stays_in_range(tiny_bundle: Bundle, case: 
         assert getattr(analysis, name).shape == (c, h, w), name
     assert np.allclose(analysis.mean_probs.sum(0), 1.0, atol=1e-5)
     assert set(analysis.maps) == set(MAP_NAMES)
-    expected_ranges = {"confidence": (1 / c, 1.0), "variance": (0.0, 0.25)}
+    expected_ranges = {"confidence": (1 / c, 1.0), "variance": (0.0, 0.25), "feature_distance": (0.0, 1.0)}
     for name in MAP_NAMES:
         values = analysis.maps[name]
         lo, hi = analysis.ranges[name]

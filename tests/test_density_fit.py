@@ -121,7 +121,10 @@ def test_without_a_density_the_map_is_zeros_and_flagged_unavailable(tiny_bundle_
     assert not plain.maps["feature_distance"].any()
     card = load_bundle(tiny_bundle_dir).card
     assert summarise(plain, card).maps["feature_distance"].description.startswith("not available: this bundle has no fitted feature density")
-    with_density = Analyzer(load_bundle(fitted_dir)).analyze_image(rgb, samples=2)
+    density_analyzer = Analyzer(load_bundle(fitted_dir))
+    assert not density_analyzer.analyze_image(rgb, samples=2).image_ood  # the typicality verdict is off by default
+    density_analyzer.typicality_verdict = True
+    with_density = density_analyzer.analyze_image(rgb, samples=2)
     assert {v.map for v in with_density.image_ood} == {"feature_distance"}
     for name in REFERENCE_MAPS:
         np.testing.assert_array_equal(with_density.maps[name], plain.maps[name])
@@ -207,6 +210,7 @@ def test_typicality_is_the_mahalanobis_distance_of_mean_and_spread_among_the_ref
 def test_the_verdict_ranks_a_fit_image_among_the_fit_images(fitted_dir: Path, val_images: Path) -> None:
     """A fit image's own (mean, spread) is one of the reference pairs: its percentile counts the more typical ones."""
     analyzer = Analyzer(load_bundle(fitted_dir))
+    analyzer.typicality_verdict = True
     info = analyzer.bundle.card.feature_density
     assert info is not None
     typicality = ImageTypicality(info.image_statistics)
@@ -245,7 +249,7 @@ def test_a_bundle_whose_density_file_is_missing_or_wrong_is_refused(fitted_dir: 
     card = json.loads((fitted_dir / "model.json").read_text())
     card["feature_density"]["file"] = "../model.safetensors"
     (broken / "model.json").write_text(json.dumps(card))
-    with pytest.raises(BundleError, match="feature_density.file"):
+    with pytest.raises(BundleError, match=r"feature_density\.file"):
         load_bundle(broken)
 
 

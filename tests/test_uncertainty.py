@@ -72,13 +72,14 @@ def test_confidence_is_max_over_classes_not_other_dims() -> None:
 
 
 def test_map_ranges_are_the_documented_intervals() -> None:
-    """Ranges are [1/C, 1], [0, log C] and [0, 0.25]."""
+    """Ranges are [1/C, 1], [0, log C], [0, 0.25] and, for the feature distance (a percentile among fit pixels), [0, 1]."""
     r = map_ranges(4)
     assert r["confidence"] == pytest.approx((0.25, 1.0))
     for name in ("entropy", "expected_entropy", "mutual_information"):
         assert r[name] == pytest.approx((0.0, math.log(4)))
     assert r["variance"] == pytest.approx((0.0, 0.25))
-    assert set(r) == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance"}
+    assert r["feature_distance"] == pytest.approx((0.0, 1.0))
+    assert set(r) == {"confidence", "entropy", "expected_entropy", "mutual_information", "variance", "feature_distance"}
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

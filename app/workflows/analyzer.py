@@ -64,6 +64,9 @@ class Analyzer:
         self.batcher = batcher
         self._cost: TileCost | None = None
         self._typical: tuple[FeatureDensityInfo, ImageTypicality] | None = None
+        # The feature-distance typicality verdict is off by default: it flagged an in-distribution test scene (its 99th
+        # percentile on 200 fit images is not yet calibrated); the map and its image mean are reported either way.
+        self.typicality_verdict = False
         self._cost_lock = threading.Lock()
 
     @property
@@ -200,7 +203,7 @@ class Analyzer:
         image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
         errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
         verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, self._references(tta))
-        if self.bundle.density is not None and card.feature_density is not None:
+        if self.typicality_verdict and self.bundle.density is not None and card.feature_density is not None:
             values = maps["feature_distance"]
             typicality = self._typicality(card.feature_density)
             verdicts.append(typicality_verdict("feature_distance", float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)), typicality))

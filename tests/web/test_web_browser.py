@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from webutil import random_png
 
+from app.maps.registry import MAP_NAMES
 from app.web.encoding import decode_raw
 from app.web.schemas.analysis import AnalyzeResponse
 
@@ -152,7 +153,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     assert pixels == sorted(pixels)
 
     links = page.locator("#download-links a")
-    assert links.count() == 6
+    assert links.count() == 1 + len(MAP_NAMES)  # the prediction and every map's PNG
     assert page.get_attribute("#download-links a >> nth=0", "download") == "scene_prediction.png"
     analyses: list[str] = []
     page.on("request", lambda req: analyses.append(req.url) if req.url.endswith("/api/v1/analyze") else None)
