@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from app.engine.device import resolve_device
+from app.engine.device import place, resolve_device
 from app.engine.dropout import sampling_plan
 from app.engine.geometry import to_tensor
 from app.engine.network import SegmentationNet
@@ -104,7 +104,7 @@ def _with_sites(net: SegmentationNet, card: ModelCard, sites: list[str], device:
     """The same weights with dropout at ``sites`` (added at inference when the card trained with other sites)."""
     other = build_network(card.model_copy(update={"dropout": card.dropout.model_copy(update={"sites": sites})}))
     other.model.load_state_dict(net.model.state_dict())
-    return other.to(device).eval()
+    return place(other.eval(), device)
 
 
 def peak_in_fresh_process(args: argparse.Namespace, name: str) -> int:

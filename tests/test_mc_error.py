@@ -19,6 +19,7 @@ from app.io.bundle import Bundle, load_bundle
 from app.io.synthetic import make_scene
 from app.maps.mc_error import difference_within_noise, group_count, jackknife_se, mean_errors, sample_groups
 from app.maps.registry import MAP_NAMES, SAMPLED_MAPS
+from app.maps.replicates import GroupedMoments, empty_replicates
 from app.workflows.analyzer import Analyzer
 
 
@@ -178,3 +179,20 @@ def test_cli_writes_each_error_into_analysis_json_and_summary_csv(tiny_bundle_di
         assert info["maps"][name]["mean_error"] == pytest.approx(value, rel=1e-6, abs=1e-12), name
         assert float(row[f"se_{name}"]) == pytest.approx(value, rel=1e-6, abs=1e-12), name
     assert expected["mutual_information"] > 0
+
+
+@pytest.mark.parametrize("block_bytes", [1, 4 * 4 * 2 * 3 * 7 * 4])
+def test_row_blocked_replicates_equal_the_whole_image_at_once(block_bytes: int) -> None:
+    """Replicates computed a few rows at a time are those of one block over all rows, bit for bit."""
+    gen = torch.Generator().manual_seed(3)
+    shift = torch.softmax(torch.randn(2, 3, 9, 7, generator=gen), 1)
+    moments = GroupedMoments(shift, 8, 4)
+    for t in range(8):
+        probs = torch.softmax(torch.randn(2, 3, 9, 7, generator=gen) * 2, 1)
+        moments.update(probs, range(t, t + 1), torch.special.entr(probs).sum(1))
+    total = moments.total()
+    whole, blocked = empty_replicates(2, 4, 9, 7, shift.device), empty_replicates(2, 4, 9, 7, shift.device)
+    moments.replicates(total, whole, block_bytes=2**30)
+    moments.replicates(total, blocked, block_bytes=block_bytes)
+    for name in whole:
+        assert torch.equal(whole[name], blocked[name]), name

@@ -13,6 +13,7 @@ import torch
 from conftest import TINY_ARCH, make_tiny_bundle
 
 from app.cli import main
+from app.engine.device import place
 from app.io.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, BundleError, load_bundle
 from app.io.resources import models_dir
 
@@ -52,7 +53,7 @@ def test_save_pretrained_folder_loads_without_a_card(tmp_path: Path, no_network:
     with caplog.at_level(logging.WARNING, logger="app.io.bundle"):
         bundle = load_bundle(tmp_path / "mine")
     with torch.inference_mode():
-        assert torch.equal(bundle.net(_x()), model(_x()))
+        assert torch.equal(bundle.net(_x()), place(model, "cpu")(_x()))
     card = bundle.card
     assert card.architecture["arch"] == "unet" and card.architecture["encoder_name"] == "mobilenet_v2"
     assert bundle.class_names == ["class 0", "class 1", "class 2"]
@@ -78,7 +79,7 @@ def test_card_beside_the_folder_gives_names_and_keeps_download_keys_ignored(tmp_
     assert bundle.card.dropout.rate == 0.1 and bundle.card.dropout.trained_with_dropout is True
     assert [note.split(":")[0] for note in bundle.notes] == ["normalization", "input.working_size", "architecture.encoder_weights='imagenet' ignored"]
     with torch.inference_mode():
-        assert torch.equal(bundle.net(_x(1)), model(_x(1)))
+        assert torch.equal(bundle.net(_x(1)), place(model, "cpu")(_x(1)))
 
 
 def test_card_copied_from_smp_config_with_imagenet_weights_is_accepted(tmp_path: Path, no_network: None) -> None:
@@ -102,7 +103,7 @@ def test_smp_from_pretrained_reads_our_bundles(tmp_path: Path, which: str) -> No
     ours = load_bundle(folder)
     x = _x(2)
     with torch.inference_mode():
-        assert torch.equal(theirs(x), ours.net(x))
+        assert torch.equal(place(theirs, "cpu")(x), ours.net(x))
     assert ours.notes == []
 
 
@@ -156,7 +157,7 @@ def test_cli_export_writes_a_card_beside_the_folder(tmp_path: Path, capsys: pyte
     assert bundle.card.dropout.trained_with_dropout is False
     assert [n.split(":")[0] for n in bundle.card.provenance["assumed"]] == ["normalization", "dropout", "input.working_size"]
     with torch.inference_mode():
-        assert torch.equal(bundle.net(_x(3)), model(_x(3)))
+        assert torch.equal(bundle.net(_x(3)), place(model, "cpu")(_x(3)))
 
 
 def test_cli_export_folder_to_a_new_bundle(tmp_path: Path) -> None:
@@ -167,4 +168,4 @@ def test_cli_export_folder_to_a_new_bundle(tmp_path: Path) -> None:
     ours = load_bundle(tmp_path / "bundle")
     assert ours.card.name == "roads" and ours.class_names == ["class 0", "class 1", "class 2"]
     with torch.inference_mode():
-        assert torch.equal(smp.from_pretrained(str(tmp_path / "bundle")).eval()(_x(4)), ours.net(_x(4)))
+        assert torch.equal(place(smp.from_pretrained(str(tmp_path / "bundle")).eval(), "cpu")(_x(4)), ours.net(_x(4)))

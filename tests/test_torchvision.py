@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.models import segmentation
 
 from app.cli import main
+from app.engine.device import place
 from app.engine.dropout import MCDropout, sampling_plan
 from app.engine.factorised_head import factorisable
 from app.engine.sampling import SamplingOptions, run_mc
@@ -194,7 +195,7 @@ def test_cli_export_state_dict_then_analyze(tmp_path: Path) -> None:
     assert [n.split(":")[0] for n in card.provenance["assumed"]] == ["normalization", "input.working_size", "dropout", f"{aux} aux_classifier tensors left out"]
     x = _x(b=1, seed=3)
     with torch.no_grad():
-        torch.testing.assert_close(bundle.net(x), model(x)["out"], atol=0, rtol=0)
+        torch.testing.assert_close(bundle.net(x), place(model, "cpu")(x)["out"], atol=0, rtol=0)
     _write_png(tmp_path / "scene.png", 45, 70)
     out = tmp_path / "out"
     assert main(["analyze", str(tmp_path / "scene.png"), "--model", str(tmp_path / "b"), "--samples", "4", "--out", str(out), "--quiet"]) == 0
@@ -219,7 +220,7 @@ def test_hand_written_card_with_safetensors_and_aux_weights_in_the_bundle(tmp_pa
     assert bundle.card.dropout.sites == ["classifier.cbr"] and bundle.card.dropout.trained_with_dropout is False
     assert [n.split(":")[0] for n in bundle.notes] == ["dropout", "architecture.weights_backbone='IMAGENET1K_V1' ignored"]
     with torch.no_grad():
-        torch.testing.assert_close(bundle.net(_x(b=1)), model(_x(b=1))["out"], atol=0, rtol=0)
+        torch.testing.assert_close(bundle.net(_x(b=1)), place(model, "cpu")(_x(b=1))["out"], atol=0, rtol=0)
     fcn = _model(FCN, seed=5, aux_loss=True)
     save_file({k: v.contiguous() for k, v in fcn.state_dict().items()}, str(folder / WEIGHTS_FILE))
     (folder / CARD_FILE).write_text(json.dumps({"name": "fcn", "architecture": {"arch": TORCHVISION_PREFIX + FCN, "num_classes": 3}, "classes": classes}))

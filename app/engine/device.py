@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TypeVar
 
-__all__ = ["resolve_device"]
+import torch
+from torch import nn
+
+__all__ = ["place", "resolve_device"]
+
+M = TypeVar("M", bound=nn.Module)
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -20,3 +25,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"device must be auto, cpu or cuda[:N], got {name!r}")
     return torch.device(name)
+
+
+def place(module: M, device: str | torch.device) -> M:
+    """Move ``module`` to ``device``; on a CPU also store its 4-d weights channels-last.
+
+    oneDNN's CPU convolutions run channels-last (NHWC) much faster than NCHW on the narrow layers of a segmentation
+    decoder (a 16-channel 3×3 convolution at 512² takes about half the time, the 5-class head a quarter), and a
+    convolution with channels-last weights returns channels-last activations, so the whole forward pass stays in that
+    layout whatever the input's. Values are those of the NCHW pass up to float rounding.
+    """
+    module = module.to(device)
+    if torch.device(device).type == "cpu":
+        module = module.to(memory_format=torch.channels_last)
+    return module

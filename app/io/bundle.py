@@ -15,6 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from app.engine.device import place
 from app.engine.network import SegmentationNet
 from app.io.card import (
     CARD_FILE,
@@ -167,7 +168,7 @@ def load_bundle(name_or_dir: str | Path = "default", device: str | torch.device 
         card.provenance["assumed"] = list(notes)
         for note in notes:
             log.warning("%s: %s", path, note)
-    net.eval().to(device)
+    place(net.eval(), device)
     return Bundle(card, net, path, notes, read_density(path, card))
 
 

@@ -14,7 +14,9 @@ from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import StreamingMoments, UncertaintyMaps, finalize
 from app.maps.registry import SAMPLED_MAPS
 
-__all__ = ["GroupedMoments", "empty_replicates", "finalize_grouped"]
+__all__ = ["REPLICATE_BLOCK_BYTES", "GroupedMoments", "empty_replicates", "finalize_grouped"]
+
+REPLICATE_BLOCK_BYTES = 4 * 2**20
 
 
 class GroupedMoments:
@@ -84,30 +86,53 @@ class GroupedMoments:
         out.sum_d, out.sum_d2, out.sum_h, out.count = self.sum_d.sum(0), self.sum_d2.sum(0), self.sum_h.sum(0), self.samples * self.passes
         return out
 
-    def replicates(self, total: StreamingMoments, out: dict[str, torch.Tensor]) -> None:
+    def replicates(self, total: StreamingMoments, out: dict[str, torch.Tensor], block_bytes: int = REPLICATE_BLOCK_BYTES) -> None:
         """Write the leave-one-group-out maps into ``out[name]`` ``(B, G, H, W)``, all groups at once.
 
         Made by the same formulas as :func:`~app.maps.moments.finalize` (mean clamped at 0, MI and variance clamped
-        at 0, variance of the replicate's own arg-max class, the first on ties).
+        at 0, variance of the replicate's own arg-max class, the first on ties). Rows are done in blocks whose
+        ``(G, B, C, rows, W)`` temporaries take about ``block_bytes`` each, so the extra memory stays small next to
+        the sums themselves whatever the image size.
 
         Args:
             total: :meth:`total` of these sums.
             out: Sampled map name → ``(B, G, H, W)`` float32 tensors (views are fine) to fill.
+            block_bytes: Size of one temporary of a row block.
         """
         if self.sum_d is None or self.sum_d2 is None or self.sum_h is None or total.sum_d is None or total.sum_d2 is None or total.sum_h is None:
             raise ValueError("no samples accumulated")
+        g, b, c, h, w = self.sum_d.shape
+        rows = max(1, min(h, block_bytes // max(4 * g * b * c * w, 1)))
         kept = torch.tensor([self.passes * (self.samples - len(span)) for span in self.ranges], dtype=torch.float32, device=self.sum_d.device)
-        mean_d = torch.sub(total.sum_d, self.sum_d).div_(kept.view(-1, 1, 1, 1, 1))
-        mean = (mean_d + self.shift if self.shift is not None else mean_d.clone()).clamp_(min=0.0)
-        top = mean.max(dim=2, keepdim=True).indices
-        entropy = torch.special.entr(mean).sum(2)
-        expected = torch.sub(total.sum_h, self.sum_h).div_(kept.view(-1, 1, 1, 1))
-        second = torch.sub(total.sum_d2.expand_as(self.sum_d2).gather(2, top), self.sum_d2.gather(2, top)).div_(kept.view(-1, 1, 1, 1, 1))
-        chosen = mean_d.gather(2, top)
-        out["entropy"].copy_(entropy.transpose(0, 1))
-        out["expected_entropy"].copy_(expected.transpose(0, 1))
-        out["mutual_information"].copy_((entropy - expected).clamp_(min=0.0).transpose(0, 1))
-        out["variance"].copy_(second.sub_(chosen * chosen).clamp_(min=0.0).squeeze(2).transpose(0, 1))
+        for r0 in range(0, h, rows):
+            r = slice(r0, min(h, r0 + rows))
+            shift = self.shift[:, :, r] if self.shift is not None else None
+            sums = (total.sum_d[:, :, r], total.sum_d2[:, :, r], total.sum_h[:, r])
+            mine = (self.sum_d[:, :, :, r], self.sum_d2[:, :, :, r], self.sum_h[:, :, r])
+            _replicate_block(kept, shift, sums, mine, {name: m[:, :, r] for name, m in out.items()})
+
+
+def _replicate_block(
+    kept: torch.Tensor,
+    shift: torch.Tensor | None,
+    total: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    mine: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    out: dict[str, torch.Tensor],
+) -> None:
+    """The replicate maps of one row block: ``total`` = all samples' sums, ``mine`` = the per-group sums (see :meth:`GroupedMoments.replicates`)."""
+    sum_d, sum_d2, sum_h = mine
+    mean_d = torch.sub(total[0], sum_d).div_(kept.view(-1, 1, 1, 1, 1))
+    mean = (mean_d + shift if shift is not None else mean_d.clone()).clamp_(min=0.0)
+    top = mean.max(dim=2, keepdim=True).indices
+    entropy = torch.special.entr(mean).sum(2)
+    del mean
+    expected = torch.sub(total[2], sum_h).div_(kept.view(-1, 1, 1, 1))
+    second = torch.sub(total[1].expand_as(sum_d2).gather(2, top), sum_d2.gather(2, top)).div_(kept.view(-1, 1, 1, 1, 1))
+    chosen = mean_d.gather(2, top)
+    out["entropy"].copy_(entropy.transpose(0, 1))
+    out["expected_entropy"].copy_(expected.transpose(0, 1))
+    out["mutual_information"].copy_((entropy - expected).clamp_(min=0.0).transpose(0, 1))
+    out["variance"].copy_(second.sub_(chosen * chosen).clamp_(min=0.0).squeeze(2).transpose(0, 1))
 
 
 def empty_replicates(batch: int, groups: int, height: int, width: int, device: torch.device) -> dict[str, torch.Tensor]:

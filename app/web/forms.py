@@ -9,7 +9,7 @@ from fastapi import File, Form, UploadFile
 from app.defaults import MAX_SEED
 from app.web.schemas.analysis import ErrorResponse
 
-__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "ModelForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm", "TtaForm"]
+__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "ModelForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm", "TtaForm", "samples_form"]
 
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "`body_timeout`: the body did not arrive within SEGU_BODY_TIMEOUT seconds; the connection is closed."},
@@ -59,3 +59,16 @@ TtaForm = Annotated[
         "the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.",
     ),
 ]
+
+
+def samples_form(max_samples: int) -> Any:
+    """The ``samples`` form field, bounded by the served ``max_samples`` (a setting, so built with the router)."""
+    return Annotated[
+        int | None,
+        Form(
+            ge=0,
+            le=max_samples,
+            description=f"MC-dropout samples T, 0 to {max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
+            "(GET /api/v1/models: default_samples).",
+        ),
+    ]

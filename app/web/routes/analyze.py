@@ -10,7 +10,7 @@ from app.engine.analysis import Analysis
 from app.io.encoding import npz_bytes
 from app.web.deps import ServicesDep
 from app.web.encoding import analysis_json, download_name
-from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm, samples_form
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 from app.web.settings import Settings
 
@@ -32,6 +32,7 @@ def _responses() -> dict[int | str, dict[str, Any]]:
 
 def build_router(settings: Settings) -> APIRouter:
     """The analyze router; its parameter limits come from ``settings``."""
+    SamplesForm = samples_form(settings.max_samples)
     router = APIRouter(prefix="/api/v1", tags=["analysis"])
 
     @router.post("/analyze", response_model=AnalyzeResponse, responses=_responses(), summary="Analyse one image")
@@ -39,15 +40,7 @@ def build_router(settings: Settings) -> APIRouter:
         request: Request,
         services: ServicesDep,
         file: ImageFileForm,
-        samples: Annotated[
-            int | None,
-            Form(
-                ge=0,
-                le=settings.max_samples,
-                description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
-                "(GET /api/v1/models: default_samples).",
-            ),
-        ] = None,
+        samples: SamplesForm = None,  # type: ignore[valid-type]
         seed: SeedForm = DEFAULT_SEED,
         calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",

@@ -10,7 +10,7 @@ from app.defaults import DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL
 from app.engine.analysis import Analysis
 from app.web.deps import ServicesDep
 from app.web.evaluation import check_labels, evaluate_json
-from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm
+from app.web.forms import GATE_RESPONSES, CalibratedForm, ImageFileForm, ModelForm, RawDtypeForm, RawForm, ResolutionForm, SeedForm, TtaForm, samples_form
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 from app.web.settings import Settings
@@ -30,6 +30,7 @@ def _responses() -> dict[int | str, dict[str, Any]]:
 
 def build_router(settings: Settings) -> APIRouter:
     """The evaluate router; its parameter limits come from ``settings``."""
+    SamplesForm = samples_form(settings.max_samples)
     router = APIRouter(prefix="/api/v1", tags=["evaluation"])
 
     @router.post("/evaluate", response_model=EvaluateResponse, responses=_responses(), summary="Analyse one image and score it against its mask")
@@ -40,15 +41,7 @@ def build_router(settings: Settings) -> APIRouter:
         mask: Annotated[
             UploadFile, File(description="The ground truth: a single-channel PNG (mode L, P, I, I;16 or 1) of class indices, the image's width and height.")
         ],
-        samples: Annotated[
-            int | None,
-            Form(
-                ge=0,
-                le=settings.max_samples,
-                description=f"MC-dropout samples T, 0 to {settings.max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
-                "(GET /api/v1/models: default_samples).",
-            ),
-        ] = None,
+        samples: SamplesForm = None,  # type: ignore[valid-type]
         seed: SeedForm = DEFAULT_SEED,
         calibrated: CalibratedForm = False,
         resolution: ResolutionForm = "working",
