@@ -123,6 +123,7 @@ def main() -> int:
     args = p.parse_args()
     device = resolve_device(args.device)
     analyzer = Analyzer(load_bundle(args.model, device), device)
+    analyzer.typicality_verdict = True  # off by default in the app (see Analyzer); measured here
     card = analyzer.bundle.card
     if card.image_reference is None:
         print("warning: the card has no image_reference; nothing will be flagged (run seg-uncertainty calibrate)", file=sys.stderr)

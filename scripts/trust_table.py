@@ -9,18 +9,29 @@ softmax confidence. A cell that varies with the run seed reads ``mean ± sd (min
 The shipped bundle is left alone: the temperature and image reference are fitted into a copy under ``--out`` unless
 ``--write`` asks to write them into the bundle itself.
 
+``--methods`` compares the sources of uncertainty instead (:mod:`app.workflows.compare_methods`): one deterministic
+pass with the feature density, MC dropout, TTA flips, the ensemble (``--ensemble``) and their combinations, on the
+test / shifted / OOD splits and the ``skimage.data`` photos (at the working size), with the first run seed: mIoU and ECE
+of the mean prediction, error-detection AUROC/AURC, OOD-pixel AUROC, and the image-level AUROC of each map's image
+mean (and of the feature distance's typicality score) for test against each other set. Writes ``methods.md`` and
+``methods.json`` (every image's scores) under ``--out``.
+
 Usage: python scripts/trust_table.py [--model default] [--count 200] [--size 128] [--samples 20] [--seeds 0 1 2 3 4]
        [--data-seed 0] [--out runs/trust] [--write]
+       python scripts/trust_table.py --methods [--ensemble models/ensemble] [--photos astronaut coffee ...] [...]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from app.defaults import DEFAULT_SAMPLES, IGNORE_INDEX
 from app.engine.device import resolve_device
@@ -31,9 +42,15 @@ from app.maps.registry import DETECTION_MAPS
 from app.metrics.scoring import EvaluationResult
 from app.workflows.analyzer import Analyzer
 from app.workflows.calibrate import calibrate_bundle
+from app.workflows.compare_methods import MethodResult, run_method, standard_methods
 from app.workflows.evaluate_folder import evaluate_pairs, write_evaluation
+from app.workflows.methods_report import methods_json, methods_markdown
 
 SPLITS = ("test", "shifted", "ood")
+ENSEMBLE = Path(__file__).resolve().parents[1] / "models" / "ensemble"
+# skimage.data photos that ship inside the package (no download), as in scripts/image_ood_table.py (stereo_motorcycle:
+# both views).
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry", "stereo_motorcycle")
 Runs = dict[int, dict[str, EvaluationResult]]
 
 
@@ -97,8 +114,43 @@ def table(runs: Runs) -> str:
     return "\n".join(lines)
 
 
+def skimage_photos(names: Sequence[str]) -> list[tuple[str, np.ndarray]]:
+    """``(name, (H, W, 3) uint8)`` of the named ``skimage.data`` images (greyscale repeated into RGB, stereo pairs split)."""
+    import skimage.data
+
+    out = []
+    for name in names:
+        loaded = getattr(skimage.data, name)()
+        images = list(loaded[:2]) if isinstance(loaded, tuple) else [loaded]
+        for k, image in enumerate(images):
+            rgb = np.asarray(image)
+            rgb = np.repeat(rgb[..., None], 3, axis=2) if rgb.ndim == 2 else rgb[..., :3]
+            out.append((f"{name}[{k}]" if len(images) > 1 else name, np.ascontiguousarray(rgb, dtype=np.uint8)))
+    return out
+
+
+def compare(args: argparse.Namespace, data: Path) -> int:
+    """``--methods``: every source of uncertainty on the same scenes and photos; writes methods.md and methods.json."""
+    device = resolve_device("auto")
+    splits = {split: pair_files(data / split / "images", data / split / "masks") for split in SPLITS}
+    photos = {"real photos": skimage_photos(args.photos)}
+    analyzers: dict[str, Analyzer] = {}
+    results: list[MethodResult] = []
+    for method in standard_methods(args.samples, str(args.ensemble), args.model):
+        if method.model not in analyzers:
+            analyzers[method.model] = Analyzer(load_bundle(method.model, device), device)
+        results.append(run_method(analyzers[method.model], method, splits, photos, seed=args.seeds[0]))
+        print(f"{method.label} ({results[-1].reported}): {results[-1].seconds_per_image:.3f} s per scene", file=sys.stderr)
+    text = methods_markdown(results, SPLITS, ("shifted", "ood", "real photos"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "methods.md").write_text(text + "\n")
+    (args.out / "methods.json").write_text(json.dumps(methods_json(results), indent=1) + "\n")
+    print(text)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Generate, calibrate, evaluate once per run seed, print."""
+    """Generate, calibrate, evaluate once per run seed, print (or, with ``--methods``, compare the methods)."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default="default")
     p.add_argument("--count", type=int, default=200)
@@ -108,8 +160,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-seed", type=int, default=0, help="data set seed (the default model was trained on seed 0's train split)")
     p.add_argument("--out", type=Path, default=Path("runs/trust"))
     p.add_argument("--write", action="store_true", help="write the fitted temperature and image reference into the bundle itself")
+    p.add_argument("--methods", action="store_true", help="compare MC dropout, TTA, the ensemble, the feature density and combinations instead")
+    p.add_argument("--ensemble", type=Path, default=ENSEMBLE, help="with --methods: the ensemble bundle (default models/ensemble)")
+    p.add_argument("--photos", nargs="+", default=list(PHOTOS), help="with --methods: skimage.data photo names (default: the 8 RGB ones)")
     args = p.parse_args(argv)
     data = args.out / "data"
+    if args.methods:
+        for split in SPLITS:
+            if not (data / split / "images").exists():
+                write_split(split, args.count, data / split, size=args.size, seed=args.data_seed)
+        return compare(args, data)
     for split in ("val", *SPLITS):
         if not (data / split / "images").exists():
             write_split(split, args.count, data / split, size=args.size, seed=args.data_seed)

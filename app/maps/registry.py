@@ -172,7 +172,7 @@ MAPS: tuple[MapSpec, ...] = (
         "typical, 1 beyond every validation pixel. One deterministic pass; it sees what the softmax does not.",
         colourmap="inferno",
         value_range=lambda _c: (0.0, 1.0),
-        panel=None,
+        panel=4,
         uncertain_when="high",
         detection=True,
         display_power=4.0,

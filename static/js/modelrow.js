@@ -80,6 +80,7 @@ export function bindModelRow(config, panels, current, opacity) {
 
   /** @param {OtherRun} run */
   function draw(run) {
+    renderScales(els.other, modelPage(config, run.model));
     if (!run.result || !run.images) {
       clearPanels(els.other);
       renderPanelMeans(els.other, null);
@@ -87,7 +88,6 @@ export function bindModelRow(config, panels, current, opacity) {
       return;
     }
     const { width, height } = run.result;
-    renderScales(els.other, modelPage(config, run.model));
     drawRow(els.other, run.images, width, height, opacity());
     renderPanelMeans(els.other, run.result);
     const size = els.other.querySelector('.panel[data-panel="input"] .scale span');

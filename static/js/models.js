@@ -1,7 +1,7 @@
 // @ts-check
 // The served models on the page: the model selector (shown when the server holds more than one), the header's facts
-// of the chosen model, and a row of panels' class legend and colour-bar ticks, whose ranges depend on a model's class
-// count. Changing the model moves the samples field to the new model's default when it still held the old one's.
+// of the chosen model, and a row of panels' class legend, colour-bar ticks (whose ranges depend on a model's class
+// count) and notes on the maps the model cannot compute. Changing the model moves the samples field to the new model's default when it still held the old one's.
 
 import { applyDataStyles } from "./datastyles.js";
 
@@ -45,11 +45,14 @@ function placed(tag, className, position) {
 }
 
 /**
- * Write a model's class legend and colour-bar ticks into a row of panels.
+ * Write a model's class legend and colour-bar ticks into a row of panels, and mark the panels of maps it cannot compute
+ * (`data-unavailable`: a note instead of the view, its mean and colour bar).
  * @param {ParentNode} row
  * @param {ModelPage} model
  */
 export function renderScales(row, model) {
+  for (const panel of /** @type {NodeListOf<HTMLElement>} */ (row.querySelectorAll(".panel[data-panel]")))
+    panel.toggleAttribute("data-unavailable", model.unavailable.includes(/** @type {string} */ (panel.dataset.panel)));
   const legend = row.querySelector('.panel[data-panel="prediction"] .legend');
   if (legend) legend.replaceChildren(...model.classes.map(legendEntry));
   for (const [name, scale] of Object.entries(model.scales)) {

@@ -1,5 +1,6 @@
 // @ts-check
-// The aligned panels (six, plus the error map when scored against a mask): drawing at the analysed size, the prediction overlay and the shared crosshair.
+// The aligned panels (input, prediction and the map panels, plus the error map when scored against a mask): drawing at
+// the analysed size, the prediction overlay and the shared crosshair.
 
 /** @typedef {import("./types.js").Images} Images */
 
@@ -44,7 +45,7 @@ export function drawPanel(panel, name, images, width, height, opacity) {
 }
 
 /**
- * Draw every shown panel of a row of panels; hidden ones are emptied.
+ * Draw every shown panel of a row of panels; hidden ones, and those of maps the model cannot compute, are emptied.
  * @param {Element} row
  * @param {Images} images
  * @param {number} width
@@ -53,7 +54,7 @@ export function drawPanel(panel, name, images, width, height, opacity) {
  */
 export function drawRow(row, images, width, height, opacity) {
   for (const panel of /** @type {NodeListOf<HTMLElement>} */ (row.querySelectorAll(".panel"))) {
-    if (panel.hidden) clearPanels(panel);
+    if (panel.hidden || panel.hasAttribute("data-unavailable")) clearPanels(panel);
     else drawPanel(panel, /** @type {string} */ (panel.dataset.panel), images, width, height, opacity);
   }
 }

@@ -58,6 +58,8 @@
  * @property {number | null} workingSize Long side inputs are resized to at resolution "working"; null: none.
  * @property {number} temperature Its fitted temperature τ (1: never calibrated).
  * @property {number} defaultSamples MC samples it uses when a request does not say.
+ * @property {string[]} unavailable Maps it cannot compute (all zeros in its answers: feature_distance without a fitted
+ *   density); their panels show a note instead of a map.
  * @property {{sites: string[], rate: number, trainedWithDropout: boolean}} dropout Where its MC dropout sits.
  * @property {Record<string, ScaleInfo>} scales Each map's colour bar, by map name.
  */

@@ -100,8 +100,9 @@ def test_page_template_and_context(client: TestClient) -> None:
     context = response.context  # type: ignore[attr-defined]
     assert context["model_name"] == "tiny"
     assert [c["name"] for c in context["classes"]] == ["bg", "a", "b"]
-    assert [m["name"] for m in context["panel_maps"]] == ["confidence", "entropy", "variance", "mutual_information"]
-    assert context["config"]["panels"] == ["input", "prediction", "confidence", "entropy", "variance", "mutual_information"]
+    assert [m["name"] for m in context["panel_maps"]] == ["confidence", "entropy", "variance", "mutual_information", "feature_distance"]
+    assert context["config"]["panels"] == ["input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance"]
+    assert context["unavailable"] == ["feature_distance"] and context["config"]["models"][0]["unavailable"] == ["feature_distance"], "no fitted density"
     assert context["config"]["maxSamples"] == 16 and context["default_samples"] == 4
     ranges = {m["name"]: m["range"] for m in context["maps"]}
     assert ranges["confidence"] == pytest.approx([1 / 3, 1.0]) and ranges["entropy"] == pytest.approx([0.0, np.log(3)])
@@ -109,6 +110,8 @@ def test_page_template_and_context(client: TestClient) -> None:
     for name in ("bg", "#ff0000", 'id="panel-input"', 'id="panel-prediction"', 'id="panel-mutual_information"', "/static/js/main.js", "/static/style.css"):
         assert name in html
     assert "https://" not in html and "http://" not in html
+    assert '<figure class="panel" id="panel-feature_distance" data-panel="feature_distance" data-unavailable="">' in html
+    assert "has no fitted feature density, so it has no feature-distance map: see <code>seg-uncertainty fit-density --help</code>" in html
 
 
 def test_colour_gradient_uses_the_lut() -> None:

@@ -16,7 +16,7 @@ from app.io.synthetic import make_scene
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information"]
+PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance"]
 MAX_BYTES_PER_PIXEL = 4.0
 
 
@@ -72,7 +72,10 @@ def test_a_12_megapixel_photo_draws_compactly_and_is_flagged(default_page: Any) 
     seconds, answer, size = upload_and_wait(default_page, "cat.jpg", phone_photo())
     assert (answer["input_width"], answer["input_height"]) == (4000, 3000)
     assert answer["analysed_size"] == [256, 192] and answer["resolution"] == "working"
-    assert size / (256 * 192) <= MAX_BYTES_PER_PIXEL, f"{size} bytes = {size / (256 * 192):.2f} B/px"
+    density = len(next(m["quantised"] for m in answer["maps"] if m["name"] == "feature_distance"))
+    # The target was set for the softmax and MC maps; the feature-distance panel's PNG comes on top (at most 1 B/px).
+    assert (size - density) / (256 * 192) <= MAX_BYTES_PER_PIXEL, f"{size - density} bytes = {(size - density) / (256 * 192):.2f} B/px"
+    assert density / (256 * 192) <= 1.0, f"feature distance: {density / (256 * 192):.2f} B/px"
     stats = default_page.evaluate(
         """(ids) => ids.map((id) => { const c = document.querySelector(`#panel-${id} canvas`);
              const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let opaque = 0;
@@ -85,7 +88,8 @@ def test_a_12_megapixel_photo_draws_compactly_and_is_flagged(default_page: Any) 
     shown = verdict(default_page)
     assert not shown["hidden"] and shown["unusual"] == "true", shown
     assert "unlike" in shown["text"]
-    print(f"12 MP JPEG: page drawn {seconds:.2f} s after upload, answer {size} bytes ({size / (256 * 192):.2f} B/px)")
+    per_pixel = size / (256 * 192)
+    print(f"12 MP JPEG: page drawn {seconds:.2f} s after upload, answer {size} bytes ({per_pixel:.2f} B/px, feature distance {density / (256 * 192):.2f})")
 
 
 def test_an_in_distribution_scene_is_not_flagged(default_page: Any) -> None:

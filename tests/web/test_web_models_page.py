@@ -91,7 +91,8 @@ def test_compare_draws_the_second_models_maps_in_a_row_under_the_first(pair_page
     page.select_option("#compare-model", "second")
     page.wait_for_function(OTHER_READY, timeout=60_000)
     assert (page.inner_text("#row-label"), page.inner_text("#other-label")) == ("Model tiny", "Model second")
-    assert page.locator("#panels-other .panel:not([hidden])").count() == 6
+    assert page.locator("#panels-other .panel:not([hidden])").count() == 7
+    assert page.locator("#panels-other .panel[data-unavailable]").count() == 1 and page.is_visible("#other-panel-feature_distance .unavailable-note")
 
     for name in PANEL_MAPS:
         first, second = page.locator(f"#panel-{name}").bounding_box(), page.locator(f"#other-panel-{name}").bounding_box()

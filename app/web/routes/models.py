@@ -28,6 +28,7 @@ def model_info(service: AnalysisService, default: bool = True) -> ModelInfo:
         device=str(service.device),
         default=default,
         default_samples=service.default_samples,
+        feature_density="feature_distance" not in service.analyzer.unavailable,
         ready=service.ready,
     )
 

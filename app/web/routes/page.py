@@ -18,6 +18,10 @@ from app.web.services import ModelServices
 from app.web.settings import Settings
 
 TEMPLATE = "index.html"
+# A map's panel for a model that cannot compute it: what is missing, and the command that makes it.
+UNAVAILABLE_NOTES = {
+    "feature_distance": ("This model has no fitted feature density, so it has no feature-distance map: see", "seg-uncertainty fit-density --help"),
+}
 
 
 def colour_gradient(cmap: str, stops: int = 17) -> str:
@@ -44,8 +48,9 @@ def scale_note(spec: MapSpec) -> str:
 
 
 def model_config(service: AnalysisService) -> dict[str, Any]:
-    """What the page shows of one served model (the script's ``config.models`` entry): its facts, classes, default MC samples
-    and the colour-bar ticks of every map, whose ranges depend on its class count."""
+    """What the page shows of one served model (the script's ``config.models`` entry): its facts, classes, default MC samples,
+    the maps it cannot compute (their panels show a note instead) and the colour-bar ticks of every map, whose ranges depend
+    on its class count."""
     card = service.bundle.card
     num_classes = len(card.classes)
     scales = {}
@@ -63,6 +68,7 @@ def model_config(service: AnalysisService) -> dict[str, Any]:
         "workingSize": card.input.working_size,
         "temperature": card.temperature,
         "defaultSamples": service.default_samples,
+        "unavailable": list(service.analyzer.unavailable),
         "dropout": {"sites": list(card.dropout.sites), "rate": card.dropout.rate, "trainedWithDropout": card.dropout.trained_with_dropout},
         "scales": scales,
     }
@@ -89,6 +95,7 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
             "ticks": [{"value": t.value, "position": t.position, "label": t.label} for t in ticks(spec, num_classes)],
             "gradient": colour_gradient(spec.colourmap),
             "panel": spec.panel is not None,
+            "unavailableNote": UNAVAILABLE_NOTES.get(spec.name, ("This model cannot compute this map.", "")),
         }
         for spec in MAPS
     ]
@@ -127,6 +134,7 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
         "classes": classes,
         "maps": maps,
         "panel_maps": panel_maps,
+        "unavailable": list(service.analyzer.unavailable),
         "error_legend": error_legend(),
         "temperature": card.temperature,
         "calibrated_available": card.temperature != 1.0,

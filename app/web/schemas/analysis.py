@@ -201,6 +201,10 @@ class ModelInfo(BaseModel):
     device: str = Field(description="Where the model runs.")
     default: bool = Field(description="The model used when a request names none (the first served).")
     default_samples: int = Field(description="MC samples this model uses when a request does not say: SEGU_DEFAULT_SAMPLES if set, else its card's.")
+    feature_density: bool = Field(
+        description="The bundle has a fitted feature density (seg-uncertainty fit-density), so its analyses compute the feature_distance map; "
+        "false: that map is all zeros (described as not available) and the page shows no panel for it."
+    )
     ready: bool = Field(description="Warmed up and taking requests.")
 
 
