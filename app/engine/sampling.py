@@ -139,6 +139,7 @@ def run_mc(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions) -> U
             sample_probs, sample_entropy = softmax_entropy(sample_logits, options.temperature)
             moments.update(sample_probs, ids, sample_entropy)
             del sample_logits
+        del cached, logits  # the statistics are all that finalising needs: free the prefix's cache before it peaks
         return replace(finalize_grouped(probs, moments), feature_distance=distance)
 
 
