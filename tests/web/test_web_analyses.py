@@ -141,18 +141,16 @@ def test_evaluation_error_map_by_id(base_url: str) -> None:
 
 
 def test_analyses_expire_after_the_ttl(tiny_bundle_dir: Path) -> None:
-    server = LiveServer(web_settings(tiny_bundle_dir, cache_ttl_seconds=1.0)).start()
+    """End to end: reported TTL, then a 404 naming the id. (Each use restarting the clock is tested with a fake clock in
+    tests/web/test_web_transport.py: wall-clock steps shorter than a second were flaky on a loaded machine.)"""
+    server = LiveServer(web_settings(tiny_bundle_dir, cache_ttl_seconds=2.0)).start()
     try:
         body = analyze(server.url, random_png(24, 24, seed=34), samples=2)
-        assert body["expires_in"] == 1.0
+        assert body["expires_in"] == 2.0
         assert get(server.url, body["npz_url"]).status_code == 200
-        time.sleep(0.6)
-        assert get(server.url, f"{body['pixel_url']}?x=1&y=1").status_code == 200
-        time.sleep(0.6)
-        assert get(server.url, body["prediction"]["url"]).status_code == 200, "each use restarts the clock"
-        time.sleep(1.3)
+        time.sleep(4.5)
         error = assert_error(get(server.url, body["npz_url"]), 404, "analysis_not_found", "analysis_id")
-        assert body["analysis_id"] in error["message"] and "1 s" in error["message"]
+        assert body["analysis_id"] in error["message"] and "2 s" in error["message"]
     finally:
         server.stop()
 
