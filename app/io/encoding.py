@@ -69,6 +69,7 @@ class AnalysisSummary:
     method: str = "mc_dropout"
     tta: str = "none"
     passes: int = 1
+    unavailable: list[str] = field(default_factory=list)
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -166,4 +167,5 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         method=analysis.method,
         tta=analysis.tta,
         passes=analysis.passes,
+        unavailable=list(analysis.unavailable),
     )

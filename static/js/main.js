@@ -15,9 +15,9 @@ import { methodText, renderPanelMeans } from "./errorbars.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
 import { bindModelRow } from "./modelrow.js";
-import { bindModels, modelPage, renderScales } from "./models.js";
+import { bindModels, modelPage, renderScales, unavailableMaps } from "./models.js";
 import { bindPointer, clearPanels, drawPanel, drawRow, placeCrosshair } from "./panels.js";
-import { clearReadout, exactReader, showApprox } from "./readout.js";
+import { clearReadout, exactReader, markUnavailable, showApprox } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
 import { inputSizeText, runInfoText } from "./runinfo.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
@@ -237,13 +237,15 @@ function drawAll(item) {
 
 /** @param {DoneItem} item */
 function redrawRegions(item) {
-  renderRegions(els.regions, item.result.regions, item.result.error_method, item.result.classes, mapNames, config.regionRowsShown, els.regionsMore);
+  const r = item.result;
+  renderRegions(els.regions, r.regions, r.error_method, r.classes, mapNames, config.regionRowsShown, els.regionsMore, unavailableMaps(config, r));
 }
 
 /** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
   renderScales(els.panels, modelPage(config, r.model));
+  markUnavailable(els.readout, unavailableMaps(config, r));
   drawAll(item);
   renderPanelMeans(els.panels, r);
   els.errorMethod.textContent = methodText(r.error_method);

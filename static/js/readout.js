@@ -11,6 +11,7 @@ import { valueAt } from "./compact.js";
 /** @typedef {import("./types.js").PixelResponse} PixelResponse */
 
 const HINT = "Hover or tap a panel (or focus it and use the arrow keys).";
+export const UNAVAILABLE_TITLE = "not available for this model: no fitted feature density";
 
 /**
  * @param {number} value
@@ -40,6 +41,20 @@ export function readoutNote(root, text) {
 }
 
 /**
+ * Mark the readout cells of maps the shown analysis could not compute: they read "—" instead of their zeros.
+ * @param {HTMLElement} root
+ * @param {string[]} unavailable map names
+ */
+export function markUnavailable(root, unavailable) {
+  for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
+    const off = unavailable.includes(/** @type {string} */ (td.dataset.map));
+    td.toggleAttribute("data-unavailable", off);
+    if (off) td.title = UNAVAILABLE_TITLE;
+    else td.removeAttribute("title");
+  }
+}
+
+/**
  * Show pixel (x, y) of an analysed item from its quantised layers: values marked ≈ until the exact ones arrive.
  * @param {HTMLElement} root
  * @param {DoneItem} item
@@ -62,7 +77,10 @@ export function showApprox(root, item, x, y, errorLegend) {
     const name = /** @type {string} */ (td.dataset.map);
     const q = layers.maps[name];
     delete td.dataset.value;
-    if (q && specs[name]) {
+    if (td.hasAttribute("data-unavailable")) {
+      td.textContent = "—";
+      delete td.dataset.approx;
+    } else if (q && specs[name]) {
       const value = valueAt(q[idx], specs[name].range, specs[name].display_power);
       td.textContent = `≈ ${format(value)}`;
       td.dataset.approx = String(value);
@@ -83,7 +101,7 @@ export function showApprox(root, item, x, y, errorLegend) {
 export function showExact(root, item, pixel) {
   for (const td of /** @type {NodeListOf<HTMLTableCellElement>} */ (root.querySelectorAll("td[data-map]"))) {
     const value = pixel.values[/** @type {string} */ (td.dataset.map)];
-    if (value === undefined) continue;
+    if (value === undefined || td.hasAttribute("data-unavailable")) continue;
     td.textContent = format(value);
     td.dataset.value = String(value);
   }

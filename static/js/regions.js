@@ -3,6 +3,7 @@
 // "disc #2" before "disc #10"); a long table shows its largest rows until "show all" is pressed.
 
 import { formatMean } from "./errorbars.js";
+import { UNAVAILABLE_TITLE } from "./readout.js";
 
 /** @typedef {import("./types.js").ClassInfo} ClassInfo */
 /** @typedef {import("./types.js").ErrorMethod} ErrorMethod */
@@ -95,6 +96,13 @@ function meanCell(mean, se, method) {
   return td;
 }
 
+/** @returns {HTMLTableCellElement} the cell of a map the analysis could not compute */
+function unavailableCell() {
+  const td = cell("—", "num");
+  td.title = UNAVAILABLE_TITLE;
+  return td;
+}
+
 /**
  * Fill the table body with `rows`, ordered by the current sort state; unless expanded, only the `limit` largest.
  * @param {HTMLTableElement} table
@@ -104,8 +112,9 @@ function meanCell(mean, se, method) {
  * @param {string[]} mapNames the map columns, in order
  * @param {number} limit rows shown before "show all"
  * @param {HTMLButtonElement} more the "show all" / "show fewer" button
+ * @param {string[]} unavailable maps the analysis could not compute: their cells read "—"
  */
-export function renderRegions(table, rows, method, classes, mapNames, limit, more) {
+export function renderRegions(table, rows, method, classes, mapNames, limit, more, unavailable) {
   const body = table.tBodies[0];
   const ordered = rows.map((row, i) => ({ row, i }));
   if (state.key) {
@@ -133,7 +142,7 @@ export function renderRegions(table, rows, method, classes, mapNames, limit, mor
     swatch.style.marginRight = "6px";
     name.prepend(swatch);
     tr.append(name, cell(row.kind), cell(String(row.pixels), "num"), cell(`${(100 * row.share).toFixed(1)} %`, "num"));
-    for (const m of mapNames) tr.append(meanCell(row.means[m], row.errors ? row.errors[m] : null, method));
+    for (const m of mapNames) tr.append(unavailable.includes(m) ? unavailableCell() : meanCell(row.means[m], row.errors ? row.errors[m] : null, method));
     body.append(tr);
   }
   for (const th of /** @type {HTMLTableSectionElement} */ (table.tHead).rows[0].cells) {

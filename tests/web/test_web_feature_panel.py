@@ -27,6 +27,15 @@ OTHER = "#other-panel-feature_distance"
 DRAWN = "() => [...document.querySelectorAll('#panels .view canvas[data-drawn=\"1\"]')].map((c) => c.closest('.panel').dataset.panel)"
 RUN_BY = "(model) => document.body.dataset.state === 'ready' && document.querySelector('#run-info').textContent.startsWith(`model ${model} · `)"
 OTHER_READY = "(m) => { const row = document.querySelector('#panels-other'); return !row.hidden && row.dataset.state === 'ready' && row.dataset.model === m; }"
+EXACT = "() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; }"
+READOUT_CELL = """(name) => { const td = document.querySelector(`#readout td[data-map="${name}"]`);
+  return {text: td.textContent, value: td.dataset.value ?? null, title: td.title}; }"""
+REGION_COLUMN = """(name) => {
+  const column = [...document.querySelectorAll('#region-table thead th')].findIndex((th) => th.dataset.key === name);
+  return [...document.querySelectorAll('#region-table tbody tr')].map((tr) => ({
+    label: tr.cells[0].textContent, text: tr.cells[column].textContent, title: tr.cells[column].title}));
+}"""
+UNAVAILABLE = "not available for this model: no fitted feature density"
 CANVAS_RGB = """(selector) => {
   const c = document.querySelector(selector);
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -62,6 +71,36 @@ def served_png(url: str, path: str) -> np.ndarray:
     response = httpx.get(f"{url}{path}", timeout=60)
     assert response.status_code == 200, response.text
     return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
+
+
+def hover_exact(page: Any) -> tuple[int, int]:
+    """Hover a pixel of the confidence panel and wait for its exact values; returns the pixel (x, y)."""
+    view = page.locator("#panel-confidence .view")
+    box = view.bounding_box()
+    view.hover(position={"x": 0.3 * box["width"], "y": 0.6 * box["height"]})
+    page.wait_for_function(EXACT, timeout=30_000)
+    x, y = (int(v) for v in page.get_attribute("#readout", "data-exact").split(","))
+    return x, y
+
+
+def region_label(region: dict[str, Any]) -> str:
+    return f"{region['class_name']} (all)" if region["kind"] == "class" else f"{region['class_name']} #{region['component']}"
+
+
+def assert_no_feature_distance(page: Any) -> None:
+    """The readout and the region table show a dash, not a zero, for the feature distance, also once sorted by it."""
+    assert page.evaluate(READOUT_CELL, "feature_distance") == {"text": "—", "value": None, "title": UNAVAILABLE}
+    confidence = page.evaluate(READOUT_CELL, "confidence")
+    assert confidence["value"] is not None and float(confidence["text"]) == pytest.approx(float(confidence["value"]), abs=5e-5)
+    column = page.evaluate(REGION_COLUMN, "feature_distance")
+    assert len(column) >= 2 and all((c["text"], c["title"]) == ("—", UNAVAILABLE) for c in column), column
+    header = "#region-table th[data-key='feature_distance']"
+    for order in ("descending", "ascending"):
+        page.click(f"{header} button")
+        assert page.get_attribute(header, "aria-sort") == order
+        sorted_column = page.evaluate(REGION_COLUMN, "feature_distance")
+        assert sorted(c["label"] for c in sorted_column) == sorted(c["label"] for c in column)
+        assert {c["text"] for c in sorted_column} == {"—"}
 
 
 def assert_note(page: Any, panel: str) -> None:
@@ -103,6 +142,17 @@ def test_the_default_models_panel_is_its_map_and_the_tiny_models_a_note(mixed_pa
     assert page.inner_text(f"{PANEL} .map-mean") == f"image mean {values.mean():#.3g} (exact)", "the image-level score"
     assert page.get_attribute(f"{PANEL} .colourbar", "title") == "fixed power scale (exponent 4) from 0 to 1"
 
+    x, y = hover_exact(page)
+    cell = page.evaluate(READOUT_CELL, "feature_distance")
+    assert cell["title"] == "" and float(cell["value"]) == pytest.approx(values[y, x], abs=1e-6)
+    assert float(cell["text"]) == pytest.approx(values[y, x], abs=5e-5) and values[y, x] > 1e-3, "a number, to four decimals"
+    regions = answer.value.json()["regions"]
+    column = page.evaluate(REGION_COLUMN, "feature_distance")
+    shown = {c["label"]: c["text"] for c in column}
+    assert len(shown) == len(column) >= 2 and all(r["errors"]["feature_distance"] == 0 for r in regions), "exact: the deterministic pass"
+    assert shown == {region_label(r): f"{r['means']['feature_distance']:.4f}" for r in regions if region_label(r) in shown}
+    assert any(text != "0.0000" for text in shown.values())
+
     page.select_option("#compare-model", "tiny")
     page.wait_for_function(OTHER_READY, arg="tiny", timeout=120_000)
     assert_note(page, OTHER)
@@ -114,6 +164,9 @@ def test_the_default_models_panel_is_its_map_and_the_tiny_models_a_note(mixed_pa
     page.select_option("#model", "tiny")
     page.wait_for_function(RUN_BY, arg="tiny", timeout=120_000)
     assert_note(page, PANEL)
+    page.wait_for_function(EXACT, timeout=30_000)
+    assert page.get_attribute("#readout", "data-exact") == f"{x},{y}", "the readout stays on the hovered pixel"
+    assert_no_feature_distance(page)
     assert page.evaluate(DRAWN) == order[:-2], "every other panel is drawn"
 
     page.select_option("#compare-model", "default")
@@ -121,3 +174,20 @@ def test_the_default_models_panel_is_its_map_and_the_tiny_models_a_note(mixed_pa
     assert page.get_attribute(OTHER, "data-unavailable") is None and page.is_hidden(f"{OTHER} .unavailable-note")
     np.testing.assert_array_equal(drawn(page, f"{OTHER} canvas"), served, err_msg="the compared row draws the default model's map")
     assert page.inner_text(f"{OTHER} .map-mean") == f"image mean {values.mean():#.3g} (exact)"
+
+
+def test_the_api_lists_the_maps_a_model_cannot_compute(mixed_server: LiveServer) -> None:
+    names = [m["name"] for m in httpx.get(f"{mixed_server.url}/api/v1/models", timeout=30).json()["models"]]
+    seen = {}
+    for name in names:
+        files = {"file": ("scene.png", scene_png(), "image/png")}
+        body = httpx.post(f"{mixed_server.url}/api/v1/analyze", files=files, data={"model": name, "samples": "2"}, timeout=120).json()
+        zeros = not np.any(decode_raw_map(mixed_server, body["analysis_id"]))
+        seen[name] = (body["unavailable"], zeros)
+    assert seen[names[0]] == ([], False) and seen[names[1]] == (["feature_distance"], True), seen
+
+
+def decode_raw_map(server: LiveServer, analysis_id: str) -> np.ndarray:
+    """The exact feature-distance map of a kept analysis, from its NPZ."""
+    npz = np.load(io.BytesIO(httpx.get(f"{server.url}/api/v1/analyses/{analysis_id}/maps.npz", timeout=30).content))
+    return npz["feature_distance"]

@@ -146,6 +146,10 @@ class AnalyzeResponse(BaseModel):
         "exact (nothing is random: samples=0 without photometric jitter) or unavailable (samples=1). With several passes the groups are MC "
         "sample ids left out of every pass (dropout noise); photometric jitter with samples=0 leaves one pass out at a time."
     )
+    unavailable: list[str] = Field(
+        default_factory=list,
+        description="Maps this model cannot compute (they are all zeros): feature_distance when the bundle has no fitted feature density.",
+    )
     seed: int = Field(description="Seed of the dropout masks; the same seed on the same device gives the same maps.")
     device: str = Field(description="Where the model ran (cpu, cuda:0, ...).")
     calibrated: bool = Field(description="Whether the bundle's calibration temperature was applied.")
