@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from app.engine.device import place
 from app.engine.network import SegmentationNet
@@ -27,6 +26,7 @@ from app.io.card import (
     ModelCard,
     Normalization,
     read_json,
+    read_safetensors,
     validate_card,
 )
 from app.io.density import read_density
@@ -133,12 +133,7 @@ def load_weights(net: SegmentationNet, weights: Path, card_name: str = CARD_FILE
     Returns:
         Notes on what was left out (a torchvision model's training-only auxiliary classifier).
     """
-    if not weights.exists():
-        raise BundleError(f"{weights} not found")
-    try:
-        raw_state = load_file(str(weights))
-    except (SafetensorError, OSError) as exc:
-        raise BundleError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    raw_state = read_safetensors(weights)
     state, dropped = strip_aux({k: v.float() if v.is_floating_point() else v for k, v in raw_state.items()}, net.model)
     try:
         net.model.load_state_dict(state, strict=True)

@@ -10,7 +10,10 @@ import re
 from pathlib import Path
 from typing import Any
 
+import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from app.defaults import DEFAULT_SAMPLES
 from app.engine.dropout import DROPOUT_MODES
@@ -27,6 +30,7 @@ __all__ = [
     "Normalization",
     "architecture_classes",
     "read_json",
+    "read_safetensors",
     "validate_card",
 ]
 
@@ -194,6 +198,16 @@ def read_json(path: Path) -> Any:
         raise BundleError(f"{path} not found") from exc
     except json.JSONDecodeError as exc:
         raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Read a safetensors file (never unpickled), as a :class:`BundleError` naming the file when it is absent or unreadable."""
+    if not path.exists():
+        raise BundleError(f"{path} not found")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise BundleError(f"{path} is not a readable safetensors file: {exc}") from exc
 
 
 def validate_card(raw: object, where: Path | str) -> ModelCard:

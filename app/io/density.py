@@ -9,10 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from app.io.card import BundleError, ModelCard
+from app.io.card import BundleError, ModelCard, read_safetensors
 from app.maps.density import FeatureDensity
 
 __all__ = ["DENSITY_FILE", "read_density", "write_density"]
@@ -41,10 +40,7 @@ def read_density(folder: Path, card: ModelCard) -> FeatureDensity | None:
     path = folder / info.file
     if not path.exists():
         raise BundleError(f"{path} not found: the card's feature_density names it (refit with seg-uncertainty fit-density, or remove feature_density)")
-    try:
-        raw = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise BundleError(f"{path} is not a readable safetensors file: {exc}") from exc
+    raw = read_safetensors(path)
     missing = [key for key in (*_FLOAT_KEYS, "classes") if key not in raw]
     if missing:
         raise BundleError(f"{path} lacks {', '.join(missing)}")

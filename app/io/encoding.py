@@ -14,13 +14,12 @@ from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.rendering import map_images, png_bytes
 from app.maps.regions import Region
-from app.maps.registry import MAPS
+from app.maps.registry import MAPS, MapSpec
 from app.metrics.image_ood import ImageOodResult
 
 __all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_arrays", "npz_bytes", "summarise", "write_npz"]
 
 _NPZ_DATE = (1980, 1, 1, 0, 0, 0)
-_UNAVAILABLE = {"feature_distance": "this bundle has no fitted feature density (seg-uncertainty fit-density)"}
 
 
 @dataclass(frozen=True)
@@ -80,8 +79,9 @@ class AnalysisSummary:
         return out
 
 
-def _unavailable(name: str) -> str:
-    return f"not available: {_UNAVAILABLE.get(name, 'this bundle cannot compute it')}; all zeros"
+def _unavailable(spec: MapSpec) -> str:
+    missing = f"this bundle has no {spec.needs} ({spec.needs_command})" if spec.needs else "this bundle cannot compute it"
+    return f"not available: {missing}; all zeros"
 
 
 def class_summaries(card: ModelCard) -> list[ClassSummary]:
@@ -151,7 +151,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
             spec.name: MapSummary(
                 range=analysis.ranges[spec.name],
                 mean=float(analysis.maps[spec.name].mean(dtype=np.float64)),
-                description=spec.meaning if spec.name not in analysis.unavailable else _unavailable(spec.name),
+                description=spec.meaning if spec.name not in analysis.unavailable else _unavailable(spec),
                 mean_error=analysis.mean_errors.get(spec.name),
             )
             for spec in MAPS

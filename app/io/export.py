@@ -7,11 +7,9 @@ from pathlib import Path
 from typing import cast
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
 from app.io.bundle import CARD_FILE, CONFIG_FILE, WEIGHTS_FILE, BundleError, ModelCard, build_network, save_bundle, write_card
-from app.io.card import read_json, validate_card
+from app.io.card import read_json, read_safetensors, validate_card
 from app.io.ensemble import ensemble_card_at
 from app.io.smp_format import read_config
 from app.io.torchvision_models import strip_aux
@@ -46,13 +44,10 @@ def export_model(model: torch.nn.Module, card: ModelCard, out_dir: Path, half: b
 
 def read_state_file(weights: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` (read directly) or ``.pt``/``.pth``/``.bin`` (``torch.load(weights_only=True)``, no arbitrary unpickling)."""
+    if weights.suffix == ".safetensors":
+        return read_safetensors(weights)
     if not weights.exists():
         raise BundleError(f"{weights} not found")
-    if weights.suffix == ".safetensors":
-        try:
-            return load_file(str(weights))
-        except (SafetensorError, OSError) as exc:
-            raise BundleError(f"{weights} is not a readable safetensors file: {exc}") from exc
     if weights.suffix not in (".pt", ".pth", ".bin"):
         raise BundleError(f"{weights}: expected a .safetensors, .pt or .pth state dict")
     try:

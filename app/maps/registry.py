@@ -50,6 +50,8 @@ class MapSpec:
             per image, so two images still compare by eye.
         sampled: The value is a Monte-Carlo estimate over the dropout samples (so it carries MC error); ``False`` for
             maps of the deterministic pass.
+        needs: What a bundle must have to compute the map (``"fitted feature density"``); ``None``: every bundle can.
+        needs_command: The command that provides it (``"seg-uncertainty fit-density --help"``).
     """
 
     name: str
@@ -63,6 +65,8 @@ class MapSpec:
     detection: bool
     display_power: float = 1.0
     sampled: bool = True
+    needs: str | None = None
+    needs_command: str | None = None
 
     def range(self, num_classes: int) -> tuple[float, float]:
         """The fixed ``(lo, hi)`` for ``num_classes`` classes."""
@@ -177,6 +181,8 @@ MAPS: tuple[MapSpec, ...] = (
         detection=True,
         display_power=4.0,
         sampled=False,
+        needs="fitted feature density",
+        needs_command="seg-uncertainty fit-density --help",
     ),
 )
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import BinaryIO, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -156,18 +156,8 @@ class AnalysisService:
         samples = self.default_samples if samples is None else samples
 
         def job(token: CancelToken) -> T:
-            analysis = self.analyzer.analyze_bytes(
-                read_upload(upload),
-                samples=samples,
-                seed=seed,
-                calibrated=calibrated,
-                min_area=self.settings.min_area,
-                resolution=resolution,
-                cancel=token,
-                tta=tta,
-            )
-            self._analysed(analysis)
-            token.check()
+            analysis = self.analyzer.analyze_bytes(read_upload(upload), **self._options(token, samples, seed, calibrated, resolution, tta))
+            self._analysed(analysis, token)
             return encode(analysis)
 
         return await self._admitted(upload, samples, resolution, job, disconnected, tta)
@@ -196,21 +186,9 @@ class AnalysisService:
         samples = self.default_samples if samples is None else samples
 
         def job(token: CancelToken) -> T:
-            labelled = analyze_labelled(
-                self.analyzer,
-                read_upload(upload),
-                read_upload(mask),
-                mask_name=mask_name,
-                samples=samples,
-                seed=seed,
-                calibrated=calibrated,
-                min_area=self.settings.min_area,
-                resolution=resolution,
-                cancel=token,
-                tta=tta,
-            )
-            self._analysed(labelled.analysis)
-            token.check()
+            options = self._options(token, samples, seed, calibrated, resolution, tta)
+            labelled = analyze_labelled(self.analyzer, read_upload(upload), read_upload(mask), mask_name=mask_name, **options)
+            self._analysed(labelled.analysis, token)
             return encode(labelled.analysis, labelled.mask)
 
         return await self._admitted(upload, samples, resolution, job, disconnected, tta)
@@ -268,11 +246,25 @@ class AnalysisService:
         self.metrics.waited(waited)
         current_record().queue_wait_s = waited
 
-    def _analysed(self, analysis: Analysis) -> None:
-        """Observe a finished analysis (in its worker thread): network time, analysed pixels, MC samples."""
+    def _options(self, token: CancelToken, samples: int, seed: int, calibrated: bool, resolution: Resolution, tta: str) -> dict[str, Any]:
+        """The analyzer's keyword arguments of one request (shared by analyze and evaluate)."""
+        return {
+            "samples": samples,
+            "seed": seed,
+            "calibrated": calibrated,
+            "min_area": self.settings.min_area,
+            "resolution": resolution,
+            "cancel": token,
+            "tta": tta,
+        }
+
+    def _analysed(self, analysis: Analysis, token: CancelToken) -> None:
+        """Observe a finished analysis (in its worker thread): network time, analysed pixels, MC samples; then stop here
+        if the request was cancelled meanwhile."""
         seconds = analysis.timings.get("inference", 0.0)
         self.metrics.analysed(seconds, int(analysis.prediction.size), analysis.samples)
         current_record().inference_s = seconds
+        token.check()
 
     @staticmethod
     async def _watch(token: CancelToken, disconnected: Disconnected, waiting: anyio.CancelScope) -> None:

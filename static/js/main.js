@@ -15,7 +15,7 @@ import { methodText, renderPanelMeans } from "./errorbars.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
 import { bindModelRow } from "./modelrow.js";
-import { bindModels, modelPage, renderScales, unavailableMaps } from "./models.js";
+import { bindModels, modelPage, renderScales } from "./models.js";
 import { bindPointer, clearPanels, drawPanel, drawRow, placeCrosshair } from "./panels.js";
 import { clearReadout, exactReader, markUnavailable, showApprox } from "./readout.js";
 import { bindSorting, renderRegions } from "./regions.js";
@@ -238,14 +238,14 @@ function drawAll(item) {
 /** @param {DoneItem} item */
 function redrawRegions(item) {
   const r = item.result;
-  renderRegions(els.regions, r.regions, r.error_method, r.classes, mapNames, config.regionRowsShown, els.regionsMore, unavailableMaps(config, r));
+  renderRegions(els.regions, r.regions, r.error_method, r.classes, mapNames, config.regionRowsShown, els.regionsMore, r.unavailable);
 }
 
 /** @param {DoneItem} item */
 function render(item) {
   const r = item.result;
   renderScales(els.panels, modelPage(config, r.model));
-  markUnavailable(els.readout, unavailableMaps(config, r));
+  markUnavailable(els.readout, r.unavailable);
   drawAll(item);
   renderPanelMeans(els.panels, r);
   els.errorMethod.textContent = methodText(r.error_method);

@@ -8,7 +8,6 @@ import { applyDataStyles } from "./datastyles.js";
 /** @typedef {import("./types.js").ClassInfo} ClassInfo */
 /** @typedef {import("./types.js").Config} Config */
 /** @typedef {import("./types.js").ModelPage} ModelPage */
-/** @typedef {import("./types.js").AnalyzeResponse} AnalyzeResponse */
 
 /**
  * @param {Config} config
@@ -17,15 +16,6 @@ import { applyDataStyles } from "./datastyles.js";
  */
 export function modelPage(config, name) {
   return config.models.find((m) => m.name === name) || config.models[0];
-}
-
-/**
- * @param {Config} config
- * @param {AnalyzeResponse} result
- * @returns {string[]} the maps the analysis could not compute (all zeros in it): its own list, else its model's
- */
-export function unavailableMaps(config, result) {
-  return result.unavailable ?? modelPage(config, result.model).unavailable;
 }
 
 /**

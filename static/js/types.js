@@ -221,7 +221,7 @@
  * @property {RawArray | null} [mean_probs] Raw (C, H, W) MC-mean class probabilities; only with raw=true.
  * @property {Record<string, number>} class_shares
  * @property {RegionRow[]} regions
- * @property {string[]} [unavailable] Maps the model could not compute (all zeros here: feature_distance without a fitted density).
+ * @property {string[]} unavailable Maps the model could not compute (all zeros here: feature_distance without a fitted density).
  */
 
 /**

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import re
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from webutil import random_png
+from webutil import drawn, random_png, served_png
 
 from app.maps.registry import MAP_NAMES, PANEL_MAPS
 from app.web.encoding import decode_raw
@@ -47,26 +46,11 @@ STATE_RECORDER = """() => {
 
 EXACT = "() => { const r = document.querySelector('#readout'); return r.dataset.exact !== undefined && r.dataset.exact === r.dataset.pixel; }"
 
-CANVAS_RGB = """(id) => {
-  const c = document.querySelector(`#panel-${id} canvas`);
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  return Array.from(d.filter((_, i) => i % 4 !== 3));
-}"""
-
 DROP_FILE = """async ([name, bytes]) => {
   const transfer = new DataTransfer();
   transfer.items.add(new File([new Uint8Array(bytes)], name, {type: 'image/png'}));
   document.querySelector('#dropzone').dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
 }"""
-
-
-def served_png(base_url: str, url: str) -> np.ndarray:
-    return np.asarray(Image.open(io.BytesIO(httpx.get(f"{base_url}{url}").content)).convert("RGB"))
-
-
-def drawn_rgb(page: Any, panel: str) -> np.ndarray:
-    size = page.evaluate(f"(() => {{ const c = document.querySelector('#panel-{panel} canvas'); return [c.height, c.width]; }})()")
-    return np.array(page.evaluate(CANVAS_RGB, panel), dtype=np.uint8).reshape(*size, 3)
 
 
 def upload(page: Any, files: list[tuple[str, bytes, str]]) -> None:
@@ -103,7 +87,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
 
     served = {m["name"]: served_png(base_url, m["url"]) for m in compact["maps"]} | {"prediction": served_png(base_url, compact["prediction"]["url"])}
     for name in PANELS[2:]:
-        np.testing.assert_array_equal(drawn_rgb(page, name), served[name], err_msg=f"{name}: the page's colours are the PNG's")
+        np.testing.assert_array_equal(drawn(page, f"#panel-{name} canvas"), served[name], err_msg=f"{name}: the page's colours are the PNG's")
 
     expected = AnalyzeResponse.model_validate(
         httpx.post(f"{base_url}/api/v1/analyze", files={"file": ("scene.png", image)}, data={"samples": "4", "seed": "0", "raw": "true"}, timeout=60).json()
@@ -145,7 +129,7 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     page.locator("#opacity").fill("1")
     after = page.evaluate(CANVAS_STATS, ["prediction"])[0]
     assert after["colours"] < before["colours"] and after["colours"] <= 3
-    np.testing.assert_array_equal(drawn_rgb(page, "prediction"), served["prediction"])
+    np.testing.assert_array_equal(drawn(page, "#panel-prediction canvas"), served["prediction"])
 
     page.click("#region-table th[data-key='pixels'] button")
     pixels = [int(t) for t in page.locator("#region-table tbody td:nth-child(3)").all_inner_texts()]

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from webutil import LiveServer, open_page, web_settings
+from webutil import LiveServer, drawn, open_page, served_png, web_settings
 
 from app.io.synthetic import make_scene
 from app.web.encoding import decode_raw
@@ -36,11 +36,6 @@ REGION_COLUMN = """(name) => {
     label: tr.cells[0].textContent, text: tr.cells[column].textContent, title: tr.cells[column].title}));
 }"""
 UNAVAILABLE = "not available for this model: no fitted feature density"
-CANVAS_RGB = """(selector) => {
-  const c = document.querySelector(selector);
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  return {height: c.height, width: c.width, rgb: Array.from(d.filter((_, i) => i % 4 !== 3))};
-}"""
 
 
 @pytest.fixture(scope="module")
@@ -60,17 +55,6 @@ def scene_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(make_scene("test", 5, size=128).image).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def drawn(page: Any, selector: str) -> np.ndarray:
-    canvas = page.evaluate(CANVAS_RGB, selector)
-    return np.array(canvas["rgb"], dtype=np.uint8).reshape(canvas["height"], canvas["width"], 3)
-
-
-def served_png(url: str, path: str) -> np.ndarray:
-    response = httpx.get(f"{url}{path}", timeout=60)
-    assert response.status_code == 200, response.text
-    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
 
 
 def hover_exact(page: Any) -> tuple[int, int]:

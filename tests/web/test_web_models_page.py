@@ -3,7 +3,6 @@ classes, colour scales and default samples), and "compare with" draws the second
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -11,8 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from PIL import Image
-from webutil import LiveServer, open_page, random_png
+from webutil import LiveServer, drawn, open_page, random_png, served_png
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +22,6 @@ RUN_BY = """([model, samples]) => {
   const text = document.querySelector('#run-info').textContent;
   return text.startsWith(`model ${model} · `) && text.includes(` ${samples} MC samples`);
 }"""
-CANVAS_RGB = """(selector) => {
-  const c = document.querySelector(selector);
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  return {height: c.height, width: c.width, rgb: Array.from(d.filter((_, i) => i % 4 !== 3))};
-}"""
 
 
 @pytest.fixture
@@ -38,17 +31,6 @@ def pair_page(browser: Any, two_model_server: LiveServer) -> Iterator[Any]:
 
 def upload(page: Any, name: str, data: bytes) -> None:
     page.set_input_files("#file-input", [{"name": name, "mimeType": "image/png", "buffer": data}])
-
-
-def drawn(page: Any, selector: str) -> np.ndarray:
-    canvas = page.evaluate(CANVAS_RGB, selector)
-    return np.array(canvas["rgb"], dtype=np.uint8).reshape(canvas["height"], canvas["width"], 3)
-
-
-def served_png(url: str, path: str) -> np.ndarray:
-    response = httpx.get(f"{url}{path}", timeout=60)
-    assert response.status_code == 200, response.text
-    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))
 
 
 def test_choosing_the_second_model_reanalyses_with_its_classes_scales_and_samples(pair_page: Any) -> None:

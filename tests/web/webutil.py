@@ -158,3 +158,23 @@ def open_page(browser: Any, url: str, **context_options: Any) -> Iterator[Any]:
     context.close()
     assert errors == [], f"JavaScript errors: {errors}"
     assert outside == [], f"requests outside the server: {outside}"
+
+
+CANVAS_RGB = """(selector) => {
+  const c = document.querySelector(selector);
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  return {height: c.height, width: c.width, rgb: Array.from(d.filter((_, i) => i % 4 !== 3))};
+}"""
+
+
+def drawn(page: Any, selector: str) -> np.ndarray:
+    """The RGB pixels of the canvas at ``selector`` as the page drew them, ``(H, W, 3)`` uint8."""
+    canvas = page.evaluate(CANVAS_RGB, selector)
+    return np.array(canvas["rgb"], dtype=np.uint8).reshape(canvas["height"], canvas["width"], 3)
+
+
+def served_png(url: str, path: str) -> np.ndarray:
+    """The RGB pixels of the PNG the server answers at ``path``."""
+    response = httpx.get(f"{url}{path}", timeout=60)
+    assert response.status_code == 200, response.text
+    return np.asarray(Image.open(io.BytesIO(response.content)).convert("RGB"))

@@ -18,10 +18,13 @@ from app.web.services import ModelServices
 from app.web.settings import Settings
 
 TEMPLATE = "index.html"
-# A map's panel for a model that cannot compute it: what is missing, and the command that makes it.
-UNAVAILABLE_NOTES = {
-    "feature_distance": ("This model has no fitted feature density, so it has no feature-distance map: see", "seg-uncertainty fit-density --help"),
-}
+
+
+def unavailable_note(spec: MapSpec) -> tuple[str, str]:
+    """The note in a map's panel for a model that cannot compute it: what is missing, and the command that provides it."""
+    if spec.needs is None:
+        return "This model cannot compute this map.", ""
+    return f"This model has no {spec.needs}, so it has no {spec.name.replace('_', '-')} map: see", spec.needs_command or ""
 
 
 def colour_gradient(cmap: str, stops: int = 17) -> str:
@@ -95,7 +98,7 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
             "ticks": [{"value": t.value, "position": t.position, "label": t.label} for t in ticks(spec, num_classes)],
             "gradient": colour_gradient(spec.colourmap),
             "panel": spec.panel is not None,
-            "unavailableNote": UNAVAILABLE_NOTES.get(spec.name, ("This model cannot compute this map.", "")),
+            "unavailableNote": unavailable_note(spec),
         }
         for spec in MAPS
     ]
