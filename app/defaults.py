@@ -5,7 +5,7 @@ Everything else imports these names; a default that appears as a literal in two 
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Final, Literal, get_args
 
 DEFAULT_MODEL = "default"
 DEFAULT_SAMPLES = 20
@@ -18,7 +18,9 @@ MAX_SAMPLES = 64
 MC_GROUPS = 10
 NOISE_Z = 2.0
 # Test-time augmentation modes (app/engine/augment.py); "none" is the default.
-TTA_MODES: Final = ("none", "flips", "flips+scales", "photometric")
+TtaMode = Literal["none", "flips", "flips+scales", "photometric"]
+TTA_MODES: Final[tuple[TtaMode, ...]] = get_args(TtaMode)
+DEFAULT_TTA: Final[TtaMode] = "none"
 DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
 MAX_BODY_BYTES = 50 * 2**20
@@ -43,8 +45,10 @@ CACHE_BYTES = 512 * 2**20
 CACHE_TTL_SECONDS = 900.0
 TOP_CLASSES = 3
 REGION_ROWS_SHOWN = 10
-RESOLUTIONS: Final = ("working", "full")
-DEFAULT_RESOLUTION: Final = "working"
+# "working": the card's working size; "full": every input pixel (sliding windows bound memory).
+Resolution = Literal["working", "full"]
+RESOLUTIONS: Final[tuple[Resolution, ...]] = get_args(Resolution)
+DEFAULT_RESOLUTION: Final[Resolution] = "working"
 PIXEL_DEBOUNCE_MS = 120
 RERUN_DEBOUNCE_MS = 400
 
