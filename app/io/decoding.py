@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from app.defaults import IMAGE_FORMATS, MAX_PIXELS
+from app.error_codes import ErrorCode
 from app.io.containers import ContainerError, bound_container
 
 __all__ = ["ImageDecodeError", "ImageHeader", "decode_image", "open_image", "probe_image"]
@@ -43,10 +44,10 @@ class ImageDecodeError(ValueError):
     """An upload that cannot become an RGB image.
 
     Attributes:
-        code: ``"unsupported_media_type"``, ``"corrupt_image"`` or ``"too_many_pixels"``.
+        code: :attr:`~app.error_codes.ErrorCode.UNSUPPORTED_MEDIA_TYPE`, ``CORRUPT_IMAGE`` or ``TOO_MANY_PIXELS``.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -107,22 +108,22 @@ def open_image(data: bytes, formats: Sequence[str] = IMAGE_FORMATS, max_pixels: 
             container (``corrupt_image``), or more than ``max_pixels`` pixels (``too_many_pixels``).
     """
     if not data:
-        raise ImageDecodeError("unsupported_media_type", "the file is empty")
+        raise ImageDecodeError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, "the file is empty")
     try:
         img: Image.Image = Image.open(io.BytesIO(bound_container(data, formats)), formats=list(formats))
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("too_many_pixels", f"image is too large to decode safely: {exc}") from exc
+        raise ImageDecodeError(ErrorCode.TOO_MANY_PIXELS, f"image is too large to decode safely: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError("unsupported_media_type", f"the file is not an image in an accepted format ({_format_list(formats)})") from exc
+        raise ImageDecodeError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, f"the file is not an image in an accepted format ({_format_list(formats)})") from exc
     except ContainerError as exc:
-        raise ImageDecodeError("corrupt_image", f"the image file exceeds safe structural limits: {exc}") from exc
+        raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"the image file exceeds safe structural limits: {exc}") from exc
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        raise ImageDecodeError("corrupt_image", f"the image header could not be read: {exc}") from exc
+        raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"the image header could not be read: {exc}") from exc
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageDecodeError("too_many_pixels", f"image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
+        raise ImageDecodeError(ErrorCode.TOO_MANY_PIXELS, f"image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
     if width < 1 or height < 1:
-        raise ImageDecodeError("corrupt_image", f"image has no pixels ({width}x{height})")
+        raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"image has no pixels ({width}x{height})")
     return img
 
 
@@ -163,6 +164,6 @@ def decode_image(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
             img = img.transpose(method)
         return _to_rgb(img)
     except Image.DecompressionBombError as exc:
-        raise ImageDecodeError("too_many_pixels", str(exc)) from exc
+        raise ImageDecodeError(ErrorCode.TOO_MANY_PIXELS, str(exc)) from exc
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        raise ImageDecodeError("corrupt_image", f"the image data is corrupt or truncated: {exc}") from exc
+        raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"the image data is corrupt or truncated: {exc}") from exc

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from app.defaults import IMAGE_SUFFIXES, MASK_FORMATS, MASK_SUFFIXES
+from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError, open_image
 
 __all__ = ["MASK_MODES", "DatasetError", "MaskError", "check_mask", "check_mask_size", "decode_mask", "pair_files", "read_mask"]
@@ -27,11 +28,11 @@ class MaskError(DatasetError):
     """A mask that cannot be scored against its image.
 
     Attributes:
-        code: ``"unsupported_media_type"`` (not an image), ``"corrupt_mask"``,
-            ``"mask_not_single_channel"`` or ``"mask_size_mismatch"``.
+        code: :attr:`~app.error_codes.ErrorCode.UNSUPPORTED_MEDIA_TYPE` (not an image), ``CORRUPT_MASK``,
+            ``MASK_NOT_SINGLE_CHANNEL`` or ``MASK_SIZE_MISMATCH``.
     """
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -68,7 +69,7 @@ def check_mask_size(width: int, height: int, name: str, size: tuple[int, int]) -
         MaskError: ``mask_size_mismatch``.
     """
     if (height, width) != size:
-        raise MaskError("mask_size_mismatch", f"{name}: mask is {width}x{height} but the image is {size[1]}x{size[0]}")
+        raise MaskError(ErrorCode.MASK_SIZE_MISMATCH, f"{name}: mask is {width}x{height} but the image is {size[1]}x{size[0]}")
 
 
 def check_mask(img: Image.Image, name: str, size: tuple[int, int]) -> None:
@@ -78,7 +79,7 @@ def check_mask(img: Image.Image, name: str, size: tuple[int, int]) -> None:
         MaskError: the mask is not single-channel, or its size is not ``size`` (``(H, W)``).
     """
     if img.mode not in MASK_MODES:
-        raise MaskError("mask_not_single_channel", f"{name}: mask must be a single-channel image of class indices, got mode {img.mode}")
+        raise MaskError(ErrorCode.MASK_NOT_SINGLE_CHANNEL, f"{name}: mask must be a single-channel image of class indices, got mode {img.mode}")
     check_mask_size(img.size[0], img.size[1], name, size)
 
 
@@ -96,18 +97,18 @@ def decode_mask(data: bytes, size: tuple[int, int], name: str = "mask") -> np.nd
     try:
         img = open_image(data, MASK_FORMATS, max_pixels=None)
     except ImageDecodeError as exc:
-        if exc.code == "unsupported_media_type":
+        if exc.code is ErrorCode.UNSUPPORTED_MEDIA_TYPE:
             accepted = ", ".join(MASK_FORMATS)
             raise MaskError(exc.code, f"{name}: not an image in an accepted mask format ({accepted}); send a single-channel PNG of class indices") from exc
-        if exc.code == "too_many_pixels":
-            raise MaskError("mask_size_mismatch", f"{name}: the mask has far more pixels than the image ({size[1]}x{size[0]})") from exc
-        raise MaskError("corrupt_mask", f"{name}: the mask file is corrupt ({exc.message})") from exc
+        if exc.code is ErrorCode.TOO_MANY_PIXELS:
+            raise MaskError(ErrorCode.MASK_SIZE_MISMATCH, f"{name}: the mask has far more pixels than the image ({size[1]}x{size[0]})") from exc
+        raise MaskError(ErrorCode.CORRUPT_MASK, f"{name}: the mask file is corrupt ({exc.message})") from exc
     with img:
         check_mask(img, name, size)
         try:
             return np.asarray(img, dtype=np.int64)
         except (OSError, SyntaxError, ValueError) as exc:
-            raise MaskError("corrupt_mask", f"{name}: the mask file is corrupt or truncated ({exc})") from exc
+            raise MaskError(ErrorCode.CORRUPT_MASK, f"{name}: the mask file is corrupt or truncated ({exc})") from exc
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:

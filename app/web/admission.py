@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 import anyio
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.error_codes import ErrorCode
+from app.web.settings import env_name
+
 __all__ = ["Admission", "Overloaded", "Reservation", "TooMuchWork"]
 
 RETRY_AFTER_MAX = 60
@@ -30,16 +33,16 @@ class TooMuchWork(StarletteHTTPException):
     """413: one request's work is over the budget by itself."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(413, message)
-        self.code = "too_much_work"
+        super().__init__(ErrorCode.TOO_MUCH_WORK.status, message)
+        self.code = ErrorCode.TOO_MUCH_WORK
 
 
 class Overloaded(StarletteHTTPException):
     """503 with ``Retry-After``: no room for this request right now."""
 
     def __init__(self, message: str, retry_after: int) -> None:
-        super().__init__(503, message, headers={"Retry-After": str(retry_after)})
-        self.code = "overloaded"
+        super().__init__(ErrorCode.OVERLOADED.status, message, headers={"Retry-After": str(retry_after)})
+        self.code = ErrorCode.OVERLOADED
 
 
 @dataclass(eq=False)
@@ -89,7 +92,7 @@ class Admission:
         if self.admitted >= self.max_concurrent + self.max_queue:
             raise Overloaded(
                 f"the server is busy: {self.running} analyses running and {self.waiting} waiting, the most it queues "
-                f"(SEGU_MAX_QUEUE = {self.max_queue}); retry later",
+                f"({env_name('max_queue')} = {self.max_queue}); retry later",
                 self.retry_after(),
             )
 
@@ -106,7 +109,7 @@ class Admission:
             Overloaded: the queue is full, or the work admitted already leaves no room for ``work``.
         """
         if work > self.max_work:
-            raise TooMuchWork(f"{describe} = {work:,} units of work, more than the server's budget of {self.max_work:,} (SEGU_MAX_WORK); {advice}")
+            raise TooMuchWork(f"{describe} = {work:,} units of work, more than the server's budget of {self.max_work:,} ({env_name('max_work')}); {advice}")
         self.check_room()
         if self.work + work > self.max_work:
             raise Overloaded(

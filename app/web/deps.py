@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.error_codes import ErrorCode
 from app.web.errors import ApiError
 from app.web.services import ModelServices
 from app.web.settings import Settings
@@ -25,7 +26,7 @@ def get_services(request: Request) -> ModelServices:
     """
     services: ModelServices | None = getattr(request.app.state, "services", None)
     if services is None:
-        raise ApiError(503, "not_ready", "the models are still loading; retry in a few seconds (GET /readyz reports when they are ready)")
+        raise ApiError(ErrorCode.NOT_READY, "the models are still loading; retry in a few seconds (GET /readyz reports when they are ready)")
     return services
 
 

@@ -20,6 +20,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from app.error_codes import ErrorCode
 from app.web.errors import ApiError
 from app.web.security import content_security_policy
 
@@ -77,7 +78,7 @@ def build_router(app: FastAPI) -> APIRouter:
     async def swagger_asset(name: str) -> FileResponse:
         media_type = ASSETS.get(name)
         if media_type is None:
-            raise ApiError(404, "not_found", f"no such Swagger UI file: {name}; the docs use {', '.join(sorted(ASSETS))}")
+            raise ApiError(ErrorCode.NOT_FOUND, f"no such Swagger UI file: {name}; the docs use {', '.join(sorted(ASSETS))}")
         return FileResponse(SWAGGER_DIR / name, media_type=media_type)
 
     @router.get("/docs", response_class=HTMLResponse)

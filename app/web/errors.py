@@ -1,56 +1,95 @@
-"""One error shape for every failure: ``{"error": {"code": ..., "message": ...}}``."""
+"""One error shape for every failure: ``{"error": {"code": ..., "message": ...}}``, its code an :class:`~app.error_codes.ErrorCode`.
+
+Also the two things generated from the codes: the ``responses=`` entries of a route's OpenAPI operation
+(:func:`error_responses`) and the documentation's table of every code (:func:`error_table_markdown`).
+"""
 
 from __future__ import annotations
 
 import logging
 from http import HTTPStatus
+from typing import Any, overload
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError
 from app.io.masks import MaskError
+from app.web.api_paths import API_PREFIX
+from app.web.schemas.analysis import ErrorResponse
+
+__all__ = ["ApiError", "ErrorCode", "error_body", "error_response", "error_responses", "error_table_markdown", "install_error_handlers"]
 
 log = logging.getLogger("app.web")
 
-DECODE_STATUS = {"unsupported_media_type": 415, "corrupt_image": 422, "too_many_pixels": 413}
-MASK_STATUS = {"unsupported_media_type": 415, "corrupt_mask": 422, "mask_not_single_channel": 422, "mask_size_mismatch": 422}
-
 
 class ApiError(Exception):
-    """An error the API reports as is.
+    """An error the API reports as is, with its code's HTTP status.
+
+    Call it as ``ApiError(ErrorCode.NOT_READY, "the models are still loading", field=None)``.
 
     Args:
-        status: HTTP status code.
-        code: Stable machine-readable code, e.g. ``"not_ready"``.
+        code: The error's code; the answer's status is ``code.status``.
         message: What went wrong and how to fix it, in words.
         field: The request field at fault, if any.
     """
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    @overload
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None: ...
+
+    @overload
+    def __init__(self, status: int, name: str, message: str, field: str | None = None, /) -> None: ...
+
+    def __init__(self, code: ErrorCode | int, message: str, field: str | None = None, legacy_field: str | None = None) -> None:
+        if isinstance(code, int):  # transitional (status, code, message[, field]) form, until service.py and routes/ pass an ErrorCode
+            status, code, message, field = code, ErrorCode[message.upper()], str(field), legacy_field
+            if code.status != status:
+                raise ValueError(f"error code {code} is answered with {code.status}, not {status}")
         super().__init__(message)
-        self.status = status
         self.code = code
+        self.status = code.status
         self.message = message
         self.field = field
 
 
 def error_body(code: str, message: str, field: str | None = None) -> dict[str, dict[str, str]]:
     """The JSON body of an error response."""
-    error = {"code": code, "message": message}
+    error = {"code": str(code), "message": message}
     if field is not None:
         error["field"] = field
     return {"error": error}
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
-    """A JSON error response in the common shape."""
-    return JSONResponse(error_body(code, message, field), status_code=status, headers=headers)
+def error_response(code: ErrorCode, message: str, field: str | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A JSON error response in the common shape, with ``code``'s status."""
+    return JSONResponse(error_body(code, message, field), status_code=code.status, headers=headers)
 
 
-def _status_code_name(status: int) -> str:
+def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries of a route that may answer with ``codes``: one per status, describing its codes.
+
+    Example: ``@router.post(..., responses=error_responses(ErrorCode.TOO_MANY_PIXELS, ErrorCode.NOT_READY))``.
+    """
+    by_status: dict[int, list[ErrorCode]] = {}
+    for code in codes:
+        by_status.setdefault(code.status, []).append(code)
+    return {
+        status: {"model": ErrorResponse, "description": " ".join(f"`{code}`: {code.description}" for code in members)}
+        for status, members in sorted(by_status.items())
+    }
+
+
+def error_table_markdown() -> str:
+    """The Markdown table of every error code (code | status | meaning), for the documentation."""
+    rows = [f"| `{code}` | {code.status} | {code.description} |" for code in sorted(ErrorCode, key=lambda c: (c.status, c.value))]
+    return "\n".join(["| code | status | meaning |", "|---|---|---|", *rows]) + "\n"
+
+
+def _http_code(status: int) -> str:
+    """The code of a Starlette HTTP error without one: its status phrase in snake case (404: ``not_found``)."""
     try:
         return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
     except ValueError:
@@ -64,41 +103,41 @@ def _field_name(loc: tuple[object, ...] | list[object]) -> str:
 
 async def _api_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    return error_response(exc.code, exc.message, exc.field)
 
 
 async def _decode_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ImageDecodeError)
-    return error_response(DECODE_STATUS.get(exc.code, 422), exc.code, exc.message, "file")
+    return error_response(exc.code, exc.message, "file")
 
 
 async def _mask_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, MaskError)
-    return error_response(MASK_STATUS.get(exc.code, 422), exc.code, exc.message, "mask")
+    return error_response(exc.code, exc.message, "mask")
 
 
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if not errors:
-        return error_response(422, "validation_error", "the request is not valid")
+        return error_response(ErrorCode.VALIDATION_ERROR, "the request is not valid")
     fields = [_field_name(e.get("loc", ())) for e in errors]
     message = "; ".join(f"{f}: {e.get('msg', 'invalid value')}" for f, e in zip(fields, errors, strict=True))
-    return error_response(422, "validation_error", message, fields[0])
+    return error_response(ErrorCode.VALIDATION_ERROR, message, fields[0])
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = getattr(exc, "code", None) or _status_code_name(exc.status_code)
+    code = getattr(exc, "code", None) or _http_code(exc.status_code)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
     if exc.status_code == 404 and message == HTTPStatus.NOT_FOUND.phrase:
-        message = "no such page or endpoint; the API lives under /api/v1 (see /docs)"
-    return error_response(exc.status_code, code, message, headers=getattr(exc, "headers", None))
+        message = f"no such page or endpoint; the API lives under {API_PREFIX} (see /docs)"
+    return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "an unexpected error occurred on the server; it has been logged")
+    return error_response(ErrorCode.INTERNAL_ERROR, "an unexpected error occurred on the server; it has been logged")
 
 
 def install_error_handlers(app: FastAPI) -> None:

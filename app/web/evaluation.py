@@ -9,6 +9,7 @@ from dataclasses import asdict
 import numpy as np
 
 from app.engine.analysis import Analysis
+from app.error_codes import ErrorCode
 from app.io.bundle import ModelCard
 from app.io.rendering import ERROR_DESCRIPTION, png_bytes, render_errors
 from app.io.reports import reliability_png
@@ -31,8 +32,7 @@ def check_labels(num_classes: int, ood_label: int | None) -> None:
     """
     if ood_label is not None and ood_label < num_classes:
         raise ApiError(
-            422,
-            "validation_error",
+            ErrorCode.VALIDATION_ERROR,
             f"ood_label: {ood_label} is a class of the model (0 to {num_classes - 1}); use a mask value no class uses, e.g. 255",
             "ood_label",
         )

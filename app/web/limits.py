@@ -9,14 +9,16 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.error_codes import ErrorCode
 from app.web.errors import error_response
+from app.web.settings import env_name
 
 
 class BodyRefused(StarletteHTTPException):
-    """Raised from ``receive`` once a request body passes a limit; the middleware answers ``status`` instead of the app."""
+    """Raised from ``receive`` once a request body passes a limit; the middleware answers ``code`` instead of the app."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(status, message)
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(code.status, message)
         self.code = code
 
 
@@ -25,7 +27,7 @@ def _limit_message(limit: int) -> str:
 
 
 def _timeout_message(seconds: float) -> str:
-    return f"the request body did not arrive within {seconds:g} s (SEGU_BODY_TIMEOUT); the connection is closed, send it faster or smaller"
+    return f"the request body did not arrive within {seconds:g} s ({env_name('body_timeout')}); the connection is closed, send it faster or smaller"
 
 
 class BodyLimitMiddleware:
@@ -50,11 +52,11 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
         self.timeout = timeout
 
-    async def _reject(self, scope: Scope, send: Send, status: int, code: str, message: str) -> None:
+    async def _reject(self, scope: Scope, send: Send, code: ErrorCode, message: str) -> None:
         async def no_body() -> Message:
             return {"type": "http.disconnect"}
 
-        response = error_response(status, code, message, headers={"Connection": "close"})
+        response = error_response(code, message, headers={"Connection": "close"})
         await response(scope, no_body, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,10 +66,10 @@ class BodyLimitMiddleware:
         declared = Headers(scope=scope).get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():
-                await self._reject(scope, send, 400, "bad_request", f"Content-Length must be a whole number, got {declared!r}")
+                await self._reject(scope, send, ErrorCode.BAD_REQUEST, f"Content-Length must be a whole number, got {declared!r}")
                 return
             if int(declared) > self.max_bytes:
-                await self._reject(scope, send, 413, "body_too_large", _limit_message(self.max_bytes))
+                await self._reject(scope, send, ErrorCode.BODY_TOO_LARGE, _limit_message(self.max_bytes))
                 return
         deadline = time.monotonic() + self.timeout
         received = 0
@@ -82,13 +84,13 @@ class BodyLimitMiddleware:
             with anyio.move_on_after(deadline - time.monotonic()) as waited:
                 message = await receive()
             if waited.cancelled_caught:
-                refused = BodyRefused(408, "body_timeout", _timeout_message(self.timeout))
+                refused = BodyRefused(ErrorCode.BODY_TIMEOUT, _timeout_message(self.timeout))
                 raise refused
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 complete = not message.get("more_body", False)
                 if received > self.max_bytes:
-                    refused = BodyRefused(413, "body_too_large", _limit_message(self.max_bytes))
+                    refused = BodyRefused(ErrorCode.BODY_TOO_LARGE, _limit_message(self.max_bytes))
                     raise refused
             return message
 
@@ -106,4 +108,4 @@ class BodyLimitMiddleware:
             if refused is None or started:
                 raise
         if refused is not None and not started:
-            await self._reject(scope, send, refused.status_code, refused.code, str(refused.detail))
+            await self._reject(scope, send, refused.code, str(refused.detail))

@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from app.defaults import HEADER_TIMEOUT
+from app.error_codes import ErrorCode
 from app.web import request_id
 from app.web.errors import error_body
 from app.web.settings import Settings
@@ -27,9 +29,10 @@ __all__ = ["HeaderDeadlineProtocol", "header_deadline_protocol", "uvicorn_option
 
 def _timeout_response(seconds: float) -> bytes:
     message = f"the request's headers did not arrive within {seconds:g} s; the connection is closed"
-    body = json.dumps(error_body("header_timeout", message)).encode()
+    status = HTTPStatus(ErrorCode.HEADER_TIMEOUT.status)
+    body = json.dumps(error_body(ErrorCode.HEADER_TIMEOUT, message)).encode()
     head = (
-        f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        f"HTTP/1.1 {status.value} {status.phrase}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
         f"{request_id.HEADER.lower()}: {request_id.new_id()}\r\nconnection: close\r\n\r\n"
     )
     return head.encode() + body

@@ -196,3 +196,14 @@ class Settings(BaseSettings):
         if self.default_samples is not None and self.default_samples > self.max_samples:
             raise ValueError(f"default_samples ({self.default_samples}) must not exceed max_samples ({self.max_samples})")
         return self
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets :class:`Settings` field ``field``, e.g. ``env_name("max_work") == "SEGU_MAX_WORK"``.
+
+    Raises:
+        KeyError: ``field`` is not a settings field (so a message never names a variable the server does not read).
+    """
+    if field not in Settings.model_fields:
+        raise KeyError(f"{field!r} is not a Settings field; the fields are {', '.join(Settings.model_fields)}")
+    return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()

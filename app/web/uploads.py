@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError, ImageHeader, probe_image
 
 __all__ = ["PROBE_BYTES", "probe_upload", "read_upload"]
@@ -30,7 +31,7 @@ def probe_upload(file: BinaryIO, max_pixels: int) -> ImageHeader:
     try:
         return probe_image(head, max_pixels)
     except ImageDecodeError as exc:
-        if exc.code == "too_many_pixels" or len(head) < PROBE_BYTES:
+        if exc.code is ErrorCode.TOO_MANY_PIXELS or len(head) < PROBE_BYTES:
             raise
     return probe_image(read_upload(file), max_pixels)
 
