@@ -8,13 +8,13 @@ NODE_STAMP := node_modules/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: install browser run test lint jslint format bench train clean
+.PHONY: install browser run test lint jslint format docs screenshots bench train clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,docs]'
 	touch $@
 
 install: $(STAMP)
@@ -40,12 +40,20 @@ lint: install jslint
 	$(VENV)/bin/ruff format --check app tests benchmarks scripts
 	$(VENV)/bin/mypy --strict app
 
-test: install browser lint
+test: install browser lint docs
 	$(PY) -m pytest
 
 format: install
 	$(VENV)/bin/ruff format app tests benchmarks scripts
 	$(VENV)/bin/ruff check --fix app tests benchmarks scripts
+
+# The documentation site (mkdocs.yml, docs/) into site/; --strict: any warning or broken link fails.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# docs/screenshot.png, taken in headless Chromium from the app served by uvicorn.
+screenshots: install browser
+	$(PY) scripts/screenshot.py
 
 bench: install
 	$(PY) benchmarks/mc_sampling.py
