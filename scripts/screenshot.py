@@ -1,9 +1,12 @@
-"""Take the README screenshot: the page with one analysed upload (a 12 MP photo by default).
+"""Take the docs' screenshot (docs/screenshot.png) from the running app: `make screenshots`.
 
 Usage: ``.venv/bin/python scripts/screenshot.py [--model NAME_OR_DIR] [--out docs/screenshot.png]``
 
-Uses ``models/default`` when it exists, otherwise a tiny random-weight test
-bundle (the maps then show an untrained model). Needs Chromium (``make browser``).
+Starts the real server the way ``make run`` does (``python -m app serve``: uvicorn with the app factory) on a free
+loopback port, waits for ``/readyz``, uploads one image (a 4000x3000 photo by default) in headless Chromium,
+points at the mutual-information panel so the readout is filled, saves a full-page screenshot and stops the
+server. Uses ``models/default`` when it exists, otherwise a tiny random-weight test bundle (the maps then show an
+untrained model). Needs Chromium (``make browser``).
 """
 
 from __future__ import annotations
@@ -11,16 +14,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import io
+import os
 import shutil
 import socket
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import httpx
-import uvicorn
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 from app.io.bundle import CARD_FILE  # noqa: E402
 from app.io.resources import models_dir  # noqa: E402
 from app.io.synthetic import make_scene  # noqa: E402
-from app.web.factory import create_app  # noqa: E402
-from app.web.settings import Settings  # noqa: E402
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -57,26 +58,37 @@ def pick_model(requested: str | None, scratch: Path) -> str:
     return str(fixtures.make_tiny_bundle(scratch / "tiny"))
 
 
-def serve(settings: Settings) -> tuple[uvicorn.Server, threading.Thread, str]:
-    """Start uvicorn on a free loopback port and wait for /readyz."""
+def serve(model: str, device: str, samples: int) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``python -m app serve`` (uvicorn) on a free loopback port and wait until ``/readyz`` answers 200."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
+    env = dict(os.environ, SEGU_DEFAULT_SAMPLES=str(samples), SEGU_MAX_SAMPLES=str(max(64, samples)))
+    command = [sys.executable, "-m", "app", "serve", "--host", "127.0.0.1", "--port", str(port), "--model", model, "--device", device]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited with status {server.returncode} before it was ready")
         try:
             if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return server, thread, url
+                return server, url
         except httpx.TransportError:
             pass
-        if not thread.is_alive():
-            break
         time.sleep(0.2)
-    raise SystemExit("the server did not become ready")
+    stop(server)
+    raise SystemExit("the server did not become ready within 300 s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 30 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def main() -> int:
@@ -96,7 +108,6 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = pick_model(args.model, Path(tmp))
-        server, thread, url = serve(Settings(model=model, device=args.device, default_samples=args.samples, max_samples=max(64, args.samples)))
         buf = io.BytesIO()
         if args.image == "photo":
             from skimage import data
@@ -106,6 +117,7 @@ def main() -> int:
         else:
             Image.fromarray(make_scene("ood", 3, size=256).image).save(buf, format="PNG")
             name, mime = "ood_scene_3.png", "image/png"
+        server, url = serve(model, args.device, args.samples)
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
@@ -124,8 +136,7 @@ def main() -> int:
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
         finally:
-            server.should_exit = True
-            thread.join(timeout=30)
+            stop(server)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
