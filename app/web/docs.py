@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, HTMLResponse
 from app.error_codes import ErrorCode
 from app.web.errors import ApiError
 from app.web.security import content_security_policy
+from app.web.settings import env_name
 
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 ASSET_PREFIX = "/static/swagger"
@@ -50,7 +51,7 @@ def declare_bearer_keys(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = build()
-            description = "One of the server's API keys (SEGU_API_KEYS), sent as `Authorization: Bearer <key>`."
+            description = f"One of the server's API keys ({env_name('api_keys')}), sent as `Authorization: Bearer <key>`."
             schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
                 "type": "http",
                 "scheme": "bearer",

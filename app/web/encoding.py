@@ -24,12 +24,12 @@ from app.io.bundle import ModelCard
 from app.io.encoding import map_pngs, npz_arrays, summarise
 from app.maps.regions import Region
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
+from app.web.api_paths import ANALYSES_PATH as ANALYSES_PATH  # re-exported: routes/analyses.py imports it from here
 from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.png import grey_png
 from app.web.scales import quantise
 from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, RawArray, Timings
 
-ANALYSES_PATH = "/api/v1/analyses"
 REGION_DIGITS = 6
 ERROR_DIGITS = 3
 

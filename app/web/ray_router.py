@@ -18,9 +18,11 @@ from typing import Any
 from ray.serve._private.request_router.pow_2_router import PowerOfTwoChoicesRequestRouter
 from ray.serve.request_router import PendingRequest, RunningReplica
 
+from app.web.api_paths import ANALYSES_PATH
+
 __all__ = ["ANALYSES_PREFIX", "AnalysisAffinityRouter", "owner_of"]
 
-ANALYSES_PREFIX = "/api/v1/analyses/"
+ANALYSES_PREFIX = f"{ANALYSES_PATH}/"
 
 
 def owner_of(path: str) -> str | None:

@@ -207,3 +207,23 @@ def env_name(field: str) -> str:
     if field not in Settings.model_fields:
         raise KeyError(f"{field!r} is not a Settings field; the fields are {', '.join(Settings.model_fields)}")
     return f"{Settings.model_config.get('env_prefix', '')}{field}".upper()
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value) if value else "(empty)"
+    if value is None:
+        return "(unset)"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def settings_table_markdown() -> str:
+    """The Markdown table of every setting (environment variable | default | description), for the documentation."""
+    rows = ["| environment variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        default = _default_text(field.get_default(call_default_factory=True))
+        description = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `{env_name(name)}` | `{default}` | {description} |")
+    return "\n".join(rows) + "\n"

@@ -6,6 +6,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.web.api_paths import ANALYSES_PATH
+from app.web.settings import env_name
+
 
 class ErrorDetail(BaseModel):
     """What went wrong."""
@@ -118,7 +121,7 @@ class AnalyzeResponse(BaseModel):
     """The result of one analysis."""
 
     analysis_id: str | None = Field(
-        description="Id of this analysis on the server: GET /api/v1/analyses/{id}/maps/{name}.png, /maps.npz and /pixel?x=&y= serve it "
+        description=f"Id of this analysis on the server: GET {ANALYSES_PATH}/{{id}}/maps/{{name}}.png, /maps.npz and /pixel?x=&y= serve it "
         "without re-running until it expires (see expires_in); null when it was too large to keep."
     )
     expires_in: float = Field(description="Seconds the id stays valid after its last use.")
@@ -204,7 +207,7 @@ class ModelInfo(BaseModel):
     provenance: dict[str, Any] = Field(description="Training provenance and measured metrics.")
     device: str = Field(description="Where the model runs.")
     default: bool = Field(description="The model used when a request names none (the first served).")
-    default_samples: int = Field(description="MC samples this model uses when a request does not say: SEGU_DEFAULT_SAMPLES if set, else its card's.")
+    default_samples: int = Field(description=f"MC samples this model uses when a request does not say: {env_name('default_samples')} if set, else its card's.")
     feature_density: bool = Field(
         description="The bundle has a fitted feature density (seg-uncertainty fit-density), so its analyses compute the feature_distance map; "
         "false: that map is all zeros (described as not available) and the page shows no panel for it."
