@@ -18,6 +18,7 @@ from app.engine.device import resolve_device
 from app.io.bundle import Bundle, load_bundle
 from app.io.resources import static_dir, templates_dir
 from app.web import docs
+from app.web.api_paths import ANALYSES_PATH, API_PREFIX
 from app.web.errors import install_error_handlers
 from app.web.limits import BodyLimitMiddleware
 from app.web.metrics import Metrics
@@ -30,13 +31,13 @@ from app.web.settings import Settings
 
 log = logging.getLogger("app.web")
 
-DESCRIPTION = """Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
+DESCRIPTION = f"""Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
 expected entropy, mutual information (BALD) and MC-dropout variance, plus a region table.
 
-`POST /api/v1/evaluate` does the same analysis and scores it against a ground-truth mask (mIoU, calibration,
-error and OOD detection per map). Each answer carries an `analysis_id`: `GET /api/v1/analyses/{id}/...` serves that
+`POST {API_PREFIX}/evaluate` does the same analysis and scores it against a ground-truth mask (mIoU, calibration,
+error and OOD detection per map). Each answer carries an `analysis_id`: `GET {ANALYSES_PATH}/{{id}}/...` serves that
 analysis's PNGs, NPZ and exact pixel values without running it again, until it expires.
-Every error response is `{"error": {"code": ..., "message": ...}}`."""
+Every error response is `{{"error": {{"code": ..., "message": ...}}}}`."""
 
 
 async def _load_bundles(sources: list[str], device: torch.device) -> list[Bundle]:

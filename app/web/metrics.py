@@ -11,6 +11,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from app.web.admission import Admission
+from app.web.settings import env_name
 
 __all__ = ["CONTENT_TYPE", "Metrics"]
 
@@ -49,7 +50,7 @@ class Metrics:
         self.waiting = Gauge(f"{prefix}_queue_waiting", "Admitted analyses waiting for a running slot.", registry=r)
         self.running = Gauge(f"{prefix}_analyses_running", "Analyses holding a running slot.", registry=r)
         self.work = Gauge(f"{prefix}_admitted_work", "Work units (analysed pixels x (samples + 1)) admitted, running and waiting.", registry=r)
-        self.work_budget = Gauge(f"{prefix}_work_budget", "The most work units admitted at once (SEGU_MAX_WORK).", registry=r)
+        self.work_budget = Gauge(f"{prefix}_work_budget", f"The most work units admitted at once ({env_name('max_work')}).", registry=r)
         self.queue_wait = Histogram(f"{prefix}_queue_wait_seconds", "Seconds an admitted analysis waited for a running slot.", registry=r, buckets=WAIT_BUCKETS)
         self.batch_size = Histogram(f"{prefix}_batch_size", "Images per model batch.", registry=r, buckets=BATCH_BUCKETS)
         self.inference = Histogram(

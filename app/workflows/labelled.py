@@ -10,6 +10,7 @@ import numpy as np
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MIN_AREA
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
+from app.error_codes import ErrorCode
 from app.io.masks import MaskError, check_mask_size, decode_mask
 from app.io.resize import resize_labels
 from app.workflows.analyzer import Analyzer, Resolution
@@ -70,7 +71,7 @@ def analyze_labelled(
         labels = decode_mask(mask, size, mask_name)
     else:
         if mask.ndim != 2:
-            raise MaskError("mask_not_single_channel", f"{mask_name}: mask must be a (H, W) array of class indices, got shape {mask.shape}")
+            raise MaskError(ErrorCode.MASK_NOT_SINGLE_CHANNEL, f"{mask_name}: mask must be a (H, W) array of class indices, got shape {mask.shape}")
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
