@@ -7,24 +7,20 @@ from typing import Annotated, Any, Literal
 from fastapi import File, Form, UploadFile
 
 from app.defaults import MAX_SEED
-from app.web.schemas.analysis import ErrorResponse
+from app.error_codes import ErrorCode
+from app.web.errors import error_responses
 
 __all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "ModelForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm", "TtaForm", "samples_form"]
 
-GATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    408: {"model": ErrorResponse, "description": "`body_timeout`: the body did not arrive within SEGU_BODY_TIMEOUT seconds; the connection is closed."},
-    413: {
-        "model": ErrorResponse,
-        "description": "Body over the size limit, image over the pixel limit, or `too_much_work`: analysed pixels × passes × (samples + 1) "
-        "over SEGU_MAX_WORK by itself (the message says what would fit).",
-    },
-    503: {
-        "model": ErrorResponse,
-        "description": "`not_ready`: the model is still loading; `overloaded`: the queue (SEGU_MAX_QUEUE) or the work budget is full "
-        "right now; retry after the `Retry-After` header's seconds.",
-    },
-    504: {"model": ErrorResponse, "description": "`timeout`: the analysis did not finish within SEGU_REQUEST_TIMEOUT seconds and was stopped."},
-}
+GATE_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
+    ErrorCode.BODY_TIMEOUT,
+    ErrorCode.BODY_TOO_LARGE,
+    ErrorCode.TOO_MANY_PIXELS,
+    ErrorCode.TOO_MUCH_WORK,
+    ErrorCode.NOT_READY,
+    ErrorCode.OVERLOADED,
+    ErrorCode.TIMEOUT,
+)
 
 ImageFileForm = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")]
 SeedForm = Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")]
