@@ -125,13 +125,13 @@ def main() -> int:
                 page.goto(f"{url}/")
                 scene: FilePayload = {"name": name, "mimeType": mime, "buffer": buf.getvalue()}
                 page.set_input_files("#file-input", scene)
-                page.wait_for_function("document.body.dataset.state === 'ready'", timeout=300_000)
+                page.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=300_000)
                 view = page.locator("#panel-mutual_information .view")
                 box = view.bounding_box()
                 assert box is not None
                 view.hover(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
-                page.wait_for_function("document.querySelectorAll('#readout-top li').length > 0", timeout=30_000)
-                page.evaluate("window.scrollTo(0, 0)")
+                page.wait_for_function("() => document.querySelectorAll('#readout-top li').length > 0", timeout=30_000)
+                page.evaluate("() => window.scrollTo(0, 0)")
                 args.out.parent.mkdir(parents=True, exist_ok=True)
                 page.screenshot(path=str(args.out), full_page=True)
                 browser.close()
