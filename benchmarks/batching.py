@@ -36,6 +36,7 @@ from app.engine.geometry import pad_to_stride, to_tensor
 from app.io.bundle import Bundle, load_bundle
 from app.io.decoding import decode_image
 from app.io.resize import resize_rgb, working_shape
+from app.request import AnalysisRequest
 from app.web.service import AnalysisService
 from app.web.settings import Settings
 
@@ -87,7 +88,7 @@ async def drive(service: AnalysisService, image: bytes, clients: int, samples: i
         request = 0
         while request == 0 or time.perf_counter() < end:
             sent = time.perf_counter()
-            await service.analyze(io.BytesIO(image), lambda a: a.samples, samples=samples, seed=index * 100_000 + request, calibrated=False)
+            await service.analyze(io.BytesIO(image), lambda a: a.samples, AnalysisRequest(samples=samples, seed=index * 100_000 + request))
             latencies.append(time.perf_counter() - sent)
             request += 1
 

@@ -27,6 +27,7 @@ from common import phone_photo, proc_kib, wait_ready
 
 from app.engine.device import resolve_device
 from app.io.bundle import load_bundle
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 
@@ -40,7 +41,7 @@ def main() -> int:
     photo = phone_photo()
     device = resolve_device("cpu")
     analyzer = Analyzer(load_bundle("default", device), device)
-    analyzer.analyze_bytes(photo, samples=args.samples)
+    analyzer.analyze_bytes(photo, AnalysisRequest(samples=args.samples))
     url = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(args.port), "--device", "cpu"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -52,7 +53,7 @@ def main() -> int:
         with httpx.Client(timeout=600) as client:
             for _ in range(args.rounds):
                 start = time.perf_counter()
-                analysis = analyzer.analyze_bytes(photo, samples=args.samples)
+                analysis = analyzer.analyze_bytes(photo, AnalysisRequest(samples=args.samples))
                 in_process.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 response = client.post(f"{url}/api/v1/analyze", files={"file": ("photo.jpg", photo, "image/jpeg")}, data={"samples": str(args.samples)})

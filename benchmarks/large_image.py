@@ -44,6 +44,7 @@ from app.engine.sliding_window import analyse_rgb
 from app.io.bundle import load_bundle
 from app.io.synthetic import make_scene
 from app.maps.moments import UncertaintyMaps
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 METHODS = ("a decode", "b working", "c bytes→working", "d full", "e full, engine")
@@ -81,16 +82,16 @@ def result_bytes(analysis: Analysis) -> int:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     """Run one method in this process and return its figures."""
     analyzer = Analyzer(load_bundle(args.model))
-    analyzer.analyze_image(make_scene("test", 0, size=256).image, samples=args.samples)
+    analyzer.analyze_image(make_scene("test", 0, size=256).image, AnalysisRequest(samples=args.samples))
     jpeg = Path(args.jpeg).read_bytes()
     rgb = analyzer.decode(jpeg)
     norm = analyzer.bundle.card.normalization
     options = SamplingOptions(samples=args.samples, memory_budget=analyzer.memory_budget)
     runs: dict[str, Callable[[], object]] = {
         "a decode": lambda: analyzer.decode(jpeg),
-        "b working": lambda: analyzer.analyze_image(rgb, samples=args.samples),
-        "c bytes→working": lambda: analyzer.analyze_bytes(jpeg, samples=args.samples),
-        "d full": lambda: analyzer.analyze_image(rgb, samples=args.samples, resolution="full"),
+        "b working": lambda: analyzer.analyze_image(rgb, AnalysisRequest(samples=args.samples)),
+        "c bytes→working": lambda: analyzer.analyze_bytes(jpeg, AnalysisRequest(samples=args.samples)),
+        "d full": lambda: analyzer.analyze_image(rgb, AnalysisRequest(samples=args.samples, resolution="full")),
         "e full, engine": lambda: analyse_rgb(analyzer.bundle.net, rgb, norm.mean, norm.std, len(analyzer.bundle.card.classes), options, analyzer.cost)[0],
     }
     rounds = 1 if args.method.endswith(("full", "engine")) else args.rounds

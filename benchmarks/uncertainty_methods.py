@@ -32,6 +32,7 @@ from app.engine.dropout_masks import image_seed
 from app.io.bundle import load_bundle
 from app.io.synthetic import iter_split, make_scene
 from app.metrics.scoring import Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 
@@ -64,7 +65,7 @@ def cost(analyzers: dict[bool, Analyzer], rows: list[Method], size: int, rounds:
     """Print the cost table."""
     rgb = make_scene("test", 0, size=size, seed=0).image
     for m in rows:
-        analyzers[m.ensemble].analyze_image(rgb, samples=m.samples, tta=m.tta, resolution="full")
+        analyzers[m.ensemble].analyze_image(rgb, AnalysisRequest(samples=m.samples, tta=m.tta, resolution="full"))
     seconds: dict[str, list[float]] = {m.label: [] for m in rows}
     ratios: dict[str, list[float]] = {m.label: [] for m in rows}
     method_names: dict[str, tuple[str, int]] = {}
@@ -72,7 +73,7 @@ def cost(analyzers: dict[bool, Analyzer], rows: list[Method], size: int, rounds:
         base = 0.0
         for m in rows:
             start = time.perf_counter()
-            analysis = analyzers[m.ensemble].analyze_image(rgb, samples=m.samples, tta=m.tta, resolution="full")
+            analysis = analyzers[m.ensemble].analyze_image(rgb, AnalysisRequest(samples=m.samples, tta=m.tta, resolution="full"))
             took = time.perf_counter() - start
             base = took if m is rows[0] else base
             seconds[m.label].append(took)
@@ -97,7 +98,7 @@ def quality(analyzers: dict[bool, Analyzer], rows: list[Method], count: int, see
         test, ood = Evaluator(classes, IGNORE_INDEX), Evaluator(classes, None, 255)
         for evaluator, split in ((test, "test"), (ood, "ood")):
             for index, scene in enumerate(iter_split(split, count)):
-                analysis = analyzer.analyze_image(scene.image, samples=m.samples, seed=image_seed(seed, f"{split}-{index}"), tta=m.tta)
+                analysis = analyzer.analyze_image(scene.image, AnalysisRequest(samples=m.samples, seed=image_seed(seed, f"{split}-{index}"), tta=m.tta))
                 evaluator.add(analysis, scene.mask)
         t, o = test.result(analyzer.bundle.class_names), ood.result(analyzer.bundle.class_names)
         mc = t.calibration["mc_mean"]

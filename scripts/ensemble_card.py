@@ -21,6 +21,7 @@ from app.defaults import IGNORE_INDEX
 from app.io.bundle import load_bundle, read_card, write_card
 from app.io.synthetic import iter_split
 from app.metrics.scoring import Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
 from app.workflows.train import evaluate_miou
@@ -67,7 +68,7 @@ def main() -> int:
     evaluator = Evaluator(len(analyzer.bundle.card.classes), IGNORE_INDEX)
     with torch.inference_mode():
         for scene in iter_split("test", args.count, size=args.size, seed=args.seed):
-            labelled = analyze_labelled(analyzer, scene.image, scene.mask, samples=0)
+            labelled = analyze_labelled(analyzer, scene.image, scene.mask, AnalysisRequest(samples=0))
             evaluator.add(labelled.analysis, labelled.mask)
     ensemble = evaluator.result(analyzer.bundle.class_names)
     card["provenance"]["metrics"] = {

@@ -28,6 +28,7 @@ from app.io.bundle import load_bundle
 from app.io.resize import resize_rgb, working_shape
 from app.io.synthetic import iter_split
 from app.maps.registry import DETECTION_MAPS, get_map
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 # skimage.data images that ship inside the package (no download); stereo_motorcycle gives a left and a right view.
@@ -67,7 +68,7 @@ def analyse(analyzer: Analyzer, images: Iterable[tuple[str, np.ndarray]], sample
     result = SetResult()
     for name, rgb in images:
         small = resize_rgb(rgb, working_shape(rgb.shape[0], rgb.shape[1], working))
-        analysis = analyzer.analyze_image(small, samples=samples, seed=seed)
+        analysis = analyzer.analyze_image(small, AnalysisRequest(samples=samples, seed=seed))
         verdicts = {v.map: v for v in analysis.image_ood}
         result.names.append(name)
         for m in DETECTION_MAPS:

@@ -40,6 +40,7 @@ from app.io.masks import pair_files
 from app.io.synthetic import write_split
 from app.maps.registry import DETECTION_MAPS
 from app.metrics.scoring import EvaluationResult
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.calibrate import calibrate_bundle
 from app.workflows.compare_methods import MethodResult, run_method, standard_methods
@@ -189,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for split in SPLITS:
             pairs = pair_files(data / split / "images", data / split / "masks")
             ood_label = IGNORE_INDEX if split == "ood" else None
-            evaluation = evaluate_pairs(analyzer, pairs, ignore_index=IGNORE_INDEX, ood_label=ood_label, samples=args.samples, seed=seed)
+            evaluation = evaluate_pairs(analyzer, pairs, AnalysisRequest(samples=args.samples, seed=seed), ignore_index=IGNORE_INDEX, ood_label=ood_label)
             write_evaluation(evaluation, args.out / f"seed-{seed}" / split)
             runs[seed][split] = evaluation.metrics
     text = table(runs)

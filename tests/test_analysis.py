@@ -19,6 +19,7 @@ from app.io.bundle import Bundle
 from app.io.masks import MaskError
 from app.io.resize import resize_labels, resize_rgb, working_shape
 from app.maps.registry import MAP_NAMES
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
 
@@ -59,7 +60,7 @@ CASES = {
 def test_every_map_has_input_size_and_stays_in_range(tiny_bundle: Bundle, case: str) -> None:
     """Maps, prediction and probabilities are cropped to the decoded size; values respect the fixed ranges."""
     make, (h, w) = CASES[case]
-    analysis = Analyzer(tiny_bundle).analyze_bytes(make(), samples=3, min_area=1)
+    analysis = Analyzer(tiny_bundle).analyze_bytes(make(), AnalysisRequest(samples=3, min_area=1))
     c = 3
     assert analysis.image.shape == (h, w, 3)
     assert (analysis.height, analysis.width) == (h, w)
@@ -83,7 +84,7 @@ def test_every_map_has_input_size_and_stays_in_range(tiny_bundle: Bundle, case: 
 
 def test_exif_image_is_analysed_upright(tiny_bundle: Bundle) -> None:
     """The analysed image is the EXIF-rotated one: red on top after orientation 6."""
-    analysis = Analyzer(tiny_bundle).analyze_bytes(_exif_jpeg(), samples=0)
+    analysis = Analyzer(tiny_bundle).analyze_bytes(_exif_jpeg(), AnalysisRequest(samples=0))
     assert analysis.image[5, 10, 0] > 200 and analysis.image[5, 10, 2] < 60
     assert analysis.image[35, 10, 0] < 60
 
@@ -91,7 +92,7 @@ def test_exif_image_is_analysed_upright(tiny_bundle: Bundle) -> None:
 def test_maps_are_the_cropped_maps_of_the_padded_image(tiny_bundle: Bundle) -> None:
     """Deterministic confidence equals softmax of the model on the reflect-padded input, cropped back."""
     rgb = np.random.default_rng(2).integers(0, 256, (33, 45, 3), dtype=np.uint8)
-    analysis = Analyzer(tiny_bundle).analyze_image(rgb, samples=0)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=0))
     norm = tiny_bundle.card.normalization
     x = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(norm.mean).view(3, 1, 1)) / torch.tensor(norm.std).view(3, 1, 1)
     padded = F.pad(x[None], (0, 48 - 45, 0, 40 - 33), mode="reflect")
@@ -106,8 +107,8 @@ def test_seed_and_temperature_are_reported(tiny_bundle: Bundle) -> None:
     """Seed, samples and temperature (1 unless calibrated) are echoed in the analysis."""
     tiny_bundle.card.temperature = 2.0
     rgb = np.zeros((8, 8, 3), np.uint8)
-    plain = Analyzer(tiny_bundle).analyze_image(rgb, samples=2, seed=9)
-    calibrated = Analyzer(tiny_bundle).analyze_image(rgb, samples=2, seed=9, calibrated=True)
+    plain = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=2, seed=9))
+    calibrated = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=2, seed=9, calibrated=True))
     assert (plain.seed, plain.samples, plain.temperature, plain.calibrated) == (9, 2, 1.0, False)
     assert (calibrated.temperature, calibrated.calibrated) == (2.0, True)
     assert (calibrated.maps["confidence"] <= plain.maps["confidence"] + 1e-6).all()
@@ -122,29 +123,29 @@ def test_working_resolution_downscales_the_long_side(tiny_bundle: Bundle) -> Non
     """600×400 with working size 256 → maps 256×171 (short side 400·256/600 = 170.7, rounded half up); the input's size is reported."""
     tiny_bundle.card.input.working_size = 256
     rgb = _gradient(400, 600)
-    analysis = Analyzer(tiny_bundle).analyze_image(rgb, samples=2)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=2))
     assert analysis.input_size == (400, 600) and analysis.analysed_size == (171, 256) and analysis.resolution == "working"
     assert analysis.image.shape == (171, 256, 3)
     assert np.array_equal(analysis.image, resize_rgb(rgb, (171, 256)))
     assert analysis.probs.shape == (3, 171, 256) and all(m.shape == (171, 256) for m in analysis.maps.values())
     assert "resize" in analysis.timings
-    full = Analyzer(tiny_bundle).analyze_image(rgb, samples=2, resolution="full")
+    full = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=2, resolution="full"))
     assert full.analysed_size == full.input_size == (400, 600) and full.resolution == "full" and full.image is rgb
 
 
 def test_small_images_and_cards_without_working_size_are_not_resized(tiny_bundle: Bundle) -> None:
     rgb = _gradient(80, 100)
     tiny_bundle.card.input.working_size = 256
-    small = Analyzer(tiny_bundle).analyze_image(rgb, samples=0)
+    small = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=0))
     tiny_bundle.card.input.working_size = None
-    unset = Analyzer(tiny_bundle).analyze_image(_gradient(300, 20), samples=0)
+    unset = Analyzer(tiny_bundle).analyze_image(_gradient(300, 20), AnalysisRequest(samples=0))
     assert small.analysed_size == small.input_size == (80, 100) and small.resolution == "full" and small.image is rgb
     assert unset.analysed_size == (300, 20) and unset.resolution == "full"
 
 
 def test_unknown_resolution_is_refused(tiny_bundle: Bundle) -> None:
     with pytest.raises(ValueError, match="resolution"):
-        Analyzer(tiny_bundle).analyze_image(np.zeros((8, 8, 3), np.uint8), resolution="half")  # type: ignore[arg-type]
+        Analyzer(tiny_bundle).analyze_image(np.zeros((8, 8, 3), np.uint8), AnalysisRequest(resolution="half"))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -171,11 +172,11 @@ def test_labelled_analysis_checks_the_mask_at_input_size_and_scores_at_analysed_
     mask = np.zeros((400, 600), np.uint8)
     mask[:, 300:] = 2
     mask[:, 299] = 1
-    labelled = analyze_labelled(analyzer, _png(rgb), _png(mask), samples=0)
+    labelled = analyze_labelled(analyzer, _png(rgb), _png(mask), AnalysisRequest(samples=0))
     assert labelled.analysis.analysed_size == labelled.mask.shape == (171, 256)
     assert np.array_equal(labelled.mask, resize_labels(mask.astype(np.int64), (171, 256)))
     assert set(np.unique(labelled.mask)) <= {0, 1, 2} and (labelled.mask[:, :127] == 0).all() and (labelled.mask[:, 129:] == 2).all()
-    full = analyze_labelled(analyzer, rgb, mask, samples=0, resolution="full")
+    full = analyze_labelled(analyzer, rgb, mask, AnalysisRequest(samples=0, resolution="full"))
     assert full.mask.shape == full.analysis.analysed_size == (400, 600)
     with pytest.raises(MaskError) as err:
         analyze_labelled(analyzer, rgb, np.zeros((171, 256), np.uint8), mask_name="m.png")

@@ -15,6 +15,7 @@ from conftest import make_tiny_bundle
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import Bundle, load_bundle
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.batching import PrefixBatcher
 
@@ -33,7 +34,7 @@ def _image(seed: int, height: int = 48, width: int = 72) -> np.ndarray:
 
 
 def _analyse(analyzer: Analyzer, rgb: np.ndarray, seed: int, cancel: CancelToken | None = None) -> Analysis:
-    return analyzer.analyze_image(rgb, samples=SAMPLES, seed=seed, min_area=1, cancel=cancel)
+    return analyzer.analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=seed, min_area=1), cancel=cancel)
 
 
 Results = list[Analysis | BaseException | None]

@@ -14,6 +14,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from app.io.bundle import CARD_FILE, WEIGHTS_FILE, BundleError, build_network, load_bundle, read_card, save_bundle
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 
@@ -155,7 +156,7 @@ def test_dropout_added_at_inference_is_reported(tmp_path: Path, reference_state:
     assert bundle.card.dropout.trained_with_dropout is False
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (16, 24, 3), dtype=np.uint8)).save(buf, "PNG")
-    analysis = Analyzer(bundle).analyze_bytes(buf.getvalue(), samples=3)
+    analysis = Analyzer(bundle).analyze_bytes(buf.getvalue(), AnalysisRequest(samples=3))
     assert analysis.dropout_added_at_inference is True
-    trained = Analyzer(load_bundle(src)).analyze_bytes(buf.getvalue(), samples=3)
+    trained = Analyzer(load_bundle(src)).analyze_bytes(buf.getvalue(), AnalysisRequest(samples=3))
     assert trained.dropout_added_at_inference is False

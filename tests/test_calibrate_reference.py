@@ -15,6 +15,7 @@ from app.engine.dropout_masks import image_seed
 from app.io.bundle import load_bundle, read_card
 from app.io.masks import pair_files
 from app.io.synthetic import write_split
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.calibrate import REFERENCE_MAPS, calibrate_bundle
 
@@ -55,7 +56,7 @@ def test_reference_holds_the_sorted_image_means_of_separate_analyses(scenes: tup
     assert (reference.split, reference.images, reference.samples) == ("four val scenes", 4, SAMPLES)
     assert set(reference.means) == set(REFERENCE_MAPS)
     fresh = Analyzer(load_bundle(bundle_dir))
-    maps = [fresh.analyze_image(_rgb(image), samples=SAMPLES, seed=image_seed(SEED, image.name)).maps for image, _ in pairs]
+    maps = [fresh.analyze_image(_rgb(image), AnalysisRequest(samples=SAMPLES, seed=image_seed(SEED, image.name))).maps for image, _ in pairs]
     for name in REFERENCE_MAPS:
         expected = sorted(float(np.mean(m[name], dtype=np.float64)) for m in maps)
         assert reference.means[name] == pytest.approx(expected, rel=1e-6, abs=1e-9)
@@ -70,7 +71,7 @@ def test_a_later_analysis_gets_a_verdict_per_detection_map(scenes: tuple[Path, P
     analyzer = Analyzer(load_bundle(bundle_dir))
     reference = analyzer.bundle.card.image_reference
     assert reference is not None and reference.split == str(images)
-    analysis = analyzer.analyze_image(_rgb(pairs[0][0]), samples=SAMPLES, seed=image_seed(SEED, pairs[0][0].name))
+    analysis = analyzer.analyze_image(_rgb(pairs[0][0]), AnalysisRequest(samples=SAMPLES, seed=image_seed(SEED, pairs[0][0].name)))
     verdicts = {v.map: v for v in analysis.image_ood}
     assert list(verdicts) == list(REFERENCE_MAPS)
     for name, verdict in verdicts.items():

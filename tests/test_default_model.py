@@ -9,6 +9,7 @@ from app.io.bundle import WEIGHTS_FILE, load_bundle
 from app.io.resources import models_dir
 from app.io.synthetic import IGNORE_INDEX, iter_split
 from app.metrics.scoring import Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.train import evaluate_miou
 
@@ -40,7 +41,7 @@ def test_mutual_information_flags_ood_pixels_better_than_softmax_confidence() ->
     analyzer = Analyzer(bundle)
     evaluator = Evaluator(len(bundle.card.classes), ignore_index=IGNORE_INDEX, ood_label=IGNORE_INDEX)
     for index, scene in enumerate(iter_split("ood", 40, size=128, seed=7)):  # each image its own masks, as evaluate does
-        evaluator.add(analyzer.analyze_image(scene.image, samples=20, seed=image_seed(0, f"{index:05d}.png")), scene.mask)
+        evaluator.add(analyzer.analyze_image(scene.image, AnalysisRequest(samples=20, seed=image_seed(0, f"{index:05d}.png"))), scene.mask)
     ood = evaluator.result(bundle.class_names).ood_detection
     assert ood is not None
     assert ood["mutual_information"].auroc - ood["confidence"].auroc >= 0.05

@@ -10,6 +10,7 @@ from app.io.bundle import load_bundle
 from app.io.density import DENSITY_FILE
 from app.io.resources import models_dir
 from app.io.synthetic import iter_split, make_scene
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 DEFAULT = models_dir() / "default"
@@ -32,7 +33,7 @@ def test_the_stored_reference_is_what_the_engine_measures_on_the_validation_scen
     info = analyzer.bundle.card.feature_density
     assert info is not None
     for index in range(0, 200, 25):
-        values = analyzer.analyze_image(make_scene("val", index).image, samples=0).maps["feature_distance"]
+        values = analyzer.analyze_image(make_scene("val", index).image, AnalysisRequest(samples=0)).maps["feature_distance"]
         assert (float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))) == pytest.approx(info.image_statistics[index], abs=1e-6)
 
 
@@ -43,7 +44,7 @@ def test_the_verdict_flags_shifted_scenes_that_softmax_maps_call_typical() -> No
     analyzer.typicality_verdict = True
 
     def percentile(rgb: np.ndarray) -> float:
-        return next(v.percentile for v in analyzer.analyze_image(rgb, samples=0).image_ood if v.map == "feature_distance")
+        return next(v.percentile for v in analyzer.analyze_image(rgb, AnalysisRequest(samples=0)).image_ood if v.map == "feature_distance")
 
     percentiles = {split: np.array([percentile(s.image) for s in iter_split(split, 60, size=128, seed=7)]) for split in ("test", "shifted")}
     labels = np.r_[np.zeros(60), np.ones(60)]

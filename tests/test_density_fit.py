@@ -23,6 +23,7 @@ from app.io.synthetic import make_scene, write_split
 from app.maps.density import RIDGE
 from app.metrics.image_ood import ImageTypicality, typicality_verdict
 from app.metrics.scoring import Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.calibrate import REFERENCE_MAPS
 from app.workflows.fit_density import MIN_CLASS_PIXELS, fit_density, image_files
@@ -95,7 +96,7 @@ def test_the_bundle_stores_the_density_and_its_reference(fitted_dir: Path, val_i
     assert (fitted_dir / DENSITY_FILE).stat().st_size < 64 * 1024
     assert (fitted_dir / DENSITY_FILE).stat().st_mode & 0o777 == 0o644
     analyzer = Analyzer(load_bundle(fitted_dir))
-    maps = [analyzer.analyze_image(_rgb(p), samples=2, seed=9).maps["feature_distance"] for p in image_files(val_images)]
+    maps = [analyzer.analyze_image(_rgb(p), AnalysisRequest(samples=2, seed=9)).maps["feature_distance"] for p in image_files(val_images)]
     expected = [(float(m.mean(dtype=np.float64)), float(m.std(dtype=np.float64))) for m in maps]
     assert np.array(info.image_statistics) == pytest.approx(np.array(expected), rel=1e-6)
     assert all(0.0 < mean < 1.0 and 0.0 < sd < 0.5 for mean, sd in expected)
@@ -104,27 +105,27 @@ def test_the_bundle_stores_the_density_and_its_reference(fitted_dir: Path, val_i
 def test_the_map_is_deterministic_in_range_and_independent_of_the_samples(fitted_dir: Path) -> None:
     analyzer = Analyzer(load_bundle(fitted_dir))
     rgb = make_scene("ood", 2, size=56).image
-    maps = [analyzer.analyze_image(rgb, samples=t, seed=s).maps["feature_distance"] for t, s in ((0, 0), (3, 1), (3, 2))]
+    maps = [analyzer.analyze_image(rgb, AnalysisRequest(samples=t, seed=s)).maps["feature_distance"] for t, s in ((0, 0), (3, 1), (3, 2))]
     assert maps[0].shape == (56, 56) and maps[0].dtype == np.float32
     assert float(maps[0].min()) >= 0.0 and float(maps[0].max()) <= 1.0 and float(maps[0].std()) > 0.0
     for other in maps[1:]:
         np.testing.assert_array_equal(other, maps[0])
-    again = Analyzer(load_bundle(fitted_dir)).analyze_image(rgb, samples=3, seed=1)
+    again = Analyzer(load_bundle(fitted_dir)).analyze_image(rgb, AnalysisRequest(samples=3, seed=1))
     np.testing.assert_array_equal(again.maps["feature_distance"], maps[0])
     assert again.unavailable == ()
 
 
 def test_without_a_density_the_map_is_zeros_and_flagged_unavailable(tiny_bundle_dir: Path, fitted_dir: Path) -> None:
     rgb = make_scene("test", 1, size=SIZE).image
-    plain = Analyzer(load_bundle(tiny_bundle_dir)).analyze_image(rgb, samples=2)
+    plain = Analyzer(load_bundle(tiny_bundle_dir)).analyze_image(rgb, AnalysisRequest(samples=2))
     assert plain.unavailable == ("feature_distance",)
     assert not plain.maps["feature_distance"].any()
     card = load_bundle(tiny_bundle_dir).card
     assert summarise(plain, card).maps["feature_distance"].description.startswith("not available: this bundle has no fitted feature density")
     density_analyzer = Analyzer(load_bundle(fitted_dir))
-    assert not density_analyzer.analyze_image(rgb, samples=2).image_ood  # the typicality verdict is off by default
+    assert not density_analyzer.analyze_image(rgb, AnalysisRequest(samples=2)).image_ood  # the typicality verdict is off by default
     density_analyzer.typicality_verdict = True
-    with_density = density_analyzer.analyze_image(rgb, samples=2)
+    with_density = density_analyzer.analyze_image(rgb, AnalysisRequest(samples=2))
     assert {v.map for v in with_density.image_ood} == {"feature_distance"}
     for name in REFERENCE_MAPS:
         np.testing.assert_array_equal(with_density.maps[name], plain.maps[name])
@@ -148,8 +149,8 @@ def test_cached_full_and_augmented_passes_give_the_same_map(fitted_dir: Path) ->
     torch.testing.assert_close(full, cached, atol=1e-6, rtol=0)
     analyzer = Analyzer(bundle)
     rgb = make_scene("shifted", 0, size=48).image
-    flips = analyzer.analyze_image(rgb, samples=2, tta="flips")
-    np.testing.assert_array_equal(flips.maps["feature_distance"], analyzer.analyze_image(rgb, samples=2).maps["feature_distance"])
+    flips = analyzer.analyze_image(rgb, AnalysisRequest(samples=2, tta="flips"))
+    np.testing.assert_array_equal(flips.maps["feature_distance"], analyzer.analyze_image(rgb, AnalysisRequest(samples=2)).maps["feature_distance"])
 
 
 def test_dropout_inside_the_decoder_scores_the_deterministic_decoder_output(tiny_bundle_dir: Path, tmp_path: Path, val_images: Path) -> None:
@@ -166,8 +167,8 @@ def test_dropout_inside_the_decoder_scores_the_deterministic_decoder_output(tiny
     assert a is not None and b is not None
     torch.testing.assert_close(a.means, b.means, rtol=1e-5, atol=1e-6)
     rgb = make_scene("test", 3, size=SIZE).image
-    sampled = Analyzer(load_bundle(site)).analyze_image(rgb, samples=3, seed=2).maps["feature_distance"]
-    np.testing.assert_allclose(sampled, Analyzer(load_bundle(head)).analyze_image(rgb, samples=0).maps["feature_distance"], atol=1e-5)
+    sampled = Analyzer(load_bundle(site)).analyze_image(rgb, AnalysisRequest(samples=3, seed=2)).maps["feature_distance"]
+    np.testing.assert_allclose(sampled, Analyzer(load_bundle(head)).analyze_image(rgb, AnalysisRequest(samples=0)).maps["feature_distance"], atol=1e-5)
 
 
 def test_tiled_analysis_blends_the_map_like_the_softmax(fitted_dir: Path) -> None:
@@ -178,11 +179,11 @@ def test_tiled_analysis_blends_the_map_like_the_softmax(fitted_dir: Path) -> Non
     """
     bundle = load_bundle(fitted_dir)
     rgb = make_scene("test", 1, size=232).image[:200]
-    whole = Analyzer(bundle).analyze_image(rgb, samples=0, resolution="full")
+    whole = Analyzer(bundle).analyze_image(rgb, AnalysisRequest(samples=0, resolution="full"))
     small = Analyzer(load_bundle(fitted_dir))
     small.memory_budget = int(small.cost.image_bytes(200, 232) / 3)
     assert small.tile_grid(200, 232) is not None
-    tiled = small.analyze_image(rgb, samples=0, resolution="full")
+    tiled = small.analyze_image(rgb, AnalysisRequest(samples=0, resolution="full"))
     diff = np.abs(tiled.maps["feature_distance"] - whole.maps["feature_distance"])
     assert diff.mean() <= 0.005 and np.quantile(diff, 0.99) <= 0.06 and diff.max() <= 0.35
     assert float(tiled.maps["feature_distance"].min()) >= 0.0 and float(tiled.maps["feature_distance"].max()) <= 1.0
@@ -218,7 +219,7 @@ def test_the_verdict_ranks_a_fit_image_among_the_fit_images(fitted_dir: Path, va
     assert info is not None
     typicality = ImageTypicality(info.image_statistics)
     first = image_files(val_images)[0]
-    verdict = analyzer.analyze_image(_rgb(first), samples=0).image_ood[-1]
+    verdict = analyzer.analyze_image(_rgb(first), AnalysisRequest(samples=0)).image_ood[-1]
     assert verdict.map == "feature_distance"
     score = typicality.score(info.image_statistics[0])
     below = sum(s < score - 1e-9 for s in typicality.reference)

@@ -12,6 +12,7 @@ from conftest import make_tiny_bundle, second_card, tiny_card
 
 from app.engine.ensemble import EnsembleNet
 from app.io.bundle import BundleError, Normalization, load_bundle, write_card
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 
@@ -47,17 +48,17 @@ def test_an_ensemble_card_loads_its_members_relative_to_its_folder(members: Path
 def test_analyzer_reports_the_ensemble_method_passes_and_exact_errors(members: Path) -> None:
     analyzer = Analyzer(load_bundle(_ensemble(members / "duo2", ["../a", "../b"])))
     rgb = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    plain = analyzer.analyze_image(rgb, samples=0)
+    plain = analyzer.analyze_image(rgb, AnalysisRequest(samples=0))
     assert (plain.method, plain.passes, plain.samples, plain.error_method) == ("ensemble(2)", 2, 0, "exact")
     assert plain.mean_errors["mutual_information"] == 0.0
     assert plain.maps["mutual_information"].max() > 1e-3
-    both = analyzer.analyze_image(rgb, samples=4, tta="flips", seed=3)
+    both = analyzer.analyze_image(rgb, AnalysisRequest(samples=4, tta="flips", seed=3))
     assert (both.method, both.passes, both.samples, both.error_method) == ("ensemble(2) + tta:flips + mc_dropout", 8, 4, "jackknife")
     assert both.mean_errors["mutual_information"] is not None and both.mean_errors["mutual_information"] > 0
-    again = analyzer.analyze_image(rgb, samples=4, tta="flips", seed=3)
+    again = analyzer.analyze_image(rgb, AnalysisRequest(samples=4, tta="flips", seed=3))
     assert np.array_equal(again.maps["mutual_information"], both.maps["mutual_information"])
     with pytest.raises(ValueError, match="tta must be one of"):
-        analyzer.analyze_image(rgb, samples=0, tta="rotate")
+        analyzer.analyze_image(rgb, AnalysisRequest(samples=0, tta="rotate"))
 
 
 def test_single_model_analyses_report_their_method(tiny_bundle_dir: Path) -> None:
@@ -65,9 +66,9 @@ def test_single_model_analyses_report_their_method(tiny_bundle_dir: Path) -> Non
     rgb = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     cases = {(0, "none"): ("deterministic", 1, "exact"), (5, "none"): ("mc_dropout", 1, "jackknife"), (0, "flips"): ("tta:flips", 4, "exact")}
     for (samples, tta), expected in cases.items():
-        a = analyzer.analyze_image(rgb, samples=samples, tta=tta)
+        a = analyzer.analyze_image(rgb, AnalysisRequest(samples=samples, tta=tta))
         assert (a.method, a.passes, a.error_method) == expected
-    photometric = analyzer.analyze_image(rgb, samples=0, tta="photometric")
+    photometric = analyzer.analyze_image(rgb, AnalysisRequest(samples=0, tta="photometric"))
     assert photometric.error_method == "jackknife"  # the jitters are random: leave one pass out
 
 

@@ -22,6 +22,7 @@ from app.io.masks import DatasetError, pair_files, read_mask
 from app.io.resources import models_dir
 from app.io.synthetic import write_split
 from app.metrics.scoring import Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import evaluate_pairs
 
@@ -57,7 +58,7 @@ def test_evaluator_matches_direct_computation(labelled: tuple[Path, Path], tiny_
     ev = Evaluator(3, ignore_index=255, ood_label=255)
     preds, labels, mi = [], [], []
     for image, mask_path in pair_files(images, masks):
-        analysis = analyzer.analyze_bytes(image.read_bytes(), samples=4, seed=0)
+        analysis = analyzer.analyze_bytes(image.read_bytes(), AnalysisRequest(samples=4, seed=0))
         mask = read_mask(mask_path, (40, 40))
         ev.add(analysis, mask)
         preds.append(analysis.prediction.ravel())
@@ -76,7 +77,7 @@ def test_evaluator_matches_direct_computation(labelled: tuple[Path, Path], tiny_
 def _metrics_with_seeds(analyzer: Analyzer, pairs: list[tuple[Path, Path]], seeds: list[int]) -> dict[str, object]:
     ev = Evaluator(3, ignore_index=255, ood_label=255)
     for (image, mask_path), seed in zip(pairs, seeds, strict=True):
-        ev.add(analyzer.analyze_bytes(image.read_bytes(), samples=3, seed=seed), read_mask(mask_path, (40, 40)))
+        ev.add(analyzer.analyze_bytes(image.read_bytes(), AnalysisRequest(samples=3, seed=seed)), read_mask(mask_path, (40, 40)))
     return asdict(ev.result(["bg", "a", "b"]))
 
 
@@ -85,9 +86,9 @@ def test_each_image_gets_its_own_seed_from_the_run_seed(labelled: tuple[Path, Pa
     images, masks = labelled
     analyzer = Analyzer(load_bundle(tiny_bundle_dir))
     pairs = pair_files(images, masks)
-    first = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=4)
-    again = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=4)
-    other = evaluate_pairs(analyzer, pairs, ood_label=255, samples=3, seed=5)
+    first = evaluate_pairs(analyzer, pairs, AnalysisRequest(samples=3, seed=4), ood_label=255)
+    again = evaluate_pairs(analyzer, pairs, AnalysisRequest(samples=3, seed=4), ood_label=255)
+    other = evaluate_pairs(analyzer, pairs, AnalysisRequest(samples=3, seed=5), ood_label=255)
     assert asdict(first.metrics) == asdict(again.metrics)
     assert first.image_seeds == {image.name: image_seed(4, image.name) for image, _ in pairs}
     assert len(set(first.image_seeds.values())) == len(pairs) == 3
@@ -140,8 +141,8 @@ def test_calibrated_analysis_keeps_the_prediction(tiny_bundle_dir: Path, tmp_pat
     (bundle_dir / "model.json").write_text(json.dumps(raw))
     analyzer = Analyzer(load_bundle(bundle_dir))
     rgb = np.random.default_rng(0).integers(0, 256, (24, 24, 3), dtype=np.uint8)
-    plain = analyzer.analyze_image(rgb, samples=0)
-    scaled = analyzer.analyze_image(rgb, samples=0, calibrated=True)
+    plain = analyzer.analyze_image(rgb, AnalysisRequest(samples=0))
+    scaled = analyzer.analyze_image(rgb, AnalysisRequest(samples=0, calibrated=True))
     np.testing.assert_array_equal(plain.prediction, scaled.prediction)
     assert scaled.temperature == 2.5 and scaled.maps["confidence"].mean() < plain.maps["confidence"].mean()
     expected = torch.softmax(torch.log(torch.from_numpy(plain.probs)) / 2.5, 0).numpy()

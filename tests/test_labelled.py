@@ -12,6 +12,7 @@ from PIL import Image
 from app.io.bundle import Bundle
 from app.io.masks import MaskError
 from app.metrics.pixels import NOT_SCORED, error_codes, scored_pixels
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
 
@@ -27,8 +28,8 @@ def test_bytes_and_arrays_give_the_same_result(tiny_bundle: Bundle) -> None:
     rgb = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
     mask = rng.integers(0, 3, (24, 40), dtype=np.uint8)
     analyzer = Analyzer(tiny_bundle)
-    from_bytes = analyze_labelled(analyzer, _png(rgb), _png(mask), samples=3, seed=5)
-    from_arrays = analyze_labelled(analyzer, rgb, mask, samples=3, seed=5)
+    from_bytes = analyze_labelled(analyzer, _png(rgb), _png(mask), AnalysisRequest(samples=3, seed=5))
+    from_arrays = analyze_labelled(analyzer, rgb, mask, AnalysisRequest(samples=3, seed=5))
     assert np.array_equal(from_bytes.mask, from_arrays.mask) and from_bytes.mask.dtype == np.int64
     for name, values in from_bytes.analysis.maps.items():
         np.testing.assert_array_equal(values, from_arrays.analysis.maps[name])

@@ -20,6 +20,7 @@ from app.io.synthetic import make_scene
 from app.maps.mc_error import difference_within_noise, group_count, jackknife_se, mean_errors, sample_groups
 from app.maps.registry import MAP_NAMES, SAMPLED_MAPS
 from app.maps.replicates import GroupedMoments, empty_replicates
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 
@@ -89,7 +90,7 @@ def _reference(bundle: Bundle, rgb: np.ndarray, samples: int, seed: int, predict
 def test_errors_equal_an_independent_leave_group_out_computation(tiny_bundle: Bundle, samples: int) -> None:
     """Image and class-region errors equal the jackknife of maps rebuilt from per-sample softmaxes (uneven groups at T = 13)."""
     rgb = np.random.default_rng(4).integers(0, 256, (40, 56, 3), dtype=np.uint8)
-    analysis = Analyzer(tiny_bundle).analyze_image(rgb, samples=samples, seed=9, min_area=1)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=samples, seed=9, min_area=1))
     image, regions = _reference(tiny_bundle, rgb, samples, 9, analysis.prediction)
     assert analysis.error_method == "jackknife"
     assert analysis.mean_errors["confidence"] == 0.0
@@ -106,9 +107,9 @@ def test_errors_equal_an_independent_leave_group_out_computation(tiny_bundle: Bu
 def test_no_samples_is_exact_and_one_sample_is_not_estimable(tiny_bundle: Bundle) -> None:
     rgb = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     analyzer = Analyzer(tiny_bundle)
-    exact = analyzer.analyze_image(rgb, samples=0)
+    exact = analyzer.analyze_image(rgb, AnalysisRequest(samples=0))
     assert exact.error_method == "exact" and exact.mean_errors == dict.fromkeys(MAP_NAMES, 0.0)
-    one = analyzer.analyze_image(rgb, samples=1)
+    one = analyzer.analyze_image(rgb, AnalysisRequest(samples=1))
     assert one.error_method == "unavailable"
     assert one.mean_errors == {name: (None if name in SAMPLED_MAPS else 0.0) for name in MAP_NAMES}
     assert all(row.errors["mutual_information"] is None for row in one.regions)
@@ -117,11 +118,11 @@ def test_no_samples_is_exact_and_one_sample_is_not_estimable(tiny_bundle: Bundle
 def test_tiled_analyses_report_a_bound_and_no_region_errors(tiny_bundle: Bundle) -> None:
     """Sliding windows keep no replicates: the image error is the largest tile's, at least the whole image's, regions get none."""
     rgb = np.random.default_rng(2).integers(0, 256, (96, 128, 3), dtype=np.uint8)
-    whole = Analyzer(tiny_bundle).analyze_image(rgb, samples=12, seed=3, resolution="full")
+    whole = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=12, seed=3, resolution="full"))
     cost = Analyzer(tiny_bundle).cost
     tiled_analyzer = Analyzer(tiny_bundle, memory_budget=int(cost.tile_bytes((64, 64), 128)) + 1)
     assert tiled_analyzer.tile_grid(96, 128) is not None
-    tiled = tiled_analyzer.analyze_image(rgb, samples=12, seed=3, resolution="full")
+    tiled = tiled_analyzer.analyze_image(rgb, AnalysisRequest(samples=12, seed=3, resolution="full"))
     assert whole.error_method == "jackknife" and tiled.error_method == "tile_bound"
     for name in SAMPLED_MAPS:
         bound, exact = tiled.mean_errors[name], whole.mean_errors[name]
@@ -135,7 +136,7 @@ def _spread(analyzer: Analyzer, rgb: np.ndarray, seeds: range) -> dict[str, tupl
     values: dict[str, list[float]] = {name: [] for name in ("entropy", "mutual_information", "variance")}
     errors: dict[str, list[float]] = {name: [] for name in values}
     for seed in seeds:
-        analysis = analyzer.analyze_image(rgb, samples=20, seed=seed)
+        analysis = analyzer.analyze_image(rgb, AnalysisRequest(samples=20, seed=seed))
         for name in values:
             values[name].append(float(analysis.maps[name].mean(dtype=np.float64)))
             error = analysis.mean_errors[name]
@@ -168,7 +169,7 @@ def test_cli_writes_each_error_into_analysis_json_and_summary_csv(tiny_bundle_di
     Image.fromarray(rgb).save(folder / "a.png")
     out = tmp_path / "out"
     assert main(["analyze", str(folder), "--out", str(out), "--samples", "8", "--seed", "4", "--model", str(tiny_bundle_dir), "--quiet"]) == 0
-    expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_image(rgb, samples=8, seed=4).mean_errors
+    expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_image(rgb, AnalysisRequest(samples=8, seed=4)).mean_errors
     info = json.loads((out / "a" / "analysis.json").read_text())
     assert info["error_method"] == "jackknife"
     with (out / "summary.csv").open(newline="") as fh:

@@ -19,6 +19,7 @@ from app.engine.dropout_masks import image_seed
 from app.io.bundle import load_bundle
 from app.maps.registry import get_map
 from app.metrics.image_ood import ImageTypicality, image_auroc
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "trust_table.py"
@@ -48,7 +49,7 @@ def _analyses(analyzer: Analyzer, folder: Path, samples: int, seed: int = 0) -> 
     for path in sorted((folder / "images").iterdir()):
         rgb = np.asarray(Image.open(path).convert("RGB"))
         mask = np.asarray(Image.open(folder / "masks" / path.name))
-        out.append((analyzer.analyze_image(rgb, samples=samples, seed=image_seed(seed, path.name)), mask))
+        out.append((analyzer.analyze_image(rgb, AnalysisRequest(samples=samples, seed=image_seed(seed, path.name))), mask))
     return out
 
 
@@ -83,7 +84,7 @@ def test_the_methods_option_prints_numbers_that_fresh_analyses_reproduce(tmp_pat
     analyzer = Analyzer(load_bundle("default"))
     data = out / "data"
     fresh = {split: _analyses(analyzer, data / split, samples=2) for split in ("test", "shifted", "ood")}
-    photos = [analyzer.analyze_image(rgb, samples=2, seed=image_seed(0, name)) for name, rgb in _script().skimage_photos(PHOTOS)]
+    photos = [analyzer.analyze_image(rgb, AnalysisRequest(samples=2, seed=image_seed(0, name))) for name, rgb in _script().skimage_photos(PHOTOS)]
     sets = {"shifted": [a for a, _m in fresh["shifted"]], "ood": [a for a, _m in fresh["ood"]], "real photos": photos}
     header = rows["method", "image-level score"]
     assert header == ["shifted", "ood", "real photos"]

@@ -17,6 +17,7 @@ from app.engine.tile_budget import MIN_TILE_STRIDES, TileCost, choose_tile, meas
 from app.io.bundle import Bundle
 from app.io.synthetic import make_scene
 from app.maps.moments import UncertaintyMaps
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 SAMPLES, SEED = 8, 3
@@ -49,7 +50,7 @@ def test_tiled_analysis_agrees_with_one_pass(tiny_bundle: Bundle, strides: int) 
     then fails (checked once by replacing ``gaussian_weights`` with ones).
     """
     rgb = _scene()
-    whole = Analyzer(tiny_bundle).analyze_image(rgb, samples=SAMPLES, seed=SEED, resolution="full")
+    whole = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=SEED, resolution="full"))
     assert Analyzer(tiny_bundle).tile_grid(200, 232) is None
     tiled = _tiled(tiny_bundle, rgb, (strides * tiny_bundle.net.stride,) * 2)
     assert tiled.samples == SAMPLES
@@ -87,13 +88,13 @@ def test_band_finalisation_equals_blending_the_whole_image_at_once(tiny_bundle: 
 def test_analyzer_tiles_when_the_budget_is_small(tiny_bundle: Bundle, samples: int) -> None:
     """A budget of a third of the whole image's cost makes the analyser tile; the result stays within the tolerance above."""
     rgb = _scene()
-    whole = Analyzer(tiny_bundle).analyze_image(rgb, samples=samples, seed=SEED)
+    whole = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=samples, seed=SEED))
     small = Analyzer(tiny_bundle)
     small.memory_budget = int(small.cost.image_bytes(200, 232) / 3)
     grid = small.tile_grid(200, 232)
     assert grid is not None and len(grid.tops) * len(grid.lefts) > 1
     assert small.cost.tile_bytes(grid.tile, 232) <= small.memory_budget
-    tiled = small.analyze_image(rgb, samples=samples, seed=SEED)
+    tiled = small.analyze_image(rgb, AnalysisRequest(samples=samples, seed=SEED))
     assert tiled.samples == samples
     assert tiled.analysed_size == tiled.input_size == (200, 232) and tiled.resolution == "full"
     assert (tiled.prediction == whole.prediction).mean() >= 0.995
@@ -105,7 +106,7 @@ def test_analyzer_tiles_when_the_budget_is_small(tiny_bundle: Bundle, samples: i
 def test_an_image_that_fits_runs_the_untiled_path_unchanged(tiny_bundle: Bundle) -> None:
     """Under the budget the analysis is one ``run_mc`` on the stride-padded image, bit for bit."""
     rgb = _scene()
-    analysis = Analyzer(tiny_bundle).analyze_image(rgb, samples=SAMPLES, seed=SEED)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=SEED))
     norm = tiny_bundle.card.normalization
     padded, _ = pad_to_stride(to_tensor(rgb, norm.mean, norm.std), tiny_bundle.net.stride)
     ref = run_mc(tiny_bundle.net, padded, SamplingOptions(samples=SAMPLES, seed=SEED))

@@ -26,6 +26,7 @@ from app.io.bundle import Bundle, load_bundle
 from app.maps.mc_error import sample_groups
 from app.maps.moments import UncertaintyMaps
 from app.maps.replicates import GroupedMoments
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,5 +325,5 @@ def test_augmented_analyses_get_no_image_level_verdict() -> None:
     analyzer = Analyzer(load_bundle("default"))
     rgb = np.random.default_rng(3).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     assert analyzer.bundle.card.image_reference is not None
-    assert analyzer.analyze_image(rgb, samples=2).image_ood != []
-    assert analyzer.analyze_image(rgb, samples=2, tta="flips").image_ood == []
+    assert analyzer.analyze_image(rgb, AnalysisRequest(samples=2)).image_ood != []
+    assert analyzer.analyze_image(rgb, AnalysisRequest(samples=2, tta="flips")).image_ood == []

@@ -13,7 +13,8 @@ from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
-    from app.workflows.analyse_folder import AnalysisOptions, SummaryRow
+    from app.request import AnalysisRequest
+    from app.workflows.analyse_folder import SummaryRow
 
 NAME = "analyze"
 HELP = "analyse images into maps, NPZ, JSON and summary.csv"
@@ -55,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
     if args.samples is not None and args.samples < 0:
         error("--samples must be >= 0")
         return 2
+    try:
+        _request(args, 0)
+    except ValueError as exc:
+        error(exc)
+        return 2
     if args.ray:
         return _analyse_on_ray(args)
     with StopSignals() as stop:
@@ -84,10 +90,10 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
     return files, bool(missing)
 
 
-def _options(args: argparse.Namespace, samples: int) -> AnalysisOptions:
-    from app.workflows.analyse_folder import AnalysisOptions
+def _request(args: argparse.Namespace, samples: int) -> AnalysisRequest:
+    from app.request import AnalysisRequest
 
-    return AnalysisOptions(
+    return AnalysisRequest(
         samples=samples,
         seed=args.seed,
         calibrated=args.calibrated,
@@ -115,8 +121,8 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
         return 2
     rows = []
     try:
-        options = _options(args, samples_for(args.samples, analyzer.bundle.card))
-        for row in analyse_files(analyzer, files, args.out, options, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
+        request = _request(args, samples_for(args.samples, analyzer.bundle.card))
+        for row in analyse_files(analyzer, files, args.out, request, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)
@@ -152,8 +158,8 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
     with ray_session(args.ray_address), StopSignals() as stop:
         finished = {}
         try:
-            options = _options(args, samples_for(args.samples, card))
-            results = analyse_files_ray(args.model, args.device, files, args.out, options, actors, max_pixels=args.max_pixels)
+            request = _request(args, samples_for(args.samples, card))
+            results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels)
             for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
                 if row.status == "failed":
                     tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, add_tta_arg, error, samples_for
+from app.request import AnalysisRequest
 
 NAME = "evaluate"
 HELP = "quality, calibration, error and OOD detection on labelled images"
@@ -33,12 +34,10 @@ def run(args: argparse.Namespace) -> int:
         evaluation = evaluate_pairs(
             analyzer,
             pairs,
+            AnalysisRequest(samples=samples_for(args.samples, analyzer.bundle.card), seed=args.seed, tta=args.tta),
             ignore_index=args.ignore_index,
             ood_label=args.ood_label,
-            samples=samples_for(args.samples, analyzer.bundle.card),
-            seed=args.seed,
             progress=progress_bar("evaluate", args.quiet),
-            tta=args.tta,
         )
     except (BundleError, DatasetError, ValueError) as exc:
         error(exc)

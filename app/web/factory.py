@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.add_middleware(SecurityHeadersMiddleware)
     secure_server_errors(app)
     with_request_id_on_server_errors(app)
-    routers = [health.router, models.router, analyze.build_router(settings), evaluate.build_router(settings), analyses.router]
+    routers = [health.router, models.router, analyze.router, evaluate.router, analyses.router]
     routers.append(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
     if settings.metrics:
         routers.append(metrics.router)

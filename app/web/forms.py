@@ -1,16 +1,19 @@
-"""Form fields shared by ``POST /api/v1/analyze`` and ``POST /api/v1/evaluate``, as ``Annotated`` aliases, and their shared error responses."""
+"""The form of ``POST /api/v1/analyze`` and ``POST /api/v1/evaluate``: the uploads as ``Annotated`` aliases, the options as one
+Pydantic form model that becomes the :class:`~app.request.AnalysisRequest`, and their shared error responses."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import File, Form, UploadFile
+from fastapi import File, UploadFile
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.defaults import MAX_SEED
+from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, DEFAULT_TTA, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
 from app.error_codes import ErrorCode
-from app.web.errors import error_responses
+from app.request import AnalysisRequest
+from app.web.errors import ApiError, error_responses
 
-__all__ = ["GATE_RESPONSES", "CalibratedForm", "ImageFileForm", "ModelForm", "RawDtypeForm", "RawForm", "ResolutionForm", "SeedForm", "TtaForm", "samples_form"]
+__all__ = ["GATE_RESPONSES", "AnalysisForm", "AnalyzeForm", "EvaluateForm", "ImageFileForm", "MaskFileForm"]
 
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
     ErrorCode.BODY_TIMEOUT,
@@ -23,48 +26,75 @@ GATE_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
 )
 
 ImageFileForm = Annotated[UploadFile, File(description="The image: PNG, JPEG, TIFF, BMP, GIF (first frame) or WebP.")]
-SeedForm = Annotated[int, Form(ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")]
-CalibratedForm = Annotated[bool, Form(description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")]
-ModelForm = Annotated[
-    str | None,
-    Form(description="Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model."),
+MaskFileForm = Annotated[
+    UploadFile, File(description="The ground truth: a single-channel PNG (mode L, P, I, I;16 or 1) of class indices, the image's width and height.")
 ]
 
-ResolutionForm = Annotated[
-    Literal["working", "full"],
-    Form(
+
+class AnalysisForm(BaseModel):
+    """The options of one analysis, as form fields (shared by analyze and evaluate)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    samples: int | None = Field(
+        default=None,
+        ge=0,
+        description="MC-dropout samples T, 0 to the server's max_samples (GET /api/v1/models: max_samples); 0 runs the deterministic pass "
+        "only. Omitted: the model's default (GET /api/v1/models: default_samples).",
+    )
+    seed: int = Field(default=DEFAULT_SEED, ge=0, le=MAX_SEED, description="Seed of the dropout masks; same seed, same device, same maps.")
+    calibrated: bool = Field(default=False, description="Apply the model's fitted temperature τ to the logits (τ = 1 when false).")
+    resolution: Resolution = Field(
+        default=DEFAULT_RESOLUTION,
         description="working (default): an input whose long side exceeds the model's working size (GET /api/v1/models: working_size) is "
         "resized so that its long side equals it, and the maps come at that analysed size; smaller inputs are analysed as they are. "
-        "full: every input pixel (large images in overlapping tiles, within the memory budget)."
-    ),
-]
-RawForm = Annotated[
-    bool,
-    Form(
-        description="Add the colour PNGs (data URLs) and the raw float maps, labels and MC-mean class probabilities (base64) to the answer. "
-        "Default false: the compact answer (greyscale PNGs of the quantised maps and labels, a JPEG of the input), with exact values by id."
-    ),
-]
-RawDtypeForm = Annotated[Literal["float32", "float16"], Form(description="With raw=true: element type of the raw maps and probabilities.")]
-TtaForm = Annotated[
-    Literal["none", "flips", "flips+scales", "photometric"],
-    Form(
+        "full: every input pixel (large images in overlapping tiles, within the memory budget).",
+    )
+    tta: TtaMode = Field(
+        default=DEFAULT_TTA,
         description="Test-time augmentation: none (default); flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales "
         "(the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). "
         "Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into "
         "the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.",
-    ),
-]
+    )
+    raw: bool = Field(
+        default=False,
+        description="Add the colour PNGs (data URLs) and the raw float maps, labels and MC-mean class probabilities (base64) to the answer. "
+        "Default false: the compact answer (greyscale PNGs of the quantised maps and labels, a JPEG of the input), with exact values by id.",
+    )
+    raw_dtype: Literal["float32", "float16"] = Field(default="float32", description="With raw=true: element type of the raw maps and probabilities.")
+    model: str | None = Field(
+        default=None,
+        description="Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model.",
+    )
+
+    def analysis_request(self, default_samples: int, max_samples: int, min_area: int) -> AnalysisRequest:
+        """The request these fields ask for; omitted samples are ``default_samples``.
+
+        Raises:
+            ApiError: 422 ``validation_error`` when ``samples`` exceeds the server's ``max_samples``.
+        """
+        samples = default_samples if self.samples is None else self.samples
+        if samples > max_samples:
+            raise ApiError(422, "validation_error", f"samples: Input should be less than or equal to {max_samples}", "samples")
+        return AnalysisRequest(samples=samples, seed=self.seed, calibrated=self.calibrated, resolution=self.resolution, tta=self.tta, min_area=min_area)
 
 
-def samples_form(max_samples: int) -> Any:
-    """The ``samples`` form field, bounded by the served ``max_samples`` (a setting, so built with the router)."""
-    return Annotated[
-        int | None,
-        Form(
-            ge=0,
-            le=max_samples,
-            description=f"MC-dropout samples T, 0 to {max_samples}; 0 runs the deterministic pass only. Omitted: the model's default "
-            "(GET /api/v1/models: default_samples).",
-        ),
-    ]
+class AnalyzeForm(AnalysisForm):
+    """The options of ``POST /api/v1/analyze``."""
+
+    output_format: Literal["json", "npz"] = Field(
+        default="json", alias="format", description="json: the analysis as JSON; npz: a NumPy archive of the raw arrays."
+    )
+
+
+class EvaluateForm(AnalysisForm):
+    """The options of ``POST /api/v1/evaluate``."""
+
+    ignore_index: int = Field(default=IGNORE_INDEX, ge=0, le=MAX_LABEL, description="Mask value that is not scored.")
+    ood_label: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_LABEL,
+        description="Mask value marking out-of-distribution pixels (may equal ignore_index); enables ood_detection. Omit for none.",
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from app.engine.cancel import CancelToken
 from app.web.admission import Admission
 from app.web.settings import env_name
 
@@ -61,6 +62,14 @@ class Metrics:
         )
         self.pixels = Counter(f"{prefix}_pixels_analysed", "Pixels analysed (at the analysed size), finished analyses only.", registry=r)
         self.samples = Counter(f"{prefix}_mc_samples", "MC-dropout samples computed, finished analyses only.", registry=r)
+        self.checks = Gauge(
+            f"{prefix}_cancellation_checks",
+            "Cancellation points passed by every analysis so far, running ones included: it stops growing when no worker computes.",
+            registry=r,
+        )
+        self._running: set[CancelToken] = set()
+        self._finished = 0
+        self.checks.set_function(lambda: self._finished + sum(token.checks for token in list(self._running)))
 
     def watch(self, admission: Admission) -> None:
         """Read the queue gauges from ``admission`` at every scrape."""
@@ -93,6 +102,15 @@ class Metrics:
         self.inference.observe(seconds)
         self.pixels.inc(pixels)
         self.samples.inc(samples)
+
+    def running_checks(self, token: CancelToken) -> None:
+        """Count ``token``'s cancellation checks while its analysis runs."""
+        self._running.add(token)
+
+    def finished_checks(self, token: CancelToken) -> None:
+        """``token``'s analysis is over: keep its final count."""
+        self._running.discard(token)
+        self._finished += token.checks
 
     def render(self) -> bytes:
         """The registry in Prometheus' text format (:data:`CONTENT_TYPE`)."""

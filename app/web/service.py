@@ -1,12 +1,11 @@
-"""The shared model and the admission gate every analysis passes through, with its deadline and cancellation."""
+"""One served model: every analysis request passes its admission gate, runs under supervision, and is observed."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from functools import partial
-from typing import Any, BinaryIO, TypeVar
+from collections.abc import Callable
+from typing import BinaryIO, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -14,30 +13,25 @@ import numpy as np
 import torch
 
 from app.engine.analysis import Analysis
-from app.engine.augment import tta_plan
-from app.engine.cancel import AnalysisCancelled, CancelToken
-from app.engine.passes import pass_plan
+from app.engine.cancel import CancelToken
 from app.io.bundle import Bundle
+from app.request import AnalysisRequest
 from app.web.access_log import current_record
 from app.web.admission import Admission, Reservation
 from app.web.cache import AnalysisCache
-from app.web.errors import ApiError
 from app.web.metrics import Metrics
 from app.web.settings import Settings
+from app.web.supervision import Disconnected, never_disconnected, supervise
 from app.web.uploads import probe_upload, read_upload
-from app.workflows.analyzer import Analyzer, Resolution
+from app.web.work_estimate import estimate_work
+from app.workflows.analyzer import Analyzer
 from app.workflows.batching import PrefixBatcher
 from app.workflows.labelled import analyze_labelled
 
+__all__ = ["AnalysisService", "new_cache"]
+
 T = TypeVar("T")
 log = logging.getLogger("app.web")
-
-WATCH_SECONDS = 0.1
-Disconnected = Callable[[], Awaitable[bool]]
-
-
-async def _never_disconnected() -> bool:
-    return False
 
 
 def new_cache(settings: Settings) -> AnalysisCache:
@@ -48,13 +42,12 @@ def new_cache(settings: Settings) -> AnalysisCache:
 class AnalysisService:
     """One model instance shared by all requests, behind admission control.
 
-    Every analysis request goes through :meth:`analyze` or :meth:`evaluate`: its work (analysed pixels ×
-    (samples + 1), from the upload's header) is admitted or refused (413/503, :mod:`app.web.admission`)
-    before the upload is read; then it waits for a running slot, and in a worker thread reads the upload,
-    decodes, analyses and encodes the answer. A watcher on the event loop cancels the work cooperatively
-    (:mod:`app.engine.cancel`) once ``request_timeout`` has passed since the request was admitted (→ 504)
-    or the client has gone away, while it waits and while it runs. Dropout masks are seeded per request
-    through a context variable, so concurrent analyses do not disturb each other.
+    Every analysis request goes through :meth:`analyze` or :meth:`evaluate`: its work (analysed pixels × passes ×
+    (samples + 1), from the upload's header; :mod:`app.web.work_estimate`) is admitted or refused (413/503,
+    :mod:`app.web.admission`) before the upload is read; then it waits for a running slot, and in a worker thread reads
+    the upload, decodes, analyses and encodes the answer, cancelled at the deadline or when the client leaves
+    (:mod:`app.web.supervision`). Dropout masks are seeded per request through a context variable, so concurrent
+    analyses do not disturb each other.
 
     Args:
         bundle: The loaded model bundle.
@@ -90,8 +83,6 @@ class AnalysisService:
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget, batcher=self.batcher)
         self.ready = False
         self.failure: str | None = None
-        self._tokens: set[CancelToken] = set()
-        self._finished_checks = 0
 
     @property
     def name(self) -> str:
@@ -105,46 +96,10 @@ class AnalysisService:
             return self.settings.default_samples
         return self.bundle.card.samples_default()
 
-    @property
-    def checkpoints(self) -> int:
-        """Cancellation points passed by every analysis so far (running ones included): a measure of work done."""
-        return self._finished_checks + sum(token.checks for token in list(self._tokens))
-
-    def work(self, width: int, height: int, samples: int, resolution: Resolution, tta: str = "none") -> tuple[int, str, str]:
-        """The work of analysing a ``width × height`` upload, that work in words, and what would make it fit the budget.
-
-        Work is analysed pixels × passes × (samples + 1): every pass (ensemble member × test-time augmentation,
-        :mod:`app.engine.passes`) runs its deterministic pass and its ``samples`` MC samples.
-        """
-        rows, cols = self.analyzer.analysed_shape(height, width, resolution)
-        pixels = rows * cols
-        passes = pass_plan(self.bundle.net, tta, samples).passes
-        per_pass = f" x {passes} passes" if passes > 1 else ""
-        describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image){per_pass} x ({samples} samples + 1)"
-        advice = []
-        fitting = self.settings.max_work // (pixels * passes) - 1
-        if 0 <= fitting < samples:
-            advice.append(f"samples={fitting}" + (" or fewer" if fitting else ""))
-        if tta != "none" and pixels * (passes // len(tta_plan(tta, 0))) * (samples + 1) <= self.settings.max_work:
-            advice.append("tta=none")
-        if resolution == "full" and self.analyzer.analysed_shape(height, width, "working") != (rows, cols):
-            advice.append("resolution=working")
-        advice.append("a smaller image")
-        return pixels * passes * (samples + 1), describe, "send " + ", ".join(advice[:-1]) + (" or " if len(advice) > 1 else "") + advice[-1]
-
     async def analyze(
-        self,
-        upload: BinaryIO,
-        encode: Callable[[Analysis], T],
-        *,
-        samples: int | None,
-        seed: int,
-        calibrated: bool,
-        resolution: Resolution = "working",
-        disconnected: Disconnected = _never_disconnected,
-        tta: str = "none",
+        self, upload: BinaryIO, encode: Callable[[Analysis], T], request: AnalysisRequest, *, disconnected: Disconnected = never_disconnected
     ) -> T:
-        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate; ``samples=None``: :attr:`default_samples`.
+        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate.
 
         Raises:
             app.io.decoding.ImageDecodeError: the upload is not a usable image.
@@ -153,28 +108,22 @@ class AnalysisService:
             ApiError: 504 past the deadline; 499 when the client went away.
         """
 
-        samples = self.default_samples if samples is None else samples
-
         def job(token: CancelToken) -> T:
-            analysis = self.analyzer.analyze_bytes(read_upload(upload), **self._options(token, samples, seed, calibrated, resolution, tta))
+            analysis = self.analyzer.analyze_bytes(read_upload(upload), request, cancel=token)
             self._analysed(analysis, token)
             return encode(analysis)
 
-        return await self._admitted(upload, samples, resolution, job, disconnected, tta)
+        return await self._admitted(upload, request, job, disconnected)
 
     async def evaluate(
         self,
         upload: BinaryIO,
         mask: BinaryIO,
         encode: Callable[[Analysis, np.ndarray], T],
+        request: AnalysisRequest,
         *,
-        samples: int | None,
-        seed: int,
-        calibrated: bool,
         mask_name: str = "mask",
-        resolution: Resolution = "working",
-        disconnected: Disconnected = _never_disconnected,
-        tta: str = "none",
+        disconnected: Disconnected = never_disconnected,
     ) -> T:
         """Like :meth:`analyze`, for an image and its mask (checked to pair up before inference).
 
@@ -183,80 +132,33 @@ class AnalysisService:
             app.io.decoding.ImageDecodeError, TooMuchWork, Overloaded, ApiError: as :meth:`analyze`.
         """
 
-        samples = self.default_samples if samples is None else samples
-
         def job(token: CancelToken) -> T:
-            options = self._options(token, samples, seed, calibrated, resolution, tta)
-            labelled = analyze_labelled(self.analyzer, read_upload(upload), read_upload(mask), mask_name=mask_name, **options)
+            labelled = analyze_labelled(self.analyzer, read_upload(upload), read_upload(mask), request, mask_name=mask_name, cancel=token)
             self._analysed(labelled.analysis, token)
             return encode(labelled.analysis, labelled.mask)
 
-        return await self._admitted(upload, samples, resolution, job, disconnected, tta)
+        return await self._admitted(upload, request, job, disconnected)
 
-    async def _admitted(
-        self, upload: BinaryIO, samples: int, resolution: Resolution, job: Callable[[CancelToken], T], disconnected: Disconnected, tta: str = "none"
-    ) -> T:
+    async def _admitted(self, upload: BinaryIO, request: AnalysisRequest, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
         self.admission.check_room()
         header = await anyio.to_thread.run_sync(probe_upload, upload, self.settings.max_pixels)
-        work, describe, advice = self.work(header.width, header.height, samples, resolution, tta)
-        reservation = self.admission.reserve(work, describe, advice)
+        work = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request)
+        reservation = self.admission.reserve(work.units, work.describe, work.advice)
         record = current_record()
-        record.model, record.samples, record.pixels = self.name, samples, work // (pass_plan(self.bundle.net, tta, samples).passes * (samples + 1))
+        record.model, record.samples, record.pixels = self.name, request.samples, work.pixels
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
-        self._tokens.add(token)
+        self.metrics.running_checks(token)
         try:
-            return await self._supervised(reservation, token, job, disconnected)
+            return await supervise(self.admission, reservation, token, job, disconnected, self._started, self.settings.request_timeout)
         finally:
-            self._tokens.discard(token)
-            self._finished_checks += token.checks
+            self.metrics.finished_checks(token)
             self.admission.release(reservation)
-
-    async def _supervised(self, reservation: Reservation, token: CancelToken, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
-        outcome: list[T] = []
-        failure: Exception | None = None
-        async with anyio.create_task_group() as tg:
-            waiting = anyio.CancelScope()
-            tg.start_soon(self._watch, token, disconnected, waiting)
-            try:
-                with waiting:
-                    await self.admission.acquire(reservation)
-                if reservation.running:
-                    self._started(reservation)
-                    outcome.append(await anyio.to_thread.run_sync(job, token))
-            except Exception as exc:
-                failure = exc
-            finally:
-                tg.cancel_scope.cancel()
-        if outcome:
-            return outcome[0]
-        if failure is not None and not isinstance(failure, AnalysisCancelled):
-            raise failure
-        if token.reason == "deadline":
-            raise ApiError(
-                504,
-                "timeout",
-                f"the analysis did not finish within the server's limit of {self.settings.request_timeout:g} s (SEGU_REQUEST_TIMEOUT) "
-                "and was stopped; use fewer samples, resolution=working or a smaller image, or retry when the server is less busy",
-            )
-        raise ApiError(499, "client_disconnected", "the client closed the connection; the analysis was stopped")
 
     def _started(self, reservation: Reservation) -> None:
         """Observe an analysis that got its running slot: its wait (its batch is observed by :attr:`batcher` when it runs)."""
         waited = time.monotonic() - reservation.admitted_at
         self.metrics.waited(waited)
         current_record().queue_wait_s = waited
-
-    def _options(self, token: CancelToken, samples: int, seed: int, calibrated: bool, resolution: Resolution, tta: str) -> dict[str, Any]:
-        """The analyzer's keyword arguments of one request (shared by analyze and evaluate)."""
-        return {
-            "samples": samples,
-            "seed": seed,
-            "calibrated": calibrated,
-            "min_area": self.settings.min_area,
-            "resolution": resolution,
-            "cancel": token,
-            "tta": tta,
-        }
 
     def _analysed(self, analysis: Analysis, token: CancelToken) -> None:
         """Observe a finished analysis (in its worker thread): network time, analysed pixels, MC samples; then stop here
@@ -266,27 +168,10 @@ class AnalysisService:
         current_record().inference_s = seconds
         token.check()
 
-    @staticmethod
-    async def _watch(token: CancelToken, disconnected: Disconnected, waiting: anyio.CancelScope) -> None:
-        """Cancel ``token`` (and stop ``waiting``) once the deadline passes or the client goes away."""
-        try:
-            while not token.expired():
-                if await disconnected():
-                    token.cancel("disconnected")
-                    break
-                await anyio.sleep(WATCH_SECONDS)
-            waiting.cancel()
-        finally:
-            token.cancel("abandoned")
-
-    async def run(self, func: Callable[..., T], *args: object) -> T:
-        """Run CPU-heavy encoding off the event loop."""
-        return await anyio.to_thread.run_sync(partial(func, *args))
-
     def warm_up(self) -> None:
         """One small analysis so the first request does not pay for lazy initialisation."""
         image = np.full((64, 64, 3), 127, dtype=np.uint8)
-        self.analyzer.analyze_image(image, samples=min(2, self.settings.max_samples), seed=0)
+        self.analyzer.analyze_image(image, AnalysisRequest(samples=min(2, self.settings.max_samples), seed=0))
 
     async def start(self) -> None:
         """Warm up (if configured) in a worker thread, then report ready.

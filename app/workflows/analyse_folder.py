@@ -16,19 +16,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, IMAGE_SUFFIXES, MIN_AREA
+from app.defaults import IMAGE_SUFFIXES
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
 from app.io.encoding import map_pngs, npz_bytes, summarise
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
-from app.workflows.analyzer import Analyzer, Resolution
+from app.request import AnalysisRequest
+from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, output_names
 
 __all__ = [
     "AnalysedImage",
-    "AnalysisOptions",
     "SummaryRow",
     "analyse_files",
     "analyse_image",
@@ -55,18 +55,6 @@ SUMMARY_FIELDS = (
     "unusual",
     *(f"percentile_{k}" for k in DETECTION_MAPS),
 )
-
-
-@dataclass(frozen=True)
-class AnalysisOptions:
-    """How every image of a folder is analysed."""
-
-    samples: int = DEFAULT_SAMPLES
-    seed: int = DEFAULT_SEED
-    calibrated: bool = False
-    min_area: int = MIN_AREA
-    resolution: Resolution = DEFAULT_RESOLUTION
-    tta: str = "none"
 
 
 @dataclass
@@ -158,7 +146,7 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
     return files, {k: m.mean for k, m in info.maps.items()}
 
 
-def analyse_image(analyzer: Analyzer, path: Path, name: str, options: AnalysisOptions, cancel: CancelToken | None = None) -> AnalysedImage:
+def analyse_image(analyzer: Analyzer, path: Path, name: str, request: AnalysisRequest, cancel: CancelToken | None = None) -> AnalysedImage:
     """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files, writing nothing.
 
     An input that cannot be read gives a ``failed`` row and no files.
@@ -169,16 +157,7 @@ def analyse_image(analyzer: Analyzer, path: Path, name: str, options: AnalysisOp
     row = SummaryRow(file=str(path), output=name)
     try:
         started = time.perf_counter()
-        analysis = analyzer.analyze_bytes(
-            path.read_bytes(),
-            samples=options.samples,
-            seed=options.seed,
-            calibrated=options.calibrated,
-            min_area=options.min_area,
-            resolution=options.resolution,
-            cancel=cancel,
-            tta=options.tta,
-        )
+        analysis = analyzer.analyze_bytes(path.read_bytes(), request, cancel=cancel)
         seconds = time.perf_counter() - started
     except (ImageDecodeError, OSError) as exc:
         row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
@@ -220,7 +199,7 @@ def analyse_files(
     analyzer: Analyzer,
     files: Sequence[Path],
     out: Path,
-    options: AnalysisOptions,
+    request: AnalysisRequest,
     progress: Callable[[Sequence[Path]], Iterable[Path]] = iter,
     cancel: CancelToken | None = None,
 ) -> Iterator[SummaryRow]:
@@ -233,7 +212,7 @@ def analyse_files(
         analyzer: The model's analyser.
         files: Inputs (see :func:`expand_inputs`).
         out: Output folder (created).
-        options: Samples, seed, calibration, region size.
+        request: How every image is analysed.
         progress: Wraps the file list, e.g. in a progress bar.
         cancel: Stops the run between images and inside an analysis (see :mod:`app.engine.cancel`).
     """
@@ -242,7 +221,7 @@ def analyse_files(
         if cancel is not None and cancel.expired():
             return
         try:
-            image = analyse_image(analyzer, path, name, options, cancel)
+            image = analyse_image(analyzer, path, name, request, cancel)
         except AnalysisCancelled:
             return
         yield install_image(image, out)

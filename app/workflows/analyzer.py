@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MAX_PIXELS, MEMORY_BUDGET, MIN_AREA, RESOLUTIONS
+from app.defaults import DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Resolution, TtaMode
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.geometry import crop
@@ -27,11 +26,12 @@ from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
 from app.metrics.image_ood import ImageTypicality, image_verdicts, typicality_verdict
+from app.request import AnalysisRequest
 from app.workflows.batching import PrefixBatcher
 
-__all__ = ["Analyzer", "Resolution"]
+__all__ = ["DEFAULT_REQUEST", "Analyzer"]
 
-Resolution = Literal["working", "full"]
+DEFAULT_REQUEST = AnalysisRequest()
 
 
 class Analyzer:
@@ -103,91 +103,59 @@ class Analyzer:
         """
         return decode_image(data, self.max_pixels)
 
-    def analyze_bytes(
-        self,
-        data: bytes,
-        samples: int = DEFAULT_SAMPLES,
-        seed: int = DEFAULT_SEED,
-        calibrated: bool = False,
-        chunk_size: int | None = None,
-        min_area: int = MIN_AREA,
-        resolution: Resolution = DEFAULT_RESOLUTION,
-        cancel: CancelToken | None = None,
-        tta: str = "none",
-    ) -> Analysis:
-        """Decode ``data`` and analyse it; see :meth:`analyze_image` for the options."""
+    def analyze_bytes(self, data: bytes, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
+        """Decode ``data`` and analyse it as :meth:`analyze_image` does."""
         start = time.perf_counter()
         rgb = self.decode(data)
         decoded = time.perf_counter() - start
-        result = self.analyze_image(
-            rgb,
-            samples=samples,
-            seed=seed,
-            calibrated=calibrated,
-            chunk_size=chunk_size,
-            min_area=min_area,
-            resolution=resolution,
-            cancel=cancel,
-            tta=tta,
-        )
+        result = self.analyze_image(rgb, request, cancel=cancel)
         result.timings["decode"] = decoded
         return result
 
-    def analyze_image(
-        self,
-        rgb: np.ndarray,
-        samples: int = DEFAULT_SAMPLES,
-        seed: int = DEFAULT_SEED,
-        calibrated: bool = False,
-        chunk_size: int | None = None,
-        min_area: int = MIN_AREA,
-        resolution: Resolution = DEFAULT_RESOLUTION,
-        cancel: CancelToken | None = None,
-        tta: str = "none",
-    ) -> Analysis:
-        """Analyse ``(H, W, 3)`` uint8 RGB.
+    def analyze_image(self, rgb: np.ndarray, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
+        """Analyse ``(H, W, 3)`` uint8 RGB as ``request`` asks.
 
         At ``"working"`` resolution an input whose long side exceeds the card's ``input.working_size``
         is first down-scaled (Lanczos, antialiased) to that long side; smaller inputs, and every input
         at ``"full"``, are analysed pixel for pixel. Either way an image whose analysis would not fit
         the memory budget is analysed in sliding windows. The analysis reports what was done:
         ``resolution="working"`` only when the image was resized, ``input_size`` the size of ``rgb``,
-        and its maps and ``image`` are at the analysed size.
+        and its maps and ``image`` are at the analysed size. With an ensemble bundle every member runs
+        every test-time augmentation, ``request.samples`` MC samples each (:mod:`app.engine.passes`).
 
         Args:
             rgb: The image.
-            samples: MC samples ``T`` (0: deterministic only).
-            seed: Seed of the dropout masks.
-            calibrated: Apply the bundle's temperature (``τ = 1`` otherwise).
-            chunk_size: Samples per batched pass (``None``: from the memory budget).
-            min_area: Smallest connected component listed in the region table.
-            resolution: ``"working"`` (the card's working size) or ``"full"`` (every input pixel).
+            request: Samples, seed, temperature, resolution, augmentation, region size and chunking.
             cancel: Checked before and after resizing, between sample chunks and tiles, and before the
                 region table (see :mod:`app.engine.cancel`).
-            tta: Test-time augmentation (:data:`app.engine.augment.TTA_MODES`); with an ensemble bundle every member
-                runs every augmentation, ``samples`` MC samples each (:mod:`app.engine.passes`).
 
         Raises:
-            ValueError: an unknown ``resolution`` or ``tta``.
             app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
         """
         card = self.bundle.card
         net = self.bundle.net
+        samples, seed, tta = request.samples, request.seed, request.tta
         plan = pass_plan(net, tta, samples, seed)
-        temperature = card.temperature if calibrated else 1.0
+        temperature = card.temperature if request.calibrated else 1.0
         input_size = (int(rgb.shape[0]), int(rgb.shape[1]))
         checkpoint(cancel)
         start = time.perf_counter()
-        analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=resolution))
+        analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=request.resolution))
         resized = time.perf_counter() - start
         checkpoint(cancel)
         start = time.perf_counter()
         runner = self._prefix_runner(analysed.shape[0], analysed.shape[1], cancel, plan.passes)
-        budget = self.memory_budget
         options = SamplingOptions(
-            samples=samples, seed=seed, temperature=temperature, chunk_size=chunk_size, memory_budget=budget, cancel=cancel, prefix_runner=runner, tta=tta
+            samples=samples,
+            seed=seed,
+            temperature=temperature,
+            chunk_size=request.chunk_size,
+            memory_budget=self.memory_budget,
+            cancel=cancel,
+            prefix_runner=runner,
+            tta=tta,
+            density=self.bundle.density,
         )
-        options = replace(options, density=self.bundle.density)
         norm = card.normalization
         result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, plan_cost(self.cost, plan))
         if self.device.type == "cuda":
@@ -204,7 +172,7 @@ class Analyzer:
         start = time.perf_counter()
         replicates = {name: np.ascontiguousarray(host(t)) for name, t in result.replicates.items()} if result.replicates else None
         random_draws = result.samples if plan.random else 0
-        regions = region_table(prediction, maps, self.bundle.class_names, min_area=min_area, replicates=replicates, samples=random_draws)
+        regions = region_table(prediction, maps, self.bundle.class_names, min_area=request.min_area, replicates=replicates, samples=random_draws)
         image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
         errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
         verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, self._references(tta))
@@ -224,7 +192,7 @@ class Analyzer:
             samples=samples,
             seed=seed,
             temperature=temperature,
-            calibrated=calibrated,
+            calibrated=request.calibrated,
             device=str(self.device),
             dropout_added_at_inference=not card.dropout.trained_with_dropout,
             timings={"resize": resized, "inference": inference, "regions": time.perf_counter() - start},
@@ -239,7 +207,7 @@ class Analyzer:
             unavailable=self.unavailable,
         )
 
-    def _references(self, tta: str) -> dict[str, list[float]]:
+    def _references(self, tta: TtaMode) -> dict[str, list[float]]:
         """Map name → sorted reference image means for the verdicts of the card's ``image_reference``.
 
         It was fitted without augmentation, so augmented maps are not compared with it. The feature distance, of the

@@ -17,6 +17,7 @@ from app.maps.registry import DETECTION_MAPS
 from app.metrics.calibration import CalibrationStats, binning_text
 from app.metrics.pixels import scored_pixels
 from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_at
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
 
@@ -105,7 +106,7 @@ def calibrate_bundle(
     pool = LogitPool(rate=min(1.0, TEMPERATURE_FIT_MAX_PIXELS / max(_total_pixels(pairs), 1)), seed=seed)
     ignored = 0
     means: dict[str, list[float]] = {name: [] for name in REFERENCE_MAPS}
-    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress):
+    for _image, labelled in labelled_pairs(analyzer, pairs, AnalysisRequest(samples=samples, seed=seed), progress):
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)
         ignored += int((~valid).sum())

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.defaults import IGNORE_INDEX
+from app.defaults import DEFAULT_TTA, IGNORE_INDEX, TtaMode
 from app.engine.analysis import Analysis
 from app.engine.dropout_masks import image_seed
 from app.maps.registry import DETECTION_MAPS, get_map
 from app.metrics.image_ood import ImageTypicality, image_auroc
 from app.metrics.scoring import EvaluationResult, Evaluator
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import labelled_pairs
 
@@ -38,8 +39,12 @@ class Method:
 
     label: str
     model: str
-    tta: str = "none"
+    tta: TtaMode = DEFAULT_TTA
     samples: int = 0
+
+    def request(self, seed: int) -> AnalysisRequest:
+        """The analysis this method asks for, seeded by ``seed``."""
+        return AnalysisRequest(samples=self.samples, seed=seed, tta=self.tta)
 
 
 def standard_methods(samples: int, ensemble: str, model: str = "default") -> list[Method]:
@@ -145,13 +150,13 @@ def run_method(
     images: dict[str, ImageScores] = {}
     first = next((pairs[0] for pairs in splits.values() if pairs), None)
     if first is not None:  # warm up (the cost probe, first-call allocations) outside the timing
-        next(iter(labelled_pairs(analyzer, [first], method.samples, seed, tta=method.tta)))
+        next(iter(labelled_pairs(analyzer, [first], method.request(seed))))
     count, start = 0, time.perf_counter()
     for split, pairs in splits.items():
         temperature = card.temperature if card.temperature != 1.0 else None
         evaluator = Evaluator(len(card.classes), ignore_index, ood_label if split == ood_split else None, temperature)
         scores = images[split] = ImageScores()
-        for image, labelled in labelled_pairs(analyzer, pairs, method.samples, seed, tta=method.tta):
+        for image, labelled in labelled_pairs(analyzer, pairs, method.request(seed)):
             evaluator.add(labelled.analysis, labelled.mask)
             scores.add(image.name, labelled.analysis, typicality)
             reported = labelled.analysis.method
@@ -161,7 +166,7 @@ def run_method(
     for name, photos in unlabelled.items():
         scores = images[name] = ImageScores()
         for photo, rgb in photos:
-            analysis = analyzer.analyze_image(rgb, samples=method.samples, seed=image_seed(seed, photo), tta=method.tta)
+            analysis = analyzer.analyze_image(rgb, method.request(image_seed(seed, photo)))
             scores.add(photo, analysis, typicality)
             reported = reported or analysis.method
     return MethodResult(method, reported, pixels, images, seconds)

@@ -10,17 +10,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX
+from app.defaults import IGNORE_INDEX
 from app.engine.dropout_masks import image_seed
 from app.io.decoding import ImageDecodeError
 from app.io.masks import DatasetError
 from app.io.reports import markdown_report, reliability_png
 from app.metrics.scoring import EvaluationResult, Evaluator
-from app.workflows.analyzer import Analyzer
+from app.request import AnalysisRequest
+from app.workflows.analyzer import DEFAULT_REQUEST, Analyzer
 from app.workflows.labelled import analyze_labelled
 
 __all__ = ["FolderEvaluation", "evaluate_pairs", "labelled_pairs", "write_evaluation"]
@@ -63,17 +64,15 @@ class FolderEvaluation:
         }
 
 
-def labelled_pairs(
-    analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], samples: int, seed: int, progress: Progress = iter, tta: str = "none"
-) -> Iterable[tuple[Path, Any]]:
-    """Analyse each ``(image, mask)`` file pair with its own seed, ``image_seed(seed, image.name)`` (and test-time augmentation ``tta``).
+def labelled_pairs(analyzer: Analyzer, pairs: Sequence[tuple[Path, Path]], request: AnalysisRequest, progress: Progress = iter) -> Iterable[tuple[Path, Any]]:
+    """Analyse each ``(image, mask)`` file pair as ``request`` asks, with its own seed ``image_seed(request.seed, image.name)``.
 
     A file that cannot be read stops with a :class:`DatasetError` naming it.
     """
     for image, mask in progress(pairs):
         try:
-            seeded = image_seed(seed, image.name)
-            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), mask_name=mask.name, samples=samples, seed=seeded, tta=tta)
+            seeded = replace(request, seed=image_seed(request.seed, image.name))
+            yield image, analyze_labelled(analyzer, image.read_bytes(), mask.read_bytes(), seeded, mask_name=mask.name)
         except ImageDecodeError as exc:
             raise DatasetError(f"{image.name}: {exc.message}") from exc
 
@@ -81,19 +80,17 @@ def labelled_pairs(
 def evaluate_pairs(
     analyzer: Analyzer,
     pairs: Sequence[tuple[Path, Path]],
+    request: AnalysisRequest = DEFAULT_REQUEST,
     *,
     ignore_index: int | None = IGNORE_INDEX,
     ood_label: int | None = None,
-    samples: int = DEFAULT_SAMPLES,
-    seed: int = DEFAULT_SEED,
     progress: Progress = iter,
-    tta: str = "none",
 ) -> FolderEvaluation:
     """Stream every pair through the :class:`~app.metrics.scoring.Evaluator`.
 
-    The softmax at the bundle's fitted temperature is scored too when the bundle has one. ``seed`` is the run seed;
-    each image's masks are seeded by ``image_seed(seed, image file name)``. ``tta`` is the test-time augmentation
-    (:data:`app.defaults.TTA_MODES`); an ensemble bundle pools its members.
+    The softmax at the bundle's fitted temperature is scored too when the bundle has one. ``request.seed`` is the run
+    seed; each image's masks are seeded by ``image_seed(request.seed, image file name)``. An ensemble bundle pools its
+    members.
 
     Raises:
         DatasetError: an image or mask cannot be read or does not match.
@@ -104,17 +101,17 @@ def evaluate_pairs(
     evaluator = Evaluator(len(card.classes), ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
     started = time.perf_counter()
     method = ""
-    for _image, labelled in labelled_pairs(analyzer, pairs, samples, seed, progress, tta):
+    for _image, labelled in labelled_pairs(analyzer, pairs, request, progress):
         evaluator.add(labelled.analysis, labelled.mask)
         method = labelled.analysis.method
     return FolderEvaluation(
         metrics=evaluator.result(analyzer.bundle.class_names),
         model=card.name,
-        samples=samples,
-        seed=seed,
+        samples=request.samples,
+        seed=request.seed,
         temperature=card.temperature,
         seconds=round(time.perf_counter() - started, 2),
-        image_seeds={image.name: image_seed(seed, image.name) for image, _mask in pairs},
+        image_seeds={image.name: image_seed(request.seed, image.name) for image, _mask in pairs},
         method=method,
     )
 

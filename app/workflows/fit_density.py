@@ -35,6 +35,7 @@ from app.io.density import DENSITY_FILE, write_density
 from app.io.masks import DatasetError
 from app.io.resize import resize_rgb
 from app.maps.density import RIDGE, DensityAccumulator, FeatureDensity, quantile_levels
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
 __all__ = ["MIN_CLASS_PIXELS", "QUANTILE_MAX_PIXELS", "DensityFit", "fit_density", "image_files"]
@@ -166,7 +167,7 @@ def fit_density(
     bundle.density = density
     statistics = []
     for path in progress(images):
-        values = analyzer.analyze_image(_analysed(analyzer, path), samples=0, seed=seed).maps["feature_distance"]
+        values = analyzer.analyze_image(_analysed(analyzer, path), AnalysisRequest(samples=0, seed=seed)).maps["feature_distance"]
         statistics.append((float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64))))
     info = FeatureDensityInfo(
         file=DENSITY_FILE,

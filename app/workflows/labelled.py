@@ -7,13 +7,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SAMPLES, DEFAULT_SEED, MIN_AREA
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.error_codes import ErrorCode
 from app.io.masks import MaskError, check_mask_size, decode_mask
 from app.io.resize import resize_labels
-from app.workflows.analyzer import Analyzer, Resolution
+from app.request import AnalysisRequest
+from app.workflows.analyzer import DEFAULT_REQUEST, Analyzer
 
 __all__ = ["LabelledAnalysis", "analyze_labelled"]
 
@@ -30,15 +30,10 @@ def analyze_labelled(
     analyzer: Analyzer,
     image: bytes | np.ndarray,
     mask: bytes | np.ndarray,
+    request: AnalysisRequest = DEFAULT_REQUEST,
     *,
     mask_name: str = "mask",
-    samples: int = DEFAULT_SAMPLES,
-    seed: int = DEFAULT_SEED,
-    calibrated: bool = False,
-    min_area: int = MIN_AREA,
-    resolution: Resolution = DEFAULT_RESOLUTION,
     cancel: CancelToken | None = None,
-    tta: str = "none",
 ) -> LabelledAnalysis:
     """Decode an image and its mask, check that they pair up, then analyse the image.
 
@@ -50,14 +45,9 @@ def analyze_labelled(
         analyzer: The analyser of the model.
         image: Encoded image bytes, or ``(H, W, 3)`` uint8 RGB.
         mask: Encoded single-channel mask bytes, or ``(H, W)`` class indices.
+        request: What the analysis is asked to do, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
         mask_name: How the mask's error messages start (the upload's or file's name).
-        samples: MC samples ``T``.
-        seed: Seed of the dropout masks.
-        calibrated: Apply the bundle's temperature.
-        min_area: Smallest component in the region table.
-        resolution: ``"working"`` or ``"full"``, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
         cancel: Stops the analysis at its next cancellation point once cancelled (see :mod:`app.engine.cancel`).
-        tta: Test-time augmentation, as in :meth:`~app.workflows.analyzer.Analyzer.analyze_image`.
 
     Raises:
         app.io.decoding.ImageDecodeError: the image is not usable.
@@ -75,6 +65,6 @@ def analyze_labelled(
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
-    analysis = analyzer.analyze_image(rgb, samples=samples, seed=seed, calibrated=calibrated, min_area=min_area, resolution=resolution, cancel=cancel, tta=tta)
+    analysis = analyzer.analyze_image(rgb, request, cancel=cancel)
     analysis.timings["decode"] = decoded
     return LabelledAnalysis(analysis, resize_labels(labels, analysis.analysed_size))

@@ -18,7 +18,8 @@ from typing import Any, cast
 from app.defaults import MAX_PIXELS
 from app.engine.device import resolve_device
 from app.io.bundle import load_bundle
-from app.workflows.analyse_folder import AnalysedImage, AnalysisOptions, SummaryRow, analyse_image, install_image
+from app.request import AnalysisRequest
+from app.workflows.analyse_folder import AnalysedImage, SummaryRow, analyse_image, install_image
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import output_names
 
@@ -37,13 +38,13 @@ class ActorOptions:
 class _AnalyseRow:
     """A Ray Data actor: loads the bundle once, then turns ``{"index", "path", "name"}`` rows into pickled results."""
 
-    def __init__(self, model: str, device: str, max_pixels: int, options: AnalysisOptions) -> None:
+    def __init__(self, model: str, device: str, max_pixels: int, request: AnalysisRequest) -> None:
         resolved = resolve_device(device)
         self.analyzer = Analyzer(load_bundle(model, resolved), resolved, max_pixels=max_pixels)
-        self.options = options
+        self.request = request
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        image = analyse_image(self.analyzer, Path(row["path"]), str(row["name"]), self.options)
+        image = analyse_image(self.analyzer, Path(row["path"]), str(row["name"]), self.request)
         return {"index": int(row["index"]), "result": pickle.dumps(image)}
 
 
@@ -52,7 +53,7 @@ def analyse_files_ray(
     device: str,
     files: Sequence[Path],
     out: Path,
-    options: AnalysisOptions,
+    request: AnalysisRequest,
     actors: ActorOptions = ActorOptions(),
     max_pixels: int = MAX_PIXELS,
 ) -> Iterator[tuple[int, SummaryRow]]:
@@ -67,7 +68,7 @@ def analyse_files_ray(
         device: ``auto``, ``cpu`` or ``cuda`` in each actor (a GPU actor sees only the GPUs Ray gave it).
         files: Inputs (see :func:`~app.workflows.analyse_folder.expand_inputs`).
         out: Output folder (created).
-        options: Samples, seed, calibration, region size, resolution.
+        request: How every image is analysed.
         actors: The actor pool.
         max_pixels: Largest decoded image.
     """
@@ -80,7 +81,7 @@ def analyse_files_ray(
     actor_class = cast("Callable[[dict[str, Any]], dict[str, Any]]", _AnalyseRow)  # Ray Data runs a class as an actor pool
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(
         actor_class,
-        fn_constructor_kwargs={"model": model, "device": device, "max_pixels": max_pixels, "options": options},
+        fn_constructor_kwargs={"model": model, "device": device, "max_pixels": max_pixels, "request": request},
         compute=ray.data.ActorPoolStrategy(size=actors.actors, max_tasks_in_flight_per_actor=2),
         num_cpus=actors.cpus,
         num_gpus=actors.gpus,

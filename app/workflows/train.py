@@ -23,6 +23,7 @@ from app.io import synthetic
 from app.io.bundle import ClassInfo, DropoutConfig, ModelCard, Normalization, build_network, load_bundle, save_bundle, write_card
 from app.metrics.scoring import Evaluator
 from app.metrics.segmentation import segmentation_scores
+from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
 from app.workflows.train_config import TrainConfig
@@ -45,7 +46,7 @@ def evaluate_miou(bundle_dir: Path, split: str, count: int, size: int, seed: int
     evaluator = Evaluator(len(bundle.card.classes), IGNORE_INDEX)
     with torch.inference_mode():
         for scene in synthetic.iter_split(split, count, size=size, seed=seed):
-            labelled = analyze_labelled(analyzer, scene.image, scene.mask, samples=0)
+            labelled = analyze_labelled(analyzer, scene.image, scene.mask, AnalysisRequest(samples=0))
             evaluator.add(labelled.analysis, labelled.mask)
     scores = segmentation_scores(evaluator.confusion)
     return {**asdict(scores), "split": split, "images": count, "size": size, "data_seed": seed}

@@ -2,8 +2,8 @@
 
 The slow request is real work: a 400x400 image at full resolution with T = 4096 on the tiny model takes several
 seconds of CPU in hundreds of chunks, well past the 2 s deadline even on a fast, quiet machine. Whether a worker still
-works is read from the service's count of cancellation points passed (``AnalysisService.checkpoints``): it stops growing
-once an analysis is stopped.
+works is read from the metric of cancellation points passed (``segu_cancellation_checks``, :mod:`app.web.metrics`): it stops
+growing once an analysis is stopped.
 """
 
 from __future__ import annotations
@@ -113,12 +113,19 @@ def wait_until(condition: Callable[[], bool], timeout: float = 20.0) -> float:
     return time.monotonic() - started
 
 
+def checks(service: AnalysisService) -> float:
+    """The cancellation points passed by every analysis so far, as the server's metrics report them."""
+    value = service.metrics.registry.get_sample_value("segu_cancellation_checks")
+    assert value is not None
+    return value
+
+
 def assert_idle(service: AnalysisService, settle: float = 1.0) -> None:
     """Nothing admitted, and no analysis passes a cancellation point any more."""
     assert service.admission.admitted == 0 and service.admission.work == 0 and service.admission.running == 0
-    before = service.checkpoints
+    before = checks(service)
     time.sleep(settle)
-    assert service.checkpoints == before, "a worker kept computing"
+    assert checks(service) == before, "a worker kept computing"
 
 
 def raw_request(server: LiveServer, image: bytes, **form: object) -> bytes:
@@ -218,14 +225,14 @@ def test_no_room_in_the_work_budget_answers_503(gate: ServeServer) -> None:
 
 def test_the_deadline_answers_504_and_stops_the_worker(gate: ServeServer) -> None:
     service = gate.service
-    before = service.checkpoints
+    before = checks(service)
     started = time.monotonic()
     response = post(gate.url, jpeg(SLOW_SIDE), samples=SLOW_SAMPLES, resolution="full")
     elapsed = time.monotonic() - started
     error = assert_error(response, 504, "timeout")
     assert "SEGU_REQUEST_TIMEOUT" in error["message"]
     assert REQUEST_TIMEOUT <= elapsed < REQUEST_TIMEOUT + MARGIN
-    assert service.checkpoints - before > 10, "the analysis never ran"
+    assert checks(service) - before > 10, "the analysis never ran"
     assert_idle(service)
     assert_normal_request_succeeds(gate.url)
 
@@ -235,7 +242,7 @@ def test_a_client_that_goes_away_stops_its_work_running_or_waiting(gate: ServeSe
     service = gate.service
     with socket.create_connection(("127.0.0.1", gate.port)) as sock:
         sock.sendall(raw_request(gate, jpeg(SLOW_SIDE), samples=SLOW_SAMPLES, resolution="full"))
-        wait_until(lambda: service.admission.running == 1 and service.checkpoints > 0)
+        wait_until(lambda: service.admission.running == 1 and checks(service) > 0)
     assert wait_until(lambda: service.admission.admitted == 0, timeout=5.0) < 1.0
     assert_idle(service)
     assert_normal_request_succeeds(gate.url)

@@ -16,6 +16,7 @@ from PIL import Image
 from webutil import MAX_BODY, MAX_PIXELS, MAX_SAMPLES, assert_error, encode_image, random_png
 
 from app.maps.registry import MAP_NAMES
+from app.request import AnalysisRequest
 from app.web.encoding import decode_raw
 from app.web.schemas.analysis import AnalyzeResponse
 
@@ -245,7 +246,7 @@ def test_map_and_region_errors_equal_the_library(base_url: str, tiny_bundle_dir:
     response = post(base_url, image, samples=9, seed=2)
     assert response.status_code == 200, response.text
     body = response.json()
-    expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_bytes(image, samples=9, seed=2)
+    expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_bytes(image, AnalysisRequest(samples=9, seed=2))
     assert body["error_method"] == "jackknife"
     assert {m["name"]: m["mean_error"] for m in body["maps"]} == pytest.approx(expected.mean_errors, rel=1e-9)
     assert len(body["regions"]) == len(expected.regions)

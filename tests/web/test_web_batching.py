@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from webutil import LiveServer, random_png, wait_ready, web_settings
 
 from app.io.bundle import load_bundle
+from app.request import AnalysisRequest
 from app.web.factory import create_app
 from app.web.service import AnalysisService
 from app.workflows.analyzer import Analyzer
@@ -104,7 +105,7 @@ def _assert_alone(answer: httpx.Response | Exception | None, png: bytes, seed: i
     assert isinstance(answer, httpx.Response), answer
     assert answer.status_code == 200, answer.text
     got = np.load(io.BytesIO(answer.content))
-    want = reference.analyze_bytes(png, samples=SAMPLES, seed=seed)
+    want = reference.analyze_bytes(png, AnalysisRequest(samples=SAMPLES, seed=seed))
     for name, values in want.maps.items():
         np.testing.assert_allclose(got[name], values, rtol=0, atol=ATOL, err_msg=name)
     np.testing.assert_allclose(got["mean_probs"], want.mean_probs, rtol=0, atol=ATOL)

@@ -389,3 +389,26 @@ def test_deadline_and_hang_up_are_counted_and_logged(tiny_bundle_dir: Path, capl
     assert (lines["late-1"]["status"], lines["late-1"]["error"], lines["late-1"]["samples"]) == (504, "timeout", 4096)
     assert (lines["gone-1"]["status"], lines["gone-1"]["error"], lines["gone-1"]["pixels"]) == (499, "client_disconnected", 400 * 400)
     assert lines["gone-1"]["duration_s"] < 5 and "inference_s" not in lines["gone-1"]
+
+
+def test_cancellation_checks_count_running_analyses_and_keep_finished_ones() -> None:
+    from app.engine.cancel import CancelToken
+    from app.web.metrics import Metrics
+
+    metrics = Metrics()
+
+    def value() -> float | None:
+        return metrics.registry.get_sample_value("segu_cancellation_checks")
+
+    first, second = CancelToken(), CancelToken()
+    metrics.running_checks(first)
+    metrics.running_checks(second)
+    for _ in range(3):
+        first.check()
+    second.check()
+    assert value() == 4, "running analyses' checks are counted as they happen"
+    metrics.finished_checks(first)
+    first.check()  # a finished token no longer moves the count
+    assert value() == 4
+    metrics.finished_checks(second)
+    assert value() == 4

@@ -24,6 +24,7 @@ from app.cli import main
 from app.cli.serve import add_arguments, settings_overrides
 from app.io.bundle import load_bundle
 from app.maps.registry import MAP_NAMES
+from app.request import AnalysisRequest
 from app.web.factory import create_app
 from app.web.service import AnalysisService
 from app.web.settings import Settings
@@ -67,14 +68,14 @@ def test_models_lists_both_the_first_the_default(pair: LiveServer) -> None:
 def test_the_second_model_answers_as_its_own_analyzer(pair: LiveServer, second_bundle_dir: Path, tiny_bundle_dir: Path) -> None:
     image = random_png(40, 48, seed=21)
     served = npz(post(pair.url, image, samples=5, seed=3, format="npz", model="second"))
-    expected = Analyzer(load_bundle(second_bundle_dir)).analyze_bytes(image, samples=5, seed=3)
+    expected = Analyzer(load_bundle(second_bundle_dir)).analyze_bytes(image, AnalysisRequest(samples=5, seed=3))
     assert served["mean_probs"].shape[0] == len(SECOND_CLASSES)
     np.testing.assert_array_equal(served["prediction"], expected.prediction)
     for name in MAP_NAMES:
         np.testing.assert_allclose(served[name], expected.maps[name], rtol=1e-6, atol=1e-7, err_msg=name)
     first = npz(post(pair.url, image, samples=5, seed=3, format="npz"))
     assert first["mean_probs"].shape[0] == 3, "no model named: the first"
-    reference = Analyzer(load_bundle(tiny_bundle_dir)).analyze_bytes(image, samples=5, seed=3)
+    reference = Analyzer(load_bundle(tiny_bundle_dir)).analyze_bytes(image, AnalysisRequest(samples=5, seed=3))
     np.testing.assert_allclose(first["entropy"], reference.maps["entropy"], rtol=1e-6, atol=1e-7)
     named = post(pair.url, image, samples=1, model="second").json()
     assert named["model"] == "second" and [c["name"] for c in named["classes"]] == SECOND_CLASSES
@@ -91,7 +92,7 @@ def test_follow_ups_by_id_serve_the_model_that_made_the_analysis(pair: LiveServe
     image = random_png(40, 56, seed=33)
     body = post(pair.url, image, samples=4, seed=2, model="second").json()
     arrays = npz(httpx.get(f"{pair.url}{body['npz_url']}", timeout=TIMEOUT))
-    expected = Analyzer(load_bundle(second_bundle_dir)).analyze_bytes(image, samples=4, seed=2)
+    expected = Analyzer(load_bundle(second_bundle_dir)).analyze_bytes(image, AnalysisRequest(samples=4, seed=2))
     np.testing.assert_allclose(arrays["mutual_information"], expected.maps["mutual_information"], rtol=1e-6, atol=1e-7)
     for x, y in ((0, 0), (55, 39), (17, 23)):
         pixel = httpx.get(f"{pair.url}{body['pixel_url']}?x={x}&y={y}").json()

@@ -13,6 +13,7 @@ from PIL import Image
 from app.io.bundle import Bundle
 from app.io.encoding import npz_arrays, write_npz
 from app.maps.registry import MAPS
+from app.request import AnalysisRequest
 from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.encoding import keep, kept_bytes
 from app.web.png import grey_png, paeth_filter
@@ -152,7 +153,7 @@ def test_colour_tables_are_sent_as_hex() -> None:
 
 
 def test_an_analysis_too_large_to_keep_is_not_copied(tiny_bundle: Bundle) -> None:
-    analysis = Analyzer(tiny_bundle).analyze_image(np.full((24, 40, 3), 90, np.uint8), samples=1)
+    analysis = Analyzer(tiny_bundle).analyze_image(np.full((24, 40, 3), 90, np.uint8), AnalysisRequest(samples=1))
     exact = sum(a.nbytes for a in npz_arrays(analysis).values())
     assert kept_bytes(analysis) == exact and kept_bytes(analysis, scored=True) == exact + 24 * 40
     assert keep(AnalysisCache(4, exact - 1, 1.0), analysis, tiny_bundle.card, "x.png") is None
