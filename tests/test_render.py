@@ -74,7 +74,7 @@ def test_from_display_inverts_to_display(spec: MapSpec) -> None:
 
 
 def test_display_exponents_are_the_documented_ones() -> None:
-    """Confidence linear; the entropies square root; MI and variance cube root (chosen on real photos, see the README);
+    """Confidence linear; the entropies square root; MI and variance cube root (chosen on real photos: docs/maps.md, docs/results.md);
     the feature distance, a percentile, to the fourth power (typical pixels dark, the top percent bright)."""
     powers = {m.name: m.display_power for m in MAPS}
     expected = {"confidence": 1.0, "entropy": 0.5, "expected_entropy": 0.5, "mutual_information": 1 / 3, "variance": 1 / 3, "feature_distance": 4.0}
