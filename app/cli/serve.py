@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
 
 from app.cli.common import error
 from app.cli.ray_cluster import add_ray_args, check_counts
@@ -117,7 +118,8 @@ def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
         finally:
             with stop.held():
                 if local:
-                    serve.shutdown()  # type: ignore[no-untyped-call]
+                    shutdown = cast(Callable[[], None], serve.shutdown)  # Ray Serve's shutdown() has no annotations
+                    shutdown()
                 else:
                     serve.delete(APP_NAME)
     return 0

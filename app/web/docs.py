@@ -21,6 +21,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
 from app.error_codes import ErrorCode
+from app.web.api_paths import API_PREFIX
 from app.web.errors import ApiError
 from app.web.security import content_security_policy
 from app.web.settings import env_name
@@ -44,27 +45,33 @@ def inline_script_csp(html: str) -> str:
     return content_security_policy(" ".join(["'self'", *(f"'sha256-{h}'" for h in hashes)]))
 
 
-def declare_bearer_keys(app: FastAPI) -> None:
-    """Make ``app``'s OpenAPI document say every ``/api/`` operation needs ``Authorization: Bearer <key>``."""
-    build = app.openapi
+class DocumentedApp(FastAPI):
+    """The app: FastAPI whose OpenAPI document also declares the Bearer scheme once :func:`declare_bearer_keys` is called."""
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            description = f"One of the server's API keys ({env_name('api_keys')}), sent as `Authorization: Bearer <key>`."
-            schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {
-                "type": "http",
-                "scheme": "bearer",
-                "description": description,
-            }
-            for path, operations in schema.get("paths", {}).items():
-                if path.startswith("/api/"):
-                    for operation in operations.values():
-                        operation["security"] = [{BEARER_SCHEME: []}]
-            app.openapi_schema = schema
-        return app.openapi_schema
+    bearer_keys: bool = False
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document, built once; with :attr:`bearer_keys`, every API operation needs the Bearer key."""
+        fresh = self.openapi_schema is None
+        schema = super().openapi()
+        if fresh and self.bearer_keys:
+            _declare_bearer(schema)
+        return schema
+
+
+def _declare_bearer(schema: dict[str, Any]) -> None:
+    description = f"One of the server's API keys ({env_name('api_keys')}), sent as `Authorization: Bearer <key>`."
+    schema.setdefault("components", {}).setdefault("securitySchemes", {})[BEARER_SCHEME] = {"type": "http", "scheme": "bearer", "description": description}
+    for path, operations in schema.get("paths", {}).items():
+        if path.startswith(f"{API_PREFIX}/"):
+            for operation in operations.values():
+                operation["security"] = [{BEARER_SCHEME: []}]
+
+
+def declare_bearer_keys(app: DocumentedApp) -> None:
+    """Make ``app``'s OpenAPI document say every API operation needs ``Authorization: Bearer <key>``."""
+    app.bearer_keys = True
+    app.openapi_schema = None
 
 
 def build_router(app: FastAPI) -> APIRouter:

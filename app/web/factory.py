@@ -78,7 +78,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
         200 once every model's warm-up analysis has run.
     """
     settings = settings if settings is not None else Settings()
-    app = FastAPI(
+    app = docs.DocumentedApp(
         title="seg-uncertainty",
         version="1",
         description=DESCRIPTION,

@@ -14,7 +14,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -65,9 +65,13 @@ class HeaderDeadlineProtocol(H11Protocol):
             if self.on_header_timeout is not None:
                 self.on_header_timeout()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Start the first request's head deadline."""
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Start the first request's head deadline.
+
+        ``transport`` is typed as :class:`asyncio.Protocol` declares it; uvicorn hands a stream transport (its own
+        ``H11Protocol`` narrows the parameter to :class:`asyncio.Transport`), which the cast states.
+        """
+        super().connection_made(cast(asyncio.Transport, transport))
         self._arm()
 
     def handle_events(self) -> None:
