@@ -5,8 +5,8 @@ rendered:
 
 ``<!-- openapi -->``       the REST API, rendered from ``create_app(Settings()).openapi()``
 ``<!-- cli -->``           every command's ``--help``, from the argparse parsers in ``app/cli/``
-``<!-- settings -->``      the configuration table, from ``Settings`` (``settings_table_markdown()`` when it exists)
-``<!-- error-codes -->``   the error table (``app.web.errors.error_table_markdown()`` when it exists)
+``<!-- settings -->``      the configuration table, ``app.web.settings.settings_table_markdown()`` (from the ``Settings`` fields)
+``<!-- error-codes -->``   the error table, ``app.web.errors.error_table_markdown()`` (from the ``ErrorCode`` enum)
 ``<!-- maps -->``          the map registry (``app.maps.registry.MAPS``)
 
 Nothing here starts the server or loads a model: the app factory only builds the routes; models load in its lifespan.
@@ -209,46 +209,21 @@ def _cli() -> str:
     return "\n".join(out)
 
 
-# ---------------------------------------------------------------- settings
-
-
-def _default_text(value: object) -> str:
-    if isinstance(value, list | tuple):
-        return ", ".join(str(v) for v in value) if value else "(empty)"
-    if value is None:
-        return "(unset)"
-    return str(value)
+# ---------------------------------------------------------------- settings and errors
 
 
 @functools.cache
 def _settings() -> str:
-    from app.web import settings as module
+    from app.web.settings import settings_table_markdown
 
-    table: Callable[[], str] | None = getattr(module, "settings_table_markdown", None)
-    if table is not None:
-        return table()
-    prefix = module.Settings.model_config.get("env_prefix", "SEGU_")
-    lines = ["| environment variable | default | description |", "|---|---|---|"]
-    for name, field in module.Settings.model_fields.items():
-        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-        lines.append(f"| `{prefix}{name.upper()}` | `{_cell(_default_text(default))}` | {_cell(field.description or '')} |")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- errors
+    return settings_table_markdown()
 
 
 @functools.cache
 def _errors() -> str:
-    from app.web import errors
+    from app.web.errors import error_table_markdown
 
-    table: Callable[[], str] | None = getattr(errors, "error_table_markdown", None)
-    if table is not None:
-        return table()
-    return (
-        "!!! note\n    The table of error codes is generated from the `ErrorCode` enum (`app/error_codes.py`) once it exists; "
-        "until then the codes are listed by status in the section above."
-    )
+    return error_table_markdown()
 
 
 # ---------------------------------------------------------------- maps
