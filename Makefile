@@ -62,4 +62,4 @@ train: install
 	$(PY) -m app train --out models/default
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
