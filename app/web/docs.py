@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +20,13 @@ import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from app.error_codes import ErrorCode
 from app.web.api_paths import API_PREFIX
 from app.web.errors import ApiError
+from app.web.schemas.page_config import PageConfig
 from app.web.security import content_security_policy
 from app.web.settings import env_name
 
@@ -37,6 +41,9 @@ ASSETS = {
 SWAGGER_PARAMETERS = {"validatorUrl": None}
 INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 BEARER_SCHEME = "apiKey"
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Models of the contract that no route answers with: the page's configuration, embedded in the page (GET /).
+COMPONENT_MODELS: tuple[type[BaseModel], ...] = (PageConfig,)
 
 
 def inline_script_csp(html: str) -> str:
@@ -46,7 +53,8 @@ def inline_script_csp(html: str) -> str:
 
 
 class DocumentedApp(FastAPI):
-    """The app: FastAPI whose OpenAPI document also declares the Bearer scheme once :func:`declare_bearer_keys` is called."""
+    """The app: FastAPI whose OpenAPI document also holds :data:`COMPONENT_MODELS` and, once :func:`declare_bearer_keys` is
+    called, the Bearer scheme."""
 
     bearer_keys: bool = False
 
@@ -54,9 +62,20 @@ class DocumentedApp(FastAPI):
         """The OpenAPI document, built once; with :attr:`bearer_keys`, every API operation needs the Bearer key."""
         fresh = self.openapi_schema is None
         schema = super().openapi()
-        if fresh and self.bearer_keys:
-            _declare_bearer(schema)
+        if fresh:
+            _add_components(schema, COMPONENT_MODELS)
+            if self.bearer_keys:
+                _declare_bearer(schema)
         return schema
+
+
+def _add_components(schema: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    """Add ``models`` (and the models they use) to ``schema``'s component schemas, as their JSON is serialised."""
+    _, defs = models_json_schema([(model, "serialization") for model in models], ref_template=REF_TEMPLATE)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in defs.get("$defs", {}).items():
+        if schemas.setdefault(name, definition) != definition:
+            raise ValueError(f"two component schemas are named {name}; rename one of the models")
 
 
 def _declare_bearer(schema: dict[str, Any]) -> None:

@@ -11,8 +11,10 @@ from fastapi.templating import Jinja2Templates
 from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.rendering import colour_lut, error_legend
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
+from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.scales import colour_table_hex, ticks
+from app.web.schemas.page_config import PageClass, PageConfig, PageDropout, PageEndpoints, PageErrorLegendEntry, PageMap, PageModel, PageScale, PageTick
 from app.web.service import AnalysisService
 from app.web.services import ModelServices
 from app.web.settings import Settings
@@ -50,7 +52,7 @@ def scale_note(spec: MapSpec) -> str:
     return f"power scale (exponent {power:g})"
 
 
-def model_config(service: AnalysisService) -> dict[str, Any]:
+def model_config(service: AnalysisService) -> PageModel:
     """What the page shows of one served model (the script's ``config.models`` entry): its facts, classes, default MC samples,
     the maps it cannot compute (their panels show a note instead) and the colour-bar ticks of every map, whose ranges depend
     on its class count."""
@@ -59,26 +61,71 @@ def model_config(service: AnalysisService) -> dict[str, Any]:
     scales = {}
     for spec in MAPS:
         low, high = spec.range(num_classes)
-        scales[spec.name] = {
-            "range": [low, high],
-            "title": f"fixed {scale_note(spec)} from {round(low, 3):g} to {round(high, 3):g}",
-            "ticks": [{"value": t.value, "position": t.position, "label": t.label} for t in ticks(spec, num_classes)],
-        }
-    return {
-        "name": card.name,
-        "classes": [{"index": i, "name": c.name, "colour": c.colour} for i, c in enumerate(card.classes)],
-        "domain": card.domain,
-        "workingSize": card.input.working_size,
-        "temperature": card.temperature,
-        "defaultSamples": service.default_samples,
-        "unavailable": list(service.analyzer.unavailable),
-        "dropout": {"sites": list(card.dropout.sites), "rate": card.dropout.rate, "trainedWithDropout": card.dropout.trained_with_dropout},
-        "scales": scales,
-    }
+        scales[spec.name] = PageScale(
+            range=(low, high),
+            title=f"fixed {scale_note(spec)} from {round(low, 3):g} to {round(high, 3):g}",
+            ticks=[PageTick(value=t.value, position=t.position, label=t.label) for t in ticks(spec, num_classes)],
+        )
+    return PageModel(
+        name=card.name,
+        classes=[PageClass(index=i, name=c.name, colour=c.colour) for i, c in enumerate(card.classes)],
+        domain=card.domain,
+        working_size=card.input.working_size,
+        temperature=card.temperature,
+        default_samples=service.default_samples,
+        unavailable=list(service.analyzer.unavailable),
+        dropout=PageDropout(sites=list(card.dropout.sites), rate=card.dropout.rate, trained_with_dropout=card.dropout.trained_with_dropout),
+        scales=scales,
+    )
+
+
+def page_config(services: ModelServices, settings: Settings) -> PageConfig:
+    """The page script's configuration: the default model's facts, every map and served model, the limits and the endpoints."""
+    service = services.default
+    card = service.bundle.card
+    num_classes = len(card.classes)
+    return PageConfig(
+        model=card.name,
+        classes=[PageClass(index=i, name=c.name, colour=c.colour) for i, c in enumerate(card.classes)],
+        domain=card.domain,
+        working_size=card.input.working_size,
+        maps=[
+            PageMap(
+                name=spec.name,
+                title=spec.title,
+                range=spec.range(num_classes),
+                description=spec.meaning,
+                colourmap=spec.colourmap,
+                display_power=spec.display_power,
+                panel=spec.panel is not None,
+            )
+            for spec in MAPS
+        ],
+        colour_tables={name: colour_table_hex(name) for name in sorted({spec.colourmap for spec in MAPS})},
+        region_rows_shown=REGION_ROWS_SHOWN,
+        panels=["input", "prediction", *PANEL_MAPS],
+        detection_maps=list(DETECTION_MAPS),
+        error_legend=[PageErrorLegendEntry(**entry) for entry in error_legend()],
+        default_samples=service.default_samples,
+        max_samples=settings.max_samples,
+        default_model=service.name,
+        models=[model_config(each) for each in services.services.values()],
+        default_seed=DEFAULT_SEED,
+        default_ignore_index=IGNORE_INDEX,
+        ece_bins=ECE_BINS,
+        max_body_bytes=settings.max_body_bytes,
+        temperature=card.temperature,
+        endpoints=PageEndpoints(analyze=f"{API_PREFIX}/analyze", evaluate=f"{API_PREFIX}/evaluate", models=f"{API_PREFIX}/models"),
+        pixel_debounce_ms=PIXEL_DEBOUNCE_MS,
+        rerun_debounce_ms=RERUN_DEBOUNCE_MS,
+        api_key_required=bool(settings.api_keys),
+        noise_z=NOISE_Z,
+    )
 
 
 def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
-    """Everything the template and the page's script need; the script's constants come from ``config``.
+    """Everything the template and the page's script need; the script's constants come from ``config`` (:func:`page_config`,
+    as JSON with the camelCase keys of :class:`~app.web.schemas.page_config.PageConfig`).
 
     The page opens on the default model; ``config.models`` describes every served model for the model selector.
     """
@@ -104,32 +151,7 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
     ]
     panel_maps = [next(m for m in maps if m["name"] == name) for name in PANEL_MAPS]
     classes = [{"index": i, "name": c.name, "colour": c.colour} for i, c in enumerate(card.classes)]
-    config = {
-        "model": card.name,
-        "classes": classes,
-        "domain": card.domain,
-        "workingSize": card.input.working_size,
-        "maps": [{k: m[k] for k in ("name", "title", "range", "description", "colourmap", "displayPower", "panel")} for m in maps],
-        "colourTables": {name: colour_table_hex(name) for name in sorted({spec.colourmap for spec in MAPS})},
-        "regionRowsShown": REGION_ROWS_SHOWN,
-        "panels": ["input", "prediction", *PANEL_MAPS],
-        "detectionMaps": list(DETECTION_MAPS),
-        "errorLegend": error_legend(),
-        "defaultSamples": service.default_samples,
-        "maxSamples": settings.max_samples,
-        "defaultModel": service.name,
-        "models": [model_config(each) for each in services.services.values()],
-        "defaultSeed": DEFAULT_SEED,
-        "defaultIgnoreIndex": IGNORE_INDEX,
-        "eceBins": ECE_BINS,
-        "maxBodyBytes": settings.max_body_bytes,
-        "temperature": card.temperature,
-        "endpoints": {"analyze": "/api/v1/analyze", "evaluate": "/api/v1/evaluate", "models": "/api/v1/models"},
-        "pixelDebounceMs": PIXEL_DEBOUNCE_MS,
-        "rerunDebounceMs": RERUN_DEBOUNCE_MS,
-        "apiKeyRequired": bool(settings.api_keys),
-        "noiseZ": NOISE_Z,
-    }
+    config = page_config(services, settings).model_dump(mode="json", by_alias=True)
     return {
         "model_name": card.name,
         "domain": card.domain,
