@@ -14,6 +14,7 @@ Nothing here starts the server or loads a model: the app factory only builds the
 
 from __future__ import annotations
 
+import argparse
 import functools
 import json
 import math
@@ -201,10 +202,11 @@ def _cli() -> str:
     from app.cli import COMMANDS, build_parser
 
     parser = build_parser()
-    sub = next(action for action in parser._actions if action.__class__.__name__ == "_SubParsersAction")
+    sub = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    children: dict[str, argparse.ArgumentParser] = sub.choices
     out = ["```text", parser.format_help().rstrip(), "```", ""]
     for command in COMMANDS:
-        child = sub.choices[command.NAME]
+        child = children[command.NAME]
         out += [f"### `{command.NAME}`", "", command.HELP, "", "```text", child.format_help().rstrip(), "```", ""]
     return "\n".join(out)
 
