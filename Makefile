@@ -28,11 +28,22 @@ run: install
 	$(PY) -m app serve --host $(HOST) --port $(PORT)
 
 # Type-check the page's JavaScript (static/js, JSDoc types) with TypeScript's checker; see tsconfig.json.
-$(NODE_STAMP): package.json package-lock.json
+$(NODE_STAMP): package.json package-lock.json tools/openapi-types/package.json
 	npm ci
 	touch $@
 
-jslint: $(NODE_STAMP)
+# The API's and the page config's TypeScript types are generated from the live OpenAPI schema (scripts/openapi_json.py)
+# by openapi-typescript (pinned in tools/openapi-types, which needs TypeScript 5's API), then the page is type-checked.
+# A stale committed $(API_TYPES) is regenerated and fails the run once, so CI (a fresh clone) catches the drift.
+API_TYPES := static/js/api-types.d.ts
+OPENAPI_TS := tools/openapi-types/node_modules/.bin/openapi-typescript
+
+jslint: $(NODE_STAMP) install
+	mkdir -p build
+	$(PY) scripts/openapi_json.py > build/openapi.json
+	$(OPENAPI_TS) build/openapi.json -o build/api-types.d.ts
+	@cmp -s build/api-types.d.ts $(API_TYPES) || { cp build/api-types.d.ts $(API_TYPES); \
+	  echo "$(API_TYPES) did not match the OpenAPI schema: regenerated it; review and commit it, then run make again" >&2; exit 1; }
 	npx --no-install tsc -p tsconfig.json
 
 lint: install jslint

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.web.api_paths import ANALYSES_PATH
+from app.web.schemas.base import ApiModel
 from app.web.settings import env_name
 
 
@@ -27,7 +28,7 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail = Field(description="The error.")
 
 
-class RawArray(BaseModel):
+class RawArray(ApiModel):
     """A numeric array as base64 of its raw little-endian bytes, in C (row-major) order."""
 
     dtype: Literal["float32", "float16", "uint8"] = Field(description="Element type.")
@@ -36,7 +37,7 @@ class RawArray(BaseModel):
     data: str = Field(description="Base64 (RFC 4648, with padding) of the raw bytes.")
 
 
-class ClassOut(BaseModel):
+class ClassOut(ApiModel):
     """One output class of the model."""
 
     index: int = Field(description="Label value of the class in the prediction.")
@@ -44,7 +45,7 @@ class ClassOut(BaseModel):
     colour: str = Field(description="Display colour as #rrggbb.")
 
 
-class MapOut(BaseModel):
+class MapOut(ApiModel):
     """One per-pixel uncertainty map."""
 
     name: str = Field(description="confidence, entropy, expected_entropy, mutual_information or variance.")
@@ -69,7 +70,7 @@ class MapOut(BaseModel):
     values: RawArray | None = Field(default=None, description="Raw (H, W) values; only with raw=true.")
 
 
-class PredictionOut(BaseModel):
+class PredictionOut(ApiModel):
     """The predicted label map."""
 
     description: str = Field(description="How the prediction is made.")
@@ -81,7 +82,7 @@ class PredictionOut(BaseModel):
     labels: RawArray | None = Field(default=None, description="Raw (H, W) uint8 class indices; only with raw=true (and at most 256 classes).")
 
 
-class Timings(BaseModel):
+class Timings(ApiModel):
     """Seconds spent in each step of the request."""
 
     decode: float = Field(description="Decoding the upload to RGB.")
@@ -91,7 +92,7 @@ class Timings(BaseModel):
     total: float = Field(description="Everything after the upload was received.")
 
 
-class RegionOut(BaseModel):
+class RegionOut(ApiModel):
     """One row of the region table: a predicted class, or one connected component of it."""
 
     kind: Literal["class", "component"] = Field(description="class: all pixels of a class; component: one 8-connected blob.")
@@ -107,7 +108,7 @@ class RegionOut(BaseModel):
     )
 
 
-class ImageOodOut(BaseModel):
+class ImageOodOut(ApiModel):
     """One map's image-level out-of-distribution verdict against the model's validation images."""
 
     map: str = Field(description="The map.")
@@ -117,7 +118,7 @@ class ImageOodOut(BaseModel):
     message: str = Field(description="The verdict in words.")
 
 
-class AnalyzeResponse(BaseModel):
+class AnalyzeResponse(ApiModel):
     """The result of one analysis."""
 
     analysis_id: str | None = Field(
@@ -170,7 +171,7 @@ class AnalyzeResponse(BaseModel):
     regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
 
 
-class ClassProbability(BaseModel):
+class ClassProbability(ApiModel):
     """One class at one pixel."""
 
     index: int = Field(description="Class label value.")
@@ -178,7 +179,7 @@ class ClassProbability(BaseModel):
     probability: float = Field(description="Its MC-mean probability at the pixel.")
 
 
-class PixelResponse(BaseModel):
+class PixelResponse(ApiModel):
     """Exact values of one pixel of a kept analysis."""
 
     analysis_id: str = Field(description="The analysis.")
@@ -192,7 +193,7 @@ class PixelResponse(BaseModel):
     )
 
 
-class ModelInfo(BaseModel):
+class ModelInfo(ApiModel):
     """A loaded model bundle's card."""
 
     name: str = Field(description="Bundle name.")
@@ -215,7 +216,7 @@ class ModelInfo(BaseModel):
     ready: bool = Field(description="Warmed up and taking requests.")
 
 
-class ModelsResponse(BaseModel):
+class ModelsResponse(ApiModel):
     """The models this server holds."""
 
     default: str = Field(description="Name of the model used when a request names none (the form field `model` of analyze and evaluate).")

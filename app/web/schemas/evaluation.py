@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.defaults import ECE_BINS
 from app.web.schemas.analysis import AnalyzeResponse, RawArray
+from app.web.schemas.base import ApiModel
 
 
-class SegmentationMetrics(BaseModel):
+class SegmentationMetrics(ApiModel):
     """Quality of the prediction on the labelled pixels."""
 
     miou: float | None = Field(description="Mean IoU over the classes present in the mask or the prediction; null when no pixel is labelled.")
@@ -17,7 +18,7 @@ class SegmentationMetrics(BaseModel):
     pixels: int = Field(description="Labelled pixels scored (ignore_index and values outside the model's classes excluded).")
 
 
-class Reliability(BaseModel):
+class Reliability(ApiModel):
     """Reliability-diagram data: one entry per confidence bin."""
 
     lower: list[float] = Field(description="Lower edge of each bin.")
@@ -27,7 +28,7 @@ class Reliability(BaseModel):
     confidence: list[float | None] = Field(description="Mean top-label confidence of those pixels; null for an empty bin.")
 
 
-class CalibrationMetrics(BaseModel):
+class CalibrationMetrics(ApiModel):
     """Top-label calibration of one set of class probabilities on the labelled pixels."""
 
     ece: float = Field(description="Expected calibration error: pixel-weighted mean |accuracy - confidence| over the bins, in [0, 1].")
@@ -41,7 +42,7 @@ class CalibrationMetrics(BaseModel):
     reliability: Reliability = Field(description="Per-bin data of the reliability diagram.")
 
 
-class ErrorDetection(BaseModel):
+class ErrorDetection(ApiModel):
     """How well one map separates wrongly predicted pixels from correct ones."""
 
     auroc: float | None = Field(
@@ -50,13 +51,13 @@ class ErrorDetection(BaseModel):
     aurc: float | None = Field(description="Area under the risk-coverage curve, pixels kept from least to most uncertain (lower is better).")
 
 
-class OodDetection(BaseModel):
+class OodDetection(ApiModel):
     """How well one map separates OOD-labelled pixels from labelled in-distribution ones."""
 
     auroc: float | None = Field(description="AUROC of the map as an OOD score; null when the mask has no OOD pixels or no in-distribution ones.")
 
 
-class EvaluationMetrics(BaseModel):
+class EvaluationMetrics(ApiModel):
     """The evaluation of this one image against its mask (app.evaluation.Evaluator)."""
 
     images: int = Field(description="Images scored (always 1 here).")
@@ -73,7 +74,7 @@ class EvaluationMetrics(BaseModel):
     notes: str = Field(description="How errors, scores and ECE are defined.")
 
 
-class ErrorMapOut(BaseModel):
+class ErrorMapOut(ApiModel):
     """Where the prediction disagrees with the mask."""
 
     description: str = Field(description="What the colours and codes mean.")
