@@ -84,7 +84,7 @@ def test_a_replaying_thread_does_not_leak_its_cache_into_another(tmp_path: Path)
     got: list[torch.Tensor] = []
 
     def replay() -> None:
-        with decoder_cache.replaying(cache_a.outputs, 1):
+        with decoder_cache.installed(net.cacheable), decoder_cache.replaying(cache_a.outputs, 1):  # type: ignore[attr-defined]
             entered.set()
             done.wait(30)
 
@@ -130,8 +130,7 @@ def test_only_what_a_pass_reads_is_kept_and_a_hidden_read_keeps_everything() -> 
         toy = _Skips(hide)
         (cached,) = decoder_cache.find_cacheable(toy, lambda t=toy: t(features), [toy.b])
         assert cached is toy.b
-        decoder_cache.install([toy.b])
-        with torch.inference_mode(), decoder_cache.recording() as outputs:
+        with torch.inference_mode(), decoder_cache.installed([toy.b]), decoder_cache.recording() as outputs:
             toy(features)
             kept = decoder_cache.needed(_replay(toy), features, dict(outputs))
         assert kept == expected, hide
@@ -148,3 +147,50 @@ def test_a_unet_keeps_only_the_site_output_and_the_skips_after_it(tmp_path: Path
         assert (f.untyped_storage().nbytes() > 4) == (i in features), i
     for i, out in cache.outputs.items():
         assert (out.untyped_storage().nbytes() > 4) == (i in outputs), i
+
+
+def test_installed_restores_each_module_forward_on_exit_even_nested_or_failing() -> None:
+    """Inside the block the modules consult the cache; after it (the last of nested blocks, or an error) each has its own forward back."""
+    toy = _Toy()
+    own = toy.c.forward  # an instance forward set before must come back too
+    toy.c.forward = own
+    x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        before = toy(x)
+    with decoder_cache.installed([toy.b, toy.c]):
+        assert "forward" in toy.b.__dict__ and toy.c.__dict__["forward"] is not own
+        with decoder_cache.installed([toy.b, toy.c]):
+            pass
+        assert "forward" in toy.b.__dict__  # the outer block still holds the installation
+    assert "forward" not in toy.b.__dict__ and toy.b.forward.__func__ is nn.Linear.forward  # type: ignore[attr-defined]
+    assert toy.c.__dict__["forward"] is own
+    with pytest.raises(ZeroDivisionError), decoder_cache.installed([toy.b]):
+        raise ZeroDivisionError
+    assert "forward" not in toy.b.__dict__
+    with torch.inference_mode():
+        assert torch.equal(toy(x), before)
+
+
+def test_an_analysis_leaves_no_patched_forward_and_the_same_outputs(tmp_path: Path) -> None:
+    """After prefix, tail and a whole MC analysis, no decoder module has an instance forward, and the network computes as before."""
+    net, x = _tiny(tmp_path, ["decoder.blocks.1"])
+    assert net.cacheable  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        before = net(x)  # type: ignore[operator]
+        net.tail(net.prefix(x), 2)  # type: ignore[attr-defined]
+    run_mc(net, x, SamplingOptions(samples=3, seed=1))  # type: ignore[arg-type]
+    assert not [name for name, m in net.model.decoder.named_modules() if "forward" in m.__dict__]  # type: ignore[attr-defined]
+    with torch.inference_mode():
+        assert torch.equal(net(x), before)  # type: ignore[operator]
+
+
+def test_a_deep_copy_of_the_network_computes_with_its_own_weights(tmp_path: Path) -> None:
+    """A patched forward left on a module would be copied with it and still run the original module's weights."""
+    net, x = _tiny(tmp_path, ["decoder.blocks.1"])
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        for p in twin.model.decoder.blocks[0].parameters():  # type: ignore[attr-defined]
+            p.add_(0.5)
+    with torch.inference_mode():
+        assert not torch.allclose(twin(x), net(x))  # type: ignore[operator]
+        assert not torch.allclose(twin.tail(twin.prefix(x), 1), net.tail(net.prefix(x), 1))  # type: ignore[attr-defined]

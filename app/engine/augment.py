@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from app.defaults import TTA_MODES
+from app.maps.functions import entropy
 
-__all__ = ["TTA_MODES", "Augmentation", "Jitter", "augment", "restore", "tta_plan"]
+__all__ = ["TTA_MODES", "Augmentation", "Jitter", "augment", "restore", "restore_samples", "tta_plan"]
 
 FLIPS = ((False, False), (True, False), (False, True), (True, True))
 SCALES = (1.0, 0.75, 1.25)
@@ -146,3 +147,19 @@ def restore(aug: Augmentation, probs: torch.Tensor, size: tuple[int, int]) -> to
         out = F.interpolate(out, size=size, mode="bilinear", align_corners=False)
         out = out / out.sum(dim=1, keepdim=True)
     return out
+
+
+def restore_samples(aug: Augmentation, probs: torch.Tensor, entropies: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Map a pass's ``(N, C, h, w)`` sample probabilities and their ``(N, h, w)`` entropies back to the input frame.
+
+    A pass that only flips permutes pixels, so its entropies are flipped with its probabilities (exactly, and the
+    identity returns both as they are); a resized pass's probabilities are renormalised by :func:`restore`, so
+    their entropy is that of the restored probabilities.
+
+    Returns:
+        ``(N, C, H, W)`` probabilities and ``(N, H, W)`` entropies.
+    """
+    restored = restore(aug, probs, size)
+    if not aug.permutes:
+        return restored, entropy(restored)
+    return restored, entropies.flip(aug.dims) if aug.dims else entropies

@@ -8,8 +8,11 @@ dropout site and that returns no later than the first site (whose dropout a forw
 pass's ``copies`` sample-major copies. Which submodules are cacheable is found once per network by a probe forward
 (:func:`find_cacheable`), keeping the outermost ones.
 
-The state lives in a context variable, so concurrent analyses (threads or tasks) never see each other's cache;
-outside :func:`recording` / :func:`replaying` the modules run as usual. A batch of one is expanded without copying
+The cacheable modules consult the cache only inside :func:`installed`, a context manager that gives each of them an
+instance ``forward`` and restores the module's own ``forward`` on exit (nested and concurrent blocks share one
+installation, counted per module), so the model is left exactly as it was: a copy, an export or a pickle of it
+never carries a patched ``forward``. The state lives in a context variable, so concurrent analyses (threads or
+tasks) never see each other's cache; outside :func:`recording` / :func:`replaying` the modules run as usual. A batch of one is expanded without copying
 (a stride-0 view); larger batches are repeated. Encoder features and cached outputs that no MC pass reads (found by
 :func:`needed`) are kept as zero-memory placeholders of the right shape.
 """
@@ -17,15 +20,18 @@ outside :func:`recording` / :func:`replaying` the modules run as usual. A batch 
 from __future__ import annotations
 
 import contextvars
+import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+from torch.utils._pytree import tree_map_only
 
-__all__ = ["DecoderCache", "expand_copies", "find_cacheable", "install", "needed", "placeholder", "recording", "replaying"]
+__all__ = ["DecoderCache", "expand_copies", "find_cacheable", "installed", "needed", "placeholder", "recording", "replaying"]
 
 
 @dataclass
@@ -38,48 +44,46 @@ class _State:
 _STATE: contextvars.ContextVar[_State | None] = contextvars.ContextVar("decoder_cache", default=None)
 
 
-class DecoderCache(tuple[list[torch.Tensor], tuple[Any, ...]]):
-    """The deterministic pass's encoder features and cacheable outputs (a tuple, so tensor walkers see its tensors)."""
+class DecoderCache(NamedTuple):
+    """The deterministic pass's encoder features and cacheable outputs (a named tuple, so tree walkers see its tensors).
 
-    __slots__ = ()
+    Attributes:
+        features: The encoder's features, ``(B, C_i, H_i, W_i)`` each (zero placeholders where no MC pass reads them).
+        kept: Cacheable module index → its output, as a tuple in module order.
+    """
 
-    @property
-    def features(self) -> list[torch.Tensor]:
-        """The encoder's features."""
-        return self[0]
+    features: list[torch.Tensor]
+    kept: tuple[Any, ...]
 
     @property
     def outputs(self) -> dict[int, Any]:
         """Cacheable module index → its output."""
-        return dict(enumerate(self[1]))
+        return dict(enumerate(self.kept))
 
 
 def placeholder(value: Any) -> Any:
-    """Zero-memory stand-ins (stride-0 zero views of the same shape) for every tensor in ``value``."""
-    if isinstance(value, torch.Tensor):
-        return value.new_zeros(()).expand(value.shape)
-    if isinstance(value, (list, tuple)):
-        return type(value)(placeholder(v) for v in value)
-    return value
+    """Zero-memory stand-ins (stride-0 zero views of the same shape) for every tensor in ``value`` (a pytree)."""
+    return tree_map_only(torch.Tensor, lambda t: t.new_zeros(()).expand(t.shape), value)
 
 
 def _is_placeholder(value: torch.Tensor) -> bool:
     return value.numel() > 1 and all(step == 0 for step in value.stride())
 
 
+def _copies(value: torch.Tensor, copies: int) -> torch.Tensor:
+    """``copies`` sample-major copies of ``(B, ...)`` ``value``: ``(copies * B, ...)``."""
+    if _is_placeholder(value):
+        return value.new_zeros(()).expand(copies * value.shape[0], *value.shape[1:])
+    if value.shape[0] == 1:
+        return value.expand(copies, *value.shape[1:])
+    return value.repeat(copies, *([1] * (value.dim() - 1)))
+
+
 def expand_copies(value: Any, copies: int) -> Any:
     """``copies`` sample-major copies of every tensor in ``value`` (a view when the batch is one or for placeholders)."""
-    if isinstance(value, torch.Tensor):
-        if copies == 1:
-            return value
-        if _is_placeholder(value):
-            return value.new_zeros(()).expand(copies * value.shape[0], *value.shape[1:])
-        if value.shape[0] == 1:
-            return value.expand(copies, *value.shape[1:])
-        return value.repeat(copies, *([1] * (value.dim() - 1)))
-    if isinstance(value, (list, tuple)):
-        return type(value)(expand_copies(v, copies) for v in value)
-    return value
+    if copies == 1:
+        return value
+    return tree_map_only(torch.Tensor, lambda t: _copies(t, copies), value)
 
 
 def _cached_forward(index: int, original: Callable[..., Any]) -> Callable[..., Any]:
@@ -97,10 +101,49 @@ def _cached_forward(index: int, original: Callable[..., Any]) -> Callable[..., A
     return forward
 
 
-def install(modules: Sequence[nn.Module]) -> None:
-    """Make ``modules`` cacheable: their instance ``forward`` consults the context (weights and names are untouched)."""
-    for index, module in enumerate(modules):
-        module.forward = _cached_forward(index, module.forward)
+@dataclass
+class _Installation:
+    """One module's patch: how many :func:`installed` blocks hold it, and the instance ``forward`` it replaced (``None``: none)."""
+
+    holders: int
+    replaced: Callable[..., Any] | None
+
+
+_LOCK = threading.Lock()
+_INSTALLED: weakref.WeakKeyDictionary[nn.Module, _Installation] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def installed(modules: Sequence[nn.Module]) -> Iterator[None]:
+    """Make ``modules`` cacheable inside the block: their ``forward`` consults the context (weights and names untouched).
+
+    Module ``i`` records and replays under index ``i``. On exit every module gets its own ``forward`` back (the
+    class's, or the instance attribute it had); blocks nested or running in other threads share the installation,
+    which the last one to leave removes.
+
+    Args:
+        modules: The cacheable modules (:func:`find_cacheable`), always in the same order for one network.
+    """
+    with _LOCK:
+        for index, module in enumerate(modules):
+            patch = _INSTALLED.get(module)
+            if patch is None:
+                patch = _INSTALLED[module] = _Installation(0, module.__dict__.get("forward"))
+                module.forward = _cached_forward(index, module.forward)
+            patch.holders += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            for module in modules:
+                patch = _INSTALLED[module]
+                patch.holders -= 1
+                if patch.holders == 0:
+                    del _INSTALLED[module]
+                    if patch.replaced is None:
+                        del module.__dict__["forward"]
+                    else:
+                        module.forward = patch.replaced
 
 
 def find_cacheable(decoder: nn.Module, run: Callable[[], object], sites: Sequence[nn.Module]) -> list[nn.Module]:
@@ -163,11 +206,7 @@ def needed(run: Callable[[list[Any], dict[int, Any]], torch.Tensor], features: l
     reference = run(features, outputs)
 
     def poisoned(value: Any) -> Any:
-        if isinstance(value, torch.Tensor):
-            return value.new_full((), float("nan")).expand(value.shape) if value.is_floating_point() else value
-        if isinstance(value, (list, tuple)):
-            return type(value)(poisoned(v) for v in value)
-        return value
+        return tree_map_only(torch.Tensor, lambda t: t.new_full((), float("nan")).expand(t.shape) if t.is_floating_point() else t, value)
 
     need_f = {i for i in range(len(features)) if torch.isnan(run([poisoned(f) if j == i else f for j, f in enumerate(features)], outputs)).any()}
     need_o = {k for k in outputs if torch.isnan(run(features, {**outputs, k: poisoned(outputs[k])})).any()}

@@ -18,7 +18,7 @@ from torch import nn
 
 from app.engine.network import SegmentationNet
 
-__all__ = ["EnsembleNet", "members_of"]
+__all__ = ["EnsembleNet", "members_of", "single_network"]
 
 _WHOLE = "an ensemble has no single forward pass; run it member by member with app.engine.passes.run_passes"
 
@@ -65,3 +65,14 @@ class EnsembleNet(SegmentationNet):
 def members_of(net: SegmentationNet) -> tuple[SegmentationNet, ...]:
     """The networks a pass runner runs: an ensemble's members, or ``net`` alone."""
     return net.networks if isinstance(net, EnsembleNet) else (net,)
+
+
+def single_network(net: SegmentationNet) -> SegmentationNet:
+    """``net`` itself, which must be one network.
+
+    Raises:
+        RuntimeError: ``net`` is an ensemble (it has no single forward pass).
+    """
+    if isinstance(net, EnsembleNet):
+        raise RuntimeError(_WHOLE)
+    return net

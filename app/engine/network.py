@@ -5,7 +5,8 @@ stages before the first dropout site are deterministic and can be run once per
 image; only the stochastic tail has to run once per MC sample. Models of any
 other shape are run whole (``first_stochastic_stage == "all"``). With a site inside the decoder, the decoder's
 submodules that return before it are cached too (:mod:`app.engine.decoder_cache`): a sample runs only what
-follows the site.
+follows the site. Those submodules are patched only while :meth:`SegmentationNet.prefix` and
+:meth:`SegmentationNet.tail` run (:func:`~app.engine.decoder_cache.installed`); the wrapped model is never changed.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class SegmentationNet(nn.Module):
         self.kept: tuple[set[int], set[int]] = (set(), set())
         if self.first_stochastic_stage == "decoder":
             self.cacheable = self._probe_decoder()
-            decoder_cache.install(self.cacheable)
             if self.cacheable:
                 self.kept = self._probe_needed()
 
@@ -116,7 +116,7 @@ class SegmentationNet(nn.Module):
             return out
 
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), decoder_cache.installed(self.cacheable):
                 features = list(cast(nn.Module, self.model.encoder)(torch.zeros(1, 3, side, side, device=device)))
                 with decoder_cache.recording() as outputs:
                     decoder(features)
@@ -133,12 +133,12 @@ class SegmentationNet(nn.Module):
         if stage == "decoder":
             if not self.cacheable:
                 return features
-            with decoder_cache.recording() as outputs:
+            with decoder_cache.installed(self.cacheable), decoder_cache.recording() as outputs:
                 cast(nn.Module, self.model.decoder)(features)
             need_f, need_o = self.kept
             kept_features = [f if i in need_f else decoder_cache.placeholder(f) for i, f in enumerate(features)]
             kept = tuple(outputs.get(i) if i in need_o else decoder_cache.placeholder(outputs.get(i)) for i in range(len(self.cacheable)))
-            return decoder_cache.DecoderCache((kept_features, kept))
+            return decoder_cache.DecoderCache(kept_features, kept)
         return cast(nn.Module, self.model.decoder)(features)
 
     def tail(self, cached: Any, copies: int) -> torch.Tensor:
@@ -152,7 +152,7 @@ class SegmentationNet(nn.Module):
             return self.forward(cached.repeat(copies, 1, 1, 1))
         if isinstance(cached, decoder_cache.DecoderCache):
             features = decoder_cache.expand_copies(cached.features, copies)
-            with decoder_cache.replaying(cached.outputs, copies):
+            with decoder_cache.installed(self.cacheable), decoder_cache.replaying(cached.outputs, copies):
                 decoded = cast(nn.Module, self.model.decoder)(features)
         elif stage == "decoder":
             features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]

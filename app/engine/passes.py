@@ -10,9 +10,10 @@ one sample. Each sample's probabilities are mapped back to the input's frame and
 (and the shift of the sums) is the deterministic pass of member 0 on the unaugmented input, and so is the feature
 distance (:mod:`app.maps.density`) when a density is given.
 
-Fast paths stay per pass: every member caches its own deterministic prefix; with head-only channel dropout and a
-pass that only flips, the tiled head (:class:`~app.engine.tiled_head.TiledHeadSampler`) sums the pass's samples
-row tile by row tile and the sums are flipped back into the pooled ones (:func:`app.maps.pooling.add_block`).
+Fast paths stay per pass: each pass's sampler (:mod:`app.engine.samplers`: tiled head, factorised head, cached tail
+or full passes) is chosen once, before the first pass runs; every member caches its own deterministic prefix; with
+head-only channel dropout and a pass that only flips, the tiled head sums the pass's samples row tile by row tile
+and the sums are flipped back into the pooled ones (:class:`~app.engine.pool.PassPool`).
 
 MC error bars (jackknife groups, :mod:`app.maps.mc_error`): what is random in such an analysis is the dropout
 masks (and the photometric jitters); the members and the flips and scales are fixed. So with ``T ≥ 2`` group ``g``
@@ -24,24 +25,21 @@ identity among them: a rough bar).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from app.engine.augment import Augmentation, augment, restore, tta_plan
+from app.engine.augment import Augmentation, augment, tta_plan
 from app.engine.cancel import checkpoint
 from app.engine.ensemble import members_of
 from app.engine.feature_density import density_map
 from app.engine.network import SegmentationNet
-from app.engine.sampling import SamplingOptions, run_mc, sample_logit_chunks
+from app.engine.options import SamplingOptions
+from app.engine.pool import PassPool
+from app.engine.samplers import PassJob, choose_sampler
 from app.engine.tile_budget import TileCost, measure_cost
-from app.engine.tiled_head import TiledHeadSampler, tileable
-from app.maps.functions import entropy
 from app.maps.moments import UncertaintyMaps
-from app.maps.pooling import add_block
-from app.maps.replicates import GroupedMoments, finalize_grouped
 
 __all__ = ["PassPlan", "network_cost", "pass_plan", "pass_seed", "plan_cost", "run_passes"]
 
@@ -112,81 +110,55 @@ def plan_cost(cost: TileCost, plan: PassPlan) -> TileCost:
     return cost if scale == 1.0 else replace(cost, fixed=cost.fixed * scale, sample=cost.sample * scale)
 
 
-def run_passes(net: SegmentationNet, x: torch.Tensor, options: SamplingOptions, mean: tuple[float, ...], std: tuple[float, ...]) -> UncertaintyMaps:
+def run_passes(
+    net: SegmentationNet, x: torch.Tensor, options: SamplingOptions, mean: tuple[float, ...] | None = None, std: tuple[float, ...] | None = None
+) -> UncertaintyMaps:
     """Analyse a padded, normalised batch with every member × augmentation pass, ``T`` MC samples each.
 
-    One network with ``tta="none"`` is :func:`~app.engine.sampling.run_mc` itself.
+    The one skeleton of the engine: the sampler of every pass is chosen once, up front (:func:`choose_sampler`);
+    then each pass is augmented, runs its deterministic prefix (``options.prefix_runner`` for the one pass of a
+    single-pass analysis) and has its sampler draw into one :class:`~app.engine.pool.PassPool`. The token is checked
+    between passes and after every prefix (the caller checks before the first). One network with ``tta="none"`` is
+    :func:`~app.engine.sampling.run_mc`.
 
     Args:
         net: A network or an :class:`~app.engine.ensemble.EnsembleNet` (eval mode).
         x: ``(B, 3, H, W)`` input, ``H`` and ``W`` multiples of ``net.stride``.
-        options: Samples per pass, seed, temperature, tta, chunking, strategy, error groups and cancellation.
-        mean: Normalisation mean (photometric jitter works on pixel values).
-        std: Normalisation std.
+        options: Samples per pass, seed, temperature, tta, chunking, strategy, error groups, cancellation, prefix runner.
+        mean: Normalisation mean (photometric jitter works on pixel values); needed for ``tta="photometric"`` only.
+        std: Normalisation std, likewise.
 
     Returns:
         Maps of shape ``(B, H, W)`` (probabilities ``(B, C, H, W)``), ``samples`` = the draws averaged.
+
+    Raises:
+        RuntimeError: a module of ``net`` is in train mode.
+        ValueError: a ``prefix_runner`` with several passes (it stands for one network's prefix of the unaugmented
+            input), or photometric jitter without ``mean`` and ``std``.
     """
-    members = members_of(net)
-    augs = tta_plan(options.tta, options.seed)
-    if len(members) == 1 and len(augs) == 1:
-        return run_mc(members[0], x, options)
     if any(module.training for module in net.modules()):
-        raise RuntimeError("run_passes needs the network in eval mode (only dropout is sampled); call net.eval() first")
-    plan = PassPlan(len(members), options.tta, augs, options.samples)
-    samples, temperature = options.samples, options.temperature
-    size = (int(x.shape[-2]), int(x.shape[-1]))
-    groups = options.error_groups if plan.random else 0
-    pooled: GroupedMoments | None = None
-    probs: torch.Tensor | None = None
+        raise RuntimeError("the engine needs the network in eval mode (only dropout is sampled); call net.eval() first")
+    members = members_of(net)
+    plan = PassPlan(len(members), options.tta, tta_plan(options.tta, options.seed), options.samples)
+    if options.prefix_runner is not None and plan.passes > 1:
+        raise ValueError(
+            f"prefix_runner runs one network's prefix of the unaugmented input, but this analysis runs {plan.passes} passes ({plan.method}); "
+            "pass prefix_runner=None to let every pass run its own prefix"
+        )
+    if (mean is None or std is None) and any(a.jitter is not None for a in plan.augmentations):
+        raise ValueError("photometric test-time augmentation needs the normalisation mean and std")
+    jobs = [(member, aug, choose_sampler(member, aug, options)) for member in members for aug in plan.augmentations]
+    pool = PassPool(plan.passes, options.samples, options.error_groups if plan.random else 0, options.temperature)
     distance: torch.Tensor | None = None
     with torch.inference_mode():
-        for index, (member, aug) in enumerate(itertools.product(members, augs)):
-            checkpoint(options.cancel)
-            xa = augment(aug, x, mean, std, member.stride)
-            cached = member.prefix(xa) if options.strategy == "cached" else None
+        for index, (member, aug, sampler) in enumerate(jobs):
+            if index:
+                checkpoint(options.cancel)
+            xa = augment(aug, x, mean or (), std or (), member.stride)
+            cached = (options.prefix_runner or member.prefix)(xa) if sampler.uses_prefix else None
             checkpoint(options.cancel)
             if index == 0 and options.density is not None:
                 distance = density_map(member, cached, xa, options.density)
-            need_deterministic = index == 0 or samples == 0
-            logits = (member.tail(cached, 1) if cached is not None else member(xa)) if need_deterministic else None
-            if pooled is None or probs is None:
-                assert logits is not None
-                probs = torch.softmax(logits.float() / temperature, dim=1)
-                pooled = GroupedMoments(probs, samples or plan.passes, groups, passes=plan.passes if samples else 1)
-                pooled.zeros(probs.shape[0], probs.shape[1], size[0], size[1], probs.device)
-            if samples == 0:
-                assert logits is not None
-                _add_samples(pooled, aug, logits, range(index, index + 1), temperature, size)
-                continue
-            seed = pass_seed(options.seed, index)
-            if cached is not None and options.factorise and aug.permutes and tileable(member):
-                _add_tiled(pooled, aug, TiledHeadSampler(member, cached), seed, replace(options, error_groups=groups), size[0])
-                continue
-            shape = logits.shape if logits is not None else (x.shape[0], probs.shape[1], *xa.shape[-2:])
-            like = logits if logits is not None else torch.empty(shape, device="meta")
-            for ids, sample_logits in sample_logit_chunks(member, xa, cached, like, replace(options, seed=seed)):
-                _add_samples(pooled, aug, sample_logits, ids, temperature, size)
-                del sample_logits
-        assert pooled is not None and probs is not None
-        return replace(finalize_grouped(probs, pooled), feature_distance=distance)
-
-
-def _add_samples(pooled: GroupedMoments, aug: Augmentation, logits: torch.Tensor, ids: range, temperature: float, size: tuple[int, int]) -> None:
-    """Softmax a pass's sample-major logits, map them back to the input frame and add them as samples ``ids``.
-
-    The softmax and the entropy are computed as for the deterministic ``p`` and the entropy of ``p̄``
-    (``torch.softmax``, ``entr``), so a pass identical to pass 0 adds exactly ``p`` and ``H[p]``.
-    """
-    sample_probs = restore(aug, torch.softmax(logits.float() / temperature, dim=1), size)
-    pooled.update(sample_probs, ids, entropy(sample_probs))
-
-
-def _add_tiled(pooled: GroupedMoments, aug: Augmentation, sampler: TiledHeadSampler, seed: int, options: SamplingOptions, height: int) -> None:
-    """Stream a flip-only pass's samples through the tiled head into ``pooled``, row tile by row tile, flipped back."""
-
-    def sink(r0: int, r1: int, block: GroupedMoments) -> None:
-        rows = slice(height - r1, height - r0) if aug.flip_v else slice(r0, r1)
-        add_block(pooled, block, rows, aug.dims)
-
-    sampler.stream(seed, options.samples, options.temperature, sink, options.cancel, options.error_groups)
+            sampler.draw(PassJob(index, member, aug, xa, cached, pass_seed(options.seed, index)), pool)
+            del cached, xa  # the statistics are all that finalising needs: free the prefix's cache before it peaks
+        return replace(pool.result(), feature_distance=distance)

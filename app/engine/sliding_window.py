@@ -33,8 +33,8 @@ from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, 
 from app.engine.cancel import checkpoint
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
+from app.engine.options import SamplingOptions
 from app.engine.passes import pass_plan, run_passes
-from app.engine.sampling import SamplingOptions
 from app.engine.tile_budget import TileCost, choose_tile
 from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps

@@ -10,7 +10,7 @@ The rule (measured once per network by :func:`measure_cost`, on a ``4·stride`` 
   a tile-sized block of the band (``5C + 8`` floats). Summing every activation
   over-estimates the live peak (for the default model ~4×: 1.6 kB counted against ~0.4 kB measured
   per pixel), which leaves room for the library's own workspaces.
-* ``sample`` — per tile pixel and MC sample in a chunk: what :func:`app.engine.sampling.auto_chunk`
+* ``sample`` — per tile pixel and MC sample in a chunk: what :func:`app.engine.samplers.auto_chunk`
   charges (three copies of the cached prefix output and four logits-sized buffers). A tile's budget
   always holds one sample; what is left over goes to larger chunks.
 * ``band`` — per pixel of a band (tile rows × padded image width): the blending accumulators
@@ -23,10 +23,10 @@ in tiles ``th × tw`` (multiples of the stride) with ``(fixed + sample)·th·tw 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+from torch.utils._pytree import tree_leaves
 
 from app.defaults import MC_GROUPS
 from app.engine.blending import BandBlender, finalize_bytes_per_pixel
@@ -70,12 +70,9 @@ class TileCost:
         return max(int(budget - fixed), int(self.sample * th * tw), 1)
 
 
-def _tensors(value: object) -> Iterator[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
+def _tensors(value: object) -> list[torch.Tensor]:
+    """The tensors in ``value`` and its nested lists and tuples (a dict, such as a torchvision model's output, counts as none of them)."""
+    return [t for t in tree_leaves(value, is_leaf=lambda v: isinstance(v, dict)) if isinstance(t, torch.Tensor)]
 
 
 def measure_cost(net: SegmentationNet, classes: int) -> TileCost:

@@ -1,0 +1,81 @@
+"""How an analysis draws its MC samples: the one options value the engine takes (:class:`SamplingOptions`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TTA, MC_GROUPS, MEMORY_BUDGET, TTA_MODES, TtaMode
+from app.engine.cancel import CancelToken
+from app.maps.density import FeatureDensity
+
+__all__ = ["STRATEGIES", "SamplingOptions"]
+
+STRATEGIES = ("cached", "full")
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How to draw the MC samples.
+
+    Attributes:
+        samples: ``T``; 0 means the deterministic pass only.
+        seed: Seeds every dropout mask.
+        temperature: ``τ`` in ``softmax(z / τ)``.
+        chunk_size: Samples per batched tail pass; ``None`` picks one from ``memory_budget`` (on a CPU, a tail that is
+            not factorised runs one sample at a time: its convolutions already use every core, so batching samples
+            buys no speed there and multiplies the tail's memory).
+        memory_budget: Bytes a chunk may take when ``chunk_size`` is ``None``.
+        strategy: ``"cached"`` (prefix once, tail per sample) or ``"full"`` (one full forward per sample).
+        factorise: With ``"cached"``, use the factorised or tiled head (:mod:`app.engine.samplers`) when the
+            model allows it and its buffers fit ``memory_budget``.
+        error_groups: Jackknife groups of the MC standard errors (:mod:`app.maps.mc_error`); 0 or 1 skips them
+            (no replicates, ``G`` times less statistics memory).
+        cancel: Checked after every deterministic prefix, between passes and before every chunk of samples (and every
+            row tile of the tiled head); a cancelled token stops the analysis with
+            :class:`~app.engine.cancel.AnalysisCancelled`.
+        prefix_runner: Runs the deterministic prefix in place of ``net.prefix`` and returns what it would
+            (e.g. :class:`~app.workflows.batching.PrefixBatcher`, which runs it batched with other requests');
+            ``None``: ``net.prefix``. It stands for one network's prefix of the unaugmented input, so it needs the
+            ``"cached"`` strategy and an analysis of one pass: :func:`app.engine.passes.run_passes` refuses it
+            (``ValueError``) for an ensemble or test-time augmentation rather than ignore it.
+        tta: Test-time augmentation mode (:data:`app.defaults.TTA_MODES`), run by
+            :func:`app.engine.passes.run_passes`; :func:`~app.engine.sampling.run_mc` runs one unaugmented pass.
+        density: A fitted feature density (:mod:`app.maps.density`): the maps get its ``feature_distance``, computed
+            from the deterministic pass's decoder output (:func:`app.engine.feature_density.density_map`); ``None``: none.
+
+    Raises:
+        ValueError: a field out of range, an unknown strategy or tta, or a ``prefix_runner`` with ``strategy="full"``.
+    """
+
+    samples: int = DEFAULT_SAMPLES
+    seed: int = DEFAULT_SEED
+    temperature: float = 1.0
+    chunk_size: int | None = None
+    memory_budget: int = MEMORY_BUDGET
+    strategy: str = "cached"
+    factorise: bool = True
+    error_groups: int = MC_GROUPS
+    cancel: CancelToken | None = field(default=None, compare=False, repr=False)
+    prefix_runner: Callable[[torch.Tensor], Any] | None = field(default=None, compare=False, repr=False)
+    tta: TtaMode = DEFAULT_TTA
+    density: FeatureDensity | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.samples < 0:
+            raise ValueError(f"samples must be >= 0, got {self.samples}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.error_groups < 0:
+            raise ValueError(f"error_groups must be >= 0, got {self.error_groups}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.tta not in TTA_MODES:
+            raise ValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
+        if self.prefix_runner is not None and self.strategy != "cached":
+            raise ValueError(f"prefix_runner runs the deterministic prefix, which strategy={self.strategy!r} never runs; use strategy='cached' or drop it")
