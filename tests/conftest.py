@@ -52,9 +52,10 @@ def make_tiny_bundle(out: Path, sites: list[str] | None = None, mode: str = "cha
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-        for p in net.model.segmentation_head.parameters():
+        for p in net.model.get_submodule("segmentation_head").parameters():
             p.mul_(20.0)
     save_bundle(card, net.model, out, half=False)
     return out

@@ -60,8 +60,8 @@ def _reference_pixels(bundle_dir: Path, images: list[Path]) -> tuple[np.ndarray,
         x = (_rgb(path) / 255.0 - np.array(norm.mean)) / np.array(norm.std)
         t = torch.from_numpy(x.transpose(2, 0, 1)[None]).float()
         with torch.no_grad():
-            decoded = model.decoder(model.encoder(t))
-            logits = model.segmentation_head(decoded)
+            decoded = model.get_submodule("decoder")(model.get_submodule("encoder")(t))
+            logits = model.get_submodule("segmentation_head")(decoded)
         feats.append(decoded[0].reshape(decoded.shape[1], -1).T.double().numpy())
         labels.append(logits[0].argmax(0).reshape(-1).numpy())
     return np.concatenate(feats), np.concatenate(labels)
@@ -91,7 +91,9 @@ def test_the_bundle_stores_the_density_and_its_reference(fitted_dir: Path, val_i
     card = read_card(fitted_dir / "model.json")
     info = card.feature_density
     assert info is not None and info.file == DENSITY_FILE and info.command == "test"
-    assert info.channels == load_bundle(fitted_dir).net.model.segmentation_head[0].in_channels
+    head_conv = load_bundle(fitted_dir).net.model.get_submodule("segmentation_head.0")
+    assert isinstance(head_conv, torch.nn.Conv2d)
+    assert info.channels == head_conv.in_channels
     assert info.fitted_on["count"] == COUNT and info.fitted_on["pixels"] == COUNT * SIZE * SIZE == info.fitted_on["quantile_pixels"]
     assert (fitted_dir / DENSITY_FILE).stat().st_size < 64 * 1024
     assert (fitted_dir / DENSITY_FILE).stat().st_mode & 0o777 == 0o644
@@ -196,7 +198,7 @@ def test_typicality_is_the_mahalanobis_distance_of_mean_and_spread_among_the_ref
     cov = np.cov(pairs.T, bias=True)
     point = np.array([0.55, 0.2])
     d = point - pairs.mean(axis=0)
-    assert typicality.score(point) == pytest.approx(float(d @ np.linalg.inv(cov) @ d), rel=1e-6)
+    assert typicality.score(point.tolist()) == pytest.approx(float(d @ np.linalg.inv(cov) @ d), rel=1e-6)
     assert typicality.reference == sorted(typicality.reference) and len(typicality.reference) == 200
     assert typicality.score((0.3, 0.35)) == 0.0  # a lower mean and a wider spread are no sign of an unfamiliar input
     e = np.array([0.0, 0.2 - pairs[:, 1].mean()])

@@ -289,7 +289,7 @@ def test_health_check_command_gives_up_on_a_hung_server_before_docker_does() -> 
 
 def arg_defaults() -> dict[str, str]:
     """The runtime stage's ``ARG NAME=default`` values (an ARG without a default is empty in RUN)."""
-    return dict(value.split("=", 1) if "=" in value else (value, "") for value in (i.value for i in final("ARG")))
+    return {name: default for name, _, default in (i.value.partition("=") for i in final("ARG"))}
 
 
 def run_torch_install(tmp_path: Path, **args: str) -> subprocess.CompletedProcess[str]:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_tiny_bundle, second_card, tiny_card
 
+from app.defaults import TtaMode
 from app.engine.ensemble import EnsembleNet
 from app.io.bundle import BundleError, Normalization, load_bundle, write_card
 from app.request import AnalysisRequest
@@ -58,13 +59,17 @@ def test_analyzer_reports_the_ensemble_method_passes_and_exact_errors(members: P
     again = analyzer.analyze_image(rgb, AnalysisRequest(samples=4, tta="flips", seed=3))
     assert np.array_equal(again.maps["mutual_information"], both.maps["mutual_information"])
     with pytest.raises(ValueError, match="tta must be one of"):
-        analyzer.analyze_image(rgb, AnalysisRequest(samples=0, tta="rotate"))
+        analyzer.analyze_image(rgb, AnalysisRequest(samples=0, tta="rotate"))  # type: ignore[arg-type]
 
 
 def test_single_model_analyses_report_their_method(tiny_bundle_dir: Path) -> None:
     analyzer = Analyzer(load_bundle(tiny_bundle_dir))
     rgb = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    cases = {(0, "none"): ("deterministic", 1, "exact"), (5, "none"): ("mc_dropout", 1, "jackknife"), (0, "flips"): ("tta:flips", 4, "exact")}
+    cases: dict[tuple[int, TtaMode], tuple[str, int, str]] = {
+        (0, "none"): ("deterministic", 1, "exact"),
+        (5, "none"): ("mc_dropout", 1, "jackknife"),
+        (0, "flips"): ("tta:flips", 4, "exact"),
+    }
     for (samples, tta), expected in cases.items():
         a = analyzer.analyze_image(rgb, AnalysisRequest(samples=samples, tta=tta))
         assert (a.method, a.passes, a.error_method) == expected

@@ -71,6 +71,7 @@ def test_evaluator_matches_direct_computation(labelled: tuple[Path, Path], tiny_
     assert res.segmentation.pixel_accuracy == pytest.approx(float((p[valid] == y[valid]).mean()))
     wrong = p[valid] != y[valid]
     assert res.error_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(wrong, s[valid]), abs=1e-9)
+    assert res.ood_detection is not None
     assert res.ood_detection["mutual_information"].auroc == pytest.approx(roc_auc_score(y == 255, s), abs=1e-9)
 
 

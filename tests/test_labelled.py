@@ -36,10 +36,10 @@ def test_bytes_and_arrays_give_the_same_result(tiny_bundle: Bundle) -> None:
 
 
 @pytest.mark.parametrize("mask", [np.zeros((24, 41), np.uint8), np.zeros((24, 40, 3), np.uint8)])
-def test_a_mismatched_mask_is_refused_before_inference(tiny_bundle: Bundle, mask: np.ndarray) -> None:
+def test_a_mismatched_mask_is_refused_before_inference(tiny_bundle: Bundle, mask: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     analyzer = Analyzer(tiny_bundle)
-    calls = []
-    analyzer.analyze_image = lambda *a, **k: calls.append(1)  # type: ignore[method-assign]
+    calls: list[int] = []
+    monkeypatch.setattr(analyzer, "analyze_image", lambda *a, **k: calls.append(1))
     with pytest.raises(MaskError) as err:
         analyze_labelled(analyzer, np.zeros((24, 40, 3), np.uint8), mask, mask_name="m.png")
     assert err.value.message.startswith("m.png:") and not calls

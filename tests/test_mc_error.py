@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from app.cli import main
-from app.engine.dropout import sampling_plan
+from app.engine.dropout import MCDropout, sampling_plan
 from app.engine.geometry import crop, pad_to_stride, to_tensor
 from app.io.bundle import Bundle, load_bundle
 from app.io.synthetic import make_scene
@@ -153,6 +153,7 @@ def test_reported_errors_match_the_seed_to_seed_spread_of_the_shipped_model() ->
     rgb = make_scene("ood", 0, size=128, seed=0).image
     stratified = _spread(Analyzer(bundle), rgb, range(1000, 1040))
     for module in bundle.net.dropouts:
+        assert isinstance(module, MCDropout)
         module.scheme = "iid"
     independent = _spread(Analyzer(bundle), rgb, range(1000, 1040))
     for name, (rms, sd) in independent.items():
@@ -179,7 +180,8 @@ def test_cli_writes_each_error_into_analysis_json_and_summary_csv(tiny_bundle_di
         assert value is not None
         assert info["maps"][name]["mean_error"] == pytest.approx(value, rel=1e-6, abs=1e-12), name
         assert float(row[f"se_{name}"]) == pytest.approx(value, rel=1e-6, abs=1e-12), name
-    assert expected["mutual_information"] > 0
+    mutual_information = expected["mutual_information"]
+    assert mutual_information is not None and mutual_information > 0
 
 
 @pytest.mark.parametrize("block_bytes", [1, 4 * 4 * 2 * 3 * 7 * 4])

@@ -19,7 +19,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from app.cli import main
-from app.engine.dropout import SamplingPlan
+from app.engine.dropout import MCDropout, SamplingPlan
 from app.io.bundle import WEIGHTS_FILE, load_bundle, read_card
 from app.io.synthetic import iter_split
 
@@ -44,6 +44,7 @@ def _reference(bundle_dir: Path, rgb: np.ndarray, temperature: float) -> tuple[t
     mean, std = torch.tensor(card.normalization.mean).view(3, 1, 1), torch.tensor(card.normalization.std).view(3, 1, 1)
     x = ((torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0 - mean) / std).unsqueeze(0)
     drop = load_bundle(bundle_dir).net.dropouts[0]
+    assert isinstance(drop, MCDropout)
     with torch.no_grad():
         probs = torch.softmax(model(x).double() / temperature, 1)[0]
         decoded = model.decoder(model.encoder(x))

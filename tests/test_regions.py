@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.maps.regions import region_table
+from app.maps.regions import Region, region_table
 
 NAMES = ["background", "car", "tree"]
 
@@ -24,7 +24,7 @@ def _maps(shape: tuple[int, int], seed: int = 0) -> dict[str, np.ndarray]:
     return {"entropy": rng.random(shape).astype(np.float32), "variance": rng.random(shape).astype(np.float32) * 0.25}
 
 
-def _rows(table: list[dict[str, object]], kind: str, cls: int | None = None) -> list[dict[str, object]]:
+def _rows(table: list[Region], kind: str, cls: int | None = None) -> list[Region]:
     return [r for r in table if r.kind == kind and (cls is None or r.class_index == cls)]
 
 

@@ -153,8 +153,8 @@ def test_blend_is_the_weighted_mixture_of_the_tiles() -> None:
     mean = sums["m"] / sums["w"]
     out = band.rows(20)
     expected = {"probs": sums["p"] / sums["w"], "mean_probs": mean, "class_variance": sums["m2"] / sums["w"] - mean**2}
-    for name, value in expected.items():
-        torch.testing.assert_close(getattr(out, name).double(), value.expand(3, 20, 30), atol=2e-6, rtol=0, msg=name)
+    for name, reference in expected.items():
+        torch.testing.assert_close(getattr(out, name).double(), reference.expand(3, 20, 30), atol=2e-6, rtol=0, msg=name)
     torch.testing.assert_close(out.expected_entropy.double(), sums["e"] / sums["w"], atol=2e-6, rtol=0)
     assert float(out.class_variance.min()) >= 0.0
 

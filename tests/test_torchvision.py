@@ -36,9 +36,10 @@ def _model(builder: str, seed: int = 0, classes: int = 3, **kwargs: object) -> n
     with torch.no_grad():
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
+                assert module.running_mean is not None and module.running_var is not None
                 module.running_mean.uniform_(-0.2, 0.2)
                 module.running_var.uniform_(0.5, 1.5)
-        last = [m for m in model.classifier.modules() if isinstance(m, nn.Conv2d)][-1]
+        last = [m for m in model.get_submodule("classifier").modules() if isinstance(m, nn.Conv2d)][-1]
         last.weight.mul_(5.0)
     return model
 
@@ -124,9 +125,9 @@ def test_backbone_runs_once_per_image_not_per_sample() -> None:
     """The prefix holds the backbone and the ASPP up to its dropout: a tail of 5 samples runs neither."""
     net, _ = _net(DEEPLAB)
     calls = {"backbone": 0, "aspp": 0, "last": 0}
-    net.model.backbone.register_forward_hook(lambda *_: calls.__setitem__("backbone", calls["backbone"] + 1))
-    net.model.classifier[0].convs[0].register_forward_hook(lambda *_: calls.__setitem__("aspp", calls["aspp"] + 1))
-    net.model.classifier[4].register_forward_hook(lambda *_: calls.__setitem__("last", calls["last"] + 1))
+    net.model.get_submodule("backbone").register_forward_hook(lambda *_: calls.__setitem__("backbone", calls["backbone"] + 1))
+    net.model.get_submodule("classifier.0.convs.0").register_forward_hook(lambda *_: calls.__setitem__("aspp", calls["aspp"] + 1))
+    net.model.get_submodule("classifier.4").register_forward_hook(lambda *_: calls.__setitem__("last", calls["last"] + 1))
     with torch.no_grad(), sampling_plan(0, range(5)):
         net.tail(net.prefix(_x(b=1)), 5)
     assert calls == {"backbone": 1, "aspp": 1, "last": 1}
@@ -153,7 +154,7 @@ def test_mc_statistics_match_textbook_dropout_in_train_mode() -> None:
     samples = 400
     net, plain = _net(DEEPLAB, seed=1)
     x = _x(b=1, seed=5)
-    plain.classifier[0].project[3].train()
+    plain.get_submodule("classifier.0.project.3").train()
     torch.manual_seed(0)
     with torch.no_grad():
         p = torch.cat([torch.softmax(plain(x.repeat(50, 1, 1, 1))["out"].double(), dim=1) for _ in range(samples // 50)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,11 @@ from app.io.bundle import load_bundle
 from app.io.synthetic import iter_split
 from app.workflows.train import TrainConfig, evaluate_miou, train
 
-TINY = {"steps": 3, "batch": 4, "size": 32, "train_images": 8, "test_images": 4, "decoder_channels": (16, 8, 8), "threads": 1}
+TINY = TrainConfig(steps=3, batch=4, size=32, train_images=8, test_images=4, decoder_channels=(16, 8, 8), threads=1)
 
 
 def _run(out: Path, seed: int) -> dict[str, torch.Tensor]:
-    train(TrainConfig(**TINY, out=out, seed=seed))
+    train(replace(TINY, out=out, seed=seed))
     return load_file(str(out / "model.safetensors"))
 
 

@@ -30,6 +30,7 @@ from webutil import LiveServer, assert_error, encode_image, random_png, web_sett
 
 from app.io.decoding import ImageDecodeError
 from app.web.admission import Admission, Overloaded, TooMuchWork
+from app.web.encoding import analysis_json
 from app.web.protocol import uvicorn_options
 from app.web.service import AnalysisService
 from app.web.settings import Settings
@@ -47,14 +48,14 @@ class ServeServer(LiveServer):
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        config = uvicorn.Config(self.server.config.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **uvicorn_options(settings))
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **uvicorn_options(settings))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 
     @property
     def service(self) -> AnalysisService:
         """The app's analysis service (the server runs in this process)."""
-        service: AnalysisService = self.server.config.app.state.service
+        service: AnalysisService = self.app.state.service
         return service
 
 
@@ -265,7 +266,7 @@ def test_reading_decoding_and_encoding_happen_inside_the_gate(gate: ServeServer,
 
     service = gate.service
     seen: dict[str, tuple[int, str]] = {}
-    read, encode = service_module.read_upload, route.analysis_json
+    read, encode = service_module.read_upload, analysis_json
 
     def reading(*args: Any) -> Any:
         seen["read"] = (service.admission.running, threading.current_thread().name)

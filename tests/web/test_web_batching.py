@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from webutil import LiveServer, random_png, wait_ready, web_settings
@@ -51,7 +52,7 @@ def reference(working_bundle_dir: Path) -> Analyzer:
 
 
 def _service(server: LiveServer) -> AnalysisService:
-    service = server.server.config.app.state.service
+    service = server.app.state.service
     assert isinstance(service, AnalysisService)
     return service
 
@@ -150,5 +151,6 @@ def test_batch_size_and_wait_come_from_the_environment(concurrent: int, batch: i
     app = create_app(web_settings(working_bundle_dir, max_concurrent=concurrent, warmup=False))
     with TestClient(app, base_url="http://localhost") as client:
         wait_ready(client)
-        batcher = client.app.state.service.batcher  # type: ignore[attr-defined]
+        assert isinstance(client.app, FastAPI)
+        batcher = client.app.state.service.batcher
         assert (batcher.max_batch_size, batcher.max_wait) == (batch, 0.0025)

@@ -19,7 +19,7 @@ from app.cli import main
 from app.defaults import TTA_MODES
 from app.io.bundle import load_bundle, save_bundle
 from app.web.factory import create_app
-from app.web.forms import TtaForm
+from app.web.forms import AnalysisForm
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def ensemble_dir(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory
     base = tmp_path_factory.mktemp("web-ensemble")
     other = load_bundle(tiny_bundle_dir)
     with torch.no_grad():
-        for parameter in other.net.model.segmentation_head.parameters():
+        for parameter in other.net.model.get_submodule("segmentation_head").parameters():
             parameter.neg_()
     save_bundle(other.card, other.net.model, base / "b", half=False)
     folder = base / "duo"
@@ -77,7 +77,7 @@ def test_the_answer_reports_method_passes_and_samples(single: TestClient, duo: T
 def test_an_unknown_tta_is_a_422_naming_the_field(single: TestClient) -> None:
     response = single.post("/api/v1/analyze", files={"file": ("a.png", random_png())}, data={"tta": "rotations"})
     assert_error(response, 422, "validation_error", field="tta")
-    assert set(get_args(get_args(TtaForm)[0])) == set(TTA_MODES)
+    assert set(get_args(AnalysisForm.model_fields["tta"].annotation)) == set(TTA_MODES)
 
 
 def test_evaluate_takes_tta_too(duo: TestClient) -> None:

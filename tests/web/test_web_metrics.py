@@ -25,7 +25,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
-from webutil import MAX_BODY, MAX_SAMPLES, LiveServer, assert_error, encode_image, free_port, random_png, wait_ready, web_settings
+from webutil import MAX_BODY, MAX_SAMPLES, HttpResponse, LiveServer, assert_error, encode_image, free_port, random_png, wait_ready, web_settings
 
 from app.io.bundle import Bundle
 from app.web.admission import Admission, Reservation
@@ -75,7 +75,7 @@ def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
     return [json.loads(record.getMessage()) for record in caplog.records if record.name == "app.web.access"]
 
 
-def analyze(client: TestClient, png: bytes, samples: int, request_id: str | None = None) -> httpx.Response:
+def analyze(client: TestClient, png: bytes, samples: int, request_id: str | None = None) -> HttpResponse:
     headers = {"X-Request-ID": request_id} if request_id else None
     return client.post("/api/v1/analyze", files={"file": ("a.png", png, "image/png")}, data={"samples": str(samples)}, headers=headers)
 
@@ -107,7 +107,8 @@ def test_an_analysis_moves_its_counters_and_histograms(client: TestClient) -> No
 
 
 def test_queue_gauges_are_read_from_admission_at_scrape_time(client: TestClient) -> None:
-    admission: Admission = client.app.state.service.admission  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    admission: Admission = client.app.state.service.admission
     reservation: Reservation = on_loop(client, admission.reserve, 1234, "test work", "")
     try:
         waiting = scrape(client)
@@ -122,25 +123,26 @@ def test_queue_gauges_are_read_from_admission_at_scrape_time(client: TestClient)
     assert value(idle, "segu_work_budget") == MAX_WORK
 
 
-def _too_large(client: TestClient, headers: dict[str, str]) -> httpx.Response:
+def _too_large(client: TestClient, headers: dict[str, str]) -> HttpResponse:
     return client.post("/api/v1/analyze", files={"file": ("a.png", b"\0" * (MAX_BODY + 1), "image/png")}, headers=headers)
 
 
-def _corrupt(client: TestClient, headers: dict[str, str]) -> httpx.Response:
+def _corrupt(client: TestClient, headers: dict[str, str]) -> HttpResponse:
     return client.post("/api/v1/analyze", files={"file": ("a.png", random_png(64, 64, seed=3)[:300], "image/png")}, headers=headers)
 
 
-def _too_much_work(client: TestClient, headers: dict[str, str]) -> httpx.Response:
+def _too_much_work(client: TestClient, headers: dict[str, str]) -> HttpResponse:
     png = random_png(140, 140)
     return client.post("/api/v1/analyze", files={"file": ("a.png", png, "image/png")}, data={"samples": str(MAX_SAMPLES)}, headers=headers)
 
 
-def _bad_samples(client: TestClient, headers: dict[str, str]) -> httpx.Response:
+def _bad_samples(client: TestClient, headers: dict[str, str]) -> HttpResponse:
     return client.post("/api/v1/analyze", files={"file": ("a.png", random_png(8, 8), "image/png")}, data={"samples": "999"}, headers=headers)
 
 
-def _overloaded(client: TestClient, headers: dict[str, str]) -> httpx.Response:
-    admission: Admission = client.app.state.service.admission  # type: ignore[attr-defined]
+def _overloaded(client: TestClient, headers: dict[str, str]) -> HttpResponse:
+    assert isinstance(client.app, FastAPI)
+    admission: Admission = client.app.state.service.admission
     held = on_loop(client, admission.reserve, 1, "a request holding the only place", "")
     try:
         return analyze(client, random_png(8, 8), 1, headers["X-Request-ID"])
@@ -164,7 +166,7 @@ REJECTIONS = [
 
 @pytest.mark.parametrize(("make", "status", "code", "route", "method"), REJECTIONS, ids=[case[2] for case in REJECTIONS])
 def test_an_error_is_counted_by_its_code_carries_the_id_and_is_logged_once(
-    client: TestClient, caplog: pytest.LogCaptureFixture, make: Callable[..., httpx.Response], status: int, code: str, route: str, method: str
+    client: TestClient, caplog: pytest.LogCaptureFixture, make: Callable[..., HttpResponse], status: int, code: str, route: str, method: str
 ) -> None:
     request_id = f"reject-{code}"
     before = scrape(client)
@@ -204,7 +206,7 @@ def test_a_sane_request_id_is_echoed(client: TestClient, sent: str) -> None:
 def test_an_unsafe_request_id_is_replaced_by_a_new_one(client: TestClient, caplog: pytest.LogCaptureFixture, sent: str | bytes) -> None:
     caplog.set_level(logging.INFO, logger="app.web.access")
     caplog.clear()
-    response = client.get("/healthz", headers={"X-Request-ID": sent})
+    response = client.get("/healthz", headers={b"X-Request-ID": sent} if isinstance(sent, bytes) else {"X-Request-ID": sent})
     assert response.status_code == 200
     assert GENERATED.fullmatch(response.headers["X-Request-ID"])
     assert [line["request_id"] for line in access_lines(caplog)] == [response.headers["X-Request-ID"]]

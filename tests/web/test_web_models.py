@@ -139,7 +139,7 @@ def test_admission_is_shared_by_the_models(tiny_bundle_dir: Path, second_bundle_
         request_timeout=2.0,
     )
     server = LiveServer(settings).start()
-    services = server.server.config.app.state.services
+    services = server.app.state.services
     slow = encode_image(np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8), "JPEG")
     try:
         with ThreadPoolExecutor(2) as pool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import segmentation_models_pytorch as smp
 import torch
@@ -16,7 +17,7 @@ from app.io.bundle import CARD_FILE, WEIGHTS_FILE
 from app.web.factory import create_app
 
 
-def _serve_and_analyze(folder: Path) -> tuple[dict[str, object], dict[str, object]]:
+def _serve_and_analyze(folder: Path) -> tuple[dict[str, Any], dict[str, Any]]:
     """The model the server reports and one analysis of a 40×56 PNG."""
     with TestClient(create_app(web_settings(folder)), base_url="http://localhost") as client:
         wait_ready(client)
@@ -31,8 +32,8 @@ def test_smp_save_pretrained_folder_served_directly(tmp_path: Path) -> None:
     torch.manual_seed(0)
     smp.Unet("mobilenet_v2", encoder_depth=3, encoder_weights=None, decoder_channels=[16, 8, 8], classes=3).save_pretrained(tmp_path / "mine")
     model, analysis = _serve_and_analyze(tmp_path / "mine")
-    assert [c["name"] for c in model["classes"]] == ["class 0", "class 1", "class 2"]  # type: ignore[index,union-attr]
-    assert [n.split(":")[0] for n in model["provenance"]["assumed"]] == ["classes", "normalization", "dropout", "input.working_size"]  # type: ignore[index]
+    assert [c["name"] for c in model["classes"]] == ["class 0", "class 1", "class 2"]
+    assert [n.split(":")[0] for n in model["provenance"]["assumed"]] == ["classes", "normalization", "dropout", "input.working_size"]
     assert analysis["width"] == 56 and analysis["dropout_added_at_inference"] is True
 
 

@@ -55,7 +55,10 @@ def test_grey_png_refuses_what_it_cannot_encode() -> None:
 
 def test_npz_stores_floats_and_deflates_integers() -> None:
     rng = np.random.default_rng(0)
-    arrays = {"confidence": rng.random((64, 80), dtype=np.float32), "prediction": (np.arange(64 * 80).reshape(64, 80) // 700).astype(np.uint8)}
+    arrays: dict[str, np.ndarray] = {
+        "confidence": rng.random((64, 80), dtype=np.float32),
+        "prediction": (np.arange(64 * 80).reshape(64, 80) // 700).astype(np.uint8),
+    }
     data = write_npz(arrays)
     loaded = np.load(io.BytesIO(data))
     for name, array in arrays.items():
