@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any, overload
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -37,17 +37,7 @@ class ApiError(Exception):
         field: The request field at fault, if any.
     """
 
-    @overload
-    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None: ...
-
-    @overload
-    def __init__(self, status: int, name: str, message: str, field: str | None = None, /) -> None: ...
-
-    def __init__(self, code: ErrorCode | int, message: str, field: str | None = None, legacy_field: str | None = None) -> None:
-        if isinstance(code, int):  # transitional (status, code, message[, field]) form, until service.py and routes/ pass an ErrorCode
-            status, code, message, field = code, ErrorCode[message.upper()], str(field), legacy_field
-            if code.status != status:
-                raise ValueError(f"error code {code} is answered with {code.status}, not {status}")
+    def __init__(self, code: ErrorCode, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.status = code.status

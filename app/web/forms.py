@@ -76,7 +76,7 @@ class AnalysisForm(BaseModel):
         """
         samples = default_samples if self.samples is None else self.samples
         if samples > max_samples:
-            raise ApiError(422, "validation_error", f"samples: Input should be less than or equal to {max_samples}", "samples")
+            raise ApiError(ErrorCode.VALIDATION_ERROR, f"samples: Input should be less than or equal to {max_samples}", "samples")
         return AnalysisRequest(samples=samples, seed=self.seed, calibrated=self.calibrated, resolution=self.resolution, tta=self.tta, min_area=min_area)
 
 

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
+from app.error_codes import ErrorCode
 from app.io.bundle import Bundle
 from app.web.admission import Admission
 from app.web.errors import ApiError
 from app.web.metrics import Metrics
 from app.web.service import AnalysisService, new_cache
-from app.web.settings import Settings
+from app.web.settings import Settings, env_name
 
 __all__ = ["ModelServices", "ModelStatus", "check_bundles"]
 
@@ -47,8 +48,8 @@ def check_bundles(bundles: Sequence[Bundle], settings: Settings) -> None:
         samples = bundle.card.samples_default()
         if settings.default_samples is None and samples > settings.max_samples:
             raise ValueError(
-                f"model {name!r} defaults to {samples} MC samples (its card's default_samples) but SEGU_MAX_SAMPLES is {settings.max_samples}: "
-                "raise SEGU_MAX_SAMPLES or set SEGU_DEFAULT_SAMPLES"
+                f"model {name!r} defaults to {samples} MC samples (its card's default_samples) but {env_name('max_samples')} is {settings.max_samples}: "
+                f"raise {env_name('max_samples')} or set {env_name('default_samples')}"
             )
 
 
@@ -115,10 +116,10 @@ class ModelServices:
         """
         service = self.default if name is None else self.services.get(name)
         if service is None:
-            raise ApiError(422, "unknown_model", f"no model named {name!r} is served here; the models are {', '.join(self.names)}", "model")
+            raise ApiError(ErrorCode.UNKNOWN_MODEL, f"no model named {name!r} is served here; the models are {', '.join(self.names)}", "model")
         if not service.ready:
             why = service.failure or "it is still warming up; retry in a few seconds (GET /readyz reports when every model is ready)"
-            raise ApiError(503, "not_ready", f"model {service.name} is not ready: {why}")
+            raise ApiError(ErrorCode.NOT_READY, f"model {service.name} is not ready: {why}")
         return service
 
     async def start(self) -> None:

@@ -9,8 +9,10 @@ import anyio
 import anyio.to_thread
 
 from app.engine.cancel import AnalysisCancelled, CancelToken
+from app.error_codes import ErrorCode
 from app.web.admission import Admission, Reservation
 from app.web.errors import ApiError
+from app.web.settings import env_name
 
 __all__ = ["WATCH_SECONDS", "Disconnected", "never_disconnected", "supervise"]
 
@@ -72,12 +74,11 @@ async def supervise(
         raise failure
     if token.reason == "deadline":
         raise ApiError(
-            504,
-            "timeout",
-            f"the analysis did not finish within the server's limit of {timeout:g} s (SEGU_REQUEST_TIMEOUT) "
+            ErrorCode.TIMEOUT,
+            f"the analysis did not finish within the server's limit of {timeout:g} s ({env_name('request_timeout')}) "
             "and was stopped; use fewer samples, resolution=working or a smaller image, or retry when the server is less busy",
         )
-    raise ApiError(499, "client_disconnected", "the client closed the connection; the analysis was stopped")
+    raise ApiError(ErrorCode.CLIENT_DISCONNECTED, "the client closed the connection; the analysis was stopped")
 
 
 async def _watch(token: CancelToken, disconnected: Disconnected, waiting: anyio.CancelScope) -> None:

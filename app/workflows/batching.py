@@ -33,6 +33,7 @@ from functools import partial
 from typing import Any
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.engine.network import SegmentationNet
@@ -58,13 +59,8 @@ class _Batch:
 
 
 def _rows(cached: Any, start: int, stop: int) -> Any:
-    """Rows ``start:stop`` of a prefix output: of a tensor, or of every tensor in nested lists and tuples (their types kept)."""
-    if isinstance(cached, torch.Tensor):
-        return cached[start:stop]
-    if isinstance(cached, (list, tuple)):
-        parts = (_rows(part, start, stop) for part in cached)
-        return type(cached)(*parts) if hasattr(cached, "_fields") else type(cached)(parts)
-    return cached
+    """Rows ``start:stop`` of every tensor in a prefix output (a pytree: its containers' types kept)."""
+    return tree_map_only(torch.Tensor, lambda t: t[start:stop], cached)
 
 
 class PrefixBatcher:

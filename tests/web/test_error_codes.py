@@ -30,12 +30,6 @@ def test_api_error_takes_its_status_from_the_code() -> None:
     assert json.loads(bytes(response.body)) == {"error": {"code": "too_much_work", "message": "too big"}}
 
 
-def test_the_transitional_status_form_must_agree_with_the_code() -> None:
-    assert ApiError(404, "analysis_not_found", "gone", "analysis_id").code is ErrorCode.ANALYSIS_NOT_FOUND
-    with pytest.raises(ValueError, match="answered with 503"):
-        ApiError(500, "not_ready", "loading")
-
-
 def test_decoding_raises_enum_codes() -> None:
     with pytest.raises(ImageDecodeError) as raised:
         decode_image(b"not an image")

@@ -120,6 +120,15 @@ def test_colour_gradient_uses_the_lut() -> None:
     assert gradient.endswith("rgb(253,231,37) 100.00%)")
 
 
+def form_fields(schemas: dict[str, Any], name: str) -> dict[str, Any]:
+    """A multipart body's fields: its own properties and those of the form model it extends (``allOf``)."""
+    schema = schemas[name]
+    fields = dict(schema.get("properties", {}))
+    for part in schema.get("allOf", []):
+        fields.update(schemas[part["$ref"].rsplit("/", 1)[-1]]["properties"])
+    return fields
+
+
 def test_openapi_documents_every_field(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     assert set(spec["paths"]) == {
@@ -141,15 +150,17 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
         if not field.get("description")
     ]
     assert undocumented == []
-    form = spec["components"]["schemas"]["Body_analyze_api_v1_analyze_post"]["properties"]
+    schemas = spec["components"]["schemas"]
+    form = form_fields(schemas, "Body_analyze_api_v1_analyze_post")
     assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype", "model", "tta"}
-    assert [kind.get("maximum") for kind in form["samples"]["anyOf"]] == [16, None]  # an integer up to 16, or omitted: the model's default
+    # an integer from 0 (its limit is the server's max_samples, checked per request), or omitted: the model's default
+    assert [kind.get("minimum") for kind in form["samples"]["anyOf"]] == [0, None] and "max_samples" in form["samples"]["description"]
     assert form["resolution"]["enum"] == ["working", "full"] and form["resolution"]["default"] == "working"
     assert form["raw"]["default"] is False
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "413", "415", "422"}
-    evaluate_form = spec["components"]["schemas"]["Body_evaluate_api_v1_evaluate_post"]
+    evaluate_form = schemas["Body_evaluate_api_v1_evaluate_post"]
     evaluate_fields = {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype", "model", "tta"}
-    assert set(evaluate_form["properties"]) == evaluate_fields
+    assert set(form_fields(schemas, "Body_evaluate_api_v1_evaluate_post")) == evaluate_fields
     assert set(evaluate_form["required"]) == {"file", "mask"}
     assert set(spec["components"]["schemas"]["EvaluateResponse"]["properties"]) >= {"maps", "prediction", "metrics", "error_map", "reliability_png"}
     assert set(spec["paths"]["/api/v1/evaluate"]["post"]["responses"]) >= {"200", "413", "415", "422"}

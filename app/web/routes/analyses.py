@@ -9,6 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Path, Query, Response
 
 from app.defaults import TOP_CLASSES
+from app.error_codes import ErrorCode
 from app.io.encoding import write_npz
 from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
 from app.maps.registry import MAP_NAMES, get_map
@@ -39,8 +40,7 @@ def lookup(cache: AnalysisCache, analysis_id: str) -> CachedAnalysis:
     if entry is None:
         ttl = cache.ttl
         raise ApiError(
-            404,
-            "analysis_not_found",
+            ErrorCode.ANALYSIS_NOT_FOUND,
             f"analysis {analysis_id!r} has expired or never existed: analyses are kept for {ttl:g} s after their last use "
             f"(at most {cache.max_entries} of them); analyse the image again for a new id",
             "analysis_id",
@@ -57,7 +57,7 @@ def _colour_png(entry: CachedAnalysis, name: str) -> bytes:
     if name in MAP_NAMES:
         return png_bytes(colourise(get_map(name), arrays[name], len(entry.class_names)))
     names = ", ".join([*MAP_NAMES, "prediction", *(["error"] if "error" in arrays else [])])
-    raise ApiError(404, "not_found", f"no map {name!r} in this analysis; the maps are {names}", "name")
+    raise ApiError(ErrorCode.NOT_FOUND, f"no map {name!r} in this analysis; the maps are {names}", "name")
 
 
 @router.get(
@@ -94,7 +94,7 @@ async def maps_npz(services: ServicesDep, analysis_id: IdPath) -> Response:
 
 def _check_inside(value: int, size: int, field: str, side: str) -> None:
     if value >= size:
-        raise ApiError(422, "validation_error", f"{field}: {value} is outside the analysed image, whose {side} is {size} (0 to {size - 1})", field)
+        raise ApiError(ErrorCode.VALIDATION_ERROR, f"{field}: {value} is outside the analysed image, whose {side} is {size} (0 to {size - 1})", field)
 
 
 @router.get(
