@@ -93,33 +93,31 @@ def declare_bearer_keys(app: DocumentedApp) -> None:
     app.openapi_schema = None
 
 
-def build_router(app: FastAPI) -> APIRouter:
-    """The docs page and its assets; include it before ``/static`` is mounted.
+# The docs page and its assets; included before ``/static`` is mounted, which would shadow ``/static/swagger/``.
+router = APIRouter(include_in_schema=False)
 
-    Args:
-        app: The app whose OpenAPI document the page shows.
-    """
-    router = APIRouter(include_in_schema=False)
 
-    @router.get(f"{ASSET_PREFIX}/{{name}}")
-    async def swagger_asset(name: str) -> FileResponse:
-        media_type = ASSETS.get(name)
-        if media_type is None:
-            raise ApiError(ErrorCode.NOT_FOUND, f"no such Swagger UI file: {name}; the docs use {', '.join(sorted(ASSETS))}")
-        return FileResponse(SWAGGER_DIR / name, media_type=media_type)
+@router.get(f"{ASSET_PREFIX}/{{name}}")
+async def swagger_asset(name: str) -> FileResponse:
+    """One of Swagger UI's files, from the installed package."""
+    media_type = ASSETS.get(name)
+    if media_type is None:
+        raise ApiError(ErrorCode.NOT_FOUND, f"no such Swagger UI file: {name}; the docs use {', '.join(sorted(ASSETS))}")
+    return FileResponse(SWAGGER_DIR / name, media_type=media_type)
 
-    @router.get("/docs", response_class=HTMLResponse)
-    async def docs(request: Request) -> HTMLResponse:
-        root = str(request.scope.get("root_path", "")).rstrip("/")
-        page = get_swagger_ui_html(
-            openapi_url=f"{root}{app.openapi_url}",
-            title=f"{app.title} – API docs",
-            swagger_js_url=f"{root}{ASSET_PREFIX}/swagger-ui-bundle.js",
-            swagger_css_url=f"{root}{ASSET_PREFIX}/swagger-ui.css",
-            swagger_favicon_url=f"{root}{ASSET_PREFIX}/favicon-32x32.png",
-            swagger_ui_parameters=SWAGGER_PARAMETERS,
-        )
-        page.headers["Content-Security-Policy"] = inline_script_csp(bytes(page.body).decode())
-        return page
 
-    return router
+@router.get("/docs", response_class=HTMLResponse)
+async def docs(request: Request) -> HTMLResponse:
+    """Swagger UI showing the serving app's OpenAPI document."""
+    app: FastAPI = request.app
+    root = str(request.scope.get("root_path", "")).rstrip("/")
+    page = get_swagger_ui_html(
+        openapi_url=f"{root}{app.openapi_url}",
+        title=f"{app.title} – API docs",
+        swagger_js_url=f"{root}{ASSET_PREFIX}/swagger-ui-bundle.js",
+        swagger_css_url=f"{root}{ASSET_PREFIX}/swagger-ui.css",
+        swagger_favicon_url=f"{root}{ASSET_PREFIX}/favicon-32x32.png",
+        swagger_ui_parameters=SWAGGER_PARAMETERS,
+    )
+    page.headers["Content-Security-Policy"] = inline_script_csp(bytes(page.body).decode())
+    return page

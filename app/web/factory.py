@@ -12,11 +12,10 @@ import torch
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from app.engine.device import resolve_device
 from app.io.bundle import Bundle, load_bundle
-from app.io.resources import static_dir, templates_dir
+from app.io.resources import static_dir
 from app.web import docs
 from app.web.api_paths import ANALYSES_PATH, API_PREFIX
 from app.web.errors import install_error_handlers
@@ -103,13 +102,13 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     secure_server_errors(app)
     with_request_id_on_server_errors(app)
     routers = [health.router, models.router, analyze.router, evaluate.router, analyses.router]
-    routers.append(page.build_router(Jinja2Templates(directory=str(templates_dir()))))
+    routers.append(page.router)
     if settings.metrics:
         routers.append(metrics.router)
     if settings.docs:
         if settings.api_keys:
             docs.declare_bearer_keys(app)
-        routers.append(docs.build_router(app))  # before the /static mount, which would shadow /static/swagger/
+        routers.append(docs.router)  # before the /static mount, which would shadow /static/swagger/
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.schemas.analysis import ClassOut, ErrorResponse, ModelInfo, ModelsResponse
 from app.web.service import AnalysisService
 
-router = APIRouter(prefix="/api/v1", tags=["models"])
+router = APIRouter(prefix=API_PREFIX, tags=["models"])
 
 
 def model_info(service: AnalysisService, default: bool = True) -> ModelInfo:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.rendering import colour_lut, error_legend
+from app.io.resources import templates_dir
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
@@ -177,12 +179,16 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
     }
 
 
-def build_router(templates: Jinja2Templates) -> APIRouter:
-    """The page router, rendering with ``templates``."""
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/", response_class=HTMLResponse)
-    async def index(request: Request, services: ServicesDep, settings: SettingsDep) -> HTMLResponse:
-        return templates.TemplateResponse(request, TEMPLATE, page_context(services, settings))
 
-    return router
+@lru_cache(maxsize=1)
+def templates() -> Jinja2Templates:
+    """The page's templates (the installed copies, else the source tree's; :mod:`app.io.resources`), loaded once."""
+    return Jinja2Templates(directory=str(templates_dir()))
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(request: Request, services: ServicesDep, settings: SettingsDep) -> HTMLResponse:
+    """The page, with its configuration embedded."""
+    return templates().TemplateResponse(request, TEMPLATE, page_context(services, settings))
