@@ -15,6 +15,7 @@ same samples up to float rounding; which one runs changes the cost, never the ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,14 +126,22 @@ class CachedTail:
 
 def _tail_chunks(job: PassJob, pool: PassPool, logits: torch.Tensor, options: SamplingOptions) -> None:
     """:class:`CachedTail`'s samples, ``logits`` (the deterministic ones or their stand-in) sizing the chunks."""
-    samples = options.samples
     cpu = job.x.device.type == "cpu"
-    chunk = options.chunk_size or (1 if cpu else auto_chunk(nbytes(job.cached), nbytes(logits), options.memory_budget, samples))
-    for start in range(0, samples, chunk):
-        checkpoint(options.cancel)
-        ids = range(start, min(samples, start + chunk))
+    chunk = options.chunk_size or (1 if cpu else auto_chunk(nbytes(job.cached), nbytes(logits), options.memory_budget, options.samples))
+
+    def tail_logits(ids: range) -> torch.Tensor:
         with sampling_plan(job.seed, ids):
-            sample_logits = job.member.tail(job.cached, len(ids))
+            return job.member.tail(job.cached, len(ids))
+
+    _draw_chunks(job, pool, options, chunk, tail_logits)
+
+
+def _draw_chunks(job: PassJob, pool: PassPool, options: SamplingOptions, chunk: int, logits_of: Callable[[range], torch.Tensor]) -> None:
+    """Samples ``0 .. T-1`` in chunks of ``chunk``: ``logits_of(ids)`` gives a chunk's ``(len(ids), C, H, W)`` logits, pooled at once."""
+    for start in range(0, options.samples, chunk):
+        checkpoint(options.cancel)
+        ids = range(start, min(options.samples, start + chunk))
+        sample_logits = logits_of(ids)
         pool.add_samples(job.aug, ids, sample_logits)
         del sample_logits
 
@@ -155,12 +164,7 @@ class FactorisedTail:
             return
         head = FactorisedHead(job.member, job.cached)
         chunk = o.chunk_size or auto_chunk(0, nbytes(logits), o.memory_budget, o.samples)
-        for start in range(0, o.samples, chunk):
-            checkpoint(o.cancel)
-            ids = range(start, min(o.samples, start + chunk))
-            sample_logits = head.logits(SamplingPlan(job.seed, tuple(ids)))
-            pool.add_samples(job.aug, ids, sample_logits)
-            del sample_logits
+        _draw_chunks(job, pool, o, chunk, lambda ids: head.logits(SamplingPlan(job.seed, tuple(ids))))
 
 
 @dataclass(frozen=True)
