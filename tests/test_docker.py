@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -151,14 +152,14 @@ def is_get_route(path: str) -> bool:
     return any(route.matches(scope)[0] is Match.FULL for route in app.router.routes)
 
 
-def compose() -> dict[str, object]:
+def compose() -> dict[str, Any]:
     """compose.yaml, parsed."""
     data = yaml.safe_load((REPO / "compose.yaml").read_text())
     assert isinstance(data, dict)
     return data
 
 
-def app_service() -> tuple[str, dict[str, object]]:
+def app_service() -> tuple[str, dict[str, Any]]:
     """The compose service that builds this repository's Dockerfile: its name and its definition."""
     services = compose()["services"]
     assert isinstance(services, dict)
@@ -167,9 +168,9 @@ def app_service() -> tuple[str, dict[str, object]]:
     return built[0]
 
 
-def prometheus_config() -> dict[str, object]:
+def prometheus_config() -> dict[str, Any]:
     """The Prometheus configuration compose mounts into the prometheus service, parsed."""
-    service = compose()["services"]["prometheus"]  # type: ignore[index]
+    service = compose()["services"]["prometheus"]
     mounts = [v.split(":") for v in service["volumes"]]
     targets = {target: source for source, target, *_ in mounts}
     source = REPO / targets["/etc/prometheus/prometheus.yml"]
@@ -358,8 +359,8 @@ def test_dockerignore_keeps_the_build_inputs_and_drops_local_state() -> None:
 
 def test_compose_publishes_the_exposed_port_and_builds_a_known_variant() -> None:
     _, app = app_service()
-    assert f"{exposed_port()}:{exposed_port()}" in app["ports"]  # type: ignore[operator]
-    build_args = app["build"]["args"]  # type: ignore[index]
+    assert f"{exposed_port()}:{exposed_port()}" in app["ports"]
+    build_args = app["build"]["args"]
     assert set(build_args) <= set(arg_defaults())
     assert re.fullmatch(r"\$\{SEGU_VARIANT:-cpu\}", build_args["VARIANT"])
 
@@ -373,14 +374,14 @@ def test_prometheus_scrapes_the_app_service_metrics_route() -> None:
     assert job["metrics_path"] == "/metrics"
     assert is_get_route(job["metrics_path"])
     assert job["scrape_interval"] == "15s"
-    assert "depends_on" in compose()["services"]["prometheus"]  # type: ignore[index]
+    assert "depends_on" in compose()["services"]["prometheus"]
 
 
 @pytest.fixture
 def compose_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """The app service's compose environment, set in this process's environment."""
     _, app = app_service()
-    env = {str(k): str(v) for k, v in app["environment"].items()}  # type: ignore[attr-defined]
+    env = {str(k): str(v) for k, v in app["environment"].items()}
     assert all(k.startswith("SEGU_") for k in env)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -393,7 +394,7 @@ def test_app_with_compose_settings_answers_prometheus_and_the_health_check(compo
     scrape = urlsplit(f"http://{name}:{exposed_port()}")
     with TestClient(create_app(settings), base_url=scrape.geturl()) as prometheus:
         wait_ready(prometheus)  # Host: app:8000, as Prometheus sends it
-        metrics = prometheus.get(prometheus_config()["scrape_configs"][0]["metrics_path"])  # type: ignore[index]
+        metrics = prometheus.get(prometheus_config()["scrape_configs"][0]["metrics_path"])
         assert metrics.status_code == 200, metrics.text
         assert metrics.headers["content-type"].startswith("text/plain")
         assert "# TYPE " in metrics.text

@@ -106,7 +106,9 @@ def test_analyse_hover_sort_and_errors(page: Any, base_url: str, tmp_path: Path)
     first, second = readouts
     assert first["pixel"] != second["pixel"]
     for r in readouts:
-        x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", r["pixel"]).groups())  # type: ignore[union-attr]
+        pixel = re.match(r"x (\d+), y (\d+)", r["pixel"])
+        assert pixel is not None, r["pixel"]
+        x, y = (int(v) for v in pixel.groups())
         assert set(r["maps"]) == set(values)
         for name, (value, lo, hi, approx, text) in r["maps"].items():
             if name == "feature_distance":  # the tiny bundle has none: a dash, not its zeros

@@ -121,7 +121,9 @@ def test_ignore_index_and_out_of_range_labels(base_url: str) -> None:
     relabelled = np.where(mask == 255, 7, mask)
     relabelled[:4, :4] = 9
     body = post(base_url, image, mask_png(relabelled), samples=0, ignore_index=7, raw="true").json()
-    codes = decode_raw(EvaluateResponse.model_validate(body).error_map.values)  # type: ignore[arg-type]
+    values = EvaluateResponse.model_validate(body).error_map.values
+    assert values is not None
+    codes = decode_raw(values)
     np.testing.assert_array_equal(codes == 2, relabelled >= CLASSES)
     assert body["error_map"]["out_of_range"] == 16
     assert body["metrics"]["ignore_index"] == 7 and body["metrics"]["segmentation"]["pixels"] == int((relabelled < CLASSES).sum())
@@ -174,7 +176,9 @@ def test_temperature_scaled_and_calibrated_metrics(tiny_bundle: Bundle, tiny_bun
         assert h["calibration"]["softmax_scaled"][key] == pytest.approx(p["calibration"]["softmax_scaled"][key], abs=1e-5)
         assert p["calibration"]["mc_mean"][key] == pytest.approx(p["calibration"]["softmax"][key], abs=1e-6)
         assert h["calibration"]["mc_mean"][key] == pytest.approx(p["calibration"]["softmax_scaled"][key], abs=1e-5)
-    probs = decode_raw(EvaluateResponse.model_validate(plain).mean_probs).astype(np.float64)  # type: ignore[arg-type]
+    mean_probs = EvaluateResponse.model_validate(plain).mean_probs
+    assert mean_probs is not None
+    probs = decode_raw(mean_probs).astype(np.float64)
     scaled = np.exp(np.log(np.clip(probs, 1e-30, None)) / tau)
     scaled /= scaled.sum(0, keepdims=True)
     valid = (mask != 255).ravel()

@@ -89,7 +89,9 @@ def test_evaluate_mode_draws_errors_reliability_and_metrics(page: Any, base_url:
     box = view.bounding_box()
     view.hover(position={"x": 0.5 * box["width"], "y": 0.5 * box["height"]})
     text = page.inner_text("#readout-pixel")
-    x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", text).groups())  # type: ignore[union-attr]
+    pixel = re.match(r"x (\d+), y (\d+)", text)
+    assert pixel is not None, text
+    x, y = (int(v) for v in pixel.groups())
     assert ["correct", "wrong", "not scored"][int(codes[y, x])] + " against the mask" in text
     page.wait_for_function("() => (() => { const r = document.querySelector('#readout'); return r.dataset.exact === r.dataset.pixel; })()")
     page.screenshot(path=str(tmp_path / "evaluated.png"), full_page=True)

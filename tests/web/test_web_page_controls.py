@@ -120,7 +120,9 @@ def test_tapping_a_panel_moves_the_crosshair_and_the_readout(browser: Any, base_
             view.tap(position={"x": fx * box["width"], "y": fy * box["height"]})
             page.wait_for_function(EXACT, timeout=30_000)
             text = page.inner_text("#readout-pixel")
-            x, y = (int(v) for v in re.match(r"x (\d+), y (\d+)", text).groups())  # type: ignore[union-attr]
+            pixel = re.match(r"x (\d+), y (\d+)", text)
+            assert pixel is not None, text
+            x, y = (int(v) for v in pixel.groups())
             assert abs(x - fx * 56) <= 1 and abs(y - fy * 40) <= 1
             assert page.locator("#readout-top li").count() == 3
             readings.append((x, y, page.evaluate("document.querySelector('#panel-input .cross-v').style.left")))

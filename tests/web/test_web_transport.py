@@ -105,10 +105,11 @@ def test_cache_bounds_entries_and_bytes_least_recently_used_first() -> None:
     assert a and b and c
     assert cache.get(a) is not None
     d = cache.put(entry(300))
-    assert cache.get(b) is None and all(cache.get(k) is not None for k in (a, c, d))  # type: ignore[arg-type]
+    assert d is not None
+    assert cache.get(b) is None and all(cache.get(k) is not None for k in (a, c, d))
     e = cache.put(entry(700))
     assert e is not None and cache.nbytes <= 1000
-    assert [cache.get(k) is not None for k in (a, c, d, e)] == [False, False, True, True]  # type: ignore[arg-type]
+    assert [cache.get(k) is not None for k in (a, c, d, e)] == [False, False, True, True]
     assert cache.put(entry(1001)) is None and cache.nbytes == 1000
     assert AnalysisCache(max_entries=0, max_bytes=1000, ttl=1.0).put(entry(1)) is None
 
