@@ -109,6 +109,10 @@ def test_wheel_carries_the_resources_inside_app(wheel: Path) -> None:
         "app/models/default/model.json",
         "app/models/default/config.json",
         "app/models/default/density.safetensors",
+        "app/models/person/model.safetensors",
+        "app/models/person/model.json",
+        "app/models/person/LICENSE",
+        "app/models/person/NOTICE",
         "app/templates/index.html",
         "app/static/js/main.js",
     ):

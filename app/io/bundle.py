@@ -16,6 +16,7 @@ from safetensors.torch import save_file
 
 from app.engine.device import place
 from app.engine.network import SegmentationNet
+from app.engine.selfie_net import SELFIE_STRIDE, build_selfie, is_selfie
 from app.io.card import (
     CARD_FILE,
     BundleError,
@@ -84,7 +85,7 @@ def read_card(path: Path) -> ModelCard:
 
 
 def build_network(card: ModelCard) -> SegmentationNet:
-    """Build the untrained network of a card (smp or torchvision) with its dropout sites."""
+    """Build the untrained network of a card (smp, torchvision or MediaPipe's selfie segmenter) with its dropout sites."""
     d = card.dropout
     if is_torchvision(card.architecture):
         from app.engine.torchvision_net import TorchvisionNet
@@ -92,6 +93,15 @@ def build_network(card: ModelCard) -> SegmentationNet:
         model, stride = build_torchvision(card.architecture)
         try:
             return TorchvisionNet(model, d.sites, d.rate, d.mode, stride)
+        except ValueError as exc:
+            raise BundleError(f"dropout.sites: {exc}") from exc
+    if is_selfie(card.architecture):
+        try:
+            selfie = build_selfie(card.architecture)
+        except ValueError as exc:
+            raise BundleError(f"architecture: {exc}") from exc
+        try:
+            return SegmentationNet(selfie, d.sites, d.rate, d.mode, stride=SELFIE_STRIDE)
         except ValueError as exc:
             raise BundleError(f"dropout.sites: {exc}") from exc
     model = build_smp(card.architecture)

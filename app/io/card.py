@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from app.defaults import DEFAULT_SAMPLES
+from app.defaults import DEFAULT_SAMPLES, TtaMode
 from app.engine.dropout import DROPOUT_MODES
 
 __all__ = [
@@ -157,6 +157,11 @@ class ModelCard(BaseModel):
         ge=0,
         le=4096,
         description="MC samples an analysis uses when it does not say (None: app.defaults.DEFAULT_SAMPLES); a server's SEGU_DEFAULT_SAMPLES overrides it.",
+    )
+    default_tta: TtaMode | None = Field(
+        None,
+        description="Test-time augmentation the model's card recommends as its principled uncertainty method (e.g. 'flips' for a model "
+        "trained without dropout); None: no recommendation (app.defaults.DEFAULT_TTA applies).",
     )
     calibration: dict[str, Any] | None = None
     image_reference: ImageReference | None = None
