@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -102,7 +104,7 @@ def test_a_replaying_thread_does_not_leak_its_cache_into_another(tmp_path: Path)
     torch.testing.assert_close(got[0], expected)
 
 
-def _replay(decoder: nn.Module):  # type: ignore[no-untyped-def]
+def _replay(decoder: nn.Module) -> Callable[[list[torch.Tensor], dict[int, object]], torch.Tensor]:
     def run(features: list[torch.Tensor], outputs: dict[int, object]) -> torch.Tensor:
         with decoder_cache.replaying(outputs, 1):
             out: torch.Tensor = decoder(features)
@@ -128,7 +130,7 @@ def test_only_what_a_pass_reads_is_kept_and_a_hidden_read_keeps_everything() -> 
     features = [torch.randn(1, 4), torch.randn(1, 4)]
     for hide, expected in ((False, ({1}, {0})), (True, ({0, 1}, {0}))):
         toy = _Skips(hide)
-        (cached,) = decoder_cache.find_cacheable(toy, lambda t=toy: t(features), [toy.b])
+        (cached,) = decoder_cache.find_cacheable(toy, partial(toy, features), [toy.b])
         assert cached is toy.b
         with torch.inference_mode(), decoder_cache.installed([toy.b]), decoder_cache.recording() as outputs:
             toy(features)
@@ -153,7 +155,7 @@ def test_installed_restores_each_module_forward_on_exit_even_nested_or_failing()
     """Inside the block the modules consult the cache; after it (the last of nested blocks, or an error) each has its own forward back."""
     toy = _Toy()
     own = toy.c.forward  # an instance forward set before must come back too
-    toy.c.forward = own
+    setattr(toy.c, "forward", own)  # noqa: B010 (an instance attribute, as a user might set it)
     x = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         before = toy(x)

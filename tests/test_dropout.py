@@ -188,7 +188,7 @@ def test_shipped_model_drops_head_channels_at_its_card_rate() -> None:
     net, rate, samples = bundle.net, bundle.card.dropout.rate, 400
     x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     seen: list[torch.Tensor] = []
-    head = net.model.segmentation_head
+    head = net.model.get_submodule("segmentation_head")
     hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))  # runs after the dropout hook
     try:
         with torch.no_grad():

@@ -9,6 +9,7 @@ errors measured from the reference's own samples (the engine's stratified masks 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pytest
 import segmentation_models_pytorch as smp
@@ -23,7 +24,7 @@ from app.io.synthetic import iter_split
 SAMPLES = 1000
 
 
-def _input(card_mean: list[float], card_std: list[float]) -> torch.Tensor:
+def _input(card_mean: Sequence[float], card_std: Sequence[float]) -> torch.Tensor:
     rgb = next(iter_split("ood", 1, size=128, seed=7)).image
     x = torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255.0
     return ((x - torch.tensor(card_mean).view(3, 1, 1)) / torch.tensor(card_std).view(3, 1, 1)).unsqueeze(0)

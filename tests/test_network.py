@@ -104,11 +104,11 @@ def test_head_site_drops_the_head_input() -> None:
     net = _net(["head"], rate=0.5)
     x = _x(seed=2)
     with torch.no_grad():
-        decoded = net.model.decoder(net.model.encoder(x))
+        decoded = net.model.get_submodule("decoder")(net.model.get_submodule("encoder")(x))
         with sampling_plan(9, [5]):
             got = net(x)
             mask = MCDropout(0.5, "channel", site=0).eval()(torch.ones(1, decoded.shape[1], 1, 1))
-        expected = net.model.segmentation_head(decoded * mask)
+        expected = net.model.get_submodule("segmentation_head")(decoded * mask)
     assert (mask == 0).any() and (mask != 0).any()
     assert torch.allclose(got, expected, atol=1e-5)
 
@@ -117,10 +117,10 @@ def test_decoder_site_drops_the_block_output_with_its_site_index() -> None:
     """A submodule site applies the mask (seeded with its index in ``sites``) to that module's output."""
     net = _net(["head", "decoder.blocks.1"], rate=0.5)
     seen: dict[str, torch.Tensor] = {}
-    block2 = net.model.decoder.blocks[2]
+    block2 = net.model.get_submodule("decoder.blocks.2")
     handle = block2.register_forward_pre_hook(lambda _m, args: seen.__setitem__("in", args[0].clone()))
     raw: dict[str, torch.Tensor] = {}
-    block1 = net.model.decoder.blocks[1]
+    block1 = net.model.get_submodule("decoder.blocks.1")
     x = _x(seed=3)
     with torch.no_grad():
         with sampling_plan(2, [1]):

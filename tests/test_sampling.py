@@ -79,7 +79,7 @@ def test_model_in_train_mode_is_rejected(tiny_bundle: Bundle) -> None:
 def test_model_with_a_submodule_in_train_mode_is_rejected(tiny_bundle: Bundle) -> None:
     """A wrapper in eval mode whose inner model was put back in train mode is rejected too, stats untouched."""
     before = {k: v.clone() for k, v in tiny_bundle.net.state_dict().items()}
-    tiny_bundle.net.model.decoder.train()
+    tiny_bundle.net.model.get_submodule("decoder").train()
     assert not tiny_bundle.net.training
     with pytest.raises(RuntimeError, match="eval"):
         _run(tiny_bundle, _x(), samples=2)

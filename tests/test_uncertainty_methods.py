@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from conftest import make_tiny_bundle
 
+from app.defaults import TtaMode
 from app.engine.augment import TTA_MODES, augment, tta_plan
 from app.engine.dropout import sampling_plan
 from app.engine.ensemble import EnsembleNet
@@ -224,7 +225,8 @@ def test_one_pooled_accumulator_whatever_the_number_of_passes(dirs: dict[str, Pa
 
     monkeypatch.setattr(GroupedMoments, "zeros", spy)
     x = _x()
-    for model, tta in ((net, "flips"), (net, "flips+scales"), (EnsembleNet([net, net]).eval(), "flips+scales")):
+    cases: tuple[tuple[SegmentationNet, TtaMode], ...] = ((net, "flips"), (net, "flips+scales"), (EnsembleNet([net, net]).eval(), "flips+scales"))
+    for model, tta in cases:
         for t in (0, 3):
             pooled.clear()
             run_passes(model, x, SamplingOptions(samples=t, tta=tta, factorise=t == 3), MEAN, STD)
@@ -295,7 +297,7 @@ def test_plans_report_the_method_passes_and_draws(dirs: dict[str, Path]) -> None
         assert (plan.method, plan.passes, plan.draws) == (method, passes, draws)
     assert pass_plan(net, "flips", 0).random is False and pass_plan(net, "photometric", 0).random is True
     with pytest.raises(ValueError, match="tta must be one of"):
-        SamplingOptions(tta="rotations")
+        SamplingOptions(tta="rotations")  # type: ignore[arg-type]
     assert set(TTA_MODES) == {"none", "flips", "flips+scales", "photometric"}
 
 

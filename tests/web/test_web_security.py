@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -17,7 +17,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
-from webutil import LiveServer, assert_error, open_page, random_png, web_settings
+from webutil import HttpResponse, LiveServer, assert_error, open_page, random_png, web_settings
 
 from app.defaults import ALLOWED_HOSTS
 from app.io.bundle import Bundle
@@ -93,7 +93,7 @@ def call_without_body(app: FastAPI, headers: dict[str, str], method: str = "POST
         "client": ("127.0.0.1", 50000),
         "server": ("localhost", 8000),
     }
-    anyio.run(app, scope, receive, send)
+    anyio.run(cast("Callable[..., Awaitable[None]]", app), scope, receive, send)
     return int(sent[0]["status"]), bool(asked)
 
 
@@ -291,12 +291,12 @@ def test_foreign_gets_are_answered(open_client: TestClient) -> None:
 # ---- Security headers ----
 
 
-def _assert_security_headers(response: httpx.Response, csp: str | None = None) -> None:
+def _assert_security_headers(response: HttpResponse, csp: str | None = None) -> None:
     for name, value in SECURITY_HEADERS.items():
         if name == "Content-Security-Policy" and csp is not None:
             assert response.headers[name] == csp
         else:
-            assert response.headers[name] == value, (name, response.request.url)
+            assert response.headers[name] == value, name
     policy = response.headers["content-security-policy"]
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     for directive in ("default-src 'self'", "style-src 'self'", "frame-ancestors 'none'", "object-src 'none'", "base-uri 'none'", "form-action 'self'"):
