@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Final, Literal, get_args
 
 DEFAULT_MODEL = "default"
+# What `make run` (Settings() with neither SEGU_MODEL nor SEGU_MODELS) serves: the synthetic demo first, then the person model.
+DEFAULT_MODELS: Final[tuple[str, ...]] = ("default", "person")
 DEFAULT_SAMPLES = 20
 # How MC-dropout masks relate across the T samples: "stratified" (balanced blocks, less noise) or "iid"; see
 # app/engine/dropout_masks.py.

@@ -16,6 +16,7 @@ from app.defaults import (
     CACHE_ENTRIES,
     CACHE_TTL_SECONDS,
     DEFAULT_MODEL,
+    DEFAULT_MODELS,
     DEFAULT_SAMPLES,
     HEADER_TIMEOUT,
     KEEP_ALIVE_TIMEOUT,
@@ -48,12 +49,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SEGU_", extra="ignore")
 
     model: str = Field(
-        default=DEFAULT_MODEL, min_length=1, description="Bundle name under models/, a bundle folder, or a folder written by smp's model.save_pretrained."
+        default=DEFAULT_MODEL,
+        min_length=1,
+        description="One model to serve: a bundle name under models/, a bundle folder, or a folder written by smp's model.save_pretrained. "
+        "Set (and `models` not), only this model is served.",
     )
     models: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
+        default_factory=lambda: list(DEFAULT_MODELS),
         description="Several models served at once, comma-separated, each like `model` (names must differ); the first is the default. "
-        "Set, it replaces `model`.",
+        "Unset: `model` when that is set, else the synthetic demo and the person model.",
     )
     device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
     default_samples: int | None = Field(
@@ -127,7 +131,9 @@ class Settings(BaseSettings):
 
     @property
     def model_sources(self) -> list[str]:
-        """The models to serve, the default first: ``models``, or else ``[model]``."""
+        """The models to serve, the default first: ``models`` when set; else ``[model]`` when ``model`` is set; else both shipped models."""
+        if "models" not in self.model_fields_set and "model" in self.model_fields_set:
+            return [self.model]
         return list(self.models) or [self.model]
 
     @field_validator("api_keys", "allowed_hosts", "models", mode="before")

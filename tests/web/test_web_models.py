@@ -201,6 +201,15 @@ def test_a_card_default_over_max_samples_is_a_startup_error(second_bundle_dir: P
         pass
 
 
+def test_default_settings_serve_the_synthetic_demo_and_the_person_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``make run`` (no SEGU_MODEL, no SEGU_MODELS) serves both shipped models, the synthetic demo first; either variable narrows it."""
+    monkeypatch.delenv("SEGU_MODEL", raising=False)
+    monkeypatch.delenv("SEGU_MODELS", raising=False)
+    assert Settings().model_sources == ["default", "person"]
+    assert Settings(model="default").model_sources == ["default"], "SEGU_MODEL alone serves one model, as before"
+    assert Settings(models=["person"]).model_sources == ["person"]
+
+
 def test_settings_read_segu_models_and_still_segu_model(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEGU_MODEL", "only")
     assert Settings().model_sources == ["only"]
