@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from app.engine.augment import Augmentation, augment, tta_plan
-from app.engine.cancel import checkpoint
+from app.engine.cancel import checkpoint, progress_steps
 from app.engine.ensemble import members_of
 from app.engine.feature_density import density_map
 from app.engine.network import SegmentationNet
@@ -150,6 +150,7 @@ def run_passes(
     jobs = [(member, aug, choose_sampler(member, aug, options)) for member in members for aug in plan.augmentations]
     pool = PassPool(plan.passes, options.samples, options.error_groups if plan.random else 0, options.temperature)
     distance: torch.Tensor | None = None
+    pass_done = progress_steps(options.cancel, len(jobs), "pass")
     with torch.inference_mode():
         for index, (member, aug, sampler) in enumerate(jobs):
             if index:
@@ -161,4 +162,5 @@ def run_passes(
                 distance = density_map(member, cached, xa, options.density)
             sampler.draw(PassJob(index, member, aug, xa, cached, pass_seed(options.seed, index)), pool)
             del cached, xa  # the statistics are all that finalising needs: free the prefix's cache before it peaks
+            pass_done()
         return replace(pool.result(), feature_distance=distance)

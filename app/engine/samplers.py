@@ -23,7 +23,7 @@ import torch
 from torch.utils._pytree import tree_leaves
 
 from app.engine.augment import Augmentation
-from app.engine.cancel import checkpoint
+from app.engine.cancel import checkpoint, progress_steps
 from app.engine.dropout import SamplingPlan, sampling_plan
 from app.engine.factorised_head import FactorisedHead, factorisable
 from app.engine.network import SegmentationNet
@@ -103,11 +103,13 @@ class FullPasses:
     def draw(self, job: PassJob, pool: PassPool) -> None:
         """See :meth:`Sampler.draw`."""
         _deterministic(job, pool)
+        sample_done = progress_steps(self.options.cancel, self.options.samples, "sample")
         for start in range(self.options.samples):
             checkpoint(self.options.cancel)
             with sampling_plan(job.seed, [start]):
                 logits = job.member(job.x)
             pool.add_samples(job.aug, range(start, start + 1), logits)
+            sample_done()
 
 
 @dataclass(frozen=True)
@@ -138,12 +140,14 @@ def _tail_chunks(job: PassJob, pool: PassPool, logits: torch.Tensor, options: Sa
 
 def _draw_chunks(job: PassJob, pool: PassPool, options: SamplingOptions, chunk: int, logits_of: Callable[[range], torch.Tensor]) -> None:
     """Samples ``0 .. T-1`` in chunks of ``chunk``: ``logits_of(ids)`` gives a chunk's ``(len(ids), C, H, W)`` logits, pooled at once."""
+    chunk_done = progress_steps(options.cancel, -(-options.samples // chunk), "chunk")
     for start in range(0, options.samples, chunk):
         checkpoint(options.cancel)
         ids = range(start, min(options.samples, start + chunk))
         sample_logits = logits_of(ids)
         pool.add_samples(job.aug, ids, sample_logits)
         del sample_logits
+        chunk_done()
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
-from app.engine.cancel import checkpoint
+from app.engine.cancel import checkpoint, progress_steps
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
 from app.engine.options import SamplingOptions
@@ -168,6 +168,7 @@ def sliding_window_mc(
     out = _empty_maps(classes, (height, width), draws, density)
     blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, density)
     bound: dict[str, float] = {}
+    tile_done = progress_steps(options.cancel, len(grid.tops) * len(grid.lefts), "tile")
     for row, top in enumerate(grid.tops):
         for left in grid.lefts:
             checkpoint(options.cancel)
@@ -178,6 +179,7 @@ def sliding_window_mc(
             distance = maps.feature_distance[0] if maps.feature_distance is not None else None
             blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0], distance))
             del maps, x
+            tile_done()
         step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
         for left in range(0, width, tw):
             _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), draws), top, left)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from app.engine.cancel import CancelToken, checkpoint
+from app.engine.cancel import CancelToken, checkpoint, progress_steps
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
@@ -136,6 +136,7 @@ class TiledHeadSampler:
         rows = max(1, min(h, self.tile_bytes // max(row_bytes * (samples + 1), 1)))
         chunk = max(1, min(samples + 1, self.tile_bytes // (row_bytes * rows)))
         probs = torch.empty(b, c, h, w, dtype=torch.float32, device=device)
+        row_done = progress_steps(cancel, -(-h // rows), "row tile")
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
@@ -165,6 +166,7 @@ class TiledHeadSampler:
                 tile_groups.add(range(first, first + d.shape[1]), d, ent)
             tile_groups.shift = probs[:, :, r0:r1]
             sink(r0, r1, tile_groups)
+            row_done()
         return probs
 
 
