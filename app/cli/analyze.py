@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for
+from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA
+from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA, TtaMode
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         error("--samples must be >= 0")
         return 2
     try:
-        _request(args, 0)
+        _request(args, 0, "none")
     except ValueError as exc:
         error(exc)
         return 2
@@ -90,7 +90,8 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
     return files, bool(missing)
 
 
-def _request(args: argparse.Namespace, samples: int) -> AnalysisRequest:
+def _request(args: argparse.Namespace, samples: int, tta: TtaMode) -> AnalysisRequest:
+    """The request of a run: ``samples`` and ``tta`` already resolved against the model's card (``samples_for``, ``tta_for``)."""
     from app.request import AnalysisRequest
 
     return AnalysisRequest(
@@ -99,7 +100,7 @@ def _request(args: argparse.Namespace, samples: int) -> AnalysisRequest:
         calibrated=args.calibrated,
         min_area=args.min_area,
         resolution="full" if args.full_resolution else "working",
-        tta=args.tta,
+        tta=tta,
     )
 
 
@@ -121,7 +122,7 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
         return 2
     rows = []
     try:
-        request = _request(args, samples_for(args.samples, analyzer.bundle.card))
+        request = _request(args, samples_for(args.samples, analyzer.bundle.card), tta_for(args.tta, analyzer.bundle.card))
         for row in analyse_files(analyzer, files, args.out, request, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
@@ -158,7 +159,7 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
     with ray_session(args.ray_address), StopSignals() as stop:
         finished = {}
         try:
-            request = _request(args, samples_for(args.samples, card))
+            request = _request(args, samples_for(args.samples, card), tta_for(args.tta, card))
             results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels)
             for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
                 if row.status == "failed":

@@ -8,13 +8,13 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.defaults import DEFAULT_MODEL, DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TTA_MODES
+from app.defaults import DEFAULT_MODEL, DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TTA_MODES, TtaMode
 
 if TYPE_CHECKING:
     from app.io.card import ModelCard
     from app.workflows.analyzer import Analyzer
 
-__all__ = ["SAMPLES_DEFAULT_HELP", "add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar", "samples_for"]
+__all__ = ["SAMPLES_DEFAULT_HELP", "add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar", "samples_for", "tta_for"]
 
 T = TypeVar("T")
 SAMPLES_DEFAULT_HELP = f"default: the model card's default_samples, else {DEFAULT_SAMPLES}"
@@ -52,8 +52,9 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--tta",
         choices=TTA_MODES,
-        default="none",
-        help="test-time augmentation: flips (4 passes), flips+scales (12), photometric (4, seeded); each pass's probabilities are mapped back "
+        default=None,
+        help="test-time augmentation (default: the model card's default_tta, else none): flips (4 passes), flips+scales (12), "
+        "photometric (4, seeded); each pass's probabilities are mapped back "
         "and pooled with its --samples MC samples into the same maps",
     )
 
@@ -66,6 +67,11 @@ def error(message: object) -> None:
 def samples_for(requested: int | None, card: ModelCard) -> int:
     """MC samples of a run: ``--samples`` when given, else the model's default (its card's ``default_samples``, else ``DEFAULT_SAMPLES``)."""
     return card.samples_default() if requested is None else requested
+
+
+def tta_for(requested: TtaMode | None, card: ModelCard) -> TtaMode:
+    """Test-time augmentation of a run: ``--tta`` when given, else the model's default (its card's ``default_tta``, else none)."""
+    return card.tta_default() if requested is None else requested
 
 
 def load_analyzer(model: str, device: str, **kwargs: Any) -> Analyzer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, add_tta_arg, error, samples_for
+from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, add_tta_arg, error, samples_for, tta_for
 from app.request import AnalysisRequest
 
 NAME = "evaluate"
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
         evaluation = evaluate_pairs(
             analyzer,
             pairs,
-            AnalysisRequest(samples=samples_for(args.samples, analyzer.bundle.card), seed=args.seed, tta=args.tta),
+            AnalysisRequest(samples=samples_for(args.samples, analyzer.bundle.card), seed=args.seed, tta=tta_for(args.tta, analyzer.bundle.card)),
             ignore_index=args.ignore_index,
             ood_label=args.ood_label,
             progress=progress_bar("evaluate", args.quiet),

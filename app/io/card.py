@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from app.defaults import DEFAULT_SAMPLES, TtaMode
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_TTA, TtaMode
 from app.engine.dropout import DROPOUT_MODES
 
 __all__ = [
@@ -72,6 +72,15 @@ class Normalization(BaseModel):
         return value
 
 
+INSERTED_DROPOUT_NOTE = "inserted after training: a heuristic, not a posterior"
+TRAINED_DROPOUT_NOTE = "the model was trained with this dropout"
+
+
+def dropout_note(trained_with_dropout: bool) -> str:
+    """What a model's MC dropout is, in words (the page, the API and the docs say the same): trained with, or inserted after training."""
+    return TRAINED_DROPOUT_NOTE if trained_with_dropout else INSERTED_DROPOUT_NOTE
+
+
 class DropoutConfig(BaseModel):
     """Where MC dropout sits, its rate, and whether the model was trained with it."""
 
@@ -79,7 +88,7 @@ class DropoutConfig(BaseModel):
     sites: list[str] = Field(default_factory=lambda: ["head"], description="'head' or dotted submodule paths.")
     rate: float = Field(0.2, ge=0.0, lt=1.0)
     mode: str = "channel"
-    trained_with_dropout: bool = Field(True, description="False: dropout is added at inference only.")
+    trained_with_dropout: bool = Field(True, description="False: dropout is inserted after training (at inference only): a heuristic, not a posterior.")
 
     @field_validator("mode")
     @classmethod
@@ -161,7 +170,8 @@ class ModelCard(BaseModel):
     default_tta: TtaMode | None = Field(
         None,
         description="Test-time augmentation the model's card recommends as its principled uncertainty method (e.g. 'flips' for a model "
-        "trained without dropout); None: no recommendation (app.defaults.DEFAULT_TTA applies).",
+        "trained without dropout), used by analyses that do not say (API form field `tta` omitted, CLI without --tta); None: no "
+        "recommendation (app.defaults.DEFAULT_TTA applies).",
     )
     calibration: dict[str, Any] | None = None
     image_reference: ImageReference | None = None
@@ -178,6 +188,10 @@ class ModelCard(BaseModel):
     def samples_default(self) -> int:
         """MC samples an analysis with this model uses when it does not say: :attr:`default_samples`, else ``DEFAULT_SAMPLES``."""
         return DEFAULT_SAMPLES if self.default_samples is None else self.default_samples
+
+    def tta_default(self) -> TtaMode:
+        """Test-time augmentation an analysis with this model uses when it does not say: :attr:`default_tta`, else ``DEFAULT_TTA``."""
+        return DEFAULT_TTA if self.default_tta is None else self.default_tta
 
     @model_validator(mode="after")
     def _class_count(self) -> ModelCard:

@@ -12,6 +12,7 @@ import numpy as np
 
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
+from app.io.card import dropout_note
 from app.io.rendering import map_images, png_bytes
 from app.maps.regions import Region
 from app.maps.registry import MAPS, MapSpec
@@ -55,6 +56,7 @@ class AnalysisSummary:
     calibrated: bool
     temperature: float
     dropout_added_at_inference: bool
+    dropout_note: str
     timings: dict[str, float]
     maps: dict[str, MapSummary]
     class_shares: dict[str, float]
@@ -146,6 +148,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         calibrated=analysis.calibrated,
         temperature=analysis.temperature,
         dropout_added_at_inference=analysis.dropout_added_at_inference,
+        dropout_note=dropout_note(not analysis.dropout_added_at_inference),
         timings={k: round(v, 6) for k, v in analysis.timings.items()},
         maps={
             spec.name: MapSummary(

@@ -8,10 +8,11 @@ from typing import Annotated, Any, Literal
 from fastapi import File, UploadFile
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, DEFAULT_TTA, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
+from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
 from app.error_codes import ErrorCode
 from app.request import AnalysisRequest
 from app.web.errors import ApiError, error_responses
+from app.web.jobs import JobMode
 
 __all__ = ["GATE_RESPONSES", "AnalysisForm", "AnalyzeForm", "EvaluateForm", "ImageFileForm", "MaskFileForm"]
 
@@ -50,9 +51,10 @@ class AnalysisForm(BaseModel):
         "resized so that its long side equals it, and the maps come at that analysed size; smaller inputs are analysed as they are. "
         "full: every input pixel (large images in overlapping tiles, within the memory budget).",
     )
-    tta: TtaMode = Field(
-        default=DEFAULT_TTA,
-        description="Test-time augmentation: none (default); flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales "
+    tta: TtaMode | None = Field(
+        default=None,
+        description="Test-time augmentation. Omitted: the model's default (GET /api/v1/models: default_tta; none unless its card says). "
+        "none; flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales "
         "(the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). "
         "Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into "
         "the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.",
@@ -67,9 +69,16 @@ class AnalysisForm(BaseModel):
         default=None,
         description="Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model.",
     )
+    mode: JobMode = Field(
+        default="auto",
+        description="auto (default): answer at once when the work (analysed pixels × passes × (samples + 1)) fits the server's budget, "
+        "else run it as a job: 202 with the job's status (job_id, status_url, events_url, result_url; Location: status_url), progress by "
+        "GET status_url or server-sent events, DELETE status_url cancels, GET result_url gives this answer once done. job: always a job. "
+        "sync: never a job (over the budget → 413 too_much_work).",
+    )
 
-    def analysis_request(self, default_samples: int, max_samples: int, min_area: int) -> AnalysisRequest:
-        """The request these fields ask for; omitted samples are ``default_samples``.
+    def analysis_request(self, default_samples: int, max_samples: int, min_area: int, *, default_tta: TtaMode) -> AnalysisRequest:
+        """The request these fields ask for; omitted samples are ``default_samples``, an omitted tta is ``default_tta``.
 
         Raises:
             ApiError: 422 ``validation_error`` when ``samples`` exceeds the server's ``max_samples``.
@@ -77,7 +86,8 @@ class AnalysisForm(BaseModel):
         samples = default_samples if self.samples is None else self.samples
         if samples > max_samples:
             raise ApiError(ErrorCode.VALIDATION_ERROR, f"samples: Input should be less than or equal to {max_samples}", "samples")
-        return AnalysisRequest(samples=samples, seed=self.seed, calibrated=self.calibrated, resolution=self.resolution, tta=self.tta, min_area=min_area)
+        tta = default_tta if self.tta is None else self.tta
+        return AnalysisRequest(samples=samples, seed=self.seed, calibrated=self.calibrated, resolution=self.resolution, tta=tta, min_area=min_area)
 
 
 class AnalyzeForm(AnalysisForm):

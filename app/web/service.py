@@ -12,6 +12,7 @@ import anyio.to_thread
 import numpy as np
 import torch
 
+from app.defaults import TtaMode
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.io.bundle import Bundle
@@ -95,6 +96,11 @@ class AnalysisService:
         if self.settings.default_samples is not None:
             return self.settings.default_samples
         return self.bundle.card.samples_default()
+
+    @property
+    def default_tta(self) -> TtaMode:
+        """Test-time augmentation of a request that does not say: the card's ``default_tta``, else ``DEFAULT_TTA`` (none)."""
+        return self.bundle.card.tta_default()
 
     async def analyze(
         self, upload: BinaryIO, encode: Callable[[Analysis], T], request: AnalysisRequest, *, disconnected: Disconnected = never_disconnected

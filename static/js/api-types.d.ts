@@ -230,11 +230,9 @@ export interface components {
             resolution: "working" | "full";
             /**
              * Tta
-             * @description Test-time augmentation: none (default); flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales (the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.
-             * @default none
-             * @enum {string}
+             * @description Test-time augmentation. Omitted: the model's default (GET /api/v1/models: default_tta; none unless its card says). none; flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales (the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.
              */
-            tta: "none" | "flips" | "flips+scales" | "photometric";
+            tta?: ("none" | "flips" | "flips+scales" | "photometric") | null;
             /**
              * Raw
              * @description Add the colour PNGs (data URLs) and the raw float maps, labels and MC-mean class probabilities (base64) to the answer. Default false: the compact answer (greyscale PNGs of the quantised maps and labels, a JPEG of the input), with exact values by id.
@@ -391,9 +389,14 @@ export interface components {
             model_temperature: number;
             /**
              * Dropout Added At Inference
-             * @description True if the model was trained without dropout and MC dropout was added for inference only.
+             * @description True if the model was trained without dropout and MC dropout was inserted after training, for inference only: a heuristic, not a posterior (see dropout_note).
              */
             dropout_added_at_inference: boolean;
+            /**
+             * Dropout Note
+             * @description The model's MC dropout in words: 'inserted after training: a heuristic, not a posterior', or 'the model was trained with this dropout'.
+             */
+            dropout_note: string;
             /** @description Seconds per step. */
             timings: components["schemas"]["Timings"];
             /**
@@ -658,11 +661,9 @@ export interface components {
             resolution: "working" | "full";
             /**
              * Tta
-             * @description Test-time augmentation: none (default); flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales (the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.
-             * @default none
-             * @enum {string}
+             * @description Test-time augmentation. Omitted: the model's default (GET /api/v1/models: default_tta; none unless its card says). none; flips (4 passes: as is, mirrored left-right, top-bottom, both); flips+scales (the 4 flips at scales 1, 0.75 and 1.25: 12 passes); photometric (as is and 3 seeded brightness/contrast/gamma jitters: 4 passes). Each pass's probabilities are mapped back to the image and pooled with its MC samples (T per pass; T = 0: the pass itself) into the same maps; with an ensemble model every member runs every pass. The answer's `method` and `passes` say what ran.
              */
-            tta: "none" | "flips" | "flips+scales" | "photometric";
+            tta?: ("none" | "flips" | "flips+scales" | "photometric") | null;
             /**
              * Raw
              * @description Add the colour PNGs (data URLs) and the raw float maps, labels and MC-mean class probabilities (base64) to the answer. Default false: the compact answer (greyscale PNGs of the quantised maps and labels, a JPEG of the input), with exact values by id.
@@ -823,9 +824,14 @@ export interface components {
             model_temperature: number;
             /**
              * Dropout Added At Inference
-             * @description True if the model was trained without dropout and MC dropout was added for inference only.
+             * @description True if the model was trained without dropout and MC dropout was inserted after training, for inference only: a heuristic, not a posterior (see dropout_note).
              */
             dropout_added_at_inference: boolean;
+            /**
+             * Dropout Note
+             * @description The model's MC dropout in words: 'inserted after training: a heuristic, not a posterior', or 'the model was trained with this dropout'.
+             */
+            dropout_note: string;
             /** @description Seconds per step. */
             timings: components["schemas"]["Timings"];
             /**
@@ -1083,11 +1089,16 @@ export interface components {
             };
             /**
              * Dropout
-             * @description MC-dropout sites, rate, mode and whether the model was trained with it.
+             * @description MC-dropout sites, rate, mode and whether the model was trained with it (trained_with_dropout false: inserted after training, a heuristic, not a posterior).
              */
             dropout: {
                 [key: string]: unknown;
             };
+            /**
+             * Dropout Note
+             * @description Its MC dropout in words: 'inserted after training: a heuristic, not a posterior', or 'the model was trained with this dropout'.
+             */
+            dropout_note: string;
             /**
              * Temperature
              * @description Calibration temperature τ (1.0 until calibrated).
@@ -1122,6 +1133,12 @@ export interface components {
              * @description MC samples this model uses when a request does not say: SEGU_DEFAULT_SAMPLES if set, else its card's.
              */
             default_samples: number;
+            /**
+             * Default Tta
+             * @description Test-time augmentation this model uses when a request does not say (form field `tta`): its card's default_tta, else none.
+             * @enum {string}
+             */
+            default_tta: "none" | "flips" | "flips+scales" | "photometric";
             /**
              * Feature Density
              * @description The bundle has a fitted feature density (seg-uncertainty fit-density), so its analyses compute the feature_distance map; false: that map is all zeros (described as not available) and the page shows no panel for it.
@@ -1599,9 +1616,14 @@ export interface components {
             rate: number;
             /**
              * Trainedwithdropout
-             * @description False: dropout is added at inference only.
+             * @description False: dropout is inserted after training (at inference only).
              */
             trainedWithDropout: boolean;
+            /**
+             * Note
+             * @description What the dropout is, in words: 'inserted after training: a heuristic, not a posterior', or trained with.
+             */
+            note: string;
         };
         /**
          * PageEndpoints
@@ -1719,6 +1741,12 @@ export interface components {
              * @description MC samples it uses when a request does not say.
              */
             defaultSamples: number;
+            /**
+             * Defaulttta
+             * @description Test-time augmentation it uses when a request does not say (its card's default_tta, else none).
+             * @enum {string}
+             */
+            defaultTta: "none" | "flips" | "flips+scales" | "photometric";
             /**
              * Unavailable
              * @description Maps it cannot compute (e.g. feature_distance without a fitted density); their panels show a note.
@@ -1898,7 +1926,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_WORK` by itself; the message says what would fit. */
+            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -1976,7 +2004,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_WORK` by itself; the message says what would fit. */
+            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -11,6 +11,7 @@ import { clearFieldErrors, readParams, showFieldError, temperatureNote } from ".
 import { applyDataStyles } from "./datastyles.js";
 import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
+import { bindExamples } from "./examples.js";
 import { methodText, renderPanelMeans } from "./errorbars.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
@@ -296,6 +297,7 @@ bindPointer(
   moveTo,
 );
 bindDrop(els.input, els.dropzone, addFiles);
+bindExamples($("examples"), els.model, addFiles, showError);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
   others.redraw();

@@ -1,7 +1,7 @@
 // @ts-check
 // The served models on the page: the model selector (shown when the server holds more than one), the header's facts
 // of the chosen model, and a row of panels' class legend, colour-bar ticks (whose ranges depend on a model's class
-// count) and notes on the maps the model cannot compute. Changing the model moves the samples field to the new model's default when it still held the old one's.
+// count) and notes on the maps the model cannot compute. Changing the model moves the samples field and the test-time augmentation to the new model's defaults when they still held the old one's.
 
 import { applyDataStyles } from "./datastyles.js";
 
@@ -84,7 +84,7 @@ function renderFacts(model, resolution) {
   $("model-name").textContent = model.name;
   document.title = `seg-uncertainty · ${model.name}`;
   const d = model.dropout;
-  $("model-dropout").textContent = `MC dropout at ${d.sites.join(", ")} (rate ${d.rate}${d.trainedWithDropout ? "" : ", added at inference only"})`;
+  $("model-dropout").textContent = `MC dropout at ${d.sites.join(", ")} (rate ${d.rate}${d.trainedWithDropout ? "" : `, ${d.note}`})`;
   $("model-domain").hidden = !model.domain;
   $("model-domain-text").textContent = model.domain;
   const legend = $("class-legend");
@@ -105,6 +105,7 @@ function renderFacts(model, resolution) {
  * @typedef {object} ModelControls
  * @property {HTMLSelectElement | null} model the model selector (absent with one model)
  * @property {HTMLInputElement} samples
+ * @property {HTMLSelectElement} tta
  * @property {HTMLSelectElement} resolution
  * @property {HTMLElement} panels the first row of panels
  */
@@ -124,6 +125,7 @@ export function bindModels(config, els, changed) {
     select.addEventListener("change", () => {
       const model = selected();
       if (els.samples.value.trim() === String(previous.defaultSamples)) els.samples.value = String(model.defaultSamples);
+      if (els.tta.value === previous.defaultTta) els.tta.value = model.defaultTta;
       previous = model;
       renderFacts(model, els.resolution);
       renderScales(els.panels, model);

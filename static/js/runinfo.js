@@ -31,6 +31,6 @@ export function runInfoText(r, named) {
     `${r.samples} MC samples${r.passes > 1 ? ` per pass × ${r.passes} passes (${r.method})` : ""} · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
     `${r.width}×${r.height} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
     `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
-    (r.dropout_added_at_inference ? " · dropout added at inference only" : "")
+    (r.dropout_added_at_inference && r.samples > 0 ? ` · MC dropout ${r.dropout_note}` : "")
   );
 }

@@ -39,7 +39,7 @@ async def analyze(request: Request, services: ServicesDep, settings: SettingsDep
     """
     started = time.perf_counter()
     service = services.get(form.model)
-    asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area)
+    asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area, default_tta=service.default_tta)
 
     def encode(analysis: Analysis) -> bytes:
         if form.output_format == "npz":

@@ -49,7 +49,7 @@ async def evaluate(
     service = services.get(form.model)
     card = service.bundle.card
     check_labels(len(card.classes), form.ood_label)
-    asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area)
+    asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area, default_tta=service.default_tta)
 
     def encode(analysis: Analysis, labels: np.ndarray) -> bytes:
         return evaluate_json(analysis, labels, card, form.ignore_index, form.ood_label, started, service.cache, file.filename, form.raw, form.raw_dtype)

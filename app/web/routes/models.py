@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.io.card import dropout_note
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.schemas.analysis import ClassOut, ErrorResponse, ModelInfo, ModelsResponse
@@ -23,12 +24,14 @@ def model_info(service: AnalysisService, default: bool = True) -> ModelInfo:
         architecture=card.architecture,
         normalization=card.normalization.model_dump(mode="json"),
         dropout=card.dropout.model_dump(mode="json"),
+        dropout_note=dropout_note(card.dropout.trained_with_dropout),
         temperature=card.temperature,
         calibration=card.calibration,
         provenance=card.provenance,
         device=str(service.device),
         default=default,
         default_samples=service.default_samples,
+        default_tta=service.default_tta,
         feature_density="feature_distance" not in service.analyzer.unavailable,
         ready=service.ready,
     )

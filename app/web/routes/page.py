@@ -10,11 +10,13 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
+from app.io.card import dropout_note
 from app.io.rendering import colour_lut, error_legend
 from app.io.resources import templates_dir
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
+from app.web.examples import served_examples
 from app.web.scales import colour_table_hex, ticks
 from app.web.schemas.page_config import PageClass, PageConfig, PageDropout, PageEndpoints, PageErrorLegendEntry, PageMap, PageModel, PageScale, PageTick
 from app.web.service import AnalysisService
@@ -75,8 +77,14 @@ def model_config(service: AnalysisService) -> PageModel:
         working_size=card.input.working_size,
         temperature=card.temperature,
         default_samples=service.default_samples,
+        default_tta=service.default_tta,
         unavailable=list(service.analyzer.unavailable),
-        dropout=PageDropout(sites=list(card.dropout.sites), rate=card.dropout.rate, trained_with_dropout=card.dropout.trained_with_dropout),
+        dropout=PageDropout(
+            sites=list(card.dropout.sites),
+            rate=card.dropout.rate,
+            trained_with_dropout=card.dropout.trained_with_dropout,
+            note=dropout_note(card.dropout.trained_with_dropout),
+        ),
         scales=scales,
     )
 
@@ -166,9 +174,12 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
         "temperature": card.temperature,
         "calibrated_available": card.temperature != 1.0,
         "dropout": card.dropout.model_dump(mode="json"),
+        "dropout_note": dropout_note(card.dropout.trained_with_dropout),
         "default_samples": service.default_samples,
+        "default_tta": service.default_tta,
         "max_samples": settings.max_samples,
         "models": services.names,
+        "examples": served_examples(services.names),
         "default_seed": DEFAULT_SEED,
         "default_ignore_index": IGNORE_INDEX,
         "ece_bins": ECE_BINS,

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from app.defaults import TtaMode
 from app.web.api_paths import ANALYSES_PATH
 from app.web.schemas.base import ApiModel
 from app.web.settings import env_name
@@ -159,7 +160,13 @@ class AnalyzeResponse(ApiModel):
     calibrated: bool = Field(description="Whether the bundle's calibration temperature was applied.")
     temperature: float = Field(description="Temperature τ used in softmax(z / τ); 1.0 when not calibrated.")
     model_temperature: float = Field(description="The bundle's fitted temperature (1.0 if it was never calibrated).")
-    dropout_added_at_inference: bool = Field(description="True if the model was trained without dropout and MC dropout was added for inference only.")
+    dropout_added_at_inference: bool = Field(
+        description="True if the model was trained without dropout and MC dropout was inserted after training, for inference only: "
+        "a heuristic, not a posterior (see dropout_note)."
+    )
+    dropout_note: str = Field(
+        description="The model's MC dropout in words: 'inserted after training: a heuristic, not a posterior', or 'the model was trained with this dropout'."
+    )
     timings: Timings = Field(description="Seconds per step.")
     image: str = Field(description="The decoded input (EXIF orientation applied) at the analysed size, as a data:image/jpeg;base64 URL.")
     prediction: PredictionOut = Field(description="The predicted labels: greyscale PNG of class indices, and with raw=true a colour PNG and the raw label map.")
@@ -202,13 +209,22 @@ class ModelInfo(ApiModel):
     working_size: int | None = Field(description="Long side in pixels inputs are resized to by default (resolution=working); null: none.")
     architecture: dict[str, Any] = Field(description="segmentation_models_pytorch create_model arguments.")
     normalization: dict[str, Any] = Field(description="Input normalisation: (pixel / 255 - mean) / std per RGB channel.")
-    dropout: dict[str, Any] = Field(description="MC-dropout sites, rate, mode and whether the model was trained with it.")
+    dropout: dict[str, Any] = Field(
+        description="MC-dropout sites, rate, mode and whether the model was trained with it (trained_with_dropout false: inserted after "
+        "training, a heuristic, not a posterior)."
+    )
+    dropout_note: str = Field(
+        description="Its MC dropout in words: 'inserted after training: a heuristic, not a posterior', or 'the model was trained with this dropout'."
+    )
     temperature: float = Field(description="Calibration temperature τ (1.0 until calibrated).")
     calibration: dict[str, Any] | None = Field(default=None, description="Calibration metrics measured when τ was fitted, if any.")
     provenance: dict[str, Any] = Field(description="Training provenance and measured metrics.")
     device: str = Field(description="Where the model runs.")
     default: bool = Field(description="The model used when a request names none (the first served).")
     default_samples: int = Field(description=f"MC samples this model uses when a request does not say: {env_name('default_samples')} if set, else its card's.")
+    default_tta: TtaMode = Field(
+        description="Test-time augmentation this model uses when a request does not say (form field `tta`): its card's default_tta, else none."
+    )
     feature_density: bool = Field(
         description="The bundle has a fitted feature density (seg-uncertainty fit-density), so its analyses compute the feature_distance map; "
         "false: that map is all zeros (described as not available) and the page shows no panel for it."

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from app.defaults import TtaMode
+
 __all__ = ["PageClass", "PageConfig", "PageDropout", "PageEndpoints", "PageErrorLegendEntry", "PageMap", "PageModel", "PageScale", "PageTick"]
 
 
@@ -73,7 +75,8 @@ class PageDropout(_CamelModel):
 
     sites: list[str] = Field(description="'head' or dotted submodule paths.")
     rate: float = Field(description="Dropout probability.")
-    trained_with_dropout: bool = Field(description="False: dropout is added at inference only.")
+    trained_with_dropout: bool = Field(description="False: dropout is inserted after training (at inference only).")
+    note: str = Field(description="What the dropout is, in words: 'inserted after training: a heuristic, not a posterior', or trained with.")
 
 
 class PageModel(_CamelModel):
@@ -85,6 +88,7 @@ class PageModel(_CamelModel):
     working_size: int | None = Field(description='Long side inputs are resized to at resolution "working"; null: none.')
     temperature: float = Field(description="Its fitted temperature τ (1: never calibrated).")
     default_samples: int = Field(description="MC samples it uses when a request does not say.")
+    default_tta: TtaMode = Field(description="Test-time augmentation it uses when a request does not say (its card's default_tta, else none).")
     unavailable: list[str] = Field(description="Maps it cannot compute (e.g. feature_distance without a fitted density); their panels show a note.")
     dropout: PageDropout = Field(description="Where its MC dropout sits.")
     scales: dict[str, PageScale] = Field(description="Each map's colour bar, by map name.")
