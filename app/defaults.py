@@ -66,6 +66,15 @@ MAX_QUEUE = 8
 BYTES_PER_WORK_UNIT = 256
 MAX_WORK = 4 * MEMORY_BUDGET // BYTES_PER_WORK_UNIT
 REQUEST_TIMEOUT = 120.0
+# Long analyses as jobs (app/web/jobs.py): a request over MAX_WORK but within MAX_JOB_WORK is answered 202 and runs in
+# the background. 2**31 units hold a 12 MP photo at full resolution with 20 samples and 4 test-time passes (1.0e9 units;
+# ~50 s per pass on two CPU cores). A job's results take up to BYTES_PER_WORK_UNIT per analysed pixel (a 4000x3000
+# person analysis peaked at 2.0 GB resident), so MAX_JOB_PIXELS bounds a job's memory whatever its samples.
+MAX_JOB_WORK = 2**31
+MAX_JOB_PIXELS = 16_000_000
+JOB_TIMEOUT = 900.0
+MAX_JOBS = 8
+JOB_TTL_SECONDS = 900.0
 BODY_TIMEOUT = 60.0
 KEEP_ALIVE_TIMEOUT = 5
 HEADER_TIMEOUT = 10.0

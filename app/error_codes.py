@@ -39,12 +39,19 @@ class ErrorCode(StrEnum):
     FORBIDDEN_ORIGIN = "forbidden_origin", 403, "A write from a web page of another origin that CORS does not allow (`SEGU_CORS_ORIGINS`)."
     NOT_FOUND = "not_found", 404, "No such page, endpoint or map."
     ANALYSIS_NOT_FOUND = "analysis_not_found", 404, "The analysis id has expired or never existed; analyse the image again for a new id."
+    JOB_NOT_FOUND = "job_not_found", 404, "The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again."
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "The endpoint exists but not for this HTTP method."
+    JOB_NO_RESULT = "job_no_result", 409, "The job has no result (yet): it is queued or running (poll its status), or it was cancelled."
     BODY_TIMEOUT = "body_timeout", 408, "The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed."
     HEADER_TIMEOUT = "header_timeout", 408, "The request's headers did not arrive within `SEGU_HEADER_TIMEOUT` seconds; the connection is closed."
     BODY_TOO_LARGE = "body_too_large", 413, "The request body is over `SEGU_MAX_BODY_BYTES`."
     TOO_MANY_PIXELS = "too_many_pixels", 413, "The image has more pixels than `SEGU_MAX_PIXELS`."
-    TOO_MUCH_WORK = "too_much_work", 413, ("Analysed pixels × passes × (samples + 1) over `SEGU_MAX_WORK` by itself; the message says what would fit.")
+    TOO_MUCH_WORK = (
+        "too_much_work",
+        413,
+        "Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over "
+        "`SEGU_MAX_WORK` with mode=sync; the message says what would fit.",
+    )
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "The file is empty or not an image (or mask) in an accepted format."
     CORRUPT_IMAGE = "corrupt_image", 422, "The image's header or data cannot be read, or it has no pixels."
     CORRUPT_MASK = "corrupt_mask", 422, "The mask file is corrupt or truncated."

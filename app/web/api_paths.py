@@ -2,7 +2,8 @@
 
 from typing import Final
 
-__all__ = ["ANALYSES_PATH", "API_PREFIX"]
+__all__ = ["ANALYSES_PATH", "API_PREFIX", "JOBS_PATH"]
 
 API_PREFIX: Final = "/api/v1"
 ANALYSES_PATH: Final = f"{API_PREFIX}/analyses"
+JOBS_PATH: Final = f"{API_PREFIX}/jobs"

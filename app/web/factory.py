@@ -23,7 +23,7 @@ from app.web.limits import BodyLimitMiddleware
 from app.web.metrics import Metrics
 from app.web.observe import ObserveMiddleware
 from app.web.request_id import with_request_id_on_server_errors
-from app.web.routes import analyses, analyze, evaluate, health, metrics, models, page
+from app.web.routes import analyses, analyze, evaluate, health, jobs, metrics, models, page
 from app.web.security import ApiKeyMiddleware, CrossOriginWriteMiddleware, SecurityHeadersMiddleware, TrustedHostMiddleware, secure_server_errors
 from app.web.services import ModelServices
 from app.web.settings import Settings
@@ -55,6 +55,7 @@ def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], 
         app.state.services = services
         app.state.service = services.default
         async with anyio.create_task_group() as tg:
+            await tg.start(services.jobs.serve)
             tg.start_soon(services.start)
             yield
             tg.cancel_scope.cancel()
@@ -95,13 +96,13 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     if settings.api_keys:  # deployment safety: inside CORS (401s carry CORS headers, preflights need no key), before any body is read
         app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"], allow_headers=["*"])
     app.add_middleware(CrossOriginWriteMiddleware, allowed=settings.cors_origins)  # deployment safety: outermost three
     app.add_middleware(TrustedHostMiddleware, allowed=settings.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     secure_server_errors(app)
     with_request_id_on_server_errors(app)
-    routers = [health.router, models.router, analyze.router, evaluate.router, analyses.router]
+    routers = [health.router, models.router, analyze.router, evaluate.router, analyses.router, jobs.router]
     routers.append(page.router)
     if settings.metrics:
         routers.append(metrics.router)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import time
-from collections.abc import Callable
-from typing import BinaryIO, TypeVar
+from collections.abc import Callable, Sequence
+from typing import BinaryIO
 
 import anyio
 import anyio.to_thread
@@ -15,29 +16,38 @@ import torch
 from app.defaults import TtaMode
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
+from app.error_codes import ErrorCode
 from app.io.bundle import Bundle
 from app.request import AnalysisRequest
 from app.web.access_log import current_record
-from app.web.admission import Admission, Reservation
+from app.web.admission import Admission, Overloaded, Reservation, TooMuchWork
 from app.web.cache import AnalysisCache
+from app.web.errors import ApiError
+from app.web.jobs import Answer, Job, JobKind, JobMode, JobStore, failure_of
 from app.web.metrics import Metrics
-from app.web.settings import Settings
+from app.web.settings import Settings, env_name
 from app.web.supervision import Disconnected, never_disconnected, supervise
 from app.web.uploads import probe_upload, read_upload
-from app.web.work_estimate import estimate_work
+from app.web.work_estimate import WorkEstimate, estimate_work
 from app.workflows.analyzer import Analyzer
 from app.workflows.batching import PrefixBatcher
 from app.workflows.labelled import analyze_labelled
 
-__all__ = ["AnalysisService", "new_cache"]
+__all__ = ["JOB_POLL_SECONDS", "AnalysisService", "new_cache", "new_jobs"]
 
-T = TypeVar("T")
 log = logging.getLogger("app.web")
+JOB_POLL_SECONDS = 0.1
+Work = Callable[[CancelToken, Sequence[BinaryIO]], Answer]
 
 
 def new_cache(settings: Settings) -> AnalysisCache:
     """The store of kept analyses that ``settings`` describe."""
     return AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix)
+
+
+def new_jobs(settings: Settings) -> JobStore:
+    """The store of long analyses (jobs) that ``settings`` describe."""
+    return JobStore(settings.max_jobs, settings.job_ttl_seconds, id_prefix=settings.analysis_id_prefix)
 
 
 class AnalysisService:
@@ -50,6 +60,11 @@ class AnalysisService:
     (:mod:`app.web.supervision`). Dropout masks are seeded per request through a context variable, so concurrent
     analyses do not disturb each other.
 
+    A request over the work budget (``SEGU_MAX_WORK``) that fits a job's (``SEGU_MAX_JOB_WORK``, ``SEGU_MAX_JOB_PIXELS``) runs
+    as a job instead (``mode="auto"``; ``"job"`` always, ``"sync"`` never; :mod:`app.web.jobs`): its upload is read at once,
+    the caller gets the :class:`~app.web.jobs.Job`, and in the background it waits for room in the same gate (taking at most
+    the whole budget), runs under ``SEGU_JOB_TIMEOUT`` with progress, and keeps its answer.
+
     Args:
         bundle: The loaded model bundle.
         device: Where to run it.
@@ -58,6 +73,8 @@ class AnalysisService:
         admission: The gate, when it is shared with other models' services (:mod:`app.web.services`); ``None``: a gate of its
             own, watched by ``metrics``.
         cache: The store of kept analyses, when shared; ``None``: one of its own.
+        jobs: The store of jobs, when shared; ``None``: one of its own (its :meth:`~app.web.jobs.JobStore.serve` must run for
+            jobs to be accepted).
     """
 
     def __init__(
@@ -69,6 +86,7 @@ class AnalysisService:
         *,
         admission: Admission | None = None,
         cache: AnalysisCache | None = None,
+        jobs: JobStore | None = None,
     ) -> None:
         self.bundle = bundle
         self.device = device
@@ -79,6 +97,7 @@ class AnalysisService:
             self.metrics.watch(admission)
         self.admission = admission
         self.cache = cache if cache is not None else new_cache(settings)
+        self.jobs = jobs if jobs is not None else new_jobs(settings)
         batch = min(settings.max_batch_size, settings.max_concurrent)  # batched analyses each hold a running slot
         self.batcher = PrefixBatcher(bundle.net, batch, settings.max_wait_ms / 1000, observe=self.metrics.batch)
         self.analyzer = Analyzer(bundle, device, max_pixels=settings.max_pixels, memory_budget=settings.memory_budget, batcher=self.batcher)
@@ -103,34 +122,41 @@ class AnalysisService:
         return self.bundle.card.tta_default()
 
     async def analyze(
-        self, upload: BinaryIO, encode: Callable[[Analysis], T], request: AnalysisRequest, *, disconnected: Disconnected = never_disconnected
-    ) -> T:
-        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate.
+        self,
+        upload: BinaryIO,
+        encode: Callable[[Analysis], Answer],
+        request: AnalysisRequest,
+        *,
+        disconnected: Disconnected = never_disconnected,
+        mode: JobMode = "sync",
+    ) -> Answer | Job:
+        """Admit, then read, decode, analyse and ``encode`` an upload inside the gate; or accept it as a job (``mode``).
 
         Raises:
             app.io.decoding.ImageDecodeError: the upload is not a usable image.
-            app.web.admission.TooMuchWork: 413, the request alone is over the work budget.
-            app.web.admission.Overloaded: 503, no room now.
+            app.web.admission.TooMuchWork: 413, the request alone is over the work budget (a job's, unless ``mode="sync"``).
+            app.web.admission.Overloaded: 503, no room now (or no room for another job).
             ApiError: 504 past the deadline; 499 when the client went away.
         """
 
-        def job(token: CancelToken) -> T:
-            analysis = self.analyzer.analyze_bytes(read_upload(upload), request, cancel=token)
+        def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
+            analysis = self.analyzer.analyze_bytes(read_upload(files[0]), request, cancel=token)
             self._analysed(analysis, token)
             return encode(analysis)
 
-        return await self._admitted(upload, request, job, disconnected)
+        return await self._admitted([upload], request, work, disconnected, mode, "analyze")
 
     async def evaluate(
         self,
         upload: BinaryIO,
         mask: BinaryIO,
-        encode: Callable[[Analysis, np.ndarray], T],
+        encode: Callable[[Analysis, np.ndarray], Answer],
         request: AnalysisRequest,
         *,
         mask_name: str = "mask",
         disconnected: Disconnected = never_disconnected,
-    ) -> T:
+        mode: JobMode = "sync",
+    ) -> Answer | Job:
         """Like :meth:`analyze`, for an image and its mask (checked to pair up before inference).
 
         Raises:
@@ -138,24 +164,107 @@ class AnalysisService:
             app.io.decoding.ImageDecodeError, TooMuchWork, Overloaded, ApiError: as :meth:`analyze`.
         """
 
-        def job(token: CancelToken) -> T:
-            labelled = analyze_labelled(self.analyzer, read_upload(upload), read_upload(mask), request, mask_name=mask_name, cancel=token)
+        def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
+            labelled = analyze_labelled(self.analyzer, read_upload(files[0]), read_upload(files[1]), request, mask_name=mask_name, cancel=token)
             self._analysed(labelled.analysis, token)
             return encode(labelled.analysis, labelled.mask)
 
-        return await self._admitted(upload, request, job, disconnected)
+        return await self._admitted([upload, mask], request, work, disconnected, mode, "evaluate")
 
-    async def _admitted(self, upload: BinaryIO, request: AnalysisRequest, job: Callable[[CancelToken], T], disconnected: Disconnected) -> T:
-        self.admission.check_room()
-        header = await anyio.to_thread.run_sync(probe_upload, upload, self.settings.max_pixels)
-        work = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request)
-        reservation = self.admission.reserve(work.units, work.describe, work.advice)
+    async def _admitted(
+        self, uploads: Sequence[BinaryIO], request: AnalysisRequest, work: Work, disconnected: Disconnected, mode: JobMode, kind: JobKind
+    ) -> Answer | Job:
+        if mode == "sync":
+            self.admission.check_room()
+        header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels)
+        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request)
         record = current_record()
-        record.model, record.samples, record.pixels = self.name, request.samples, work.pixels
+        record.model, record.samples, record.pixels = self.name, request.samples, estimate.pixels
+        if self._as_job(estimate, mode, header.width, header.height, request):
+            return await self._submit(uploads, estimate, work, kind)
+        advice = estimate.advice
+        if mode == "sync" and self.jobs.enabled and self._job_refusal(estimate, header.width, header.height, request) is None:
+            advice += ", or mode=auto to run it as a job (202) with progress"
+        reservation = self.admission.reserve(estimate.units, estimate.describe, advice)
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
         self.metrics.running_checks(token)
         try:
-            return await supervise(self.admission, reservation, token, job, disconnected, self._started, self.settings.request_timeout)
+            return await supervise(self.admission, reservation, token, lambda t: work(t, uploads), disconnected, self._started, self.settings.request_timeout)
+        finally:
+            self.metrics.finished_checks(token)
+            self.admission.release(reservation)
+
+    def _job_refusal(self, estimate: WorkEstimate, width: int, height: int, request: AnalysisRequest) -> str | None:
+        """Why no job can hold this request (its 413 message), or ``None`` when one can."""
+        settings = self.settings
+        if estimate.units > settings.max_job_work:
+            advice = estimate_work(self.analyzer, settings.max_job_work, width, height, request).advice
+            return (
+                f"{estimate.describe} = {estimate.units:,} units of work, more than a job may take ({settings.max_job_work:,}, "
+                f"{env_name('max_job_work')}); {advice}"
+            )
+        if estimate.pixels > settings.max_job_pixels:
+            return (
+                f"{estimate.describe}: {estimate.pixels:,} analysed pixels, more than a job may analyse ({settings.max_job_pixels:,}, "
+                f"{env_name('max_job_pixels')}); send resolution=working or a smaller image"
+            )
+        return None
+
+    def _as_job(self, estimate: WorkEstimate, mode: JobMode, width: int, height: int, request: AnalysisRequest) -> bool:
+        """Whether the request runs as a job: ``mode="job"``, or ``"auto"`` and over the synchronous budget (jobs enabled).
+
+        Raises:
+            TooMuchWork: 413, it should run as a job but no job can hold it.
+            ApiError: 422, ``mode="job"`` while jobs are off (``SEGU_MAX_JOBS`` = 0).
+        """
+        if mode == "sync" or (mode == "auto" and (estimate.units <= self.settings.max_work or not self.jobs.enabled)):
+            return False
+        if not self.jobs.enabled:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, f"mode: this server runs no jobs ({env_name('max_jobs')} = 0); send mode=auto or sync", "mode")
+        refusal = self._job_refusal(estimate, width, height, request)
+        if refusal is not None:
+            raise TooMuchWork(refusal)
+        return True
+
+    async def _submit(self, uploads: Sequence[BinaryIO], estimate: WorkEstimate, work: Work, kind: JobKind) -> Job:
+        """Accept the request as a job: read its uploads now (the request's files close when it is answered), then run it in the background."""
+        self.jobs.check_room()
+        copies = [io.BytesIO(await anyio.to_thread.run_sync(read_upload, upload)) for upload in uploads]
+
+        async def run(job: Job) -> None:
+            await self._run_job(job, estimate, lambda token: work(token, copies))
+
+        return self.jobs.submit(kind, self.name, estimate.units, estimate.describe, run)
+
+    async def _run_job(self, job: Job, estimate: WorkEstimate, work: Callable[[CancelToken], Answer]) -> None:
+        """Wait (jobs first come, first served) until the gate admits the job, taking at most the whole budget; run it; keep its outcome."""
+        token = job.token
+        reservation: Reservation | None = None
+        async with self.jobs.turn:
+            while reservation is None:
+                if token.reason is not None:
+                    job.mark("cancelled")
+                    return
+                try:
+                    reservation = self.admission.reserve(min(estimate.units, self.settings.max_work), estimate.describe, estimate.advice)
+                except Overloaded:
+                    await job.wait_change(JOB_POLL_SECONDS)
+        token.deadline = time.monotonic() + self.settings.job_timeout
+
+        def started(reservation: Reservation) -> None:
+            job.mark("running")
+            self._started(reservation)
+
+        self.metrics.running_checks(token)
+        try:
+            answer = await supervise(self.admission, reservation, token, work, never_disconnected, started, self.settings.job_timeout, "job_timeout")
+        except Exception as exc:
+            if token.reason in ("cancelled", "shutdown"):
+                job.mark("cancelled")
+            else:
+                job.mark("failed", error=failure_of(exc))
+        else:
+            job.mark("done", answer=answer)
         finally:
             self.metrics.finished_checks(token)
             self.admission.release(reservation)

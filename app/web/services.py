@@ -12,7 +12,7 @@ from app.io.bundle import Bundle
 from app.web.admission import Admission
 from app.web.errors import ApiError
 from app.web.metrics import Metrics
-from app.web.service import AnalysisService, new_cache
+from app.web.service import AnalysisService, new_cache, new_jobs
 from app.web.settings import Settings, env_name
 
 __all__ = ["ModelServices", "ModelStatus", "check_bundles"]
@@ -56,7 +56,8 @@ def check_bundles(bundles: Sequence[Bundle], settings: Settings) -> None:
 class ModelServices:
     """Every served model's service by name, the first the default.
 
-    The models share one admission gate (running slots, queue and work budget are the machine's, not a model's) and
+    The models share one admission gate (running slots, queue and work budget are the machine's, not a model's), one
+    store of jobs (:mod:`app.web.jobs`; its :meth:`~app.web.jobs.JobStore.serve` runs in the app's lifespan) and
     one cache of kept analyses (an entry carries its model's classes, so follow-ups by id need no model), so
     ``SEGU_MAX_CONCURRENT``, ``SEGU_MAX_QUEUE`` and ``SEGU_MAX_WORK`` bound all models' requests together.
 
@@ -77,8 +78,10 @@ class ModelServices:
         self.admission = Admission(settings.max_concurrent, settings.max_queue, settings.max_work)
         self.metrics.watch(self.admission)
         self.cache = new_cache(settings)
+        self.jobs = new_jobs(settings)
         self.services = {
-            bundle.card.name: AnalysisService(bundle, device, settings, self.metrics, admission=self.admission, cache=self.cache) for bundle in bundles
+            bundle.card.name: AnalysisService(bundle, device, settings, self.metrics, admission=self.admission, cache=self.cache, jobs=self.jobs)
+            for bundle in bundles
         }
 
     @property

@@ -19,10 +19,15 @@ from app.defaults import (
     DEFAULT_MODELS,
     DEFAULT_SAMPLES,
     HEADER_TIMEOUT,
+    JOB_TIMEOUT,
+    JOB_TTL_SECONDS,
     KEEP_ALIVE_TIMEOUT,
     MAX_BATCH_SIZE,
     MAX_BODY_BYTES,
     MAX_HEADER_BYTES,
+    MAX_JOB_PIXELS,
+    MAX_JOB_WORK,
+    MAX_JOBS,
     MAX_PIXELS,
     MAX_QUEUE,
     MAX_SAMPLES,
@@ -94,11 +99,36 @@ class Settings(BaseSettings):
     # ---- Admission control, deadlines and slow clients (app/web/admission.py, service.py, limits.py; serve) ----
     max_queue: int = Field(default=MAX_QUEUE, ge=0, le=4096, description="Analyses that may wait for a slot behind the running ones; more → 503.")
     max_work: int = Field(
-        default=MAX_WORK, ge=1, description="Most work (analysed pixels × (samples + 1)) admitted at once, running and waiting; one request over it → 413."
+        default=MAX_WORK,
+        ge=1,
+        description="Most work (analysed pixels × passes × (samples + 1)) admitted at once, running and waiting; one request over it runs as a "
+        "job (202) when it fits SEGU_MAX_JOB_WORK, else → 413.",
     )
     request_timeout: float = Field(
         default=REQUEST_TIMEOUT, gt=0, description="Seconds an admitted analysis may take, waiting included; then it is stopped and answered 504."
     )
+    # ---- Long analyses as jobs (app/web/jobs.py) ----
+    max_job_work: int = Field(
+        default=MAX_JOB_WORK,
+        ge=1,
+        description="Most work of one job: a request over SEGU_MAX_WORK but within it is answered 202 with a job id and runs in the "
+        "background (one job at a time, with progress and cancel); over it → 413.",
+    )
+    max_job_pixels: int = Field(
+        default=MAX_JOB_PIXELS,
+        ge=1,
+        description="Most analysed pixels of one job (its results take up to ~256 bytes per analysed pixel in memory); over it → 413.",
+    )
+    job_timeout: float = Field(
+        default=JOB_TIMEOUT, gt=0, description="Seconds a job may take once admitted (waiting for its running slot included); then it fails with timeout."
+    )
+    max_jobs: int = Field(
+        default=MAX_JOBS,
+        ge=0,
+        le=1024,
+        description="Jobs kept at once, queued, running or finished (0: no jobs); a new job when every kept job is unfinished → 503.",
+    )
+    job_ttl_seconds: float = Field(default=JOB_TTL_SECONDS, gt=0, description="Seconds a finished job (its status and result) stays readable by id.")
     body_timeout: float = Field(default=BODY_TIMEOUT, gt=0, description="Seconds a client has to send the whole request body; then 408.")
     keep_alive_timeout: int = Field(default=KEEP_ALIVE_TIMEOUT, ge=1, description="serve: seconds an idle keep-alive connection stays open.")
     header_timeout: float = Field(default=HEADER_TIMEOUT, gt=0, description="serve: seconds a client has to send a request's headers; then it is closed.")

@@ -34,6 +34,7 @@ async def supervise(
     disconnected: Disconnected,
     started: Callable[[Reservation], None],
     timeout: float,
+    timeout_setting: str = "request_timeout",
 ) -> T:
     """Wait for ``reservation``'s running slot, then run ``job(token)`` in a worker thread; its result.
 
@@ -48,6 +49,7 @@ async def supervise(
         disconnected: Whether the client has gone away.
         started: Called once the job has its running slot, before it runs.
         timeout: The deadline in seconds, for the 504 message.
+        timeout_setting: The setting that gave it, for the 504 message.
 
     Raises:
         ApiError: 504 past the deadline; 499 when the client went away.
@@ -75,7 +77,7 @@ async def supervise(
     if token.reason == "deadline":
         raise ApiError(
             ErrorCode.TIMEOUT,
-            f"the analysis did not finish within the server's limit of {timeout:g} s ({env_name('request_timeout')}) "
+            f"the analysis did not finish within the server's limit of {timeout:g} s ({env_name(timeout_setting)}) "
             "and was stopped; use fewer samples, resolution=working or a smaller image, or retry when the server is less busy",
         )
     raise ApiError(ErrorCode.CLIENT_DISCONNECTED, "the client closed the connection; the analysis was stopped")

@@ -141,7 +141,12 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
         "/api/v1/analyses/{analysis_id}/maps/{name}.png",
         "/api/v1/analyses/{analysis_id}/maps.npz",
         "/api/v1/analyses/{analysis_id}/pixel",
+        "/api/v1/jobs/{job_id}",
+        "/api/v1/jobs/{job_id}/result",
+        "/api/v1/jobs/{job_id}/events",
     }
+    assert set(spec["paths"]["/api/v1/jobs/{job_id}"]) == {"get", "delete"}
+    assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "202", "413"}
     undocumented = [
         f"{schema_name}.{prop}"
         for schema_name, schema in spec["components"]["schemas"].items()
@@ -152,14 +157,14 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
     assert undocumented == []
     schemas = spec["components"]["schemas"]
     form = form_fields(schemas, "Body_analyze_api_v1_analyze_post")
-    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype", "model", "tta"}
+    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "raw", "raw_dtype", "model", "tta", "mode"}
     # an integer from 0 (its limit is the server's max_samples, checked per request), or omitted: the model's default
     assert [kind.get("minimum") for kind in form["samples"]["anyOf"]] == [0, None] and "max_samples" in form["samples"]["description"]
     assert form["resolution"]["enum"] == ["working", "full"] and form["resolution"]["default"] == "working"
     assert form["raw"]["default"] is False
     assert set(spec["paths"]["/api/v1/analyze"]["post"]["responses"]) >= {"200", "413", "415", "422"}
     evaluate_form = schemas["Body_evaluate_api_v1_evaluate_post"]
-    evaluate_fields = {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype", "model", "tta"}
+    evaluate_fields = {"file", "mask", "samples", "seed", "calibrated", "resolution", "ignore_index", "ood_label", "raw", "raw_dtype", "model", "tta", "mode"}
     assert set(form_fields(schemas, "Body_evaluate_api_v1_evaluate_post")) == evaluate_fields
     assert set(evaluate_form["required"]) == {"file", "mask"}
     assert set(spec["components"]["schemas"]["EvaluateResponse"]["properties"]) >= {"maps", "prediction", "metrics", "error_map", "reliability_png"}

@@ -94,7 +94,7 @@ def test_the_work_budget_counts_passes(tiny_bundle_dir: Path, ensemble_dir: Path
         for client in _client(folder, max_work=3 * unit):
             if passes == 4:
                 assert _analyze(client, samples="3")["passes"] == 1
-            refused = client.post("/api/v1/analyze", files={"file": ("a.png", random_png())}, data={"samples": "3", "tta": "flips"})
+            refused = client.post("/api/v1/analyze", files={"file": ("a.png", random_png())}, data={"samples": "3", "tta": "flips", "mode": "sync"})
             error = assert_error(refused, 413, "too_much_work")
             assert f"x {passes} passes x (3 samples + 1)" in error["message"], error["message"]
             assert f"{passes * unit:,} units" in error["message"], error["message"]

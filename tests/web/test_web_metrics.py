@@ -133,7 +133,7 @@ def _corrupt(client: TestClient, headers: dict[str, str]) -> HttpResponse:
 
 def _too_much_work(client: TestClient, headers: dict[str, str]) -> HttpResponse:
     png = random_png(140, 140)
-    return client.post("/api/v1/analyze", files={"file": ("a.png", png, "image/png")}, data={"samples": str(MAX_SAMPLES)}, headers=headers)
+    return client.post("/api/v1/analyze", files={"file": ("a.png", png, "image/png")}, data={"samples": str(MAX_SAMPLES), "mode": "sync"}, headers=headers)
 
 
 def _bad_samples(client: TestClient, headers: dict[str, str]) -> HttpResponse:

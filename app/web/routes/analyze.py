@@ -11,6 +11,8 @@ from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.encoding import analysis_json, download_name
 from app.web.forms import GATE_RESPONSES, AnalyzeForm, ImageFileForm
+from app.web.jobs import Answer, Job
+from app.web.routes.jobs import ACCEPTED, accepted
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 
 NPZ_MEDIA_TYPE = "application/x-npz"
@@ -23,6 +25,7 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
         "the uint8 label map `prediction` and (C, H, W) `mean_probs`, `probs`, `class_variance`.",
         "content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     },
+    **ACCEPTED,
     415: {"model": ErrorResponse, "description": "The file is not an image in a format the server reads."},
     422: {"model": ErrorResponse, "description": "Corrupt or truncated image, a parameter out of range, or no file."},
     **GATE_RESPONSES,
@@ -36,18 +39,19 @@ async def analyze(request: Request, services: ServicesDep, settings: SettingsDep
     Maps use fixed colour scales (see each map's `range` and `display_power`), so two images can be compared by eye.
     The analysis is kept under `analysis_id` for a while: its PNGs, NPZ and exact pixel values are served by
     `GET /api/v1/analyses/{analysis_id}/...` without running it again.
+
+    A request over the server's work budget runs as a job (`mode`): 202 with the job's status; its progress, events, cancel
+    and this same answer are under `GET /api/v1/jobs/{job_id}`.
     """
     started = time.perf_counter()
     service = services.get(form.model)
     asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area, default_tta=service.default_tta)
 
-    def encode(analysis: Analysis) -> bytes:
+    def encode(analysis: Analysis) -> Answer:
         if form.output_format == "npz":
-            return npz_bytes(analysis)
-        return analysis_json(analysis, service.bundle.card, service.cache, file.filename, form.raw, form.raw_dtype, started)
+            disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
+            return Answer(npz_bytes(analysis), NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
+        return Answer(analysis_json(analysis, service.bundle.card, service.cache, file.filename, form.raw, form.raw_dtype, started), "application/json")
 
-    body = await service.analyze(file.file, encode, asked, disconnected=request.is_disconnected)
-    if form.output_format == "npz":
-        disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
-        return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
-    return Response(body, media_type="application/json")
+    outcome = await service.analyze(file.file, encode, asked, disconnected=request.is_disconnected, mode=form.mode)
+    return accepted(outcome) if isinstance(outcome, Job) else outcome.response()

@@ -11,12 +11,15 @@ from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.evaluation import check_labels, evaluate_json
 from app.web.forms import GATE_RESPONSES, EvaluateForm, ImageFileForm, MaskFileForm
+from app.web.jobs import Answer, Job
+from app.web.routes.jobs import ACCEPTED, accepted
 from app.web.schemas.analysis import ErrorResponse
 from app.web.schemas.evaluation import EvaluateResponse
 
 
 def _responses() -> dict[int | str, dict[str, Any]]:
     return {
+        **ACCEPTED,
         415: {"model": ErrorResponse, "description": "The file or the mask is not an image in a format the server reads."},
         422: {
             "model": ErrorResponse,
@@ -51,8 +54,11 @@ async def evaluate(
     check_labels(len(card.classes), form.ood_label)
     asked = form.analysis_request(service.default_samples, settings.max_samples, settings.min_area, default_tta=service.default_tta)
 
-    def encode(analysis: Analysis, labels: np.ndarray) -> bytes:
-        return evaluate_json(analysis, labels, card, form.ignore_index, form.ood_label, started, service.cache, file.filename, form.raw, form.raw_dtype)
+    def encode(analysis: Analysis, labels: np.ndarray) -> Answer:
+        body = evaluate_json(analysis, labels, card, form.ignore_index, form.ood_label, started, service.cache, file.filename, form.raw, form.raw_dtype)
+        return Answer(body, "application/json")
 
-    body = await service.evaluate(file.file, mask.file, encode, asked, mask_name=mask.filename or "mask", disconnected=request.is_disconnected)
-    return Response(body, media_type="application/json")
+    outcome = await service.evaluate(
+        file.file, mask.file, encode, asked, mask_name=mask.filename or "mask", disconnected=request.is_disconnected, mode=form.mode
+    )
+    return accepted(outcome) if isinstance(outcome, Job) else outcome.response()
