@@ -137,5 +137,6 @@ def test_summary_reports_sizes_and_the_image_level_verdict(tmp_path: Path) -> No
     assert (photo["input_width"], photo["input_height"], photo["width"], photo["height"], photo["resolution"]) == ("600", "400", "256", "171", "working")
     assert (scene["width"], scene["resolution"]) == ("128", "full")
     maps = ("confidence", "entropy", "variance", "mutual_information")
-    assert photo["unusual"] == "yes" and max(float(photo[f"percentile_{m}"]) for m in maps) >= 99
-    assert scene["unusual"] == "no" and max(float(scene[f"percentile_{m}"]) for m in maps) < 99
+    assert photo["unusual"] == "yes" and photo["image_check"] == "unusual" and float(photo["p_value"]) <= 0.01
+    assert max(float(photo[f"percentile_{m}"]) for m in maps) >= 99
+    assert scene["unusual"] == "no" and scene["image_check"] == "not_flagged" and float(scene["p_value"]) > 0.01

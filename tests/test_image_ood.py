@@ -29,7 +29,9 @@ def test_verdicts_flag_from_the_threshold_and_skip_maps_without_reference() -> N
     verdicts = {v.map: v for v in image_verdicts(means, reference)}
     assert set(verdicts) == {"confidence", "mutual_information"}
     assert verdicts["mutual_information"].unusual and verdicts["mutual_information"].percentile == 100.0
-    assert "unlike what the model was trained on" in verdicts["mutual_information"].message
+    assert "99th percentile" in verdicts["mutual_information"].message
+    # A map that does not flag the image is no evidence that it is familiar: the wording never says so.
+    assert "within" not in verdicts["confidence"].message and "trained on" not in verdicts["confidence"].message
     assert not verdicts["confidence"].unusual and verdicts["confidence"].percentile == pytest.approx(0.0)
     assert not image_verdicts({"mutual_information": 0.975}, reference, threshold=99.0)[0].unusual
     assert image_verdicts({"mutual_information": 0.985}, reference, threshold=99.0)[0].unusual

@@ -323,9 +323,13 @@ def test_single_pass_is_run_mc_itself(tiny_bundle: Bundle) -> None:
 
 
 def test_augmented_analyses_get_no_image_level_verdict() -> None:
-    """The default model's image reference was fitted without augmentation, so only tta=none is compared with it."""
+    """The default model's image reference was fitted without augmentation, so only tta=none is compared with it: with flips
+    the maps get no percentile (the feature distance, of the unaugmented pass, keeps its own) and the image is not checked."""
     analyzer = Analyzer(load_bundle("default"))
     rgb = np.random.default_rng(3).integers(0, 256, (48, 48, 3), dtype=np.uint8)
     assert analyzer.bundle.card.image_reference is not None
-    assert analyzer.analyze_image(rgb, AnalysisRequest(samples=2)).image_ood != []
-    assert analyzer.analyze_image(rgb, AnalysisRequest(samples=2, tta="flips")).image_ood == []
+    plain = analyzer.analyze_image(rgb, AnalysisRequest(samples=2))
+    assert len(plain.image_ood) == 5 and plain.image_check is not None and plain.image_check.status != "not_checked"
+    flipped = analyzer.analyze_image(rgb, AnalysisRequest(samples=2, tta="flips"))
+    assert [v.map for v in flipped.image_ood] == ["feature_distance"]
+    assert flipped.image_check is not None and flipped.image_check.status == "not_checked"

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.maps.regions import Region
+from app.metrics.conformal import ImageCheck
 from app.metrics.image_ood import ImageOodResult
 
 __all__ = ["Analysis"]
@@ -46,6 +47,8 @@ class Analysis:
             ``"deterministic"`` (:attr:`app.engine.passes.PassPlan.method`).
         unavailable: Maps the bundle cannot compute, present as zeros: ``feature_distance`` when the bundle has no
             fitted feature density (``seg-uncertainty fit-density``). Evaluations and image-level verdicts skip them.
+        image_check: The one image-level verdict (:mod:`app.metrics.conformal`): unusual, not flagged or not checked,
+            with its p-value and reference; ``image_ood`` holds the per-map percentiles behind it.
     """
 
     image: np.ndarray
@@ -72,6 +75,7 @@ class Analysis:
     passes: int = 1
     method: str = "mc_dropout"
     unavailable: tuple[str, ...] = ()
+    image_check: ImageCheck | None = None
 
     @property
     def analysed_size(self) -> tuple[int, int]:

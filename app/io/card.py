@@ -25,6 +25,8 @@ __all__ = [
     "DropoutConfig",
     "FeatureDensityInfo",
     "ImageReference",
+    "ImageTest",
+    "ImageTestComponent",
     "InputSpec",
     "ModelCard",
     "Normalization",
@@ -122,6 +124,39 @@ class ImageReference(BaseModel):
         return {name: sorted(values) for name, values in value.items()}
 
 
+class ImageTestComponent(BaseModel):
+    """One standardised component of the combined image score (:mod:`app.metrics.conformal`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(description="A detection map (its image mean, oriented so larger is more uncertain) or 'feature_typicality'.")
+    centre: float = Field(description="Median over the fit images.")
+    scale: float = Field(gt=0.0, description="Upper spread (q90 - q50) / 1.2816 over the fit images.")
+
+
+class ImageTest(BaseModel):
+    """The image-level conformal test: a combined score fitted on one split, the sorted scores of another (calibration) split.
+
+    An analysis's p-value is ``(1 + #{scores >= its score}) / (n + 1)``; it is called unusual at ``p <= alpha``, a false
+    alarm on at most ``alpha`` of images like the calibration images.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = Field(description="How the score is made, in words.")
+    alpha: float = Field(0.01, gt=0.0, lt=1.0, description="False-alarm rate: unusual at p <= alpha.")
+    components: list[ImageTestComponent] = Field(min_length=1)
+    fitted_on: str = Field(description="The images the components' centres and scales were fitted on.")
+    fit_images: int = Field(ge=2)
+    calibrated_on: str = Field(description="The calibration images, disjoint from every fit.")
+    samples: int = Field(ge=0, description="MC samples of the fit and calibration analyses (no test-time augmentation).")
+    scores: list[float] = Field(min_length=1, description="The calibration images' scores, sorted.")
+    command: str | None = Field(None, description="The command that fitted it.")
+
+    @field_validator("scores")
+    @classmethod
+    def _sorted_scores(cls, value: list[float]) -> list[float]:
+        return sorted(value)
+
+
 class FeatureDensityInfo(BaseModel):
     """A fitted feature density (:mod:`app.maps.density`): its file beside the weights, how it was fitted, its image reference."""
 
@@ -175,6 +210,7 @@ class ModelCard(BaseModel):
     )
     calibration: dict[str, Any] | None = None
     image_reference: ImageReference | None = None
+    image_test: ImageTest | None = Field(None, description="The image-level conformal test (seg-uncertainty calibrate); None: images are not checked.")
     feature_density: FeatureDensityInfo | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
 

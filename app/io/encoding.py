@@ -16,6 +16,7 @@ from app.io.card import dropout_note
 from app.io.rendering import map_images, png_bytes
 from app.maps.regions import Region
 from app.maps.registry import MAPS, MapSpec
+from app.metrics.conformal import ImageCheck, not_checked
 from app.metrics.image_ood import ImageOodResult
 
 __all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_arrays", "npz_bytes", "summarise", "write_npz"]
@@ -71,6 +72,7 @@ class AnalysisSummary:
     tta: str = "none"
     passes: int = 1
     unavailable: list[str] = field(default_factory=list)
+    image_check: ImageCheck | None = None
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -171,4 +173,5 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         tta=analysis.tta,
         passes=analysis.passes,
         unavailable=list(analysis.unavailable),
+        image_check=analysis.image_check if analysis.image_check is not None else not_checked("no image-level check was run", card.domain),
     )

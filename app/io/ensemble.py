@@ -92,6 +92,8 @@ def combined_card(card: EnsembleCard, members: list[ModelCard], where: Path) -> 
             "default_samples": card.default_samples,
             "calibration": None,
             "image_reference": card.image_reference,
+            # Member 0's image test describes its own maps, not the pooled members': an ensemble is not checked without its own.
+            "image_test": None,
             "provenance": {**card.provenance, "kind": ENSEMBLE_KIND, "members": listed},
         },
         deep=True,

@@ -108,10 +108,8 @@ def image_verdicts(means: Mapping[str, float], reference: Mapping[str, Sequence[
         spec = get_map(name)
         pct = uncertainty_percentile(means[name], reference[name], spec.uncertain_when)
         unusual = pct >= threshold
-        if unusual:
-            message = f"{spec.title}: more uncertain than {pct:.0f} % of validation images: this input is unlike what the model was trained on"
-        else:
-            message = f"{spec.title}: more uncertain than {pct:.0f} % of validation images: within what the model was trained on"
+        # Never "within what the model saw": a map that does not flag an image is no evidence that the image is familiar.
+        message = f"{spec.title}: more uncertain than {pct:.0f} % of validation images" + (" (at or above this map's 99th percentile)" if unusual else "")
         results.append(ImageOodResult(map=name, image_mean=float(means[name]), percentile=pct, unusual=unusual, message=message))
     return results
 
@@ -157,7 +155,7 @@ def typicality_verdict(name: str, mean: float, spread: float, typicality: ImageT
     pct = uncertainty_percentile(typicality.score((mean, spread)), typicality.reference, "high")
     unusual = pct >= threshold
     if not unusual:
-        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images (mean and spread): within what the model was trained on"
+        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images (mean and spread)"
     else:
         centre_mean, centre_spread = typicality.centre
         why = []
@@ -166,5 +164,5 @@ def typicality_verdict(name: str, mean: float, spread: float, typicality: ImageT
         if spread < centre_spread:
             why.append("none of its pixels is atypical, as in blurred or low-contrast images")
         reason = " and ".join(why) or "its mean and spread are unlike the validation images'"
-        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images ({reason}): this input is unlike what the model was trained on"
+        message = f"{spec.title}: more unusual than {pct:.0f} % of validation images ({reason}; at or above its 99th percentile)"
     return ImageOodResult(map=name, image_mean=float(mean), percentile=pct, unusual=unusual, message=message)

@@ -53,6 +53,8 @@ SUMMARY_FIELDS = (
     *(f"mean_{k}" for k in MAP_NAMES),
     *(f"se_{k}" for k in MAP_NAMES),
     "unusual",
+    "image_check",
+    "p_value",
     *(f"percentile_{k}" for k in DETECTION_MAPS),
 )
 
@@ -61,8 +63,10 @@ SUMMARY_FIELDS = (
 class SummaryRow:
     """One line of ``summary.csv``: an input, where its outputs went, how it went and the image-level OOD verdict.
 
-    ``unusual`` is ``yes`` when any map's image mean is more uncertain than 99 % of the model's validation images
-    (blank when the model has no reference); ``percentile_<map>`` are those percentiles.
+    ``image_check`` is the image-level verdict (:mod:`app.metrics.conformal`): ``unusual``, ``not_flagged`` (the test did
+    not reject, which does not show the image is like the training data) or ``not_checked`` (no reference for this model
+    or setting); ``p_value`` its conformal p-value; ``unusual`` is ``yes`` or ``no`` when the image was checked, blank
+    otherwise; ``percentile_<map>`` are where each map's image mean falls among the model's validation images.
     """
 
     file: str
@@ -80,6 +84,8 @@ class SummaryRow:
     errors: dict[str, float | None] = field(default_factory=dict)
     unusual: bool | None = None
     percentiles: dict[str, float] = field(default_factory=dict)
+    image_check: str | None = None
+    p_value: float | None = None
 
     def csv_row(self) -> dict[str, object]:
         """The row keyed by :data:`SUMMARY_FIELDS` (blank for unknown values)."""
@@ -96,6 +102,8 @@ class SummaryRow:
             "input_height": self.input_height,
             "resolution": self.resolution,
             "unusual": None if self.unusual is None else ("yes" if self.unusual else "no"),
+            "image_check": self.image_check,
+            "p_value": None if self.p_value is None else round(self.p_value, 6),
         }
         values.update({f"mean_{k}": v for k, v in self.means.items()})
         values.update({f"se_{k}": v for k, v in self.errors.items()})
@@ -168,8 +176,10 @@ def analyse_image(analyzer: Analyzer, path: Path, name: str, request: AnalysisRe
     row.resolution = analysis.resolution
     row.errors = dict(analysis.mean_errors)
     if analysis.image_ood:
-        row.unusual = any(v.unusual for v in analysis.image_ood)
         row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
+    if analysis.image_check is not None:
+        row.image_check, row.p_value = analysis.image_check.status, analysis.image_check.p_value
+        row.unusual = None if analysis.image_check.status == "not_checked" else analysis.image_check.status == "unusual"
     return AnalysedImage(row, files)
 
 

@@ -21,10 +21,12 @@ from app.engine.tile_budget import TileCost, choose_tile
 from app.io.bundle import Bundle
 from app.io.card import FeatureDensityInfo
 from app.io.decoding import decode_image
+from app.io.ensemble import ENSEMBLE_KIND
 from app.io.resize import resize_rgb, working_shape
 from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
+from app.metrics.conformal import TYPICALITY, Component, ImageCheck, check_image, component_values, not_checked
 from app.metrics.image_ood import ImageTypicality, image_verdicts, typicality_verdict
 from app.request import AnalysisRequest
 from app.workflows.batching import PrefixBatcher
@@ -64,9 +66,9 @@ class Analyzer:
         self.batcher = batcher
         self._cost: TileCost | None = None
         self._typical: tuple[FeatureDensityInfo, ImageTypicality] | None = None
-        # The feature-distance typicality verdict is off by default: it flags 3.5 % of the 200 test scenes, scene 11 (the
-        # page test's in-distribution upload) among them; the map and its image mean are reported either way.
-        self.typicality_verdict = False
+        # The feature-distance typicality's percentile is listed with the maps' (image_ood); the verdict itself is the one
+        # conformal test of the card's image_test (image_check), which counts the typicality among its components.
+        self.typicality_verdict = True
         self._cost_lock = threading.Lock()
 
     @property
@@ -180,6 +182,7 @@ class Analyzer:
             values = maps["feature_distance"]
             typicality = self._typicality(card.feature_density)
             verdicts.append(typicality_verdict("feature_distance", float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)), typicality))
+        image_check = self._image_check(maps, request)
         return Analysis(
             image=analysed,
             prediction=prediction,
@@ -205,6 +208,7 @@ class Analyzer:
             passes=plan.passes,
             method=plan.method,
             unavailable=self.unavailable,
+            image_check=image_check,
         )
 
     def _references(self, tta: TtaMode) -> dict[str, list[float]]:
@@ -217,6 +221,37 @@ class Analyzer:
         references = dict(card.image_reference.means) if card.image_reference is not None and tta == "none" else {}
         references.pop("feature_distance", None)
         return references
+
+    def _image_check(self, maps: dict[str, np.ndarray], request: AnalysisRequest) -> ImageCheck:
+        """The one image-level verdict: the card's conformal test, or why the image was not checked (always in words)."""
+        card = self.bundle.card
+        test = card.image_test
+        if test is None and card.provenance.get("kind") == ENSEMBLE_KIND:
+            return not_checked("this ensemble has no image-level reference of its own (its members' describe their own maps, not the pooled ones)", card.domain)
+        if test is None:
+            return not_checked("this model has no image-level reference to compare the image with (seg-uncertainty calibrate fits one)", card.domain)
+        if request.tta != "none":
+            return not_checked(
+                f"test-time augmentation ({request.tta}) changes every map and the reference was fitted without it; analyse without "
+                "augmentation to check the image",
+                card.domain,
+            )
+        names = [c.name for c in test.components]
+        typicality, pair = None, None
+        if TYPICALITY in names:
+            if self.bundle.density is None or card.feature_density is None:
+                return not_checked("the image-level test needs the feature density, which this bundle lacks", card.domain)
+            typicality = self._typicality(card.feature_density)
+            values = maps["feature_distance"]
+            pair = (float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)))
+        means = {name: float(maps[name].mean(dtype=np.float64)) for name in names if name != TYPICALITY}
+        raw = component_values(means, [n for n in names if n != TYPICALITY], typicality, pair)
+        reference = f"{test.calibrated_on}; {test.samples} MC samples, no augmentation"
+        note = ""
+        if request.samples != test.samples:
+            note = f"; this analysis drew {request.samples} MC samples, the reference {test.samples}, so its false-alarm rate is approximate"
+        components = [Component(c.name, c.centre, c.scale) for c in test.components]
+        return check_image(raw, components, test.scores, test.alpha, reference, card.domain, note)
 
     def _typicality(self, info: FeatureDensityInfo) -> ImageTypicality:
         """The density's image-level reference (built once per card section)."""

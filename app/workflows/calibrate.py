@@ -1,9 +1,10 @@
-"""Calibrate a bundle on labelled images: fit its temperature and record the image-level OOD reference in ``model.json``."""
+"""Calibrate a bundle on labelled images: fit its temperature, record the image-level OOD reference and fit the image-level
+conformal test (:mod:`app.metrics.conformal`) in ``model.json``."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +13,29 @@ from PIL import Image
 
 from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS
 from app.engine.analysis import Analysis
+from app.engine.dropout_masks import image_seed
 from app.io.bundle import ImageReference, write_card
+from app.io.card import ImageTest, ImageTestComponent
 from app.maps.registry import DETECTION_MAPS
 from app.metrics.calibration import CalibrationStats, binning_text
+from app.metrics.conformal import DEFAULT_ALPHA, combined_score, component_values, fit_components
+from app.metrics.image_ood import ImageTypicality
 from app.metrics.pixels import scored_pixels
 from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_at
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
 
-__all__ = ["REFERENCE_MAPS", "Calibration", "calibrate_bundle", "image_means"]
+__all__ = ["IMAGE_TEST_METHOD", "REFERENCE_MAPS", "Calibration", "calibrate_bundle", "fit_image_test", "image_means", "test_values"]
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """A fitted temperature, what it did to the data it was fitted on, and the image-level reference recorded with it."""
+    """A fitted temperature, what it did to the data it was fitted on, and the image-level reference and test recorded with it."""
 
     temperature: float
     image_reference: ImageReference
+    image_test: ImageTest
     pixels: int
     ignored_pixels: int
     subsample_rate: float
@@ -64,6 +70,59 @@ def image_means(analysis: Analysis) -> dict[str, float]:
     return {name: float(analysis.maps[name].mean(dtype=np.float64)) for name in REFERENCE_MAPS}
 
 
+IMAGE_TEST_METHOD = (
+    "max over components of (value - median) / ((q90 - q50) / 1.2816) on the fit images; components: the image means of "
+    "confidence (negated), entropy, variance and mutual information, and the feature distance's typicality (one-sided "
+    "Mahalanobis distance of its image mean and standard deviation) when the bundle has a density; split-conformal "
+    "p = (1 + #{calibration scores >= score}) / (n + 1)"
+)
+
+
+def test_values(analyzer: Analyzer, analysis: Analysis) -> dict[str, float]:
+    """The raw components of the image test for one analysis (:func:`app.metrics.conformal.component_values`): every map of
+    :data:`REFERENCE_MAPS`, and the feature typicality when the bundle has a feature density."""
+    card = analyzer.bundle.card
+    typicality, pair = None, None
+    if analyzer.bundle.density is not None and card.feature_density is not None:
+        typicality = ImageTypicality(card.feature_density.image_statistics)
+        values = analysis.maps["feature_distance"]
+        pair = (float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)))
+    return component_values(image_means(analysis), REFERENCE_MAPS, typicality, pair)
+
+
+def fit_image_test(
+    fit: Sequence[dict[str, float]],
+    calibration: Sequence[dict[str, float]],
+    *,
+    fitted_on: str,
+    calibrated_on: str,
+    samples: int,
+    alpha: float = DEFAULT_ALPHA,
+    command: str | None = None,
+) -> ImageTest:
+    """Fit the components on ``fit`` images' raw values and score the ``calibration`` images (another split: neither the
+    components nor the feature density may have seen them, or the p-values are too small)."""
+    components = fit_components(fit)
+    scores = [combined_score(v, components)[0] for v in calibration]
+    if not scores:
+        raise ValueError("the image test needs at least one calibration image")
+    return ImageTest(
+        method=IMAGE_TEST_METHOD,
+        alpha=alpha,
+        components=[ImageTestComponent(name=c.name, centre=c.centre, scale=c.scale) for c in components],
+        fitted_on=fitted_on,
+        fit_images=len(fit),
+        calibrated_on=calibrated_on,
+        samples=samples,
+        scores=scores,
+        command=command,
+    )
+
+
+def _unlabelled_values(analyzer: Analyzer, images: Sequence[Path], request: AnalysisRequest) -> list[dict[str, float]]:
+    return [test_values(analyzer, analyzer.analyze_bytes(path.read_bytes(), replace(request, seed=image_seed(request.seed, path.name)))) for path in images]
+
+
 def calibrate_bundle(
     analyzer: Analyzer,
     pairs: Sequence[tuple[Path, Path]],
@@ -75,6 +134,10 @@ def calibrate_bundle(
     samples: int = DEFAULT_SAMPLES,
     split: str | None = None,
     progress: Progress = iter,
+    conformal_images: Sequence[Path] | None = None,
+    conformal_split: str | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    command: str | None = None,
 ) -> Calibration:
     """Fit ``τ`` and record the image-level OOD reference; write both into the analyser's bundle.
 
@@ -95,6 +158,13 @@ def calibrate_bundle(
         samples: MC samples of each analysis (the default of an analysis, so the reference matches what users get).
         split: What the images are, in words, for the card (default: the image folder).
         progress: Wraps the pair list, e.g. in a progress bar.
+        conformal_images: The image test's calibration images (unlabelled; analysed like the pairs). They must be
+            disjoint from the pairs and from the feature density's fit images. ``None``: the pairs' first half (sorted)
+            fits the test's components and the second half calibrates it, which is valid only when the feature density
+            was not fitted on that second half.
+        conformal_split: What the calibration images are, in words (default: their folder).
+        alpha: The test's false-alarm rate, stored in the card.
+        command: The command, recorded with the test.
 
     Raises:
         app.io.masks.DatasetError: an image or mask cannot be read or does not match.
@@ -106,19 +176,46 @@ def calibrate_bundle(
     pool = LogitPool(rate=min(1.0, TEMPERATURE_FIT_MAX_PIXELS / max(_total_pixels(pairs), 1)), seed=seed)
     ignored = 0
     means: dict[str, list[float]] = {name: [] for name in REFERENCE_MAPS}
-    for _image, labelled in labelled_pairs(analyzer, pairs, AnalysisRequest(samples=samples, seed=seed), progress):
+    values: list[dict[str, float]] = []
+    request = AnalysisRequest(samples=samples, seed=seed)
+    for _image, labelled in labelled_pairs(analyzer, pairs, request, progress):
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)
         ignored += int((~valid).sum())
         pool.add(torch.from_numpy(labelled.analysis.probs.reshape(num_classes, -1)).T[valid], y[valid])
         for name, mean in image_means(labelled.analysis).items():
             means[name].append(mean)
+        values.append(test_values(analyzer, labelled.analysis))
     log_probs, labels = pool.tensors()
     tau = fit_temperature(log_probs, labels)
     reference = ImageReference(split=split if split is not None else str(images), images=len(pairs), samples=samples, means=means)
+    fitted_on = split if split is not None else str(images)
+    if conformal_images is not None:
+        where = conformal_split if conformal_split is not None else str(Path(conformal_images[0]).parent) if conformal_images else "(none)"
+        test = fit_image_test(
+            values,
+            _unlabelled_values(analyzer, conformal_images, request),
+            fitted_on=fitted_on,
+            calibrated_on=where,
+            samples=samples,
+            alpha=alpha,
+            command=command,
+        )
+    else:
+        half = (len(values) + 1) // 2
+        test = fit_image_test(
+            values[:half],
+            values[half:],
+            fitted_on=f"the first {half} images of {fitted_on}",
+            calibrated_on=f"the last {len(values) - half} images of {fitted_on}",
+            samples=samples,
+            alpha=alpha,
+            command=command,
+        )
     result = Calibration(
         temperature=round(tau, 6),
         image_reference=reference,
+        image_test=test,
         pixels=int(labels.numel()),
         ignored_pixels=ignored,
         subsample_rate=pool.rate,
@@ -146,5 +243,6 @@ def calibrate_bundle(
         "ece_binning": binning_text(),
     }
     card.image_reference = reference
+    card.image_test = test
     write_card(card, bundle.path)
     return result

@@ -329,9 +329,11 @@ export interface components {
             resolution: string;
             /**
              * Image Ood
-             * @description Per map, the image-level out-of-distribution verdict; empty when the model has no reference.
+             * @description Per map, where the image's mean falls among the model's validation images (details behind image_check); empty when the model has no reference or test-time augmentation is used.
              */
             image_ood: components["schemas"]["ImageOodOut"][];
+            /** @description The image-level verdict, present for every analysis: unusual, not flagged or not checked. */
+            image_check: components["schemas"]["ImageCheckOut"];
             /**
              * Samples
              * @description MC-dropout samples drawn per pass (0: each pass's deterministic pass only).
@@ -764,9 +766,11 @@ export interface components {
             resolution: string;
             /**
              * Image Ood
-             * @description Per map, the image-level out-of-distribution verdict; empty when the model has no reference.
+             * @description Per map, where the image's mean falls among the model's validation images (details behind image_check); empty when the model has no reference or test-time augmentation is used.
              */
             image_ood: components["schemas"]["ImageOodOut"][];
+            /** @description The image-level verdict, present for every analysis: unusual, not flagged or not checked. */
+            image_check: components["schemas"]["ImageCheckOut"];
             /**
              * Samples
              * @description MC-dropout samples drawn per pass (0: each pass's deterministic pass only).
@@ -957,6 +961,55 @@ export interface components {
             models?: string[] | null;
         };
         /**
+         * ImageCheckOut
+         * @description The one image-level verdict: a conformal test of a combined score against reference images, or why there is none.
+         */
+        ImageCheckOut: {
+            /**
+             * Status
+             * @description unusual: p <= alpha; not_flagged: the test ran and did not reject (this does not show the image is like the training data); not_checked: no reference for this model or setting (test-time augmentation, an ensemble, an uncalibrated model).
+             * @enum {string}
+             */
+            status: "unusual" | "not_flagged" | "not_checked";
+            /**
+             * Message
+             * @description The verdict in words: what was checked, against what, and what the model knows (its card's domain).
+             */
+            message: string;
+            /**
+             * Reason
+             * @description Why the image was not checked, or which standardised component drove the score.
+             */
+            reason: string;
+            /**
+             * Reference
+             * @description The reference images the score was compared with; null when not checked.
+             */
+            reference: string | null;
+            /**
+             * P Value
+             * @description Conformal p-value (1 + #{reference scores >= score}) / (n + 1); null when not checked.
+             */
+            p_value: number | null;
+            /**
+             * Alpha
+             * @description False-alarm rate of the test: unusual at p <= alpha; null when not checked.
+             */
+            alpha: number | null;
+            /**
+             * Score
+             * @description The combined score: the largest standardised component; null when not checked.
+             */
+            score: number | null;
+            /**
+             * Components
+             * @description Each component's standardised value; null when not checked.
+             */
+            components: {
+                [key: string]: number;
+            } | null;
+        };
+        /**
          * ImageOodOut
          * @description One map's image-level out-of-distribution verdict against the model's validation images.
          */
@@ -978,12 +1031,12 @@ export interface components {
             percentile: number;
             /**
              * Unusual
-             * @description True when the percentile reaches the verdict threshold (99).
+             * @description True when this map alone puts the image at or above its 99th percentile (a detail: the verdict is image_check).
              */
             unusual: boolean;
             /**
              * Message
-             * @description The verdict in words.
+             * @description The percentile in words.
              */
             message: string;
         };

@@ -215,7 +215,7 @@ function select(item) {
   else {
     clearPanels(els.panels);
     clearEvaluation(els.evaluation);
-    renderVerdict(els.verdict, []);
+    renderVerdict(els.verdict, null, []);
     els.errorPanel.hidden = true;
     clearReadout(els.readout);
     els.regions.tBodies[0].replaceChildren();
@@ -252,7 +252,7 @@ function render(item) {
   els.errorMethod.textContent = methodText(r.error_method);
   comparison.show(item, items);
   els.inputSize.textContent = inputSizeText(r);
-  renderVerdict(els.verdict, r.image_ood);
+  renderVerdict(els.verdict, r.image_check, r.image_ood);
   if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps, config.errorLegend);
   else clearEvaluation(els.evaluation);
   redrawRegions(item);

@@ -23,7 +23,8 @@
 /** @typedef {Schemas["RawArray"]} RawArray A numeric array as base64 of its raw little-endian bytes, in C (row-major) order. */
 /** @typedef {Schemas["MapOut"]} MapOut One per-pixel uncertainty map of a result. */
 /** @typedef {Schemas["PredictionOut"]} PredictionOut The predicted label map. */
-/** @typedef {Schemas["ImageOodOut"]} ImageOod One map's image-level out-of-distribution verdict. */
+/** @typedef {Schemas["ImageOodOut"]} ImageOod One map's percentile among the model's validation images (details behind the verdict). */
+/** @typedef {Schemas["ImageCheckOut"]} ImageCheck The image-level verdict: unusual, not flagged or not checked. */
 /** @typedef {Schemas["ClassProbability"]} ClassProbability One class at one pixel. */
 /** @typedef {Schemas["PixelResponse"]} PixelResponse Exact values at one pixel of a kept analysis (GET pixel_url?x=&y=). */
 /** @typedef {Schemas["Timings"]} Timings Seconds spent in each step of the request. */

@@ -115,8 +115,24 @@ class ImageOodOut(ApiModel):
     map: str = Field(description="The map.")
     image_mean: float = Field(description="The map's mean over this image.")
     percentile: float = Field(description="Percent of validation images less uncertain by this map than this image (ties count half).")
-    unusual: bool = Field(description="True when the percentile reaches the verdict threshold (99).")
-    message: str = Field(description="The verdict in words.")
+    unusual: bool = Field(description="True when this map alone puts the image at or above its 99th percentile (a detail: the verdict is image_check).")
+    message: str = Field(description="The percentile in words.")
+
+
+class ImageCheckOut(ApiModel):
+    """The one image-level verdict: a conformal test of a combined score against reference images, or why there is none."""
+
+    status: Literal["unusual", "not_flagged", "not_checked"] = Field(
+        description="unusual: p <= alpha; not_flagged: the test ran and did not reject (this does not show the image is like the "
+        "training data); not_checked: no reference for this model or setting (test-time augmentation, an ensemble, an uncalibrated model)."
+    )
+    message: str = Field(description="The verdict in words: what was checked, against what, and what the model knows (its card's domain).")
+    reason: str = Field(description="Why the image was not checked, or which standardised component drove the score.")
+    reference: str | None = Field(description="The reference images the score was compared with; null when not checked.")
+    p_value: float | None = Field(description="Conformal p-value (1 + #{reference scores >= score}) / (n + 1); null when not checked.")
+    alpha: float | None = Field(description="False-alarm rate of the test: unusual at p <= alpha; null when not checked.")
+    score: float | None = Field(description="The combined score: the largest standardised component; null when not checked.")
+    components: dict[str, float] | None = Field(description="Each component's standardised value; null when not checked.")
 
 
 class AnalyzeResponse(ApiModel):
@@ -137,7 +153,11 @@ class AnalyzeResponse(ApiModel):
     input_height: int = Field(description="Height of the decoded input in pixels.")
     analysed_size: tuple[int, int] = Field(description="[width, height] the model analysed: the input resized to the working size, or the input itself.")
     resolution: str = Field(description="working: resized to the model's working size; full: every input pixel.")
-    image_ood: list[ImageOodOut] = Field(description="Per map, the image-level out-of-distribution verdict; empty when the model has no reference.")
+    image_ood: list[ImageOodOut] = Field(
+        description="Per map, where the image's mean falls among the model's validation images (details behind image_check); empty when "
+        "the model has no reference or test-time augmentation is used."
+    )
+    image_check: ImageCheckOut = Field(description="The image-level verdict, present for every analysis: unusual, not flagged or not checked.")
     samples: int = Field(description="MC-dropout samples drawn per pass (0: each pass's deterministic pass only).")
     method: str = Field(
         description="What the statistics pool: deterministic, mc_dropout, tta:<mode>, ensemble(<members>), or a combination joined by ' + ' "
