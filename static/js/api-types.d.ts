@@ -81,6 +81,9 @@ export interface paths {
          *     Maps use fixed colour scales (see each map's `range` and `display_power`), so two images can be compared by eye.
          *     The analysis is kept under `analysis_id` for a while: its PNGs, NPZ and exact pixel values are served by
          *     `GET /api/v1/analyses/{analysis_id}/...` without running it again.
+         *
+         *     A request over the server's work budget runs as a job (`mode`): 202 with the job's status; its progress, events, cancel
+         *     and this same answer are under `GET /api/v1/jobs/{job_id}`.
          */
         post: operations["analyze_api_v1_analyze_post"];
         delete?: never;
@@ -173,6 +176,71 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/jobs/{job_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Status and progress of a job
+         * @description Where the job stands: its state, the fraction of its analysis done, and the URLs of its events and result.
+         */
+        get: operations["get_job_api_v1_jobs__job_id__get"];
+        put?: never;
+        post?: never;
+        /**
+         * Cancel a job
+         * @description Cancel a queued or running job: a queued one leaves the queue, a running one stops at the engine's next cancellation point
+         *     (within one tile's or one sample chunk's time) and its state becomes `cancelled`. A finished job is left as it is. Its status.
+         */
+        delete: operations["cancel_job_api_v1_jobs__job_id__delete"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{job_id}/result": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The result of a finished job
+         * @description The finished job's answer; for a failed job, the error the request would have answered (its status and code).
+         */
+        get: operations["job_result_api_v1_jobs__job_id__result_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{job_id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A job's status as server-sent events
+         * @description Stream the job's status as `event: status` server-sent events until it is done, failed or cancelled.
+         */
+        get: operations["job_events_api_v1_jobs__job_id__events_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/metrics": {
         parameters: {
             query?: never;
@@ -251,6 +319,13 @@ export interface components {
              * @description Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model.
              */
             model?: string | null;
+            /**
+             * Mode
+             * @description auto (default): answer at once when the work (analysed pixels × passes × (samples + 1)) fits the server's budget, else run it as a job: 202 with the job's status (job_id, status_url, events_url, result_url; Location: status_url), progress by GET status_url or server-sent events, DELETE status_url cancels, GET result_url gives this answer once done. job: always a job. sync: never a job (over the budget → 413 too_much_work).
+             * @default auto
+             * @enum {string}
+             */
+            mode: "auto" | "sync" | "job";
             /**
              * Format
              * @description json: the analysis as JSON; npz: a NumPy archive of the raw arrays.
@@ -685,6 +760,13 @@ export interface components {
              */
             model?: string | null;
             /**
+             * Mode
+             * @description auto (default): answer at once when the work (analysed pixels × passes × (samples + 1)) fits the server's budget, else run it as a job: 202 with the job's status (job_id, status_url, events_url, result_url; Location: status_url), progress by GET status_url or server-sent events, DELETE status_url cancels, GET result_url gives this answer once done. job: always a job. sync: never a job (over the budget → 413 too_much_work).
+             * @default auto
+             * @enum {string}
+             */
+            mode: "auto" | "sync" | "job";
+            /**
              * Ignore Index
              * @description Mask value that is not scored.
              * @default 255
@@ -1039,6 +1121,96 @@ export interface components {
              * @description The percentile in words.
              */
             message: string;
+        };
+        /**
+         * JobStatus
+         * @description Where a long analysis stands.
+         */
+        JobStatus: {
+            /**
+             * Job Id
+             * @description The job's id.
+             */
+            job_id: string;
+            /**
+             * Kind
+             * @description The request it runs: POST /api/v1/analyze or /api/v1/evaluate.
+             * @enum {string}
+             */
+            kind: "analyze" | "evaluate";
+            /**
+             * Model
+             * @description The served model it runs on.
+             */
+            model: string;
+            /**
+             * State
+             * @description queued: waiting for room (other analyses run); running; done: the result is at result_url; failed: error says why (the error the request would have answered); cancelled: DELETE asked for it, or the server shut down.
+             * @enum {string}
+             */
+            state: "queued" | "running" | "done" | "failed" | "cancelled";
+            /**
+             * Progress
+             * @description Fraction of the analysis's network work done (sliding-window tiles, passes, sample chunks); 1 when done.
+             */
+            progress: number;
+            /**
+             * Done
+             * @description Steps of the analysis's outermost loop done, with the current one's part (e.g. 3.5 of 12 tiles).
+             */
+            done: number;
+            /**
+             * Total
+             * @description Steps of the outermost loop (0 until the analysis starts).
+             */
+            total: number;
+            /**
+             * Unit
+             * @description What a step is: tile, pass, chunk, sample or row tile (null until the analysis starts).
+             */
+            unit: string | null;
+            /**
+             * Work
+             * @description Work units: analysed pixels × passes × (samples + 1).
+             */
+            work: number;
+            /**
+             * Work Text
+             * @description The work in words.
+             */
+            work_text: string;
+            /**
+             * Created At
+             * @description When it was accepted, seconds since the Unix epoch.
+             */
+            created_at: number;
+            /**
+             * Started At
+             * @description When it began to run, or null.
+             */
+            started_at: number | null;
+            /**
+             * Finished At
+             * @description When it finished, or null.
+             */
+            finished_at: number | null;
+            /**
+             * Status Url
+             * @description GET: this status.
+             */
+            status_url: string;
+            /**
+             * Events Url
+             * @description GET: this status as server-sent events (text/event-stream), one `status` event per change until it finishes.
+             */
+            events_url: string;
+            /**
+             * Result Url
+             * @description GET: the answer the request would have given (200), once done; a failed job's error; 409 before.
+             */
+            result_url: string;
+            /** @description Why it failed or was cancelled, or null. */
+            error: components["schemas"]["ErrorDetail"] | null;
         };
         /**
          * MapOut
@@ -1970,6 +2142,15 @@ export interface operations {
                     "application/x-npz": string;
                 };
             };
+            /** @description Accepted as a job (the work is over the server's budget for an immediate answer, or mode=job): the job's status; `Location` names its status URL. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobStatus"];
+                };
+            };
             /** @description `body_timeout`: The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed. */
             408: {
                 headers: {
@@ -2046,6 +2227,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["EvaluateResponse"];
+                };
+            };
+            /** @description Accepted as a job (the work is over the server's budget for an immediate answer, or mode=job): the job's status; `Location` names its status URL. */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobStatus"];
                 };
             };
             /** @description `body_timeout`: The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed. */
@@ -2251,6 +2441,213 @@ export interface operations {
                 };
             };
             /** @description The models are still loading. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    get_job_api_v1_jobs__job_id__get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job_id of a 202 answer of POST /api/v1/analyze or /api/v1/evaluate. */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobStatus"];
+                };
+            };
+            /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    cancel_job_api_v1_jobs__job_id__delete: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job_id of a 202 answer of POST /api/v1/analyze or /api/v1/evaluate. */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobStatus"];
+                };
+            };
+            /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    job_result_api_v1_jobs__job_id__result_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job_id of a 202 answer of POST /api/v1/analyze or /api/v1/evaluate. */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The answer of the request the job ran: the analyze or evaluate JSON (or the NPZ of format=npz), exactly as a synchronous request answers it. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `job_no_result`: The job has no result (yet): it is queued or running (poll its status), or it was cancelled. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    job_events_api_v1_jobs__job_id__events_get: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The job_id of a 202 answer of POST /api/v1/analyze or /api/v1/evaluate. */
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Server-sent events: `status` events whose data is the job's status JSON, one per change (progress at most every 0.25 s), the last when it finishes; comments keep the stream alive. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": unknown;
+                };
+            };
+            /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
             503: {
                 headers: {
                     [name: string]: unknown;

@@ -8,6 +8,15 @@ import { authHeaders } from "./apikey.js";
 /** @typedef {import("./types.js").ErrorResponse} ErrorResponse */
 /** @typedef {import("./types.js").Params} Params */
 /** @typedef {import("./types.js").PixelResponse} PixelResponse */
+/** @typedef {import("./api-types").components["schemas"]["JobStatus"]} JobStatus Where a long analysis (a job, 202) stands. */
+
+/**
+ * @typedef {object} JobWatch What the caller sees of an analysis the server runs as a job (202: over its budget for an immediate answer).
+ * @property {(status: JobStatus) => void} progress called with every status polled, the last one finished
+ * @property {AbortSignal} signal aborting it cancels the job (DELETE) and rejects with an ApiError of code "cancelled"
+ */
+
+const JOB_POLL_MS = 300;
 
 export class ApiError extends Error {
   /**
@@ -65,6 +74,46 @@ async function send(url, init) {
 }
 
 /**
+ * Wait `ms`, or until `signal` aborts (then reject with its AbortError).
+ * @param {number} ms
+ * @param {AbortSignal | undefined} signal
+ * @returns {Promise<void>}
+ */
+function pause(ms, signal) {
+  return new Promise((resolve, reject) => {
+    if (signal && signal.aborted) return reject(new DOMException("aborted", "AbortError"));
+    const timer = setTimeout(resolve, ms);
+    if (signal) signal.addEventListener("abort", () => { clearTimeout(timer); reject(new DOMException("aborted", "AbortError")); }, { once: true });
+  });
+}
+
+/**
+ * The JSON answer of an analysis request: at once (200), or, when the server ran it as a job (202), its result once the job
+ * finished (polling its status for `watch`; a failed job rejects with the error the request would have got).
+ * @param {Response} response an ok response of POST analyze or evaluate
+ * @param {JobWatch | undefined} watch
+ * @returns {Promise<any>}
+ */
+async function answerOf(response, watch) {
+  if (response.status !== 202) return response.json();
+  /** @type {JobStatus} */
+  let status = await response.json();
+  while (status.state === "queued" || status.state === "running") {
+    if (watch) watch.progress(status);
+    try {
+      await pause(JOB_POLL_MS, watch && watch.signal);
+    } catch (_) {
+      await send(status.status_url, { method: "DELETE" }).catch(() => null);
+      throw new ApiError("the analysis was cancelled", 0, "cancelled");
+    }
+    status = await (await send(status.status_url)).json();
+  }
+  if (watch) watch.progress(status);
+  if (status.state === "cancelled") throw new ApiError("the analysis was cancelled", 0, "cancelled");
+  return (await send(status.result_url)).json();
+}
+
+/**
  * @param {File} file
  * @param {Params} params
  * @returns {FormData}
@@ -82,14 +131,15 @@ function baseForm(file, params) {
 }
 
 /**
- * POST one file to the analyze endpoint; the compact JSON answer.
+ * POST one file to the analyze endpoint; the compact JSON answer (after its job, when the server runs it as one).
  * @param {string} url
  * @param {File} file
  * @param {Params} params
+ * @param {JobWatch} [watch] progress and cancel of a job
  * @returns {Promise<AnalyzeResponse>}
  */
-export async function analyze(url, file, params) {
-  return (await send(url, { method: "POST", body: baseForm(file, params) })).json();
+export async function analyze(url, file, params, watch) {
+  return answerOf(await send(url, { method: "POST", body: baseForm(file, params) }), watch);
 }
 
 /**
@@ -98,14 +148,15 @@ export async function analyze(url, file, params) {
  * @param {File} file
  * @param {File} mask
  * @param {Params} params
+ * @param {JobWatch} [watch] progress and cancel of a job
  * @returns {Promise<EvaluateResponse>}
  */
-export async function evaluate(url, file, mask, params) {
+export async function evaluate(url, file, mask, params, watch) {
   const form = baseForm(file, params);
   form.append("mask", mask, mask.name);
   form.append("ignore_index", String(params.ignoreIndex));
   if (params.oodLabel !== null) form.append("ood_label", String(params.oodLabel));
-  return (await send(url, { method: "POST", body: form })).json();
+  return answerOf(await send(url, { method: "POST", body: form }), watch);
 }
 
 /**

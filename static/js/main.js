@@ -13,6 +13,7 @@ import { renderDownloads } from "./downloads.js";
 import { bindDrop } from "./dropzone.js";
 import { bindExamples } from "./examples.js";
 import { methodText, renderPanelMeans } from "./errorbars.js";
+import { bindJobBar } from "./jobbar.js";
 import { clearEvaluation, renderEvaluation } from "./evaluation.js";
 import { bindMask } from "./mask.js";
 import { bindModelRow } from "./modelrow.js";
@@ -85,6 +86,7 @@ const masks = bindMask(els, () => current, requeue);
 const comparison = bindComparison(/** @type {HTMLElement} */ ($("compare")), config.maps, config.noiseZ);
 const models = bindModels(config, els, scheduleRerun);
 const others = bindModelRow(config, els.panels, () => current, () => Number(els.opacity.value));
+const jobBar = bindJobBar(/** @type {HTMLElement} */ ($("job")));
 
 /** @param {string} text */
 function setBusy(text) {
@@ -168,8 +170,9 @@ async function run(item) {
   const what = mask ? `Evaluating ${item.name} against ${mask.name}` : `Analysing ${item.name}`;
   setBusy(`${what} with ${p.samples} MC sample${p.samples === 1 ? "" : "s"}…`);
   try {
+    const watch = jobBar.watch(); // a request over the server's budget runs as a job: progress bar and cancel button
     /** @type {AnalysisResult} */
-    const result = mask ? await evaluate(config.endpoints.evaluate, item.file, mask, p) : await analyze(config.endpoints.analyze, item.file, p);
+    const result = mask ? await evaluate(config.endpoints.evaluate, item.file, mask, p, watch) : await analyze(config.endpoints.analyze, item.file, p, watch);
     const { layers, images } = await decodeResult(result, config);
     Object.assign(item, { result, layers, images, params: p, resultMask: mask, status: "done", error: null });
     clearFieldErrors();
@@ -191,6 +194,7 @@ async function run(item) {
       if (!current || current === item || current.status !== "done") select(item);
     }
   }
+  jobBar.hide();
   if (item.rerun) {
     item.rerun = false;
     item.status = "queued";
