@@ -107,6 +107,7 @@ def _request(args: argparse.Namespace, samples: int, tta: TtaMode) -> AnalysisRe
 def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
     from tqdm import tqdm
 
+    from app.cli.analysis_bar import AnalysisBar
     from app.cli.common import load_analyzer, progress_bar
     from app.io.bundle import BundleError
     from app.workflows.analyse_folder import analyse_files
@@ -121,14 +122,20 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
         error(exc)
         return 2
     rows = []
+    tiles = AnalysisBar(stop.token) if args.full_resolution and not args.quiet else None  # a bar per tile of the image being analysed
     try:
         request = _request(args, samples_for(args.samples, analyzer.bundle.card), tta_for(args.tta, analyzer.bundle.card))
         for row in analyse_files(analyzer, files, args.out, request, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)
+            if tiles is not None:
+                tiles.next_image()
     except KeyboardInterrupt:
         pass
+    finally:
+        if tiles is not None:
+            tiles.close()
     return _finish(args, len(files), missing, rows, stop)
 
 

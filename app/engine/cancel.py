@@ -115,6 +115,10 @@ class Progress:
         """Steps of the outermost loop done, with the current step's part done (``fraction × total``)."""
         return self.fraction * self.total
 
+    def reset(self) -> None:
+        """Forget the loops of an analysis that stopped early (an error), so that the next one starts from 0."""
+        self._stages.clear()
+
     def open(self, total: int, unit: str) -> Callable[[], None]:
         """Begin a loop of ``total`` steps inside the current step (the outermost one: the whole analysis); its step counter."""
         if total < 1:
