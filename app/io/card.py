@@ -148,6 +148,9 @@ class ImageTest(BaseModel):
     fit_images: int = Field(ge=2)
     calibrated_on: str = Field(description="The calibration images, disjoint from every fit.")
     samples: int = Field(ge=0, description="MC samples of the fit and calibration analyses (no test-time augmentation).")
+    seed: int | None = Field(
+        None, description="The one dropout seed every calibration image was analysed with (None: per-image seeds); analyses with another seed are approximate."
+    )
     scores: list[float] = Field(min_length=1, description="The calibration images' scores, sorted.")
     command: str | None = Field(None, description="The command that fitted it.")
 

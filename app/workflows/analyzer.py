@@ -250,6 +250,8 @@ class Analyzer:
         note = ""
         if request.samples != test.samples:
             note = f"; this analysis drew {request.samples} MC samples, the reference {test.samples}, so its false-alarm rate is approximate"
+        elif test.seed is not None and request.seed != test.seed:
+            note = f"; this analysis used seed {request.seed}, the reference seed {test.seed}, so its false-alarm rate is approximate"
         components = [Component(c.name, c.centre, c.scale) for c in test.components]
         return check_image(raw, components, test.scores, test.alpha, reference, card.domain, note)
 

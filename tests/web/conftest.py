@@ -28,8 +28,8 @@ def base_url(live_server: LiveServer) -> str:
 
 @pytest.fixture(scope="session")
 def working_bundle_dir(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny bundle with a working size of WORKING_SIZE px, a training domain in words and an image reference
-    that every image is more uncertain than (so every analysis gets an "unusual" verdict)."""
+    """The tiny bundle with a working size of WORKING_SIZE px, a training domain in words, an image reference that every
+    image is more uncertain than and an image test that every image fails (so every unaugmented analysis is "unusual")."""
     out = tmp_path_factory.mktemp("working") / "tiny_working"
     shutil.copytree(tiny_bundle_dir, out)
     card = json.loads((out / "model.json").read_text())
@@ -41,6 +41,15 @@ def working_bundle_dir(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathF
         "images": 10,
         "samples": 4,
         "means": {"confidence": high, "entropy": low, "variance": low, "mutual_information": low},
+    }
+    card["image_test"] = {
+        "method": "test: the entropy's image mean, far above 100 calibration scores of 0",
+        "components": [{"name": "entropy", "centre": -100.0, "scale": 1.0}],
+        "fitted_on": "none",
+        "fit_images": 2,
+        "calibrated_on": "100 zeros",
+        "samples": 4,
+        "scores": [0.0] * 100,
     }
     (out / "model.json").write_text(json.dumps(card))
     return out

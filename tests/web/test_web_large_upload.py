@@ -87,7 +87,7 @@ def test_a_12_megapixel_photo_draws_compactly_and_is_flagged(default_page: Any) 
         assert (s["width"], s["height"]) == (256, 192) and s["opaque"] == s["pixels"], s
     shown = verdict(default_page)
     assert not shown["hidden"] and shown["unusual"] == "true", shown
-    assert "unlike" in shown["text"]
+    assert "Unusual image" in shown["text"] and "never seen a photograph" in shown["text"]
     per_pixel = size / (256 * 192)
     print(f"12 MP JPEG: page drawn {seconds:.2f} s after upload, answer {size} bytes ({per_pixel:.2f} B/px, feature distance {density / (256 * 192):.2f})")
 
@@ -97,6 +97,7 @@ def test_an_in_distribution_scene_is_not_flagged(default_page: Any) -> None:
     buf = io.BytesIO()
     Image.fromarray(make_scene("test", 11, size=128).image).save(buf, format="PNG")
     _, answer, _ = upload_and_wait(default_page, "scene.png", buf.getvalue(), "image/png")
-    assert answer["resolution"] == "full" and not any(v["unusual"] for v in answer["image_ood"])
+    assert answer["resolution"] == "full" and answer["image_check"]["status"] == "not_flagged"
     shown = verdict(default_page)
     assert not shown["hidden"] and shown["unusual"] == "false", shown
+    assert "not flagged" in shown["text"] and "does not mean the model knows" in shown["text"] and "within" not in shown["text"]
