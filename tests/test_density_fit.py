@@ -125,8 +125,7 @@ def test_without_a_density_the_map_is_zeros_and_flagged_unavailable(tiny_bundle_
     card = load_bundle(tiny_bundle_dir).card
     assert summarise(plain, card).maps["feature_distance"].description.startswith("not available: this bundle has no fitted feature density")
     density_analyzer = Analyzer(load_bundle(fitted_dir))
-    assert not density_analyzer.analyze_image(rgb, AnalysisRequest(samples=2)).image_ood  # the typicality verdict is off by default
-    density_analyzer.typicality_verdict = True
+    assert density_analyzer.typicality_verdict, "the typicality detail is on by default"
     with_density = density_analyzer.analyze_image(rgb, AnalysisRequest(samples=2))
     assert {v.map for v in with_density.image_ood} == {"feature_distance"}
     for name in REFERENCE_MAPS:

@@ -81,9 +81,13 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"temperature {fit.temperature:.4f}: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f} on {fit.pixels} pixels; "
         f"image-level OOD reference: {', '.join(reference.means)} on {reference.images} images, {reference.samples} samples; "
-        f"image test: {len(test.components)} components fitted on {test.fit_images} images, calibrated on {len(test.scores)} "
-        f"({test.calibrated_on}), unusual at p <= {test.alpha:g}; "
-        f"wrote {analyzer.bundle.path / CARD_FILE}",
+        + (
+            f"image test: {len(test.components)} components fitted on {test.fit_images} images, calibrated on {len(test.scores)} "
+            f"({test.calibrated_on}), unusual at p <= {test.alpha:g}; "
+            if test is not None
+            else "no image test (fewer than 3 images: none to calibrate the score on; pass --conformal-images); "
+        )
+        + f"wrote {analyzer.bundle.path / CARD_FILE}",
         file=sys.stderr,
     )
     return 0

@@ -109,7 +109,7 @@ def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
     with ray_session(args.ray_address) as local, StopSignals() as stop:
         serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": settings.keep_alive_timeout})
         try:
-            serve.run(build_application(settings.model_dump(), options), name=APP_NAME, route_prefix="/")
+            serve.run(build_application(settings.model_dump(exclude_unset=True), options), name=APP_NAME, route_prefix="/")
             print(f"serving http://{args.host}:{args.port} on Ray: {args.replicas} replicas; Ctrl-C stops", file=sys.stderr)
             while not stop.token.expired():
                 time.sleep(0.2)

@@ -34,7 +34,7 @@ class Calibration:
 
     temperature: float
     image_reference: ImageReference
-    image_test: ImageTest
+    image_test: ImageTest | None
     pixels: int
     ignored_pixels: int
     subsample_rate: float
@@ -87,6 +87,11 @@ def test_values(analyzer: Analyzer, analysis: Analysis) -> dict[str, float]:
         values = analysis.maps["feature_distance"]
         pair = (float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)))
     return component_values(image_means(analysis), REFERENCE_MAPS, typicality, pair)
+
+
+# Without separate calibration images, the labelled images are split in two: the first half fits the score (at least 2),
+# the second calibrates it (at least 1).
+MIN_SPLIT_IMAGES = 3
 
 
 def fit_image_test(
@@ -206,6 +211,8 @@ def calibrate_bundle(
             alpha=alpha,
             command=command,
         )
+    elif len(values) < MIN_SPLIT_IMAGES:
+        test = None  # too few images to fit the score on some and calibrate it on others: the card keeps no image test
     else:
         half = (len(values) + 1) // 2
         test = fit_image_test(

@@ -40,7 +40,7 @@ def ray_url(tiny_bundle_dir: Path) -> Iterator[str]:
     with local_ray():
         port = free_port()
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(build_application(settings.model_dump(), options), name=APP_NAME, route_prefix="/")
+        serve.run(build_application(settings.model_dump(exclude_unset=True), options), name=APP_NAME, route_prefix="/")
         yield f"http://127.0.0.1:{port}"
 
 
