@@ -103,13 +103,13 @@ class FullPasses:
     def draw(self, job: PassJob, pool: PassPool) -> None:
         """See :meth:`Sampler.draw`."""
         _deterministic(job, pool)
-        sample_done = progress_steps(self.options.cancel, self.options.samples, "sample")
-        for start in range(self.options.samples):
-            checkpoint(self.options.cancel)
-            with sampling_plan(job.seed, [start]):
-                logits = job.member(job.x)
-            pool.add_samples(job.aug, range(start, start + 1), logits)
-            sample_done()
+
+        def full_logits(ids: range) -> torch.Tensor:
+            with sampling_plan(job.seed, ids):
+                logits: torch.Tensor = job.member(job.x)
+            return logits
+
+        _draw_chunks(job, pool, self.options, 1, full_logits)
 
 
 @dataclass(frozen=True)
