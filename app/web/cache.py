@@ -3,6 +3,9 @@
 Bounded three ways: at most ``max_entries`` analyses and ``max_bytes`` of arrays (least recently used evicted
 first), and each one expires ``ttl`` seconds after it was last used. An analysis larger than ``max_bytes`` on its
 own is not kept.
+
+With API keys on, an analysis belongs to the key that made it (:attr:`CachedAnalysis.owner`): asked for by another key
+it is not there, exactly as an id that never existed (and that asking neither refreshes nor reorders it).
 """
 
 from __future__ import annotations
@@ -16,7 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from app.web.security.api_keys import same_owner
+
 __all__ = ["AnalysisCache", "CachedAnalysis"]
+
+_NOBODY = "\x00no analysis"  # the owner an unknown id is compared with (no real owner tag)
 
 
 @dataclass
@@ -28,6 +35,7 @@ class CachedAnalysis:
         class_names: Class names in label order.
         class_colours: Class colours as ``#rrggbb``.
         filename: Upload name, for download names.
+        owner: The API key's owner tag that made it (:func:`~app.web.security.api_keys.current_owner`); ``None`` with keys off.
         expires_at: Clock time after which it is gone (refreshed on every use).
     """
 
@@ -35,6 +43,7 @@ class CachedAnalysis:
     class_names: list[str]
     class_colours: list[str]
     filename: str | None = None
+    owner: str | None = None
     expires_at: float = field(default=0.0)
 
     @property
@@ -101,13 +110,18 @@ class AnalysisCache:
                 self._drop(next(iter(self._entries)))
         return key
 
-    def get(self, key: str) -> CachedAnalysis | None:
-        """The analysis ``key`` (now the most recently used, its expiry pushed back), or ``None`` if expired or unknown."""
+    def get(self, key: str, owner: str | None = None) -> CachedAnalysis | None:
+        """The analysis ``key`` of ``owner`` (now the most recently used, its expiry pushed back).
+
+        ``None`` if expired, unknown or another owner's: those three are one answer, taking one dictionary look-up
+        and one constant-time owner comparison each.
+        """
         with self._lock:
             now = self.clock()
             self._expire(now)
             entry = self._entries.get(key)
-            if entry is None:
+            mine = same_owner(entry.owner if entry is not None else _NOBODY, owner)
+            if entry is None or not mine:
                 return None
             entry.expires_at = now + self.ttl
             self._entries.move_to_end(key)

@@ -29,9 +29,11 @@ from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.png import grey_png
 from app.web.scales import quantise
 from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, RawArray, Timings
+from app.web.security.api_keys import current_owner
 
 REGION_DIGITS = 6
 ERROR_DIGITS = 3
+DOWNLOAD_STEM_CHARS = 200
 
 RawDtype = Literal["float32", "float16"]
 
@@ -74,8 +76,10 @@ def display_image(analysis: Analysis) -> np.ndarray:
 
 
 def download_name(filename: str | None, suffix: str) -> str:
-    """A safe attachment file name derived from the upload's name."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", (filename or "").rsplit("/", 1)[-1].rsplit(".", 1)[0]).strip("._")
+    """A safe attachment file name derived from the upload's name: ASCII letters, digits and ``._-``, the stem cut to
+    :data:`DOWNLOAD_STEM_CHARS` characters (so with any suffix of ours the name stays under the usual 255-byte limit)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", (filename or "").rsplit("/", 1)[-1].rsplit(".", 1)[0])
+    stem = stem[:DOWNLOAD_STEM_CHARS].strip("._")
     return f"{stem or 'analysis'}{suffix}"
 
 
@@ -86,13 +90,15 @@ def kept_bytes(analysis: Analysis, scored: bool = False) -> int:
 
 
 def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: str | None, error_codes: np.ndarray | None = None) -> str | None:
-    """Put a copy of the analysis's arrays in ``cache``; the id, or ``None`` when it is too large to keep (then nothing is copied)."""
+    """Put a copy of the analysis's arrays in ``cache``, owned by the request's API key (:func:`~app.web.security.api_keys.current_owner`);
+    the id, or ``None`` when it is too large to keep (then nothing is copied)."""
     if kept_bytes(analysis, error_codes is not None) > cache.max_bytes:
         return None
     arrays = npz_arrays(analysis)
     if error_codes is not None:
         arrays["error"] = error_codes.astype(np.uint8)
-    entry = CachedAnalysis(arrays=arrays, class_names=[c.name for c in card.classes], class_colours=[c.colour for c in card.classes], filename=filename)
+    classes = card.classes
+    entry = CachedAnalysis(arrays, [c.name for c in classes], [c.colour for c in classes], filename=filename, owner=current_owner())
     return cache.put(entry)
 
 

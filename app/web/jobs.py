@@ -11,6 +11,9 @@ The :class:`JobStore` keeps at most ``max_jobs`` jobs (queued, running and finis
 makes room for a new one, and when none is finished a new job is refused with 503) and forgets a finished job
 ``ttl`` seconds after it finished. Its jobs run as tasks of the task group :meth:`JobStore.serve` holds for the app's
 lifetime.
+
+With API keys on, a job belongs to the key that submitted it (:attr:`Job.owner`), and so does the analysis it keeps: for
+any other key its status, events, result and cancelling answer 404 ``job_not_found``, exactly as an unknown id.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from app.io.decoding import ImageDecodeError
 from app.io.masks import MaskError
 from app.web.admission import Overloaded
 from app.web.errors import ApiError, error_body
+from app.web.security.api_keys import current_owner, same_owner
 from app.web.settings import env_name
 
 __all__ = ["Answer", "Job", "JobError", "JobKind", "JobMode", "JobState", "JobStore", "failure_of"]
@@ -46,6 +50,7 @@ JobKind = Literal["analyze", "evaluate"]
 JobMode = Literal["auto", "sync", "job"]
 FINISHED: tuple[JobState, ...] = ("done", "failed", "cancelled")
 RETRY_AFTER = 5
+_NOBODY = "\x00no job"  # the owner an unknown id is compared with (no real owner tag)
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class Job:
         created: ``time.time()`` when accepted; ``started`` and ``finished`` likewise, once they happen.
         answer: The result once ``done``.
         error: Why, once ``failed`` or ``cancelled``.
+        owner: The owner tag of the API key that submitted it (``None`` with keys off).
     """
 
     id: str
@@ -121,6 +127,7 @@ class Job:
     finished: float | None = None
     answer: Answer | None = None
     error: JobError | None = None
+    owner: str | None = None
     expires: float = float("inf")
     changed: anyio.Event = field(default_factory=anyio.Event, repr=False)
 
@@ -208,7 +215,8 @@ class JobStore:
             )
 
     def submit(self, kind: JobKind, model: str, work: int, describe: str, run: Callable[[Job], Awaitable[None]]) -> Job:
-        """Keep a new job and start ``run(job)`` in the background (making room by dropping the oldest finished jobs).
+        """Keep a new job of the request's API key and start ``run(job)`` in the background (making room by dropping the
+        oldest finished jobs). The job's task starts in the request's context, so what it keeps is that key's too.
 
         Raises:
             Overloaded: no room (:meth:`check_room`).
@@ -220,7 +228,7 @@ class JobStore:
         while len(self._jobs) >= self.max_jobs:
             oldest = next(key for key, job in self._jobs.items() if job.is_finished)
             del self._jobs[oldest]
-        job = Job(f"{self.id_prefix}{secrets.token_urlsafe(12)}", kind, model, work, describe)
+        job = Job(f"{self.id_prefix}{secrets.token_urlsafe(12)}", kind, model, work, describe, owner=current_owner())
         self._jobs[job.id] = job
         self._tasks.start_soon(self._run, job, run, name=f"job {job.id}")
         return job
@@ -233,15 +241,16 @@ class JobStore:
                 job.mark("cancelled", error=JobError(ErrorCode.NOT_READY, ErrorCode.NOT_READY.status, "the server shut down before the job finished"))
             job.expires = self.clock() + self.ttl
 
-    def get(self, job_id: str) -> Job:
-        """The kept job ``job_id``.
+    def get(self, job_id: str, owner: str | None = None) -> Job:
+        """The kept job ``job_id`` of ``owner`` (an API key's tag; ``None`` with keys off).
 
         Raises:
-            ApiError: 404 ``job_not_found``.
+            ApiError: 404 ``job_not_found``, the same for another owner's job as for an id that never existed.
         """
         self._expire()
         job = self._jobs.get(job_id)
-        if job is None:
+        mine = same_owner(job.owner if job is not None else _NOBODY, owner)
+        if job is None or not mine:
             raise ApiError(
                 ErrorCode.JOB_NOT_FOUND,
                 f"job {job_id!r} has expired or never existed: finished jobs are kept for {self.ttl:g} s ({env_name('job_ttl_seconds')}), "
@@ -250,13 +259,13 @@ class JobStore:
             )
         return job
 
-    def cancel(self, job_id: str) -> Job:
-        """Cancel job ``job_id`` (a finished job stays as it is); the job.
+    def cancel(self, job_id: str, owner: str | None = None) -> Job:
+        """Cancel job ``job_id`` of ``owner`` (a finished job stays as it is); the job.
 
         Raises:
-            ApiError: 404 ``job_not_found``.
+            ApiError: 404 ``job_not_found`` (:meth:`get`).
         """
-        job = self.get(job_id)
+        job = self.get(job_id, owner)
         if not job.is_finished:
             job.token.cancel("cancelled")
             job.notify()

@@ -1,4 +1,7 @@
-"""``GET /api/v1/analyses/{analysis_id}/...``: a kept analysis's PNGs, NPZ and exact pixel values, without re-running it."""
+"""``GET /api/v1/analyses/{analysis_id}/...``: a kept analysis's PNGs, NPZ and exact pixel values, without re-running it.
+
+With API keys on, only the key that made an analysis finds it: any other key gets the 404 of an unknown id.
+"""
 
 from __future__ import annotations
 
@@ -19,24 +22,29 @@ from app.web.encoding import ANALYSES_PATH, download_name
 from app.web.errors import ApiError
 from app.web.scales import colourise
 from app.web.schemas.analysis import ClassProbability, ErrorResponse, PixelResponse
+from app.web.security.api_keys import current_owner
 
 router = APIRouter(prefix=ANALYSES_PATH, tags=["analyses"])
 
 NPZ_MEDIA_TYPE = "application/x-npz"
 IdPath = Annotated[str, Path(description="The analysis_id of an analyze or evaluate answer.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorResponse, "description": "No analysis with this id: it expired (or was evicted), or never existed. Run it again."},
+    404: {
+        "model": ErrorResponse,
+        "description": "No analysis with this id: it expired (or was evicted), never existed, or (with API keys) another key made it. Run it again.",
+    },
     503: {"model": ErrorResponse, "description": "The models are still loading."},
 }
 
 
 def lookup(cache: AnalysisCache, analysis_id: str) -> CachedAnalysis:
-    """The kept analysis ``analysis_id``, of whichever model (the models share one cache; an entry carries its classes).
+    """The kept analysis ``analysis_id`` of the request's API key, of whichever model (the models share one cache; an entry
+    carries its classes).
 
     Raises:
-        ApiError: 404 ``analysis_not_found`` naming the id.
+        ApiError: 404 ``analysis_not_found`` naming the id, the same for an id of another key as for one that never existed.
     """
-    entry = cache.get(analysis_id)
+    entry = cache.get(analysis_id, current_owner())
     if entry is None:
         ttl = cache.ttl
         raise ApiError(

@@ -1,4 +1,7 @@
-"""``/api/v1/jobs/{job_id}``: the status, progress, server-sent events, result and cancelling of a long analysis (:mod:`app.web.jobs`)."""
+"""``/api/v1/jobs/{job_id}``: the status, progress, server-sent events, result and cancelling of a long analysis (:mod:`app.web.jobs`).
+
+With API keys on, only the key that submitted a job finds it: any other key gets the 404 of an unknown id.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from app.web.errors import ApiError, error_responses
 from app.web.jobs import Job, progress_of
 from app.web.schemas.analysis import ErrorDetail, ErrorResponse
 from app.web.schemas.jobs import JobStatus
+from app.web.security.api_keys import current_owner
 
 __all__ = ["ACCEPTED", "EVENT_SECONDS", "KEEP_ALIVE_SECONDS", "accepted", "job_status", "router"]
 
@@ -65,7 +69,7 @@ def accepted(job: Job) -> JSONResponse:
 @router.get("/{job_id}", response_model=JobStatus, responses=NOT_FOUND, summary="Status and progress of a job")
 async def get_job(services: ServicesDep, job_id: JobIdPath) -> JobStatus:
     """Where the job stands: its state, the fraction of its analysis done, and the URLs of its events and result."""
-    return job_status(services.jobs.get(job_id))
+    return job_status(services.jobs.get(job_id, current_owner()))
 
 
 @router.delete("/{job_id}", response_model=JobStatus, responses=NOT_FOUND, summary="Cancel a job")
@@ -73,7 +77,7 @@ async def cancel_job(services: ServicesDep, job_id: JobIdPath) -> JobStatus:
     """Cancel a queued or running job: a queued one leaves the queue, a running one stops at the engine's next cancellation point
     (within one tile's or one sample chunk's time) and its state becomes `cancelled`. A finished job is left as it is. Its status."""
     jobs = services.jobs
-    job = jobs.cancel(job_id)
+    job = jobs.cancel(job_id, current_owner())
     if not job.is_finished:
         await job.wait_change(1.0)  # a queued job leaves at once; a running one at its next cancellation point
     return job_status(job)
@@ -94,7 +98,7 @@ async def cancel_job(services: ServicesDep, job_id: JobIdPath) -> JobStatus:
 )
 async def job_result(services: ServicesDep, job_id: JobIdPath) -> Response:
     """The finished job's answer; for a failed job, the error the request would have answered (its status and code)."""
-    job = services.jobs.get(job_id)
+    job = services.jobs.get(job_id, current_owner())
     if job.answer is not None:
         return job.answer.response()
     if job.state == "failed" and job.error is not None:
@@ -118,7 +122,7 @@ async def job_result(services: ServicesDep, job_id: JobIdPath) -> Response:
 )
 async def job_events(services: ServicesDep, job_id: JobIdPath) -> StreamingResponse:
     """Stream the job's status as `event: status` server-sent events until it is done, failed or cancelled."""
-    job = services.jobs.get(job_id)
+    job = services.jobs.get(job_id, current_owner())
 
     async def events() -> AsyncIterator[str]:
         last, sent = "", time.monotonic()

@@ -1,10 +1,19 @@
-"""Optional API keys: with keys configured, everything but the page, its files, the docs and the probes needs one."""
+"""Optional API keys: with keys configured, everything but the page, its files, the docs and the probes needs one.
+
+A request with a valid key runs as that key's *owner*: ``key-<n>``, the key's position in ``SEGU_API_KEYS`` (1 for the
+first), never the key itself. The owner is in the request's ``scope["state"]`` (:data:`OWNER_STATE`) and, for the code
+the request runs (its tasks and worker threads: anyio copies the context into them), :func:`current_owner`. What a
+request keeps (an analysis, a job) belongs to its owner and is found by id only by requests of the same owner
+(:func:`same_owner`); with keys off the owner is ``None`` and everything is everyone's.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -12,22 +21,51 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.error_codes import ErrorCode
 from app.web.security.refusal import reject
 
-__all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "ApiKeyMiddleware"]
+__all__ = ["OWNER_STATE", "PUBLIC_PATHS", "PUBLIC_PREFIXES", "ApiKeyMiddleware", "current_owner", "owned_by", "owner_tag", "same_owner"]
 
 # Reachable without an API key: the page shell, its static files, the docs and the probes; everything else needs one.
 PUBLIC_PATHS = frozenset({"/", "/docs", "/openapi.json", "/healthz", "/readyz"})
 PUBLIC_PREFIXES = ("/static/",)
+OWNER_STATE = "api_key_owner"
+
+_owner: ContextVar[str | None] = ContextVar("api_key_owner", default=None)
 
 
 def _digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+def owner_tag(number: int) -> str:
+    """The owner tag of the ``number``-th key of ``SEGU_API_KEYS`` (1 for the first)."""
+    return f"key-{number}"
+
+
+def current_owner() -> str | None:
+    """The owner of the request being served (its key's tag); ``None`` with keys off or outside a request."""
+    return _owner.get()
+
+
+@contextmanager
+def owned_by(owner: str | None) -> Iterator[None]:
+    """Make ``owner`` :func:`current_owner` inside the block, for this task and the tasks and threads it starts."""
+    token = _owner.set(owner)
+    try:
+        yield
+    finally:
+        _owner.reset(token)
+
+
+def same_owner(held_by: str | None, asking: str | None) -> bool:
+    """Whether ``asking`` may see what ``held_by`` owns: the same tag, or both ``None`` (keys off), compared in constant time."""
+    return hmac.compare_digest(repr(held_by).encode(), repr(asking).encode())
+
+
 class ApiKeyMiddleware:
     """Answer 401 to a request for anything but the page, its files, the docs and the probes without a valid API key.
 
     The key comes as ``Authorization: Bearer <key>``. Keys are compared as SHA-256 digests with
-    :func:`hmac.compare_digest`, each against every configured key, so timing tells nothing about them.
+    :func:`hmac.compare_digest`, each against every configured key, so timing tells nothing about them. A request
+    with a valid key runs as its owner (:func:`owner_tag`, :func:`current_owner`).
 
     Args:
         app: The wrapped ASGI app.
@@ -42,11 +80,15 @@ class ApiKeyMiddleware:
 
     def valid(self, presented: str) -> bool:
         """Whether ``presented`` is one of the keys."""
+        return self.owner_of(presented) is not None
+
+    def owner_of(self, presented: str) -> str | None:
+        """The owner tag of ``presented`` (its first position among the keys), or ``None`` when it is no key."""
         digest = _digest(presented)
-        found = False
-        for known in self.digests:
-            found |= hmac.compare_digest(digest, known)
-        return found
+        position = 0
+        for number, known in enumerate(self.digests, 1):
+            position += number * hmac.compare_digest(digest, known) * (position == 0)
+        return owner_tag(position) if position else None
 
     @staticmethod
     def public(scope: Scope) -> bool:
@@ -62,8 +104,11 @@ class ApiKeyMiddleware:
             await self.app(scope, receive, send)
             return
         scheme, _, key = Headers(scope=scope).get("authorization", "").strip().partition(" ")
-        if scheme.lower() == "bearer" and self.valid(key.strip()):
-            await self.app(scope, receive, send)
+        owner = self.owner_of(key.strip()) if scheme.lower() == "bearer" else None
+        if owner is not None:
+            scope.setdefault("state", {})[OWNER_STATE] = owner
+            with owned_by(owner):
+                await self.app(scope, receive, send)
             return
         if not scheme:
             message, challenge = "this server requires an API key: send it as `Authorization: Bearer <key>`", 'Bearer realm="api"'
