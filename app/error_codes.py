@@ -33,7 +33,12 @@ class ErrorCode(StrEnum):
         member.description = description
         return member
 
-    BAD_REQUEST = "bad_request", 400, "The request is malformed, e.g. a `Content-Length` that is not a whole number."
+    BAD_REQUEST = (
+        "bad_request",
+        400,
+        "The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), "
+        "a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection.",
+    )
     INVALID_HOST = "invalid_host", 400, "The `Host` header names a host this server does not answer to (`SEGU_ALLOWED_HOSTS`)."
     UNAUTHORIZED = "unauthorized", 401, "No API key, or not one of the server's keys (`SEGU_API_KEYS`): send `Authorization: Bearer <key>`."
     FORBIDDEN_ORIGIN = "forbidden_origin", 403, "A write from a web page of another origin that CORS does not allow (`SEGU_CORS_ORIGINS`)."
@@ -45,6 +50,11 @@ class ErrorCode(StrEnum):
     BODY_TIMEOUT = "body_timeout", 408, "The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed."
     HEADER_TIMEOUT = "header_timeout", 408, "The request's headers did not arrive within `SEGU_HEADER_TIMEOUT` seconds; the connection is closed."
     BODY_TOO_LARGE = "body_too_large", 413, "The request body is over `SEGU_MAX_BODY_BYTES`."
+    HEADER_TOO_LARGE = (
+        "header_too_large",
+        431,
+        "The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed.",
+    )
     TOO_MANY_PIXELS = "too_many_pixels", 413, "The image has more pixels than `SEGU_MAX_PIXELS`."
     TOO_MUCH_WORK = (
         "too_much_work",

@@ -50,9 +50,10 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; exit 2 on invalid settings.
 
-    Slow clients: uvicorn closes idle keep-alive connections after ``SEGU_KEEP_ALIVE_TIMEOUT`` s and refuses a request
-    head over ``SEGU_MAX_HEADER_BYTES``; a head not complete within ``SEGU_HEADER_TIMEOUT`` s gets 408 and is closed
-    (:mod:`app.web.protocol`), and a body not complete within ``SEGU_BODY_TIMEOUT`` s too (:mod:`app.web.limits`).
+    Slow clients and framing: uvicorn closes idle keep-alive connections after ``SEGU_KEEP_ALIVE_TIMEOUT`` s; a request head
+    over ``SEGU_MAX_HEADER_BYTES`` gets 431, one not complete within ``SEGU_HEADER_TIMEOUT`` s 408, one with ambiguous body
+    framing 400, each closed (:mod:`app.web.protocol`, counted as rejections by code); a body not complete within
+    ``SEGU_BODY_TIMEOUT`` s gets 408 (:mod:`app.web.limits`).
     Each request is logged as one JSON line on stdout (:mod:`app.web.access_log`), in place of uvicorn's access line.
     """
     import uvicorn
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         log_config=serve_log_config(),
-        **uvicorn_options(settings, on_header_timeout=lambda: app.state.metrics.reject("header_timeout")),
+        **uvicorn_options(settings, on_refusal=app.state.metrics.reject),
     )
     return 0
 

@@ -21,7 +21,19 @@ from app.io.masks import MaskError
 from app.web.api_paths import API_PREFIX
 from app.web.schemas.analysis import ErrorResponse
 
-__all__ = ["ApiError", "ErrorCode", "error_body", "error_response", "error_responses", "error_table_markdown", "install_error_handlers"]
+__all__ = [
+    "PROTOCOL_CODES",
+    "ApiError",
+    "ErrorCode",
+    "error_body",
+    "error_response",
+    "error_responses",
+    "error_table_markdown",
+    "install_error_handlers",
+    "protocol_responses",
+]
+
+PROTOCOL_CODES = (ErrorCode.BAD_REQUEST, ErrorCode.HEADER_TOO_LARGE)
 
 log = logging.getLogger("app.web")
 
@@ -70,6 +82,11 @@ def error_responses(*codes: ErrorCode) -> dict[int | str, dict[str, Any]]:
         status: {"model": ErrorResponse, "description": " ".join(f"`{code}`: {code.description}" for code in members)}
         for status, members in sorted(by_status.items())
     }
+
+
+def protocol_responses() -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entries of the errors the HTTP layer itself may answer to any request (:data:`PROTOCOL_CODES`, :mod:`app.web.protocol`)."""
+    return error_responses(*PROTOCOL_CODES)
 
 
 def error_table_markdown() -> str:

@@ -18,7 +18,8 @@ from app.io.bundle import Bundle, load_bundle
 from app.io.resources import static_dir
 from app.web import docs
 from app.web.api_paths import ANALYSES_PATH, API_PREFIX
-from app.web.errors import install_error_handlers
+from app.web.early_refusal import EarlyRefusalMiddleware
+from app.web.errors import install_error_handlers, protocol_responses
 from app.web.limits import BodyLimitMiddleware
 from app.web.metrics import Metrics
 from app.web.observe import ObserveMiddleware
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app.state.services = None
     app.state.metrics = Metrics()
     install_error_handlers(app)
+    app.add_middleware(EarlyRefusalMiddleware, services=lambda: app.state.services)  # innermost: a full queue refuses from the headers
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout)
     if settings.api_keys:  # deployment safety: inside CORS (401s carry CORS headers, preflights need no key), before any body is read
         app.add_middleware(ApiKeyMiddleware, keys=[key.get_secret_value() for key in settings.api_keys])
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
             docs.declare_bearer_keys(app)
         routers.append(docs.router)  # before the /static mount, which would shadow /static/swagger/
     for router in routers:
-        app.include_router(router)
+        app.include_router(router, responses=protocol_responses())  # the HTTP layer may answer any route 400 or 431 (app.web.protocol)
     app.mount("/static", StaticFiles(directory=str(static_dir())), name="static")
     # Added last, so outermost: request ids, counts and the access log see every answer. Routes are labelled by the
     # routers' own routes first (the app's list may hold included routers without a path), then the app's (mount, OpenAPI).

@@ -192,7 +192,7 @@ class AnalysisService:
             return await supervise(self.admission, reservation, token, lambda t: work(t, uploads), disconnected, self._started, self.settings.request_timeout)
         finally:
             self.metrics.finished_checks(token)
-            self.admission.release(reservation)
+            self.admission.release(reservation, self.admission.held_seconds(reservation))
 
     def _job_refusal(self, estimate: WorkEstimate, width: int, height: int, request: AnalysisRequest) -> str | None:
         """Why no job can hold this request (its 413 message), or ``None`` when one can."""
@@ -267,11 +267,12 @@ class AnalysisService:
             job.mark("done", answer=answer)
         finally:
             self.metrics.finished_checks(token)
-            self.admission.release(reservation)
+            self.admission.release(reservation, self.admission.held_seconds(reservation))
 
     def _started(self, reservation: Reservation) -> None:
         """Observe an analysis that got its running slot: its wait (its batch is observed by :attr:`batcher` when it runs)."""
-        waited = time.monotonic() - reservation.admitted_at
+        started = reservation.started_at if reservation.started_at is not None else self.admission.clock()
+        waited = started - reservation.admitted_at
         self.metrics.waited(waited)
         current_record().queue_wait_s = waited
 

@@ -9,7 +9,7 @@ import pytest
 
 from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError, decode_image
-from app.web.errors import ApiError, error_body, error_response, error_responses, error_table_markdown
+from app.web.errors import ApiError, error_body, error_response, error_responses, error_table_markdown, protocol_responses
 from app.web.forms import GATE_RESPONSES
 from app.web.schemas.analysis import ErrorResponse
 
@@ -52,3 +52,12 @@ def test_the_table_lists_every_code_once_by_status() -> None:
     rows = [line.split(" | ") for line in lines[2:]]
     assert [row[0].strip("| `") for row in rows] == [c.value for c in sorted(ErrorCode, key=lambda c: (c.status, c.value))]
     assert [int(row[1]) for row in rows] == sorted(c.status for c in ErrorCode)
+
+
+def test_the_protocols_own_answers_are_documented_for_every_route() -> None:
+    assert ErrorCode.HEADER_TOO_LARGE.status == 431 and "SEGU_MAX_HEADER_BYTES" in ErrorCode.HEADER_TOO_LARGE.description
+    assert "Transfer-Encoding" in ErrorCode.BAD_REQUEST.description
+    responses = protocol_responses()
+    assert list(responses) == [400, 431]
+    assert responses[400]["description"] == f"`bad_request`: {ErrorCode.BAD_REQUEST.description}"
+    assert responses[431]["description"] == f"`header_too_large`: {ErrorCode.HEADER_TOO_LARGE.description}"

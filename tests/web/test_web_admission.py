@@ -44,11 +44,13 @@ HTTP_TIMEOUT = 60.0
 
 
 class ServeServer(LiveServer):
-    """A :class:`LiveServer` with the uvicorn options ``seg-uncertainty serve`` uses (head deadline, keep-alive, head size)."""
+    """A :class:`LiveServer` with the uvicorn options ``seg-uncertainty serve`` uses (head deadline, size and framing, keep-alive),
+    its protocol's refusals counted in the app's metrics as ``serve`` counts them."""
 
     def __init__(self, settings: Settings) -> None:
         super().__init__(settings)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **uvicorn_options(settings))
+        options = uvicorn_options(settings, on_refusal=self.app.state.metrics.reject)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", **options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name=f"uvicorn-{self.port}", daemon=True)
 

@@ -9,15 +9,16 @@ from app.engine.analysis import Analysis
 from app.io.encoding import npz_bytes
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
+from app.web.early_refusal import PreferHeader, asked_mode, with_preference_applied
 from app.web.encoding import analysis_json, download_name
-from app.web.forms import GATE_RESPONSES, AnalyzeForm, ImageFileForm
+from app.web.forms import GATE_RESPONSES, AnalyzeForm, ImageFileForm, UploadRoute
 from app.web.jobs import Answer, Job
 from app.web.routes.jobs import ACCEPTED, accepted
 from app.web.schemas.analysis import AnalyzeResponse, ErrorResponse
 
 NPZ_MEDIA_TYPE = "application/x-npz"
 
-router = APIRouter(prefix=API_PREFIX, tags=["analysis"])
+router = APIRouter(prefix=API_PREFIX, tags=["analysis"], route_class=UploadRoute)
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
@@ -33,7 +34,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/analyze", response_model=AnalyzeResponse, responses=RESPONSES, summary="Analyse one image")
-async def analyze(request: Request, services: ServicesDep, settings: SettingsDep, file: ImageFileForm, form: Annotated[AnalyzeForm, Form()]) -> Response:
+async def analyze(
+    request: Request,
+    services: ServicesDep,
+    settings: SettingsDep,
+    file: ImageFileForm,
+    form: Annotated[AnalyzeForm, Form()],
+    prefer: PreferHeader = None,
+) -> Response:
     """Compute the prediction, the uncertainty maps and the region table of one image.
 
     Maps use fixed colour scales (see each map's `range` and `display_power`), so two images can be compared by eye.
@@ -41,7 +49,8 @@ async def analyze(request: Request, services: ServicesDep, settings: SettingsDep
     `GET /api/v1/analyses/{analysis_id}/...` without running it again.
 
     A request over the server's work budget runs as a job (`mode`): 202 with the job's status; its progress, events, cancel
-    and this same answer are under `GET /api/v1/jobs/{job_id}`.
+    and this same answer are under `GET /api/v1/jobs/{job_id}`. `Prefer: respond-async` asks for a job when `mode` is left at
+    auto, and lets the request in while the queue is full (a request without it is then refused with 503 before its upload is read).
     """
     started = time.perf_counter()
     service = services.get(form.model)
@@ -53,5 +62,6 @@ async def analyze(request: Request, services: ServicesDep, settings: SettingsDep
             return Answer(npz_bytes(analysis), NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
         return Answer(analysis_json(analysis, service.bundle.card, service.cache, file.filename, form.raw, form.raw_dtype, started), "application/json")
 
-    outcome = await service.analyze(file.file, encode, asked, disconnected=request.is_disconnected, mode=form.mode)
-    return accepted(outcome) if isinstance(outcome, Job) else outcome.response()
+    mode = asked_mode(form.mode, prefer, services.jobs.enabled)
+    outcome = await service.analyze(file.file, encode, asked, disconnected=request.is_disconnected, mode=mode)
+    return with_preference_applied(accepted(outcome), prefer) if isinstance(outcome, Job) else outcome.response()

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Form, Request, Response
 from app.engine.analysis import Analysis
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
+from app.web.early_refusal import PreferHeader, asked_mode, with_preference_applied
 from app.web.evaluation import check_labels, evaluate_json
-from app.web.forms import GATE_RESPONSES, EvaluateForm, ImageFileForm, MaskFileForm
+from app.web.forms import GATE_RESPONSES, EvaluateForm, ImageFileForm, MaskFileForm, UploadRoute
 from app.web.jobs import Answer, Job
 from app.web.routes.jobs import ACCEPTED, accepted
 from app.web.schemas.analysis import ErrorResponse
@@ -30,7 +31,7 @@ def _responses() -> dict[int | str, dict[str, Any]]:
     }
 
 
-router = APIRouter(prefix=API_PREFIX, tags=["evaluation"])
+router = APIRouter(prefix=API_PREFIX, tags=["evaluation"], route_class=UploadRoute)
 
 
 @router.post("/evaluate", response_model=EvaluateResponse, responses=_responses(), summary="Analyse one image and score it against its mask")
@@ -41,6 +42,7 @@ async def evaluate(
     file: ImageFileForm,
     mask: MaskFileForm,
     form: Annotated[EvaluateForm, Form()],
+    prefer: PreferHeader = None,
 ) -> Response:
     """Analyse one image like `/api/v1/analyze`, then score it against its mask.
 
@@ -58,7 +60,6 @@ async def evaluate(
         body = evaluate_json(analysis, labels, card, form.ignore_index, form.ood_label, started, service.cache, file.filename, form.raw, form.raw_dtype)
         return Answer(body, "application/json")
 
-    outcome = await service.evaluate(
-        file.file, mask.file, encode, asked, mask_name=mask.filename or "mask", disconnected=request.is_disconnected, mode=form.mode
-    )
-    return accepted(outcome) if isinstance(outcome, Job) else outcome.response()
+    mode = asked_mode(form.mode, prefer, services.jobs.enabled)
+    outcome = await service.evaluate(file.file, mask.file, encode, asked, mask_name=mask.filename or "mask", disconnected=request.is_disconnected, mode=mode)
+    return with_preference_applied(accepted(outcome), prefer) if isinstance(outcome, Job) else outcome.response()

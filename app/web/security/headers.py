@@ -1,4 +1,9 @@
-"""Security headers on every response: a same-origin Content-Security-Policy, no sniffing, no referrer, no framing."""
+"""Security headers on every response: a same-origin Content-Security-Policy, no sniffing, no referrer, no framing.
+
+:data:`SECURITY_HEADERS` is the one list: the app's responses get it from :class:`SecurityHeadersMiddleware` (and
+:func:`secure_server_errors`), the answers the HTTP layer writes itself (408, 400, 431) from
+:func:`app.web.protocol.error_response_bytes`.
+"""
 
 from __future__ import annotations
 
