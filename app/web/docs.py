@@ -4,7 +4,9 @@ FastAPI's default ``/docs`` page loads Swagger UI from a CDN; here the script, s
 favicon come from the ``swagger-ui-bundle-v2`` package (import name ``swagger_ui_bundle``; Swagger UI 5,
 which reads the OpenAPI 3.1 documents FastAPI writes) under ``/static/swagger/``. The page's one inline script
 (Swagger UI's set-up) is allowed by its hash in the page's own Content-Security-Policy; no other inline script runs.
-When API keys are on, the document declares the Bearer scheme so "Authorize" in the page sends the key.
+When API keys are on, the document declares the Bearer scheme so "Authorize" in the page sends the key. The form field
+``model`` of analyze and evaluate is documented as an ``enum`` of the served models' names (:func:`served_names`); the
+form itself takes any string, so an unknown name still gets 422 ``unknown_model`` naming the served ones.
 """
 
 from __future__ import annotations
@@ -24,8 +26,13 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from app.error_codes import ErrorCode
+from app.io.bundle import resolve_bundle_dir
+from app.io.card import BundleError
+from app.io.ensemble import ensemble_card_at
+from app.io.user_model import folder_card
 from app.web.api_paths import API_PREFIX
 from app.web.errors import ApiError
+from app.web.forms import AnalyzeForm, EvaluateForm
 from app.web.schemas.page_config import PageConfig
 from app.web.security import content_security_policy
 from app.web.settings import env_name
@@ -44,6 +51,8 @@ BEARER_SCHEME = "apiKey"
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Models of the contract that no route answers with: the page's configuration, embedded in the page (GET /).
 COMPONENT_MODELS: tuple[type[BaseModel], ...] = (PageConfig,)
+# Forms whose `model` field lists the served models.
+MODEL_FORMS: tuple[type[BaseModel], ...] = (AnalyzeForm, EvaluateForm)
 
 
 def inline_script_csp(html: str) -> str:
@@ -52,9 +61,32 @@ def inline_script_csp(html: str) -> str:
     return content_security_policy(" ".join(["'self'", *(f"'sha256-{h}'" for h in hashes)]))
 
 
+def card_name(source: str) -> str:
+    """The name of the model a ``SEGU_MODELS`` entry serves, read from its card without loading it.
+
+    Raises:
+        app.io.card.BundleError: no bundle there, or a card that does not validate.
+    """
+    folder = resolve_bundle_dir(source)
+    ensemble = ensemble_card_at(folder)
+    return ensemble.name if ensemble is not None else folder_card(folder)[0].name
+
+
+def served_names(app: FastAPI) -> list[str] | None:
+    """The names of the models ``app`` serves, the default first: the loaded ones once the app has started, else those of the
+    cards its settings name; ``None`` when a card cannot be read (the server will not start with it either)."""
+    services = getattr(app.state, "services", None)
+    if services is not None:
+        return list(services.names)
+    try:
+        return [card_name(source) for source in app.state.settings.model_sources]
+    except (BundleError, OSError):
+        return None
+
+
 class DocumentedApp(FastAPI):
-    """The app: FastAPI whose OpenAPI document also holds :data:`COMPONENT_MODELS` and, once :func:`declare_bearer_keys` is
-    called, the Bearer scheme."""
+    """The app: FastAPI whose OpenAPI document also holds :data:`COMPONENT_MODELS`, the served models' names as the ``model``
+    field's ``enum`` and, once :func:`declare_bearer_keys` is called, the Bearer scheme."""
 
     bearer_keys: bool = False
 
@@ -64,6 +96,9 @@ class DocumentedApp(FastAPI):
         schema = super().openapi()
         if fresh:
             _add_components(schema, COMPONENT_MODELS)
+            names = served_names(self)
+            if names:
+                _list_models(schema, names)
             if self.bearer_keys:
                 _declare_bearer(schema)
         return schema
@@ -76,6 +111,13 @@ def _add_components(schema: dict[str, Any], models: Sequence[type[BaseModel]]) -
     for name, definition in defs.get("$defs", {}).items():
         if schemas.setdefault(name, definition) != definition:
             raise ValueError(f"two component schemas are named {name}; rename one of the models")
+
+
+def _list_models(schema: dict[str, Any], names: list[str]) -> None:
+    """Make the ``model`` field of every form in :data:`MODEL_FORMS` an ``enum`` of ``names`` (or null: the default)."""
+    for form in MODEL_FORMS:
+        field = schema["components"]["schemas"][form.__name__]["properties"]["model"]
+        field["anyOf"] = [{"type": "string", "enum": names}, {"type": "null"}]
 
 
 def _declare_bearer(schema: dict[str, Any]) -> None:

@@ -1,12 +1,29 @@
 """The form of ``POST /api/v1/analyze`` and ``POST /api/v1/evaluate``: the uploads as ``Annotated`` aliases, the options as one
-Pydantic form model that becomes the :class:`~app.request.AnalysisRequest`, and their shared error responses."""
+Pydantic form model that becomes the :class:`~app.request.AnalysisRequest`, their shared error responses, and the route
+class that parses their uploads (:class:`UploadRoute`).
+
+An upload's file name is metadata: any length is accepted (python-multipart's own limit, 4 KiB per part header line,
+refused a long name with 400) and it is cut to :data:`UPLOAD_NAME_CHARS` characters, its extension kept
+(:func:`short_name`), before anything keeps, echoes or derives a download name from it.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+import types
+from collections.abc import Callable, Coroutine
+from contextlib import aclosing
+from functools import partial
+from typing import Annotated, Any, Literal, cast
 
-from fastapi import File, UploadFile
+import python_multipart
+from fastapi import File, Request, Response, UploadFile
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict, Field
+from python_multipart.multipart import parse_options_header
+from starlette import formparsers
+from starlette.datastructures import FormData
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException
 
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
 from app.error_codes import ErrorCode
@@ -14,7 +31,23 @@ from app.request import AnalysisRequest
 from app.web.errors import ApiError, error_responses
 from app.web.jobs import JobMode
 
-__all__ = ["GATE_RESPONSES", "AnalysisForm", "AnalyzeForm", "EvaluateForm", "ImageFileForm", "MaskFileForm"]
+__all__ = [
+    "GATE_RESPONSES",
+    "MAX_PART_HEADER_BYTES",
+    "UPLOAD_NAME_CHARS",
+    "AnalysisForm",
+    "AnalyzeForm",
+    "EvaluateForm",
+    "ImageFileForm",
+    "MaskFileForm",
+    "UploadRoute",
+    "short_name",
+]
+
+UPLOAD_NAME_CHARS = 255
+MAX_PART_HEADER_BYTES = 256 * 1024
+MAX_EXTENSION_CHARS = 16
+ELLIPSIS = "\u2026"
 
 GATE_RESPONSES: dict[int | str, dict[str, Any]] = error_responses(
     ErrorCode.BODY_TIMEOUT,
@@ -108,3 +141,57 @@ class EvaluateForm(AnalysisForm):
         le=MAX_LABEL,
         description="Mask value marking out-of-distribution pixels (may equal ignore_index); enables ood_detection. Omit for none.",
     )
+
+
+def short_name(name: str, limit: int = UPLOAD_NAME_CHARS) -> str:
+    """``name`` if it has at most ``limit`` characters; else its start and ``…`` then its extension (up to
+    :data:`MAX_EXTENSION_CHARS` characters with the dot), ``limit`` characters in all."""
+    if len(name) <= limit:
+        return name
+    stem, dot, extension = name.rpartition(".")
+    suffix = f"{dot}{extension}" if stem and len(extension) < MAX_EXTENSION_CHARS else ""
+    return f"{name[: limit - len(suffix) - len(ELLIPSIS)]}{ELLIPSIS}{suffix}"
+
+
+_Parse = Callable[[formparsers.MultiPartParser], Coroutine[Any, Any, FormData]]
+
+
+def _long_header_parse() -> _Parse:
+    """Starlette's own :meth:`~starlette.formparsers.MultiPartParser.parse`, whose python-multipart parser accepts part
+    header lines up to :data:`MAX_PART_HEADER_BYTES` (the body as a whole stays bounded by ``SEGU_MAX_BODY_BYTES``)."""
+    parse = formparsers.MultiPartParser.parse
+    parser = partial(python_multipart.MultipartParser, max_header_size=MAX_PART_HEADER_BYTES)
+    names = {**vars(formparsers), "multipart": types.SimpleNamespace(MultipartParser=parser)}
+    return cast(_Parse, types.FunctionType(parse.__code__, names, parse.__name__, parse.__defaults__, parse.__closure__))
+
+
+class _UploadParser(formparsers.MultiPartParser):
+    parse = _long_header_parse()
+
+
+class _UploadRequest(Request):
+    async def _get_form(self, *, max_files: int | float = 1000, max_fields: int | float = 1000, max_part_size: int = 1024 * 1024) -> FormData:
+        if self._form is None and parse_options_header(self.headers.get("content-type"))[0] == b"multipart/form-data":
+            try:
+                async with aclosing(self.stream()) as stream:
+                    parser = _UploadParser(self.headers, stream, max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
+                    self._form = await parser.parse()
+            except formparsers.MultiPartException as exc:
+                raise HTTPException(status_code=400, detail=exc.message) from exc
+            for _, value in self._form.multi_items():
+                if isinstance(value, StarletteUploadFile) and value.filename is not None:
+                    value.filename = short_name(value.filename)
+        return await super()._get_form(max_files=max_files, max_fields=max_fields, max_part_size=max_part_size)
+
+
+class UploadRoute(APIRoute):
+    """The route class of the upload endpoints: file names of any length, cut by :func:`short_name` before the endpoint sees them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """FastAPI's handler, given the request as :class:`_UploadRequest`."""
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_UploadRequest(request.scope, request.receive))
+
+        return route

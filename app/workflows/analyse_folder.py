@@ -1,7 +1,8 @@
 """Analyse many images into one output folder: maps as PNG, ``maps.npz``, ``analysis.json`` per image, ``summary.csv``.
 
 Each input's folder is named by :func:`~app.workflows.output_folder.output_names`, written under a hidden
-staging name and moved into place once complete, so an interrupted run leaves no half-written folder.
+staging name and moved into place once complete, so an interrupted run leaves no half-written folder. Input names in
+``summary.csv`` and ``analysis.json`` are :func:`~app.workflows.output_folder.utf8_name`'s: valid UTF-8 whatever their bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from app.io.encoding import map_pngs, npz_bytes, summarise
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
-from app.workflows.output_folder import install_folder, output_names
+from app.workflows.output_folder import install_folder, output_names, utf8_name
 
 __all__ = [
     "AnalysedImage",
@@ -90,10 +91,10 @@ class SummaryRow:
     def csv_row(self) -> dict[str, object]:
         """The row keyed by :data:`SUMMARY_FIELDS` (blank for unknown values)."""
         values: dict[str, object] = {
-            "file": self.file,
-            "output": self.output,
+            "file": utf8_name(self.file),
+            "output": utf8_name(self.output),
             "status": self.status,
-            "error": self.error,
+            "error": utf8_name(self.error),
             "width": self.width,
             "height": self.height,
             "samples": self.samples,
@@ -149,7 +150,7 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
     files["maps.npz"] = npz_bytes(analysis)
     info = summarise(analysis, card)
     info.timings["total"] = round(seconds, 6)
-    info.source = source
+    info.source = utf8_name(source)
     files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
     return files, {k: m.mean for k, m in info.maps.items()}
 
@@ -238,13 +239,13 @@ def analyse_files(
 
 
 def write_summary(path: Path, rows: Sequence[SummaryRow]) -> None:
-    """Write ``summary.csv`` (to a hidden file first, then renamed, so it is never half-written).
+    """Write ``summary.csv`` as UTF-8 (to a hidden file first, then renamed, so it is never half-written).
 
-    File names that are not valid UTF-8 are written as their original bytes.
+    A file name that is not valid UTF-8 is written with its other bytes as ``\\xNN`` (:func:`~app.workflows.output_folder.utf8_name`).
     """
     staging = path.with_name(f".{path.name}.partial")
     try:
-        with staging.open("w", newline="", encoding="utf-8", errors="surrogateescape") as fh:
+        with staging.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
             writer.writeheader()
             for row in rows:

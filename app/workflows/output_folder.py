@@ -1,7 +1,8 @@
-"""The output folder of ``analyze``: check it can be written, and name each input's folder in it.
+"""The output folder of ``analyze``: check it can be written, name each input's folder in it, and write input names as UTF-8.
 
 An input's folder is named after its file (:func:`output_names`): never empty, ``.`` or ``..``, never hidden,
-never a path, never ``summary.csv``, never another input's folder (case-insensitively).
+never a path, never ``summary.csv``, never another input's folder (case-insensitively). An input's name as text in
+``summary.csv`` and ``analysis.json`` is :func:`utf8_name`'s, so those files are valid UTF-8 whatever the names' bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
 
-__all__ = ["SUMMARY_FILE", "OutputError", "install_folder", "output_names", "prepare_output"]
+__all__ = ["SUMMARY_FILE", "OutputError", "install_folder", "output_names", "prepare_output", "utf8_name"]
 
 SUMMARY_FILE = "summary.csv"
 MAX_NAME_BYTES = 120
@@ -46,6 +47,26 @@ def prepare_output(out: Path) -> None:
             pass
     except OSError as exc:
         raise OutputError(f"{out} is not writable: {exc.strerror or exc}") from exc
+
+
+def utf8_name(name: str) -> str:
+    r"""``name`` as text that encodes as UTF-8: itself when it does; else every backslash doubled and every byte that is
+    not UTF-8 written ``\xNN``.
+
+    A POSIX file name is bytes; Python holds the bytes that are not UTF-8 as surrogate escapes (``os.fsdecode``), which
+    no UTF-8 file can hold. The Latin-1 name ``café.png`` (the byte ``e9`` for ``é``) is written ``caf\xe9.png``; in bash,
+    ``printf '%b' 'caf\xe9.png'`` gives the real name back, in Python ``os.fsdecode(codecs.escape_decode(text)[0])``.
+    """
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        pass
+    escaped = name.replace("\\", "\\\\")
+    try:
+        return escaped.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte: not from a file name
+        return escaped.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _safe_stem(stem: str) -> str:
