@@ -204,8 +204,8 @@ def test_a_full_queue_answers_503_with_retry_after_at_once(gate: ServeServer) ->
         refused = post(gate.url, random_png(), samples=4)
         assert time.monotonic() - started < 1.0
         error = assert_error(refused, 503, "overloaded")
-        assert "SEGU_MAX_QUEUE" in error["message"]
-        assert int(refused.headers["retry-after"]) == service.admission.retry_after()
+        assert "SEGU_MAX_QUEUE" in error["message"] and "before its upload was read" in error["message"]
+        assert int(refused.headers["retry-after"]) == service.admission.retry_after() and refused.headers["connection"] == "close"
         assert_error(running.result(), 504, "timeout")
         assert_error(waiting.result(), 504, "timeout")
     assert_idle(service)

@@ -21,6 +21,8 @@ from test_web_framing import Reply, parse_replies, read_until_closed
 from webutil import assert_error, random_png, web_settings
 
 from app.web.admission import INITIAL_SERVICE_SECONDS, RETRY_AFTER_MAX, SERVICE_TIME_WEIGHT, Admission, Overloaded, Reservation
+from app.web.early_refusal import asked_mode, prefers_async
+from app.web.jobs import JobMode
 from app.web.security.headers import SECURITY_HEADERS
 
 TEN_MIB = 10 * 2**20
@@ -173,6 +175,41 @@ def test_prefer_respond_async_gets_202_while_the_queue_is_full(no_queue: ServeSe
     result = httpx.get(f"{status_url}/result", timeout=30)
     assert result.status_code == 200 and result.json()["samples"] == 2
     assert admission.measured == measured + 2  # the slow analysis and the job each report their service time
+
+
+def test_prefer_is_refused_early_too_once_the_job_store_is_full(no_queue: ServeServer, slow: socket.socket) -> None:
+    files = {"file": ("a.png", random_png())}
+    jobs = []
+    for _ in range(no_queue.service.jobs.max_jobs):
+        response = httpx.post(f"{no_queue.url}/api/v1/analyze", files=files, data={"samples": "1"}, headers={"Prefer": "respond-async"}, timeout=30)
+        assert response.status_code == 202, response.text
+        jobs.append(f"{no_queue.url}{response.headers['location']}")
+    try:
+        reply, closed, _ = head_only(no_queue, "/api/v1/analyze", TEN_MIB, "Prefer: respond-async")
+        assert reply is not None and reply.status == 503 and closed
+        assert "SEGU_MAX_JOBS" in reply.error()["message"]
+    finally:
+        for url in jobs:
+            assert httpx.delete(url, timeout=30).json()["state"] == "cancelled"
+
+
+@pytest.mark.parametrize(
+    ("values", "mode", "jobs_on", "prefers", "expected"),
+    [
+        (["respond-async"], "auto", True, True, "job"),
+        (["return=minimal, Respond-Async ; foo=1"], "auto", True, True, "job"),
+        (["wait=5", "respond-async"], "auto", True, True, "job"),
+        (["respond-async"], "sync", True, True, "sync"),
+        (["respond-async"], "auto", False, True, "auto"),
+        (["respond-asynchronously", "async"], "auto", True, False, "auto"),
+        (None, "auto", True, False, "auto"),
+    ],
+)
+def test_prefer_respond_async_asks_for_a_job_only_when_mode_is_left_at_auto(
+    values: list[str] | None, mode: JobMode, jobs_on: bool, prefers: bool, expected: str
+) -> None:
+    assert prefers_async(values) == prefers
+    assert asked_mode(mode, values, jobs_on) == expected
 
 
 def test_an_explicit_mode_wins_over_the_preference(no_queue: ServeServer) -> None:
