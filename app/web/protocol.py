@@ -1,16 +1,19 @@
-"""uvicorn's HTTP/1.1 protocol (h11), made strict about the request head: a deadline, a size bound and unambiguous framing.
+"""uvicorn's HTTP/1.1 protocol (h11), made strict about the request head, and careful when it closes a connection early.
 
 * **Deadline.** uvicorn closes idle keep-alive connections (``timeout_keep_alive``), but a client that sends a byte of
   headers now and then keeps its connection open forever. Here a timer starts when the connection opens and again after
   every response; if the next request's head is not complete when it fires, the client gets 408 ``header_timeout``.
-* **Size.** h11's ``max_incomplete_event_size`` only bounds a head that is still incomplete, so a 100 KiB head that
-  arrives in one read is parsed and served. Here the bytes of each head are counted before h11 parses it, however they
-  arrived: past ``max_header_bytes`` the client gets 431 ``header_too_large``.
-* **Framing.** h11 lets ``Transfer-Encoding`` win over ``Content-Length`` and keeps the connection, so the bytes a front
-  proxy counted as body run here as a second request. Here a head with both, or with two ``Content-Length`` (even equal,
-  or one holding a list) or two ``Transfer-Encoding`` headers, gets 400 ``bad_request`` (RFC 9112 §6.1) before the app runs.
+* **Size and framing.** Each head is checked before h11 parses it (:mod:`app.web.framing`): over ``max_header_bytes``,
+  in one read or many, 431 ``header_too_large``; ``Transfer-Encoding`` with ``Content-Length``, or either twice, 400
+  ``bad_request`` before the app runs.
+* **Lingering close.** An answer given before the request was read to its end (a 503 from a full queue, a 413, a 401,
+  this layer's own 431 or 400) ends with ``Connection: close``. Closing a socket that still receives makes the kernel send a reset, which can wipe
+  the answer from the client's buffer before it reads it (an asynchronous httpx client then reports a ``ReadError``, not
+  the 503). So such a connection is half-closed after the answer (the client reads it, then end of stream), what still
+  arrives is read and dropped (never parsed or kept), and it is closed once the client closes its side or after
+  :data:`LINGER_SECONDS`, as Go's ``net/http`` and nginx do.
 
-Every answer this layer writes itself (those three, and the 400 of a request h11 cannot parse, which uvicorn sends as
+Every answer this layer writes itself (408, 431, 400, and the 400 of a request h11 cannot parse, which uvicorn sends as
 plain text) is the app's JSON error shape with an ``X-Request-ID``, the security headers of app responses
 (:data:`~app.web.security.headers.SECURITY_HEADERS`) and ``Connection: close``; then the connection is closed. The body's
 own deadline is :class:`~app.web.limits.BodyLimitMiddleware`'s.
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, cast
@@ -34,13 +36,15 @@ from app.defaults import HEADER_TIMEOUT, MAX_HEADER_BYTES
 from app.error_codes import ErrorCode
 from app.web import request_id
 from app.web.errors import error_body
+from app.web.framing import HeadRefused, StrictHeadConnection
 from app.web.security.headers import SECURITY_HEADERS
-from app.web.settings import Settings, env_name
+from app.web.settings import Settings
 
-__all__ = ["HeadRefused", "StrictHeadConnection", "StrictHttpProtocol", "error_response_bytes", "framing_problem", "strict_protocol", "uvicorn_options"]
+__all__ = ["LINGER_SECONDS", "StrictHttpProtocol", "error_response_bytes", "strict_protocol", "uvicorn_options"]
 
 Refusal = Callable[[str], None]
-_HEAD_END = re.compile(rb"\n\r?\n")  # h11's end of a head: a blank line, CRLF or bare LF
+LINGER_SECONDS = 2.0
+_CLIENT_DONE = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED)
 _MESSAGE_LIMIT = 200
 
 
@@ -55,103 +59,30 @@ def error_response_bytes(code: ErrorCode, message: str, rid: str | None = None) 
     return f"{head}\r\n".encode() + body
 
 
-def framing_problem(head: bytes) -> str | None:
-    """What makes a complete request head's body framing ambiguous (RFC 9112 §6.1, §6.3), in words; ``None`` when it is not.
+class _CycleTransport:
+    """The transport as a request's cycle uses it (``write``, ``is_closing``, ``close``), with the protocol's lingering close."""
 
-    Ambiguous: ``Transfer-Encoding`` together with ``Content-Length``; ``Content-Length`` twice (even with equal values) or
-    holding a comma-separated list; ``Transfer-Encoding`` twice.
-    """
-    lengths = encodings = 0
-    for line in head.split(b"\n")[1:]:
-        name, colon, value = line.rstrip(b"\r").partition(b":")
-        if not colon or line[:1] in (b" ", b"\t"):
-            continue
-        name = name.strip().lower()
-        if name == b"content-length":
-            lengths += 1 + value.count(b",")
-        elif name == b"transfer-encoding":
-            encodings += 1
-    if lengths and encodings:
-        return "the request has both Transfer-Encoding and Content-Length, so its body's length is ambiguous (RFC 9112 §6.1)"
-    if lengths > 1:
-        return "the request has more than one Content-Length, so its body's length is ambiguous (RFC 9112 §6.3)"
-    if encodings > 1:
-        return "the request has more than one Transfer-Encoding header; send one, `Transfer-Encoding: chunked`"
-    return None
+    def __init__(self, protocol: StrictHttpProtocol) -> None:
+        self.protocol = protocol
 
+    def write(self, data: bytes) -> None:
+        self.protocol.transport.write(data)
 
-def _presented_id(head: bytes) -> str:
-    """The request id of a head (the client's ``X-Request-ID`` when it is a sane token, else a new one)."""
-    for line in head.split(b"\n")[1:]:
-        name, _, value = line.rstrip(b"\r").partition(b":")
-        if name.strip().lower() == request_id.HEADER.lower().encode():
-            return request_id.accepted_id(value.strip().decode("latin-1"))
-    return request_id.new_id()
+    def is_closing(self) -> bool:
+        return self.protocol.closing()
 
-
-class HeadRefused(h11.RemoteProtocolError):
-    """A request head this server answers with ``code`` instead of parsing it (h11's base class: uvicorn then answers and closes)."""
-
-    def __init__(self, code: ErrorCode, message: str, rid: str | None = None) -> None:
-        super().__init__(message, error_status_hint=code.status)
-        self.code = code
-        self.request_id = rid
-
-
-class StrictHeadConnection(h11.Connection):
-    """An h11 server connection that checks each request head's size and framing before h11 parses it.
-
-    Args:
-        max_head_bytes: The largest request head (request line, headers and the blank line), however it arrived.
-        max_incomplete_event_size: h11's own bound on anything incomplete in its buffer.
-    """
-
-    def __init__(self, max_head_bytes: int, max_incomplete_event_size: int) -> None:
-        super().__init__(h11.SERVER, max_incomplete_event_size=max_incomplete_event_size)
-        self.max_head_bytes = max_head_bytes
-        self.refused: h11.RemoteProtocolError | None = None
-
-    def next_event(self) -> h11.Event | type[h11.NEED_DATA] | type[h11.PAUSED]:
-        """h11's next event, after the checks of a head that is about to be parsed.
-
-        Raises:
-            HeadRefused: the head is over ``max_head_bytes`` (431) or its framing is ambiguous (400).
-            h11.RemoteProtocolError: h11 cannot parse the request (kept in :attr:`refused`, like the above).
-        """
-        try:
-            if self.their_state is h11.IDLE:
-                self._check_head()
-            return super().next_event()
-        except h11.RemoteProtocolError as exc:
-            self.refused = exc
-            raise
-
-    def _check_head(self) -> None:
-        buffered = self.trailing_data[0]
-        end = _HEAD_END.search(buffered, 0, self.max_head_bytes + 1)
-        if end is None:
-            if len(buffered) > self.max_head_bytes:
-                raise HeadRefused(ErrorCode.HEADER_TOO_LARGE, _too_large_message(self.max_head_bytes))
-            return
-        head = buffered[: end.end()]
-        if len(head) > self.max_head_bytes:
-            raise HeadRefused(ErrorCode.HEADER_TOO_LARGE, _too_large_message(self.max_head_bytes), _presented_id(head))
-        problem = framing_problem(head)
-        if problem is not None:
-            raise HeadRefused(ErrorCode.BAD_REQUEST, f"{problem}; the connection is closed", _presented_id(head))
-
-
-def _too_large_message(limit: int) -> str:
-    return f"the request's line and headers are over {limit:,} bytes ({env_name('max_header_bytes')}); the connection is closed, send fewer or shorter headers"
+    def close(self) -> None:
+        self.protocol.close_after_answer()
 
 
 class StrictHttpProtocol(H11Protocol):
-    """:class:`~uvicorn.protocols.http.h11_impl.H11Protocol` with a head deadline, a head size bound and strict framing (see the module)."""
+    """:class:`~uvicorn.protocols.http.h11_impl.H11Protocol` with a head deadline, strict heads and a lingering close (see the module)."""
 
     header_timeout: float = HEADER_TIMEOUT
     max_header_bytes: int = MAX_HEADER_BYTES
     on_refusal: Refusal | None = None
     _head_timer: asyncio.TimerHandle | None = None
+    _lingering: asyncio.TimerHandle | None = None
 
     def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any], _loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().__init__(config, server_state, app_state, _loop)
@@ -169,13 +100,33 @@ class StrictHttpProtocol(H11Protocol):
             self._head_timer.cancel()
             self._head_timer = None
 
+    def closing(self) -> bool:
+        """Whether the connection is closing or lingering (nothing more is written to it)."""
+        return self.transport.is_closing() or self._lingering is not None
+
+    def close_after_answer(self) -> None:
+        """Close the connection after an answer; while the client may still be sending (a head or a body), linger first."""
+        transport = self.transport
+        if self.closing() or self.conn.their_state in _CLIENT_DONE or not transport.can_write_eof():
+            transport.close()
+            return
+        self._disarm()
+        transport.write_eof()
+        transport.resume_reading()
+        self._lingering = self.loop.call_later(LINGER_SECONDS, transport.close)
+
+    def data_received(self, data: bytes) -> None:
+        """Parse ``data``; while lingering, drop it."""
+        if self._lingering is None:
+            super().data_received(data)
+
     def _refuse(self, code: ErrorCode, message: str, rid: str | None = None) -> None:
         """Write ``code``'s JSON answer, close the connection and report the refusal."""
         self._disarm()
-        if self.transport.is_closing():
+        if self.closing():
             return
         self.transport.write(error_response_bytes(code, message, rid))
-        self.transport.close()
+        self.close_after_answer()
         if self.on_refusal is not None:
             self.on_refusal(str(code))
 
@@ -186,7 +137,7 @@ class StrictHttpProtocol(H11Protocol):
             self._refuse(ErrorCode.HEADER_TIMEOUT, f"the request's headers did not arrive within {seconds:g} s; the connection is closed")
 
     def send_400_response(self, msg: str) -> None:
-        """Answer a request head h11 refused (or :class:`StrictHeadConnection` did) in the JSON error shape, and close."""
+        """Answer a request head h11 refused (or :class:`~app.web.framing.StrictHeadConnection` did) in the JSON error shape, and close."""
         refused = cast(StrictHeadConnection, self.conn).refused
         if isinstance(refused, HeadRefused):
             self._refuse(refused.code, str(refused), refused.request_id)
@@ -204,20 +155,24 @@ class StrictHttpProtocol(H11Protocol):
         self._arm()
 
     def handle_events(self) -> None:
-        """Stop the deadline once a request's head is complete."""
+        """Give a new request's cycle the lingering close; stop the deadline once a request's head is complete."""
         super().handle_events()
+        if self.cycle is not None and not isinstance(self.cycle.transport, _CycleTransport):
+            self.cycle.transport = cast(asyncio.Transport, _CycleTransport(self))
         if not self._awaiting_head():
             self._disarm()
 
     def on_response_complete(self) -> None:
         """Start the next request's head deadline."""
         super().on_response_complete()
-        if self._awaiting_head() and not self.transport.is_closing():
+        if self._awaiting_head() and not self.closing():
             self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Drop the timer with the connection."""
+        """Drop the timers with the connection."""
         self._disarm()
+        if self._lingering is not None:
+            self._lingering.cancel()
         super().connection_lost(exc)
 
 

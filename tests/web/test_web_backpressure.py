@@ -7,6 +7,7 @@ resolution with T = 4096: seconds of CPU) holds the slot.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 import time
@@ -150,6 +151,25 @@ def test_a_10_mib_upload_to_a_full_queue_gets_503_before_its_body_is_sent(no_que
         assert part in error["message"], error["message"]
     assert reply.headers["connection"] == "close" and int(reply.headers["retry-after"]) == no_queue.service.admission.retry_after()
     assert all(reply.headers[name.lower()] == value for name, value in SECURITY_HEADERS.items())
+
+
+def test_clients_still_sending_their_upload_read_the_early_503(no_queue: ServeServer, slow: socket.socket) -> None:
+    """The server half-closes and drains instead of closing under the upload: a reset would wipe the 503 from the client's buffer
+    (an asynchronous httpx client, which sends head and body in separate writes, then reported ReadError for nearly every one)."""
+    body = bytes(200_000)
+
+    async def clients() -> list[int | str]:
+        async def one(client: httpx.AsyncClient) -> int | str:
+            try:
+                response = await client.post(f"{no_queue.url}/api/v1/analyze", files={"file": ("a.png", body)})
+            except httpx.TransportError as exc:
+                return type(exc).__name__
+            return response.status_code
+
+        async with httpx.AsyncClient(timeout=30) as client:
+            return [status for batch in range(5) for status in await asyncio.gather(*(one(client) for _ in range(8)))]
+
+    assert asyncio.run(clients()) == [503] * 40
 
 
 def test_with_room_in_the_queue_the_same_head_waits_for_its_body(no_queue: ServeServer) -> None:
