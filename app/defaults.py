@@ -86,3 +86,9 @@ MAX_HEADER_BYTES = 16 * 1024
 # ~1e-6 only (it depends on its batch-mates in the last bits); on a GPU, turn it on with SEGU_MAX_CONCURRENT.
 MAX_BATCH_SIZE = 1
 MAX_WAIT_MS = 10.0
+
+# Decoding is charged to the work budget as well (app/io/decode_cost.py estimates it from the header, app/web/work_estimate.py
+# converts it): one work unit stands for DECODE_NS_PER_WORK_UNIT ns of CPU (an analysis unit took 0.84 µs with the person
+# model on two shared cores, 6.6 µs with the default model) and for BYTES_PER_WORK_UNIT of memory; a decode costs the
+# larger of its estimated time and peak memory in units.
+DECODE_NS_PER_WORK_UNIT = 1000

@@ -148,7 +148,7 @@ def test_formats_outside_the_allow_list_are_refused(fmt: str, mode: str) -> None
 def test_accepted_formats_decode_and_probe(fmt: str) -> None:
     """PNG, JPEG, TIFF, BMP, GIF and WebP still decode (red left, blue right) and probe to their format and size."""
     data = _encode(_photo(), fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-    assert probe_image(data) == (fmt, 40, 24)
+    assert probe_image(data)[:3] == (fmt, 40, 24)
     out = decode_image(data)
     assert out.shape == (24, 40, 3)
     assert np.abs(out[12, 5].astype(int) - (255, 0, 0)).max() < 40
@@ -161,7 +161,7 @@ def test_multi_picture_phone_jpeg_decodes_its_first_picture() -> None:
     data = _encode(first, "MPO", save_all=True, append_images=[second], quality=95)
     with Image.open(io.BytesIO(data)) as img:
         assert img.format == "MPO"
-    assert probe_image(data) == ("JPEG", 40, 24)
+    assert probe_image(data)[:3] == ("JPEG", 40, 24)
     assert np.array_equal(decode_image(data), decode_image(_encode(first, "JPEG", quality=95)))
 
 
@@ -211,7 +211,7 @@ def test_jpeg_with_722_exif_segments_decodes_fast_and_oriented() -> None:
     assert time.perf_counter() - started < 2.0
     assert out.shape == (40, 24, 3)
     assert np.array_equal(out, decode_image(base))
-    assert probe_image(data) == ("JPEG", 40, 24)
+    assert probe_image(data)[:3] == ("JPEG", 40, 24)
     _normal_image_still_decodes()
 
 
@@ -282,12 +282,12 @@ def test_probe_reads_the_header_only() -> None:
     sof = small.index(b"\xff\xc0")
     claims = small[: sof + 5] + struct.pack(">HH", 4000, 4000) + small[sof + 9 :]
     assert len(claims) < 1500
-    assert probe_image(claims) == ("JPEG", 4000, 4000)
+    assert probe_image(claims)[:3] == ("JPEG", 4000, 4000)
     with pytest.raises(ImageDecodeError) as info:
         probe_image(claims, max_pixels=4000 * 4000 - 1)
     assert info.value.code == "too_many_pixels"
     png = _encode(Image.fromarray(np.zeros((300, 200, 3), np.uint8)), "PNG")
-    assert probe_image(png[:100]) == ("PNG", 200, 300)
+    assert probe_image(png[:100])[:3] == ("PNG", 200, 300)
     for data in (b"", b"not an image"):
         with pytest.raises(ImageDecodeError) as empty:
             probe_image(data)

@@ -177,7 +177,7 @@ class AnalysisService:
         if mode == "sync":
             self.admission.check_room()
         header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels)
-        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request)
+        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request, header)
         record = current_record()
         record.model, record.samples, record.pixels = self.name, request.samples, estimate.pixels
         if self._as_job(estimate, mode, header.width, header.height, request):

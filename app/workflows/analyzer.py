@@ -20,7 +20,7 @@ from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
 from app.engine.tile_budget import TileCost, choose_tile
 from app.io.bundle import Bundle
 from app.io.card import FeatureDensityInfo
-from app.io.decoding import decode_image
+from app.io.decoding import decode_image, decode_resized
 from app.io.ensemble import ENSEMBLE_KIND
 from app.io.resize import resize_rgb, working_shape
 from app.maps.mc_error import mean_errors
@@ -97,31 +97,48 @@ class Analyzer:
         tile = choose_tile(hp, wp, self.cost, self.memory_budget, stride)
         return None if tile is None else plan_grid(hp, wp, tile, stride)
 
-    def decode(self, data: bytes) -> np.ndarray:
+    def decode(self, data: bytes, *, cancel: CancelToken | None = None) -> np.ndarray:
         """Decode upload bytes to ``(H, W, 3)`` uint8 RGB within this analyser's pixel limit.
 
         Raises:
             app.io.decoding.ImageDecodeError: the bytes are not a usable image.
+            app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the decode.
         """
-        return decode_image(data, self.max_pixels)
+        return decode_image(data, self.max_pixels, cancel=cancel)
 
     def analyze_bytes(self, data: bytes, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
-        """Decode ``data`` and analyse it as :meth:`analyze_image` does."""
+        """Decode ``data`` and analyse it as :meth:`analyze_image` does.
+
+        At ``"working"`` resolution the image is decoded straight to its analysed size
+        (:func:`~app.io.decoding.decode_resized`: a large JPEG reduced by libjpeg first), and its ``input_size`` is still
+        that of the whole stored image. ``cancel`` stops the decode too, between blocks of the file.
+        """
         start = time.perf_counter()
-        rgb = self.decode(data)
+        if request.resolution == "working":
+            rgb, size = decode_resized(data, lambda rows, cols: self.analysed_shape(rows, cols, "working"), self.max_pixels, cancel=cancel)
+        else:
+            rgb = self.decode(data, cancel=cancel)
+            size = (int(rgb.shape[0]), int(rgb.shape[1]))
         decoded = time.perf_counter() - start
-        result = self.analyze_image(rgb, request, cancel=cancel)
+        result = self.analyze_image(rgb, request, cancel=cancel, input_size=size)
         result.timings["decode"] = decoded
         return result
 
-    def analyze_image(self, rgb: np.ndarray, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
+    def analyze_image(
+        self,
+        rgb: np.ndarray,
+        request: AnalysisRequest = DEFAULT_REQUEST,
+        *,
+        cancel: CancelToken | None = None,
+        input_size: tuple[int, int] | None = None,
+    ) -> Analysis:
         """Analyse ``(H, W, 3)`` uint8 RGB as ``request`` asks.
 
         At ``"working"`` resolution an input whose long side exceeds the card's ``input.working_size``
         is first down-scaled (Lanczos, antialiased) to that long side; smaller inputs, and every input
         at ``"full"``, are analysed pixel for pixel. Either way an image whose analysis would not fit
         the memory budget is analysed in sliding windows. The analysis reports what was done:
-        ``resolution="working"`` only when the image was resized, ``input_size`` the size of ``rgb``,
+        ``resolution="working"`` only when the image was resized, ``input_size`` the size of ``rgb`` (or the one given),
         and its maps and ``image`` are at the analysed size. With an ensemble bundle every member runs
         every test-time augmentation, ``request.samples`` MC samples each (:mod:`app.engine.passes`).
 
@@ -130,6 +147,8 @@ class Analyzer:
             request: Samples, seed, temperature, resolution, augmentation, region size and chunking.
             cancel: Checked before and after resizing, between sample chunks and tiles, and before the
                 region table (see :mod:`app.engine.cancel`).
+            input_size: ``(H, W)`` of the image ``rgb`` was decoded from, when it was decoded already resized to its
+                analysed size (:meth:`analyze_bytes`); ``None``: ``rgb``'s own.
 
         Raises:
             app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
@@ -139,7 +158,7 @@ class Analyzer:
         samples, seed, tta = request.samples, request.seed, request.tta
         plan = pass_plan(net, tta, samples, seed)
         temperature = card.temperature if request.calibrated else 1.0
-        input_size = (int(rgb.shape[0]), int(rgb.shape[1]))
+        input_size = input_size or (int(rgb.shape[0]), int(rgb.shape[1]))
         checkpoint(cancel)
         start = time.perf_counter()
         analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=request.resolution))

@@ -55,7 +55,7 @@ def analyze_labelled(
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
     """
     start = time.perf_counter()
-    rgb = analyzer.decode(image) if isinstance(image, bytes) else image
+    rgb = analyzer.decode(image, cancel=cancel) if isinstance(image, bytes) else image
     size = (int(rgb.shape[0]), int(rgb.shape[1]))
     if isinstance(mask, bytes):
         labels = decode_mask(mask, size, mask_name)

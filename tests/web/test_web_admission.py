@@ -350,7 +350,7 @@ def test_the_header_probe_reads_past_its_prefix_only_when_the_header_goes_on() -
     assert len(padded) > PROBE_BYTES
     for data in (plain, padded):
         file = io.BytesIO(data)
-        assert tuple(probe_upload(file, 10_000)) == ("JPEG", 40, 40)
+        assert tuple(probe_upload(file, 10_000))[:3] == ("JPEG", 40, 40)
         assert read_upload(file) == data
     with pytest.raises(ImageDecodeError):
         probe_upload(io.BytesIO(padded[: PROBE_BYTES + 10]), 10_000)
