@@ -19,6 +19,14 @@ MAX_SAMPLES = 64
 # means is "within noise" when it is under NOISE_Z combined standard errors.
 MC_GROUPS = 10
 NOISE_Z = 2.0
+# How the sampled maps are estimated (app/engine/options.py): "sampled" (plug-in statistics of T textbook samples, the
+# reference), "rao_blackwellised" (channel dropout before a linear head: each pixel's ENUMERATED_CHANNELS widest channels
+# summed over exactly in every draw, bias-corrected; app/maps/rao_blackwell.py) or "auto" (rao_blackwellised where it
+# applies, else sampled). The engine's own default is "sampled"; analyses (API, CLI, page) use DEFAULT_ESTIMATOR.
+Estimator = Literal["auto", "sampled", "rao_blackwellised"]
+ESTIMATORS: Final[tuple[Estimator, ...]] = get_args(Estimator)
+DEFAULT_ESTIMATOR: Final[Estimator] = "auto"
+ENUMERATED_CHANNELS = 3
 # Test-time augmentation modes (app/engine/augment.py); "none" is the default.
 TtaMode = Literal["none", "flips", "flips+scales", "photometric"]
 TTA_MODES: Final[tuple[TtaMode, ...]] = get_args(TtaMode)

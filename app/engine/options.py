@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TTA, MC_GROUPS, MEMORY_BUDGET, TTA_MODES, TtaMode
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TTA, ENUMERATED_CHANNELS, ESTIMATORS, MC_GROUPS, MEMORY_BUDGET, TTA_MODES, Estimator, TtaMode
 from app.engine.cancel import CancelToken
 from app.maps.density import FeatureDensity
 
@@ -44,6 +44,10 @@ class SamplingOptions:
             (``ValueError``) for an ensemble or test-time augmentation rather than ignore it.
         tta: Test-time augmentation mode (:data:`app.defaults.TTA_MODES`), run by
             :func:`app.engine.passes.run_passes`; :func:`~app.engine.sampling.run_mc` runs one unaugmented pass.
+        estimator: ``"sampled"`` (the textbook sampler, the reference), ``"rao_blackwellised"`` (a tileable head's
+            draws with ``enumerated`` channels per pixel summed exactly, :mod:`app.engine.rb_head`; one unaugmented pass
+            of ``T >= 2``, else sampled) or ``"auto"`` (the same). The maps say which ran (``UncertaintyMaps.estimator``).
+        enumerated: ``k`` of the Rao–Blackwellised estimator (``2^k`` exact branches per draw).
         density: A fitted feature density (:mod:`app.maps.density`): the maps get its ``feature_distance``, computed
             from the deterministic pass's decoder output (:func:`app.engine.feature_density.density_map`); ``None``: none.
 
@@ -63,6 +67,8 @@ class SamplingOptions:
     prefix_runner: Callable[[torch.Tensor], Any] | None = field(default=None, compare=False, repr=False)
     tta: TtaMode = DEFAULT_TTA
     density: FeatureDensity | None = field(default=None, compare=False, repr=False)
+    estimator: Estimator = "sampled"
+    enumerated: int = ENUMERATED_CHANNELS
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -77,5 +83,9 @@ class SamplingOptions:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.tta not in TTA_MODES:
             raise ValueError(f"tta must be one of {TTA_MODES}, got {self.tta!r}")
+        if self.estimator not in ESTIMATORS:
+            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
+        if not 0 <= self.enumerated <= 8:
+            raise ValueError(f"enumerated must be in [0, 8], got {self.enumerated}")
         if self.prefix_runner is not None and self.strategy != "cached":
             raise ValueError(f"prefix_runner runs the deterministic prefix, which strategy={self.strategy!r} never runs; use strategy='cached' or drop it")

@@ -49,6 +49,7 @@ class PassPool:
         self.probs: torch.Tensor | None = None
         self._moments: GroupedMoments | None = None
         self._adopted: tuple[StreamingMoments, dict[str, torch.Tensor] | None] | None = None
+        self._finished: UncertaintyMaps | None = None
 
     @property
     def needs_deterministic(self) -> bool:
@@ -101,6 +102,17 @@ class PassPool:
         self.probs = probs
         self._adopted = (total, replicates)
 
+    def adopt_maps(self, maps: UncertaintyMaps) -> None:
+        """Take the one pass's finished maps (:class:`~app.engine.rb_head.RaoBlackwellHead`).
+
+        Raises:
+            ValueError: the pool has other passes or draws to pool.
+        """
+        if self.passes != 1 or self._moments is not None:
+            raise ValueError("only the one pass of a single-pass analysis can hand over finished maps")
+        self.probs = maps.probs
+        self._finished = maps
+
     def result(self) -> UncertaintyMaps:
         """The maps of everything added; ``(B, H, W)`` maps, ``(B, C, H, W)`` probabilities.
 
@@ -109,6 +121,8 @@ class PassPool:
         """
         if self.probs is None:
             raise ValueError("no pass added to the pool")
+        if self._finished is not None:
+            return self._finished
         if self._adopted is not None:
             total, replicates = self._adopted
             return replace(finalize(self.probs, total), replicates=replicates)

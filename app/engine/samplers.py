@@ -1,7 +1,10 @@
 """How one pass draws its MC samples: the sampler plan, chosen once per analysis by :func:`choose_sampler`.
 
-Four ways, fastest first, each behind the one :class:`Sampler` protocol:
+Five ways, each behind the one :class:`Sampler` protocol:
 
+- :class:`RaoBlackwellTail` — ``estimator`` ``"rao_blackwellised"`` or ``"auto"`` on a tileable head: each draw sums
+  each pixel's widest channels exactly (:class:`~app.engine.rb_head.RaoBlackwellHead`); another estimator than the
+  samplers below, so its maps differ from theirs by MC error, not by rounding.
 - :class:`TiledTail` — channel dropout before a linear stride-1 head on a pass that only permutes pixels: the
   samples are summed row tile by row tile in cache (:class:`~app.engine.tiled_head.TiledHeadSampler`).
 - :class:`FactorisedTail` — channel dropout before a linear head: each sample is a mask-weighted sum of per-channel
@@ -9,8 +12,9 @@ Four ways, fastest first, each behind the one :class:`Sampler` protocol:
 - :class:`CachedTail` — the deterministic prefix once, the stochastic tail per sample, in chunks.
 - :class:`FullPasses` — one full forward per sample (``strategy="full"``, or for checking the others).
 
-Masks come from :func:`app.engine.dropout.sampling_plan` (or are drawn the same way), so every sampler gives the
-same samples up to float rounding; which one runs changes the cost, never the maps.
+For the textbook estimator (``"sampled"``) masks come from :func:`app.engine.dropout.sampling_plan` (or are drawn the
+same way), so every other sampler gives the same samples up to float rounding; which one runs changes the cost, never
+the maps.
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ from app.engine.factorised_head import FactorisedHead, factorisable
 from app.engine.network import SegmentationNet
 from app.engine.options import SamplingOptions
 from app.engine.pool import PassPool
+from app.engine.rb_head import RaoBlackwellHead
 from app.engine.tiled_head import TiledHeadSampler, tileable
 
-__all__ = ["CachedTail", "FactorisedTail", "FullPasses", "PassJob", "Sampler", "TiledTail", "auto_chunk", "choose_sampler", "nbytes"]
+__all__ = ["CachedTail", "FactorisedTail", "FullPasses", "PassJob", "RaoBlackwellTail", "Sampler", "TiledTail", "auto_chunk", "choose_sampler", "nbytes"]
 
 
 @dataclass(frozen=True)
@@ -190,16 +195,38 @@ class TiledTail:
         head.stream(job.seed, o.samples, o.temperature, pool.row_sink(job.aug), o.cancel, pool.groups)
 
 
+@dataclass(frozen=True)
+class RaoBlackwellTail:
+    """Rao–Blackwellised draws (:class:`~app.engine.rb_head.RaoBlackwellHead`) for the one pass of an analysis.
+
+    A pass among several (an ensemble member) samples as :class:`TiledTail` does.
+    """
+
+    options: SamplingOptions
+    uses_prefix = True
+
+    def draw(self, job: PassJob, pool: PassPool) -> None:
+        """See :meth:`Sampler.draw`."""
+        o = self.options
+        if pool.passes != 1:
+            TiledTail(o).draw(job, pool)
+            return
+        head = RaoBlackwellHead(job.member, job.cached, o.enumerated)
+        pool.adopt_maps(head.maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups))
+
+
 def choose_sampler(member: SegmentationNet, aug: Augmentation, options: SamplingOptions) -> Sampler:
     """The sampler of one pass: the fastest of :class:`TiledTail`, :class:`FactorisedTail`, :class:`CachedTail` that applies, or :class:`FullPasses`.
 
     Args:
         member: The pass's network.
         aug: The pass's augmentation (the tiled head maps sums back, so it needs one that only permutes pixels).
-        options: ``strategy``, ``factorise`` and ``samples`` choose; the sampler keeps them for chunking.
+        options: ``strategy``, ``factorise``, ``estimator`` and ``samples`` choose; the sampler keeps them for chunking.
     """
     if options.strategy == "full":
         return FullPasses(options)
+    if options.factorise and options.estimator != "sampled" and options.samples >= 2 and aug.identity and tileable(member):
+        return RaoBlackwellTail(options)
     if options.factorise and options.samples > 0 and aug.permutes and tileable(member):
         return TiledTail(options)
     if options.factorise and factorisable(member):

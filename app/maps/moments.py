@@ -36,6 +36,9 @@ class UncertaintyMaps:
             analyses, which keep no replicates (:func:`app.engine.sliding_window.sliding_window_mc`).
         feature_distance: ``(B, H, W)`` feature-distance map of the deterministic pass (:mod:`app.maps.density`);
             ``None`` when no density was given (:meth:`scalar_maps` then reports zeros).
+        estimator: How the sampled maps were estimated: ``"sampled"`` (plug-in statistics of ``T`` samples) or
+            ``"rao_blackwellised"`` (:mod:`app.maps.rao_blackwell`: ``k`` channels per pixel summed exactly, bias-corrected).
+        enumerated: ``k``, the channels summed over exactly at each pixel (0 for ``"sampled"``).
     """
 
     prediction: torch.Tensor
@@ -51,6 +54,8 @@ class UncertaintyMaps:
     replicates: dict[str, torch.Tensor] | None = None
     error_bound: dict[str, float] | None = None
     feature_distance: torch.Tensor | None = None
+    estimator: str = "sampled"
+    enumerated: int = 0
 
     def scalar_maps(self) -> dict[str, torch.Tensor]:
         """The float maps by name, in registry order (a map that was not computed, ``feature_distance`` without a density, is zeros)."""
