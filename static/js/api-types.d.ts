@@ -83,7 +83,8 @@ export interface paths {
          *     `GET /api/v1/analyses/{analysis_id}/...` without running it again.
          *
          *     A request over the server's work budget runs as a job (`mode`): 202 with the job's status; its progress, events, cancel
-         *     and this same answer are under `GET /api/v1/jobs/{job_id}`.
+         *     and this same answer are under `GET /api/v1/jobs/{job_id}`. `Prefer: respond-async` asks for a job when `mode` is left at
+         *     auto, and lets the request in while the queue is full (a request without it is then refused with 503 before its upload is read).
          */
         post: operations["analyze_api_v1_analyze_post"];
         delete?: never;
@@ -318,7 +319,7 @@ export interface components {
              * Model
              * @description Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model.
              */
-            model?: string | null;
+            model?: ("default" | "person") | null;
             /**
              * Mode
              * @description auto (default): answer at once when the work (analysed pixels × passes × (samples + 1)) fits the server's budget, else run it as a job: 202 with the job's status (job_id, status_url, events_url, result_url; Location: status_url), progress by GET status_url or server-sent events, DELETE status_url cancels, GET result_url gives this answer once done. job: always a job. sync: never a job (over the budget → 413 too_much_work).
@@ -758,7 +759,7 @@ export interface components {
              * Model
              * @description Name of the served model to use (GET /api/v1/models lists them); omitted: the default, the first. An unknown name → 422 unknown_model.
              */
-            model?: string | null;
+            model?: ("default" | "person") | null;
             /**
              * Mode
              * @description auto (default): answer at once when the work (analysed pixels × passes × (samples + 1)) fits the server's budget, else run it as a job: 202 with the job's status (job_id, status_url, events_url, result_url; Location: status_url), progress by GET status_url or server-sent events, DELETE status_url cancels, GET result_url gives this answer once done. job: always a job. sync: never a job (over the budget → 413 too_much_work).
@@ -2059,6 +2060,24 @@ export interface operations {
                     "application/json": components["schemas"]["HealthResponse"];
                 };
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
         };
     };
     readyz_readyz_get: {
@@ -2077,6 +2096,24 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HealthResponse"];
+                };
+            };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description Some model is not loaded or not warmed up yet. */
@@ -2108,6 +2145,24 @@ export interface operations {
                     "application/json": components["schemas"]["ModelsResponse"];
                 };
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description The models are still loading. */
             503: {
                 headers: {
@@ -2122,7 +2177,10 @@ export interface operations {
     analyze_api_v1_analyze_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `respond-async` (RFC 7240): run the analysis as a job (202, `Preference-Applied: respond-async`) when `mode` is left at auto, and let the request in while the queue is full, when the server keeps room for another job; without it, a request that arrives while the queue is full gets 503 `overloaded` before its upload is read. */
+                Prefer?: string[] | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2149,6 +2207,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobStatus"];
+                };
+            };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `body_timeout`: The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed. */
@@ -2187,6 +2254,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). `overloaded`: The queue (`SEGU_MAX_QUEUE`) or the work budget (`SEGU_MAX_WORK`) is full right now; retry after the `Retry-After` header's seconds. */
             503: {
                 headers: {
@@ -2210,7 +2286,10 @@ export interface operations {
     evaluate_api_v1_evaluate_post: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description `respond-async` (RFC 7240): run the analysis as a job (202, `Preference-Applied: respond-async`) when `mode` is left at auto, and let the request in while the queue is full, when the server keeps room for another job; without it, a request that arrives while the queue is full gets 503 `overloaded` before its upload is read. */
+                Prefer?: string[] | null;
+            };
             path?: never;
             cookie?: never;
         };
@@ -2236,6 +2315,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["JobStatus"];
+                };
+            };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `body_timeout`: The request body did not arrive within `SEGU_BODY_TIMEOUT` seconds; the connection is closed. */
@@ -2267,6 +2355,15 @@ export interface operations {
             };
             /** @description Corrupt image or mask, a mask that is not single-channel or not the image's size, no file or no mask, or a parameter out of range (error.field names which). */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2317,7 +2414,16 @@ export interface operations {
                     "image/png": unknown;
                 };
             };
-            /** @description No analysis with this id: it expired (or was evicted), or never existed. Run it again. */
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No analysis with this id: it expired (or was evicted), never existed, or (with API keys) another key made it. Run it again. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2333,6 +2439,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description The models are still loading. */
@@ -2367,7 +2482,16 @@ export interface operations {
                     "application/x-npz": unknown;
                 };
             };
-            /** @description No analysis with this id: it expired (or was evicted), or never existed. Run it again. */
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No analysis with this id: it expired (or was evicted), never existed, or (with API keys) another key made it. Run it again. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2383,6 +2507,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description The models are still loading. */
@@ -2422,7 +2555,16 @@ export interface operations {
                     "application/json": components["schemas"]["PixelResponse"];
                 };
             };
-            /** @description No analysis with this id: it expired (or was evicted), or never existed. Run it again. */
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No analysis with this id: it expired (or was evicted), never existed, or (with API keys) another key made it. Run it again. */
             404: {
                 headers: {
                     [name: string]: unknown;
@@ -2433,6 +2575,15 @@ export interface operations {
             };
             /** @description x or y outside the image. */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2472,6 +2623,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
             404: {
                 headers: {
@@ -2488,6 +2648,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
@@ -2522,6 +2691,15 @@ export interface operations {
                     "application/json": components["schemas"]["JobStatus"];
                 };
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
             404: {
                 headers: {
@@ -2538,6 +2716,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
@@ -2570,6 +2757,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
             404: {
                 headers: {
@@ -2595,6 +2791,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
@@ -2629,6 +2834,15 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
             /** @description `job_not_found`: The job id has expired (`SEGU_JOB_TTL_SECONDS`), was evicted or never existed; send the request again. */
             404: {
                 headers: {
@@ -2645,6 +2859,15 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
             /** @description `not_ready`: The models are still loading or warming up; retry in a few seconds (`GET /readyz`). */
@@ -2674,6 +2897,24 @@ export interface operations {
                 };
                 content: {
                     "text/plain; version=1.0.0; charset=utf-8": unknown;
+                };
+            };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
         };
