@@ -1,10 +1,14 @@
-"""Hostile uploads: the format allow-list (no Ghostscript, ever), bounded metadata and container walks, and probe_image."""
+"""Hostile uploads: the format allow-list (no Ghostscript, ever), bounded metadata and container walks (JPEG scans and
+TIFF strips included), probe_image, the banded RGB conversion, reduced decoding and decodes stopped by a cancel token."""
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import random
 import struct
+import threading
 import time
 import warnings
 import zlib
@@ -12,12 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import EpsImagePlugin, Image
+from hostile_corpus import progressive_scan_bomb, tiff_strips
+from PIL import EpsImagePlugin, Image, TiffImagePlugin
 
+import app.io.containers as containers
+import app.io.to_rgb as to_rgb
 from app.defaults import IMAGE_FORMATS
-from app.io.containers import MAX_GIF_BLOCKS, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS
-from app.io.decoding import ImageDecodeError, decode_image, probe_image
+from app.engine.cancel import AnalysisCancelled, CancelToken
+from app.io.cancellable_read import CancellableReader
+from app.io.containers import MAX_GIF_BLOCKS, MAX_JPEG_SCANS, MAX_JPEG_SEGMENTS, MAX_PNG_CHUNKS, MAX_TIFF_ENTRIES, MAX_TIFF_STRIPS
+from app.io.decode_cost import draft_scale
+from app.io.decoding import ImageDecodeError, decode_image, decode_resized, probe_image
+from app.io.jpeg_scans import JpegScans, scan_offsets
 from app.io.masks import MaskError, decode_mask
+from app.io.resize import resize_rgb, working_shape
+from app.io.tiff_ifd import tiff_layout
 
 ACCEPTED = "PNG, JPEG, TIFF, BMP, GIF, WebP"
 
@@ -292,3 +305,200 @@ def test_probe_reads_the_header_only() -> None:
         with pytest.raises(ImageDecodeError) as empty:
             probe_image(data)
         assert empty.value.code == "unsupported_media_type"
+
+
+@pytest.mark.parametrize(("mode", "scans"), [("L", 6), ("RGB", 10), ("CMYK", 18)])
+def test_scans_are_counted_as_libjpeg_reads_them(mode: str, scans: int) -> None:
+    """libjpeg's progressive script writes 6 scans for grey, 10 for colour, 18 for CMYK; a baseline JPEG has one; markers inside
+    a segment (a comment between scans, an EXIF thumbnail) and the pictures after the first's end do not count."""
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).convert(mode)
+    progressive = _encode(img, "JPEG", progressive=True)
+    assert probe_image(progressive).scans == scans
+    assert probe_image(_encode(img, "JPEG")).scans == 1
+    second = progressive.index(b"\xff\xda", progressive.index(b"\xff\xda") + 2)
+    hidden = _segment(0xFE, b"\xff\xda\x00\x08\xff\xd9 fake") + _segment(0xE1, b"Exif\x00\x00\xff\xd8\xff\xda\x00\x02\xff\xd9")
+    assert probe_image(progressive[:second] + hidden + progressive[second:]).scans == scans
+    thumbnail = _segment(0xE1, b"Exif\x00\x00" + _encode(img, "JPEG", progressive=True))
+    assert probe_image(_with_segments(progressive, thumbnail)).scans == scans
+    assert probe_image(progressive + _encode(img, "JPEG", progressive=True)).scans == scans
+
+
+def test_the_scan_walk_is_the_same_over_any_chunks() -> None:
+    """Fed in chunks cut anywhere (inside a marker, its length, fill bytes or a stuffed 0xFF), the walk finds the same scans."""
+    data = _with_segments(progressive_scan_bomb(64, 48, 20), b"\xff" * 7 + _segment(0xFE, b"\xff\x00\xff\xda"))
+    whole = scan_offsets(data)
+    assert whole.done and len(whole.offsets) == 21
+    assert all(data[o : o + 2] == b"\xff\xda" for o in whole.offsets)
+    rng = random.Random(0)
+    for _ in range(50):
+        walk, pos = JpegScans(10_000), 0
+        while pos < len(data):
+            step = rng.choice([1, 2, 3, 5, 64])
+            walk.feed(data[pos : pos + step])
+            pos += step
+        assert walk.offsets == whole.offsets and walk.done
+
+
+def test_a_scan_bomb_is_refused_before_decoding() -> None:
+    """The cap's JPEG (1 + 63 scans) decodes; one scan more is 'corrupt_image' at once, even with a fake end of image hidden in a
+    comment between its scans; so is a flood of markers after the header."""
+    assert MAX_JPEG_SCANS == 64
+    assert decode_image(progressive_scan_bomb(64, 48, MAX_JPEG_SCANS - 1)).shape == (48, 64, 3)
+    over = progressive_scan_bomb(6000, 6000, 1000)
+    started = time.perf_counter()
+    assert "1001 scans" in _refused(over, "corrupt_image").message
+    assert time.perf_counter() - started < 1.0
+    assert "65 scans" in _refused(progressive_scan_bomb(64, 48, MAX_JPEG_SCANS), "corrupt_image").message
+    bomb = progressive_scan_bomb(64, 48, 100)
+    second = bomb.index(b"\xff\xda", bomb.index(b"\xff\xda") + 2)
+    assert "101 scans" in _refused(bomb[:second] + _segment(0xFE, b"\xff\xd9") + bomb[second:], "corrupt_image").message
+    flood = bomb[:second] + _segment(0xFE, b"") * (MAX_JPEG_SEGMENTS + 1) + bomb[second:]
+    assert "markers" in _refused(flood, "corrupt_image").message
+
+
+def test_tiff_directories_and_strips_are_bounded() -> None:
+    """A TIFF of more strips than the cap, or of more directory entries, is refused before Pillow builds its tiles; at the cap
+    it decodes; the layout reads classic TIFF and BigTIFF alike."""
+    assert "strips" in _refused(tiff_strips(8, MAX_TIFF_STRIPS + 1), "corrupt_image").message
+    assert decode_image(tiff_strips(8, 1000)).shape == (1000, 8, 3)
+    entries = _encode(Image.new("L", (8, 8)), "TIFF")
+    ifd = struct.unpack("<I", entries[4:8])[0]
+    flood = entries[:ifd] + struct.pack("<H", MAX_TIFF_ENTRIES + 1) + entries[ifd + 2 :]
+    assert "entries" in _refused(flood, "corrupt_image").message
+    for big in (False, True):
+        data = _encode(Image.new("L", (8, 4000)), "TIFF", big_tiff=big, compression="tiff_adobe_deflate", strip_size=64)
+        with Image.open(io.BytesIO(data)) as img:
+            layout = tiff_layout(data, MAX_TIFF_ENTRIES)
+            assert isinstance(img, TiffImagePlugin.TiffImageFile)
+            assert layout is not None and layout.strips == len(img.tag_v2[273]) == 500
+
+
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning")
+@pytest.mark.parametrize("fmt", IMAGE_FORMATS)
+def test_a_truncated_file_of_an_accepted_format_is_corrupt(fmt: str) -> None:
+    """A file that starts with an accepted format's signature but cannot be read is 'corrupt_image' (422), not of another type."""
+    data = _encode(_photo(), fmt)
+    for size in (16, 40):
+        _refused(data[:size], "corrupt_image")
+    _refused(b"GIF87a but not really an image", "corrupt_image")
+    _refused(b"just some text, 40 bytes of it.........", "unsupported_media_type")
+
+
+def _old_rgb(img: Image.Image) -> np.ndarray:
+    """The whole-image conversion the banded one replaced (float64 copies of everything), as the reference."""
+    mode = img.mode
+    if mode.startswith("I;16"):
+        gray = np.clip(np.rint(np.asarray(img, dtype=np.float64) * (255.0 / 65535.0)), 0, 255).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 1.0 if arr.max() <= 255 else 255.0 / 65535.0
+        scale = 255.0 if mode == "F" and arr.max() <= 1.0 else scale
+        return np.repeat(np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if mode in ("P", "L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        white = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, img.convert("RGBA")).convert("RGB"))
+    return np.asarray(img.convert("RGB"))
+
+
+def _modes() -> list[Image.Image]:
+    rng = np.random.default_rng(1)
+    shape = (37, 23)
+    sixteen = Image.fromarray(rng.integers(0, 65536, shape, dtype=np.uint16))
+    sixteen.putpixel((0, 0), 257 * 7 + 128)
+    rgba = Image.fromarray(rng.integers(0, 256, (*shape, 4), dtype=np.uint8))
+    palette = Image.fromarray(rng.integers(0, 256, (*shape, 3), dtype=np.uint8)).convert("P")
+    palette.info["transparency"] = 5
+    gray = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    gray.info["transparency"] = 7
+    return [
+        sixteen,
+        Image.fromarray(rng.integers(-300, 300, shape, dtype=np.int32)),
+        Image.fromarray(rng.integers(0, 200, shape, dtype=np.int32)),
+        Image.fromarray(rng.integers(0, 70000, shape, dtype=np.int32)),
+        Image.fromarray(rng.random(shape, dtype=np.float32)),
+        Image.fromarray((rng.random(shape) * 300 - 20).astype(np.float32)),
+        rgba,
+        rgba.convert("LA"),
+        palette,
+        gray,
+        rgba.convert("CMYK"),
+        gray.convert("1"),
+    ]
+
+
+def test_the_banded_conversion_equals_the_whole_image_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every mode converts to the same RGB as the old whole-image float64 code, across many bands (a partial last one too)."""
+    monkeypatch.setattr(to_rgb, "BAND_PIXELS", 23 * 4)
+    for img in _modes():
+        expected = _old_rgb(img)
+        assert np.array_equal(to_rgb.rgb_array(img), expected), img.mode
+        assert np.array_equal(np.asarray(to_rgb.rgb_image(img)), expected), img.mode
+
+
+def test_decoding_to_the_analysed_size_equals_decoding_then_resizing() -> None:
+    """Not a JPEG: exactly the full decode resized. A JPEG is decoded reduced by libjpeg (to the scale the cost estimate
+    assumes) to no less than 3x the analysed size: the same shapes, pixels within a few levels."""
+    sixteen = Image.fromarray(np.random.default_rng(2).integers(0, 65536, (700, 900), dtype=np.uint16))
+    for data in (_encode(sixteen, "PNG"), _encode(_photo(900, 700).convert("RGBA"), "PNG")):
+        shape = working_shape(700, 900, 256)
+        rgb, size = decode_resized(data, lambda h, w: working_shape(h, w, 256))
+        assert size == (700, 900) and np.array_equal(rgb, resize_rgb(decode_image(data), shape))
+    smooth = np.asarray(Image.fromarray(np.random.default_rng(3).integers(0, 256, (9, 16, 3), dtype=np.uint8)).resize((4000, 2250), Image.Resampling.BICUBIC))
+    for orientation in (1, 6):
+        img = Image.fromarray(smooth)
+        exif = img.getexif()
+        exif[0x0112] = orientation
+        data = _encode(img, "JPEG", quality=95, exif=exif.tobytes())
+        full = decode_image(data)
+        rgb, size = decode_resized(data, lambda h, w: working_shape(h, w, 256))
+        assert size == full.shape[:2] and rgb.shape[:2] == working_shape(*size, 256)
+        assert np.abs(rgb.astype(int) - resize_rgb(full, rgb.shape[:2]).astype(int)).mean() < 1.0
+    with Image.open(io.BytesIO(_encode(Image.fromarray(smooth), "JPEG"))) as img:
+        img.draft(None, (3 * 256, 3 * 144))
+        scale = draft_scale(4000, 2250, (144, 256))
+        assert scale == 4 and img.size == (math.ceil(4000 / scale), math.ceil(2250 / scale))
+
+
+def _without_scan_cap(monkeypatch: pytest.MonkeyPatch) -> bytes:
+    monkeypatch.setattr(containers, "MAX_JPEG_SCANS", 5000)
+    return progressive_scan_bomb(6000, 6000, 1000)
+
+
+@pytest.mark.slow
+def test_a_deadline_stops_a_decode_within_a_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 1000-scan JPEG (22 s in libjpeg), let past the cap, stops within a second of its token's deadline, and within a second
+    of a cancel from another thread."""
+    bomb = _without_scan_cap(monkeypatch)
+    token = CancelToken(deadline=time.monotonic() + 0.5)
+    started = time.monotonic()
+    with pytest.raises(AnalysisCancelled, match="deadline"):
+        decode_image(bomb, cancel=token)
+    assert time.monotonic() - started < 1.5
+    token = CancelToken()
+    threading.Timer(0.5, token.cancel, ("disconnected",)).start()
+    started = time.monotonic()
+    with pytest.raises(AnalysisCancelled, match="disconnected"):
+        decode_resized(bomb, lambda h, w: working_shape(h, w, 256), cancel=token)
+    assert time.monotonic() - started < 1.5
+
+
+def test_reads_stop_at_each_scan_while_pixels_are_decoded() -> None:
+    """While loading, no read crosses a start of scan (libjpeg gets one scan per call); a header parser's reads are not cut; a
+    cancelled token stops the next read."""
+    data = progressive_scan_bomb(64, 48, 5)
+    cuts = scan_offsets(data).offsets
+    reader = CancellableReader(data, None, cuts)
+    assert reader.read(len(data)) == data
+    reader.seek(0)
+    with reader.loading():
+        pieces = iter(lambda: reader.read(65536), b"")
+        ends = list(np.cumsum([len(piece) for piece in pieces]))
+    assert ends == [*cuts, len(data)]
+    token = CancelToken()
+    reader = CancellableReader(data, token, cuts)
+    token.cancel("shutdown")
+    with pytest.raises(AnalysisCancelled, match="shutdown"):
+        reader.read(4096)
