@@ -1,10 +1,16 @@
-"""What the MC error bars cost: the engine with its jackknife replicates (10 groups) against the same engine without.
+"""What an analysis with its MC error bars costs, next to one deterministic pass, per estimator.
 
-Both run on the default model with T samples over the same padded input, in interleaved pairs (each pair sees the
-same machine conditions); printed: the median time of each, the median of the per-pair ratios, and the statistics
-memory of each (the grouped sums plus the replicate maps, against one set of sums).
+On the default model, over the same padded input (a real photo, skimage's astronaut, resized to each size and analysed
+at full resolution, i.e. whole), in interleaved rounds (each round sees the same machine conditions) of:
 
-Usage: python benchmarks/error_bars_cost.py [--sizes 256 512] [--samples 20 100] [--pairs 15] [--threads 2]
+- the deterministic pass (``T = 0``);
+- each estimator with ``T`` samples, without error bars (``error_groups=0``) and with them (10 groups): ``sampled``
+  (the textbook plug-in, the reference) and ``rao_blackwellised`` (``--enumerated`` channels per pixel exact).
+
+Printed per size and estimator: median times, the medians of the per-round ratios "with bars / deterministic" (target
+≤ 2.0) and "bars / analysis" = (with − without) / with (target ≤ 0.10).
+
+Usage: python benchmarks/error_bars_cost.py [--sizes 512] [--samples 20] [--rounds 9] [--threads 2] [--enumerated 3]
 """
 
 from __future__ import annotations
@@ -12,60 +18,70 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
+import numpy as np
 import torch
+from PIL import Image
 
-from app.defaults import MC_GROUPS
+from app.defaults import ENUMERATED_CHANNELS
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.sampling import SamplingOptions, run_mc
 from app.io.bundle import load_bundle
-from app.io.synthetic import make_scene
-from app.maps.registry import SAMPLED_MAPS
+
+ESTIMATORS = ("sampled", "rao_blackwellised")
 
 
-def _seconds(run: object) -> float:
+def _seconds(run: Callable[[], object]) -> float:
     start = time.perf_counter()
-    run()  # type: ignore[operator]
+    run()
     return time.perf_counter() - start
 
 
+def photo(size: int) -> np.ndarray:
+    """skimage's astronaut at ``size × size``."""
+    import skimage.data
+
+    return np.asarray(Image.fromarray(skimage.data.astronaut()).resize((size, size), Image.Resampling.LANCZOS))  # type: ignore[no-untyped-call]
+
+
 def main() -> int:
-    """Interleaved pairs, one table."""
+    """Interleaved rounds, one table."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
-    p.add_argument("--samples", type=int, nargs="+", default=[20, 100])
-    p.add_argument("--pairs", type=int, default=15)
+    p.add_argument("--sizes", type=int, nargs="+", default=[512])
+    p.add_argument("--samples", type=int, nargs="+", default=[20])
+    p.add_argument("--rounds", type=int, default=9)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--enumerated", type=int, default=ENUMERATED_CHANNELS)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     bundle = load_bundle("default")
     net, card = bundle.net, bundle.card
-    classes = len(card.classes)
-    print(f"| size | T | without (ms) | with {MC_GROUPS} groups (ms) | median ratio | statistics MiB without → with |")
-    print("|---|---|---|---|---|---|")
+    print("| size | T | estimator | deterministic (ms) | without bars (ms) | with bars (ms) | with bars / deterministic | bars / analysis |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
-        rgb = make_scene("test", 0, size=size, seed=0).image
-        x, _ = pad_to_stride(to_tensor(rgb, tuple(card.normalization.mean), tuple(card.normalization.std)), net.stride)
+        x, _ = pad_to_stride(to_tensor(photo(size), tuple(card.normalization.mean), tuple(card.normalization.std)), net.stride)
         for samples in args.samples:
-            with_bars = SamplingOptions(samples=samples, seed=0)
-            without = replace(with_bars, error_groups=0)
-            run_mc(net, x, with_bars), run_mc(net, x, without)
-            plain, grouped, ratios = [], [], []
-            for _ in range(args.pairs):
-                a = _seconds(lambda: run_mc(net, x, without))  # noqa: B023
-                b = _seconds(lambda: run_mc(net, x, with_bars))  # noqa: B023
-                plain.append(a)
-                grouped.append(b)
-                ratios.append(b / a)
-            pixels = x.shape[-2] * x.shape[-1]
-            base = 4 * pixels * (2 * classes + 1) / 2**20
-            groups = min(MC_GROUPS, samples)
-            extra = 4 * pixels * groups * (2 * classes + 1 + len(SAMPLED_MAPS)) / 2**20
-            print(
-                f"| {size}² | {samples} | {1000 * statistics.median(plain):.0f} | {1000 * statistics.median(grouped):.0f} | "
-                f"{statistics.median(ratios):.2f} | {base:.1f} → {base + extra:.1f} |"
-            )
+            runs: dict[str, SamplingOptions] = {"deterministic": SamplingOptions(samples=0)}
+            for estimator in ESTIMATORS:
+                with_bars = SamplingOptions(samples=samples, seed=0, estimator=estimator, enumerated=args.enumerated)  # type: ignore[arg-type]
+                runs[f"{estimator} with"], runs[f"{estimator} without"] = with_bars, replace(with_bars, error_groups=0)
+            for options in runs.values():
+                run_mc(net, x, options)
+            times: dict[str, list[float]] = {key: [] for key in runs}
+            for _ in range(args.rounds):
+                for key, options in runs.items():
+                    times[key].append(_seconds(lambda o=options, xx=x: run_mc(net, xx, o)))  # type: ignore[misc]
+            det = times["deterministic"]
+            for estimator in ESTIMATORS:
+                with_, without = times[f"{estimator} with"], times[f"{estimator} without"]
+                ratio = statistics.median(w / d for w, d in zip(with_, det, strict=True))
+                bars = statistics.median((w - o) / w for w, o in zip(with_, without, strict=True))
+                print(
+                    f"| {size}² | {samples} | {estimator} | {1000 * statistics.median(det):.0f} | {1000 * statistics.median(without):.0f} | "
+                    f"{1000 * statistics.median(with_):.0f} | {ratio:.2f} | {bars:.2f} |"
+                )
     return 0
 
 

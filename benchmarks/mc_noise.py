@@ -11,12 +11,17 @@ scheme (``stratified``, ``iid``), the engine analyses the image with 10 seeds, a
 - r(MI map): the mean and the lowest correlation over seeds between the MI map and the exact MI map;
 - reported SE / sd: the root-mean-square of the jackknife standard error each analysis reports for its image mean
   (:mod:`app.maps.mc_error`), over the seed-to-seed sd it should predict (1 = calibrated, > 1 = conservative);
+- coverage: the share of (seed) analyses whose interval mean ± 1.96 reported SE holds the exact value (target 0.90-0.98);
 - ms: median wall time of one ``run_mc`` (deterministic prefix + T samples), 1 thread.
+
+Estimators: ``sampled`` (the textbook plug-in, per mask scheme) and ``rao_blackwellised`` (``--enumerated`` channels per
+pixel summed exactly, i.i.d. draws, bias-corrected; :mod:`app.maps.rao_blackwell`), the analyses' default.
 
 Images: synthetic test and OOD scenes (128×128) and skimage's coffee photo resized to long side 256. The exact sums
 are cached under ``--cache`` (they take minutes per image on a CPU).
 
-Usage: python benchmarks/mc_noise.py [--seeds 10] [--samples 5 10 20 50 100] [--threads 1] [--cache runs/mc_noise]
+Usage: python benchmarks/mc_noise.py [--seeds 40] [--samples 5 10 20 50 100] [--estimators sampled rao_blackwellised] [--enumerated 3]
+       [--threads 1] [--cache runs/mc_noise]
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from app.defaults import ENUMERATED_CHANNELS
 from app.engine.dropout import MCDropout
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.geometry import crop, pad_to_stride, to_tensor
@@ -113,13 +119,13 @@ def exact_maps(net: SegmentationNet, x: torch.Tensor, size: tuple[int, int], chu
     return {name: float(v.mean()) for name, v in out.items()}, out["mutual_information"].float().numpy()
 
 
-def mc_runs(net: SegmentationNet, x: torch.Tensor, size: tuple[int, int], samples: int, scheme: str, seeds: int) -> Runs:
-    """Analyse ``x`` once per seed with ``samples`` MC samples and masks of ``scheme``."""
+def mc_runs(net: SegmentationNet, x: torch.Tensor, size: tuple[int, int], samples: int, scheme: str, seeds: int, estimator: str, enumerated: int) -> Runs:
+    """Analyse ``x`` once per seed with ``samples`` MC samples, masks of ``scheme`` and ``estimator``."""
     _dropout(net).scheme = scheme
     runs = Runs()
     for seed in range(seeds):
         start = time.perf_counter()
-        maps = run_mc(net, x, SamplingOptions(samples=samples, seed=seed))
+        maps = run_mc(net, x, SamplingOptions(samples=samples, seed=seed, estimator=estimator, enumerated=enumerated))  # type: ignore[arg-type]
         runs.seconds.append(time.perf_counter() - start)
         scalar = maps.scalar_maps()
         for name in MAPS:
@@ -135,7 +141,9 @@ def main() -> int:
     """Exact sums (cached), MC runs, tables."""
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default="default")
-    p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--seeds", type=int, default=40)
+    p.add_argument("--estimators", nargs="+", default=["sampled", "rao_blackwellised"], choices=["sampled", "rao_blackwellised"])
+    p.add_argument("--enumerated", type=int, default=ENUMERATED_CHANNELS)
     p.add_argument("--samples", type=int, nargs="+", default=[5, 10, 20, 50, 100])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--cache", type=Path, default=Path("runs/mc_noise"))
@@ -145,6 +153,7 @@ def main() -> int:
     net, card = bundle.net, bundle.card
     args.cache.mkdir(parents=True, exist_ok=True)
     rows: dict[tuple[int, str], list[dict[str, float]]] = {}
+    configs = [(e, scheme) for e in args.estimators for scheme in (SCHEMES if e == "sampled" else ("iid",))]
     detail = ["| image | map | exact | T | scheme | mean over seeds | sd | bias % | sd % |", "|---|---|---|---|---|---|---|---|---|"]
     for label, rgb in images().items():
         x, size = pad_to_stride(to_tensor(rgb, tuple(card.normalization.mean), tuple(card.normalization.std)), net.stride)
@@ -158,8 +167,9 @@ def main() -> int:
             np.savez(cache, mi_map=exact_mi, mutual_information=exact["mutual_information"], variance=exact["variance"], entropy=exact["entropy"])
             print(f"{label}: exact sums over 2^16 masks in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         for samples in args.samples:
-            for scheme in SCHEMES:
-                runs = mc_runs(net, x, size, samples, scheme, args.seeds)
+            for estimator, scheme in configs:
+                label_masks = scheme if estimator == "sampled" else f"rao_blackwellised k={args.enumerated}"
+                runs = mc_runs(net, x, size, samples, scheme, args.seeds, estimator, args.enumerated)
                 row: dict[str, float] = {"ms": 1000 * statistics.median(runs.seconds)}
                 for name in MAPS:
                     values = runs.means[name]
@@ -167,24 +177,25 @@ def main() -> int:
                     row[f"{name} bias"] = 100 * (mean - exact[name]) / exact[name]
                     row[f"{name} sd"] = 100 * sd / exact[name]
                     row[f"{name} se/sd"] = statistics.fmean(e * e for e in runs.errors[name]) ** 0.5 / sd
+                    row[f"{name} cover"] = statistics.fmean(abs(v - exact[name]) <= 1.96 * e for v, e in zip(values, runs.errors[name], strict=True))
                     detail.append(
-                        f"| {label} | {name} | {exact[name]:.5f} | {samples} | {scheme} | {mean:.5f} | {sd:.5f} | "
+                        f"| {label} | {name} | {exact[name]:.5f} | {samples} | {label_masks} | {mean:.5f} | {sd:.5f} | "
                         f"{row[f'{name} bias']:+.1f} | {row[f'{name} sd']:.1f} |"
                     )
                 correlations = [float(np.corrcoef(m.ravel(), exact_mi.ravel())[0, 1]) for m in runs.mi_maps]
                 row["r"], row["r mean"] = min(correlations), statistics.fmean(correlations)
-                rows.setdefault((samples, scheme), []).append(row)
-                print(f"{label} T={samples} {scheme}: done", file=sys.stderr)
+                rows.setdefault((samples, label_masks), []).append(row)
+                print(f"{label} T={samples} {label_masks}: done", file=sys.stderr)
     _dropout(net).scheme = "stratified"
     head = (
         "| T | masks | MI bias % | MI sd % | variance bias % | variance sd % | entropy bias % | entropy sd % | r(MI map) mean, min | "
-        "reported SE / sd (MI, variance, entropy) | ms / analysis |"
+        "reported SE / sd (MI, variance, entropy) | coverage of ±1.96 SE (MI, variance, entropy) | ms / analysis |"
     )
     summary = [
         f"Mean over {len(images())} images of bias ± its standard error and seed-to-seed sd ({args.seeds} seeds), in % of the exact value.",
         "",
         head,
-        "|" + "---|" * 11,
+        "|" + "---|" * 12,
     ]
     for (samples, scheme), per_image in rows.items():
         avg = {key: statistics.fmean(r[key] for r in per_image) for key in per_image[0]}
@@ -192,7 +203,8 @@ def main() -> int:
         cells = [f"{avg[f'{name} bias']:+.1f} ± {se[i]:.1f} | {avg[f'{name} sd']:.1f}" for i, name in enumerate(MAPS)]
         r_text = f"{avg['r mean']:.3f}, {min(r['r'] for r in per_image):.3f}"
         ratios = ", ".join(f"{avg[f'{name} se/sd']:.2f}" for name in MAPS)
-        summary.append(f"| {samples} | {scheme} | " + " | ".join(cells) + f" | {r_text} | {ratios} | {avg['ms']:.0f} |")
+        cover = ", ".join(f"{avg[f'{name} cover']:.2f}" for name in MAPS)
+        summary.append(f"| {samples} | {scheme} | " + " | ".join(cells) + f" | {r_text} | {ratios} | {cover} | {avg['ms']:.0f} |")
     print("\n".join(summary))
     print()
     print("\n".join(detail))

@@ -47,6 +47,11 @@ class Analysis:
             ``"deterministic"`` (:attr:`app.engine.passes.PassPlan.method`).
         unavailable: Maps the bundle cannot compute, present as zeros: ``feature_distance`` when the bundle has no
             fitted feature density (``seg-uncertainty fit-density``). Evaluations and image-level verdicts skip them.
+        estimator: How the sampled maps were estimated: ``"sampled"`` (plug-in statistics of the samples) or
+            ``"rao_blackwellised"`` (each pixel's ``enumerated_channels`` widest channels summed exactly in every draw,
+            bias-corrected; :mod:`app.maps.rao_blackwell`).
+        enumerated_channels: ``k`` of the Rao–Blackwellised estimator (0 for ``"sampled"``).
+        effort: Softmax evaluations per pixel and pass: ``samples × 2^k`` (``samples`` for ``"sampled"``).
         image_check: The one image-level verdict (:mod:`app.metrics.conformal`): unusual, not flagged or not checked,
             with its p-value and reference; ``image_ood`` holds the per-map percentiles behind it.
     """
@@ -76,6 +81,9 @@ class Analysis:
     method: str = "mc_dropout"
     unavailable: tuple[str, ...] = ()
     image_check: ImageCheck | None = None
+    estimator: str = "sampled"
+    enumerated_channels: int = 0
+    effort: int = 0
 
     @property
     def analysed_size(self) -> tuple[int, int]:

@@ -73,6 +73,9 @@ class AnalysisSummary:
     passes: int = 1
     unavailable: list[str] = field(default_factory=list)
     image_check: ImageCheck | None = None
+    estimator: str = "sampled"
+    enumerated_channels: int = 0
+    effort: int = 0
     source: str | None = field(default=None)
 
     def to_json(self) -> dict[str, Any]:
@@ -174,4 +177,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         passes=analysis.passes,
         unavailable=list(analysis.unavailable),
         image_check=analysis.image_check if analysis.image_check is not None else not_checked("no image-level check was run", card.domain),
+        estimator=analysis.estimator,
+        enumerated_channels=analysis.enumerated_channels,
+        effort=analysis.effort,
     )

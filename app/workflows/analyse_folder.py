@@ -50,6 +50,7 @@ SUMMARY_FIELDS = (
     "height",
     "resolution",
     "samples",
+    "estimator",
     "seconds",
     *(f"mean_{k}" for k in MAP_NAMES),
     *(f"se_{k}" for k in MAP_NAMES),
@@ -77,6 +78,7 @@ class SummaryRow:
     width: int | None = None
     height: int | None = None
     samples: int | None = None
+    estimator: str | None = None
     seconds: float | None = None
     input_width: int | None = None
     input_height: int | None = None
@@ -98,6 +100,7 @@ class SummaryRow:
             "width": self.width,
             "height": self.height,
             "samples": self.samples,
+            "estimator": self.estimator,
             "seconds": self.seconds,
             "input_width": self.input_width,
             "input_height": self.input_height,
@@ -176,6 +179,7 @@ def analyse_image(analyzer: Analyzer, path: Path, name: str, request: AnalysisRe
     row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
     row.resolution = analysis.resolution
     row.errors = dict(analysis.mean_errors)
+    row.estimator = analysis.estimator
     if analysis.image_ood:
         row.percentiles = {v.map: v.percentile for v in analysis.image_ood}
     if analysis.image_check is not None:

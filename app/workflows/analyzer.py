@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.defaults import DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Resolution, TtaMode
+from app.defaults import DEFAULT_ESTIMATOR, DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Resolution, TtaMode
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.geometry import crop
@@ -176,6 +176,7 @@ class Analyzer:
             prefix_runner=runner,
             tta=tta,
             density=self.bundle.density,
+            estimator=DEFAULT_ESTIMATOR if self.tile_grid(int(analysed.shape[0]), int(analysed.shape[1])) is None else "sampled",
         )
         norm = card.normalization
         result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, plan_cost(self.cost, plan))
@@ -228,6 +229,9 @@ class Analyzer:
             method=plan.method,
             unavailable=self.unavailable,
             image_check=image_check,
+            estimator=result.estimator,
+            enumerated_channels=result.enumerated,
+            effort=samples * 2**result.enumerated,
         )
 
     def _references(self, tta: TtaMode) -> dict[str, list[float]]:

@@ -171,6 +171,16 @@ class AnalyzeResponse(ApiModel):
         "exact (nothing is random: samples=0 without photometric jitter) or unavailable (samples=1). With several passes the groups are MC "
         "sample ids left out of every pass (dropout noise); photometric jitter with samples=0 leaves one pass out at a time."
     )
+    estimator: str = Field(
+        default="sampled",
+        description="How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in "
+        "statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw "
+        "each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the "
+        "mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised "
+        "delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).",
+    )
+    enumerated_channels: int = Field(default=0, description="k of the rao_blackwellised estimator: 2^k exact branches per draw (0 for sampled).")
+    effort: int = Field(default=0, description="Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.")
     unavailable: list[str] = Field(
         default_factory=list,
         description="Maps this model cannot compute (they are all zeros): feature_distance when the bundle has no fitted feature density.",
