@@ -154,6 +154,7 @@ def test_reported_errors_match_the_seed_to_seed_spread_of_the_shipped_model(monk
     conservative (measured 1.35-1.72 × at T = 20)."""
     bundle = load_bundle("default")
     rgb = make_scene("ood", 0, size=128, seed=0).image
+    monkeypatch.setattr("app.workflows.analyzer.DEFAULT_ESTIMATOR", "auto")
     for name, (rms, sd) in _spread(Analyzer(bundle), rgb, range(1000, 1040)).items():
         assert 0.8 <= rms / sd <= 1.3, (name, rms, sd)
     monkeypatch.setattr("app.workflows.analyzer.DEFAULT_ESTIMATOR", "sampled")
