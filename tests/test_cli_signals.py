@@ -1,4 +1,5 @@
-"""SIGINT and SIGTERM during ``analyze``: the run stops, summary.csv lists the finished images, exit 130, no traceback."""
+"""SIGINT and SIGTERM during ``analyze``: the run stops, summary.csv lists the finished images, exit 130, no traceback; a
+signal during a long decode stops it within about a second."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hostile_corpus import progressive_scan_bomb
 from PIL import Image
 
 from app.cli import main
@@ -108,3 +110,47 @@ def test_signal_to_a_real_process(sig: signal.Signals, tiny_bundle_dir: Path, tm
     finished = int(done.group(1))
     assert 0 < finished < total, "the signal came after the first image and well before the last"
     _check_outputs(out, finished)
+
+
+STOP_DECODE_SECONDS = 2.0
+INSTRUMENTED = """
+import sys
+import app.io.cancellable_read as reader
+import app.io.containers as containers
+from app.cli import main
+
+containers.MAX_JPEG_SCANS = 5000
+loading = reader.CancellableReader.loading
+
+def announced(self):
+    print("decoding", file=sys.stderr, flush=True)
+    return loading(self)
+
+reader.CancellableReader.loading = announced
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+def test_the_first_signal_stops_a_long_decode_within_a_second(tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    """A real process decoding the 1000-scan JPEG (22 s inside libjpeg, let past the scan cap; a signal handler alone would wait
+    for all of it): the first SIGINT stops it within about a second, with summary.csv written (no row) and no traceback."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a_bomb.jpg").write_bytes(progressive_scan_bomb(6000, 6000, 1000))
+    _images(tmp_path / "more", 1)
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", INSTRUMENTED, "analyze", str(folder), str(tmp_path / "more"), "--out", str(out)]
+    command += ["--model", str(tiny_bundle_dir), "--device", "cpu", "--quiet", "--max-pixels", "40000000"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None
+        assert proc.stderr.readline().strip() == "decoding", proc.stderr.read()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        signalled = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        stopped = time.monotonic() - signalled
+    assert proc.returncode == 130, err
+    assert stopped < STOP_DECODE_SECONDS, stopped
+    assert "Traceback" not in err and "interrupted by SIGINT: analysed 0 of 2 images" in err
+    _check_outputs(out, 0)
