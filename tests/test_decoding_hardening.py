@@ -460,6 +460,7 @@ def test_decoding_to_the_analysed_size_equals_decoding_then_resizing() -> None:
         img.draft(None, (3 * 256, 3 * 144))
         scale = draft_scale(4000, 2250, (144, 256))
         assert scale == 4 and img.size == (math.ceil(4000 / scale), math.ceil(2250 / scale))
+    assert draft_scale(300, 200, (200, 300)) == draft_scale(700, 500, (180, 256)) == 1
 
 
 def _without_scan_cap(monkeypatch: pytest.MonkeyPatch) -> bytes:

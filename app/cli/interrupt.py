@@ -1,7 +1,8 @@
 """Stop a long command cleanly on SIGINT (Ctrl-C) or SIGTERM.
 
 The first signal cancels :attr:`StopSignals.token`: the running analysis stops at its next cancellation point
-(within one chunk of samples) and the command winds down by itself, writing what it has. A second signal
+(within one chunk of samples, or one block of the file being decoded: :mod:`app.io.cancellable_read`) and the command
+winds down by itself, writing what it has. A second signal
 raises :class:`KeyboardInterrupt` at once, except while :meth:`StopSignals.held` (a summary being written),
 when it is only noted.
 """

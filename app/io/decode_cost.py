@@ -1,7 +1,8 @@
 """What decoding an upload will cost, estimated from its header (:class:`~app.io.decoding.ImageHeader`) before any pixel is decoded.
 
-The estimate follows the decode path of :mod:`app.io.decoding` stage by stage, with rates measured on the reference
-machine (``benchmarks/decode_cost.py``, two shared CPU cores), rounded up:
+The estimate follows the decode path of :mod:`app.io.decoding` stage by stage, with rates measured on two shared CPU
+cores and rounded up (``python tests/hostile_corpus.py`` prints each hostile case's measured time and peak memory
+beside the estimate; the memory estimate is at or above the measured peak for every case):
 
 - **time**: per decoded pixel for each PIL decoder; a JPEG also per stored pixel and scan (libjpeg walks every block
   of a component once per scan, whatever the scan's size) and per compressed byte; a raw TIFF per strip; BMP's
@@ -77,7 +78,7 @@ def draft_scale(width: int, height: int, shape: tuple[int, int]) -> int:
     the largest of 8, 4, 2 and 1 that keeps it at least ``REDUCING_GAP`` times ``shape``."""
     rows, cols = shape
     scale = min(width // max(1, int(REDUCING_GAP * cols)), height // max(1, int(REDUCING_GAP * rows)))
-    return next(s for s in (8, 4, 2, 1) if scale >= s)
+    return next((s for s in (8, 4, 2, 1) if scale >= s), 1)
 
 
 def decode_cost(header: ImageHeader, shape: tuple[int, int] | None = None) -> DecodeCost:
