@@ -503,3 +503,26 @@ def test_reads_stop_at_each_scan_while_pixels_are_decoded() -> None:
     token.cancel("shutdown")
     with pytest.raises(AnalysisCancelled, match="shutdown"):
         reader.read(4096)
+
+
+def test_a_big_jpeg_decoded_reduced_is_analysed_alike() -> None:
+    """The default model on 4096x4096 JPEG scenes: decoded reduced (``analyze_bytes``) or whole then resized, the analysed shape and
+    input size are the same and the predictions agree on >= 99 % of pixels (99.8-99.9 % measured); evaluate decodes alike."""
+    from app.io.bundle import load_bundle
+    from app.io.synthetic import make_scene
+    from app.request import AnalysisRequest
+    from app.workflows.analyzer import Analyzer
+    from app.workflows.labelled import analyze_labelled
+
+    analyzer = Analyzer(load_bundle("default"))
+    request = AnalysisRequest(samples=0)
+    for index in range(2):
+        scene = make_scene("test", index, size=256)
+        data = _encode(Image.fromarray(scene.image).resize((4096, 4096), Image.Resampling.LANCZOS), "JPEG", quality=92)
+        reduced = analyzer.analyze_bytes(data, request)
+        whole = analyzer.analyze_image(decode_image(data), request)
+        assert reduced.input_size == whole.input_size == (4096, 4096)
+        assert reduced.prediction.shape == whole.prediction.shape == (256, 256)
+        assert (reduced.prediction == whole.prediction).mean() >= 0.99
+        mask = _encode(Image.fromarray(np.zeros((4096, 4096), np.uint8)), "PNG")
+        assert np.array_equal(analyze_labelled(analyzer, data, mask, request).analysis.prediction, reduced.prediction)

@@ -20,7 +20,7 @@ from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
 from app.engine.tile_budget import TileCost, choose_tile
 from app.io.bundle import Bundle
 from app.io.card import FeatureDensityInfo
-from app.io.decoding import decode_image, decode_resized
+from app.io.decoding import Decoded, decode_image, decode_resized
 from app.io.ensemble import ENSEMBLE_KIND
 from app.io.resize import resize_rgb, working_shape
 from app.maps.mc_error import mean_errors
@@ -106,19 +106,27 @@ class Analyzer:
         """
         return decode_image(data, self.max_pixels, cancel=cancel)
 
-    def analyze_bytes(self, data: bytes, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
-        """Decode ``data`` and analyse it as :meth:`analyze_image` does.
+    def decode_for(self, data: bytes, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Decoded:
+        """Decode upload bytes for an analysis as ``request`` asks, and the size of the whole stored image.
 
         At ``"working"`` resolution the image is decoded straight to its analysed size
-        (:func:`~app.io.decoding.decode_resized`: a large JPEG reduced by libjpeg first), and its ``input_size`` is still
-        that of the whole stored image. ``cancel`` stops the decode too, between blocks of the file.
+        (:func:`~app.io.decoding.decode_resized`: a large JPEG reduced by libjpeg first); at ``"full"`` it is decoded whole.
+        Pass the size on as :meth:`analyze_image`'s ``input_size``.
+
+        Raises:
+            app.io.decoding.ImageDecodeError: the bytes are not a usable image.
+            app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the decode (between blocks of the file).
         """
-        start = time.perf_counter()
         if request.resolution == "working":
-            rgb, size = decode_resized(data, lambda rows, cols: self.analysed_shape(rows, cols, "working"), self.max_pixels, cancel=cancel)
-        else:
-            rgb = self.decode(data, cancel=cancel)
-            size = (int(rgb.shape[0]), int(rgb.shape[1]))
+            return decode_resized(data, lambda rows, cols: self.analysed_shape(rows, cols, "working"), self.max_pixels, cancel=cancel)
+        rgb = self.decode(data, cancel=cancel)
+        return Decoded(rgb, (int(rgb.shape[0]), int(rgb.shape[1])))
+
+    def analyze_bytes(self, data: bytes, request: AnalysisRequest = DEFAULT_REQUEST, *, cancel: CancelToken | None = None) -> Analysis:
+        """Decode ``data`` (:meth:`decode_for`) and analyse it as :meth:`analyze_image` does; its ``input_size`` is that of the
+        whole stored image."""
+        start = time.perf_counter()
+        rgb, size = self.decode_for(data, request, cancel=cancel)
         decoded = time.perf_counter() - start
         result = self.analyze_image(rgb, request, cancel=cancel, input_size=size)
         result.timings["decode"] = decoded

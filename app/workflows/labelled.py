@@ -55,8 +55,7 @@ def analyze_labelled(
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
     """
     start = time.perf_counter()
-    rgb = analyzer.decode(image, cancel=cancel) if isinstance(image, bytes) else image
-    size = (int(rgb.shape[0]), int(rgb.shape[1]))
+    rgb, size = analyzer.decode_for(image, request, cancel=cancel) if isinstance(image, bytes) else (image, (int(image.shape[0]), int(image.shape[1])))
     if isinstance(mask, bytes):
         labels = decode_mask(mask, size, mask_name)
     else:
@@ -65,6 +64,6 @@ def analyze_labelled(
         check_mask_size(int(mask.shape[1]), int(mask.shape[0]), mask_name, size)
         labels = mask.astype(np.int64, copy=False)
     decoded = time.perf_counter() - start
-    analysis = analyzer.analyze_image(rgb, request, cancel=cancel)
+    analysis = analyzer.analyze_image(rgb, request, cancel=cancel, input_size=size)
     analysis.timings["decode"] = decoded
     return LabelledAnalysis(analysis, resize_labels(labels, analysis.analysed_size))
