@@ -59,11 +59,17 @@ class ErrorCode(StrEnum):
     TOO_MUCH_WORK = (
         "too_much_work",
         413,
-        "Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over "
-        "`SEGU_MAX_WORK` with mode=sync; the message says what would fit.",
+        "Analysed pixels × passes × (samples + 1), plus the upload's estimated decoding cost in the same units, over "
+        "`SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; "
+        "the message says what would fit.",
     )
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "The file is empty or not an image (or mask) in an accepted format."
-    CORRUPT_IMAGE = "corrupt_image", 422, "The image's header or data cannot be read, or it has no pixels."
+    CORRUPT_IMAGE = (
+        "corrupt_image",
+        422,
+        "The image's header or data cannot be read (a truncated file that starts like an accepted format included), "
+        "its structure is beyond safe bounds (more than 64 JPEG scans, 65,536 TIFF strips, …), or it has no pixels.",
+    )
     CORRUPT_MASK = "corrupt_mask", 422, "The mask file is corrupt or truncated."
     MASK_NOT_SINGLE_CHANNEL = "mask_not_single_channel", 422, "The mask is not a single-channel image of class indices."
     MASK_SIZE_MISMATCH = "mask_size_mismatch", 422, "The mask's width and height differ from the image's."

@@ -436,6 +436,24 @@ export interface components {
              */
             error_method: string;
             /**
+             * Estimator
+             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).
+             * @default sampled
+             */
+            estimator: string;
+            /**
+             * Enumerated Channels
+             * @description k of the rao_blackwellised estimator: 2^k exact branches per draw (0 for sampled).
+             * @default 0
+             */
+            enumerated_channels: number;
+            /**
+             * Effort
+             * @description Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.
+             * @default 0
+             */
+            effort: number;
+            /**
              * Unavailable
              * @description Maps this model cannot compute (they are all zeros): feature_distance when the bundle has no fitted feature density.
              */
@@ -879,6 +897,24 @@ export interface components {
              * @description How the maps' MC standard errors were found: jackknife (leave-one-group-out over 10 groups of samples; conservative with the default stratified masks), tile_bound (tiled full-resolution analysis: the largest tile's error, an upper bound; no region errors), exact (nothing is random: samples=0 without photometric jitter) or unavailable (samples=1). With several passes the groups are MC sample ids left out of every pass (dropout noise); photometric jitter with samples=0 leaves one pass out at a time.
              */
             error_method: string;
+            /**
+             * Estimator
+             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).
+             * @default sampled
+             */
+            estimator: string;
+            /**
+             * Enumerated Channels
+             * @description k of the rao_blackwellised estimator: 2^k exact branches per draw (0 for sampled).
+             * @default 0
+             */
+            enumerated_channels: number;
+            /**
+             * Effort
+             * @description Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.
+             * @default 0
+             */
+            effort: number;
             /**
              * Unavailable
              * @description Maps this model cannot compute (they are all zeros): feature_distance when the bundle has no fitted feature density.
@@ -2227,7 +2263,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
+            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1), plus the upload's estimated decoding cost in the same units, over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2335,7 +2371,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorResponse"];
                 };
             };
-            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1) over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
+            /** @description `body_too_large`: The request body is over `SEGU_MAX_BODY_BYTES`. `too_many_pixels`: The image has more pixels than `SEGU_MAX_PIXELS`. `too_much_work`: Analysed pixels × passes × (samples + 1), plus the upload's estimated decoding cost in the same units, over `SEGU_MAX_JOB_WORK` (or analysed pixels over `SEGU_MAX_JOB_PIXELS`), or over `SEGU_MAX_WORK` with mode=sync; the message says what would fit. */
             413: {
                 headers: {
                     [name: string]: unknown;

@@ -4,7 +4,8 @@ Each guard is a small ASGI middleware, one per module, that answers in the commo
 request body is read (:mod:`~app.web.security.refusal`), so a refused request never costs an upload, a queue slot
 or an analysis. The factory stacks them, outermost first: headers (:mod:`~app.web.security.headers`), hosts
 (:mod:`~app.web.security.hosts`), origins (:mod:`~app.web.security.origins`), CORS, API keys
-(:mod:`~app.web.security.api_keys`), then the body limit (:mod:`app.web.limits`) and the routes. With keys on, what a
+(:mod:`~app.web.security.api_keys`), then the body limit (:mod:`app.web.limits`), the early refusal
+(:mod:`app.web.early_refusal`) and the routes. With keys on, what a
 request keeps (an analysis, a job) belongs to its key (:func:`~app.web.security.api_keys.current_owner`).
 """
 
