@@ -1,8 +1,8 @@
-"""The Rao–Blackwellised tiled head: a factorised head's MC statistics with each pixel's widest channels summed exactly.
+"""The Rao–Blackwellised tiled head: a factorised head's MC statistics with each pixel's strongest channels summed exactly.
 
 For a network where :func:`~app.engine.tiled_head.tileable` holds, the image is cut into row tiles as in
 :class:`~app.engine.tiled_head.TiledHeadSampler`. Per tile, the per-channel head outputs are computed once; every
-draw then keeps its sampled mask on all channels but the pixel's ``k`` widest (:mod:`app.maps.rao_blackwell`), which
+draw then keeps its sampled mask on all channels but the pixel's ``k`` strongest (:mod:`app.maps.rao_blackwell`), which
 are summed over exactly, and the draws' group sums are finalised into bias-corrected maps and linearised jackknife
 replicates (:mod:`app.maps.rb_finalize`) while the tile is still in the cache. Draws use independent (``"iid"``)
 masks, so the groups are independent and the jackknife applies as written.
@@ -15,19 +15,23 @@ import torch.nn.functional as F
 
 from app.defaults import MC_GROUPS
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
+from app.engine.compiled import Kernel
 from app.engine.dropout import SamplingPlan
 from app.engine.network import SegmentationNet
 from app.engine.tiled_head import DEFAULT_TILE_BYTES, TiledHeadSampler
 from app.maps.functions import softmax_confidence
 from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import UncertaintyMaps
-from app.maps.rao_blackwell import Branches, rao_blackwell_draws, select_channels
-from app.maps.rb_finalize import GroupSums, finalize_block
+from app.maps.rao_blackwell import draw_moments, enumeration, tile_branches
+from app.maps.rb_finalize import GroupSums, finalize_block, finalize_sums
 from app.maps.registry import SAMPLED_MAPS
 
-__all__ = ["RB_SCHEME", "RaoBlackwellHead"]
+__all__ = ["DRAW_KERNEL", "FINALIZE_KERNEL", "RB_SCHEME", "RaoBlackwellHead"]
 
 RB_SCHEME = "iid"
+
+DRAW_KERNEL = Kernel(draw_moments)
+FINALIZE_KERNEL = Kernel(finalize_sums)
 
 
 class RaoBlackwellHead(TiledHeadSampler):
@@ -66,31 +70,28 @@ class RaoBlackwellHead(TiledHeadSampler):
         branches = 2**self.enumerated
         per_row = 4 * c * w * max(k + 2 * len(spans) + 2, branches * 3)
         rows = max(1, min(h, self.tile_bytes // max(per_row, 1)))
-        chunk = max(1, self.tile_bytes // max(4 * branches * c * rows * w * 3, 1))
+        per_draw = 4 * rows * w * (2 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
+        chunk = max(2, self.tile_bytes // per_draw)
         row_done = progress_steps(cancel, -(-h // rows), "row tile")
-        bias = self.bias.view(-1) if self.bias is not None else None
+        bias = self.bias.view(-1) if self.bias is not None else torch.zeros(c, device=device, dtype=dtype)
+        tau = torch.tensor(float(temperature), device=device, dtype=dtype)
+        patterns, weights = enumeration(self.enumerated, self.keep, device, dtype)
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = (r1 - r0) * w
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-            parts = tile.reshape(b, k, c, n)
-            det = parts.sum(1) + (bias.view(1, c, 1) if bias is not None else 0.0)
-            probs[:, :, r0:r1] = torch.softmax(det / temperature, dim=1).view(b, c, r1 - r0, w)
-            branches = Branches(parts, select_channels(parts, self.enumerated), self.keep, temperature)
+            det, rest, exp_s, log_s = tile_branches(tile.reshape(b, k, c, n), bias, patterns, tau, self.enumerated)
+            probs[:, :, r0:r1] = det.view(b, c, r1 - r0, w)
             sums = GroupSums([len(s) for s in spans], b, c, n, device)
             for s0 in range(0, samples, chunk):
                 checkpoint(cancel)
                 s1 = min(samples, s0 + chunk)
-                draws = rao_blackwell_draws(branches, bias, masks[:, s0:s1])
-                for g, span in enumerate(spans):
-                    lo, hi = max(span.start, s0), min(span.stop, s1)
-                    if lo < hi:
-                        sums.add(g, draws.p[:, lo - s0 : hi - s0], draws.q[:, lo - s0 : hi - s0], draws.h[:, lo - s0 : hi - s0])
+                sums.add(s0, *DRAW_KERNEL(masks[:, s0:s1], rest, bias, tau, exp_s, log_s, weights))
             out: dict[str, torch.Tensor] = {name: t[:, :, r0:r1].view(b, c, n) for name, t in full.items()}
             out.update({name: t[:, r0:r1].view(b, n) for name, t in flat.items()})
             out["prediction"] = prediction[:, r0:r1].view(b, n)
             reps = {name: t[:, :, r0:r1].view(b, len(spans), n) for name, t in replicates.items()} if replicates is not None else None
-            finalize_block(sums, out, reps)
+            finalize_block(sums, out, reps, FINALIZE_KERNEL)
             row_done()
         return UncertaintyMaps(
             prediction=prediction,

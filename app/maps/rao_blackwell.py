@@ -2,9 +2,9 @@
 
 With channel dropout (keep probability ``q``, inverted scaling) before a linear head, a sample's logits at a pixel
 are ``z = b + Σ_k m_k a_k`` with ``m_k ∈ {0, 1/q}`` and ``a_k`` the channel's ``C`` head outputs there. At each pixel
-the ``k`` channels whose ``a_k`` spans the widest logit range (``max_c a_kc - min_c a_kc``, a property of the
-deterministic pass) are summed over exactly: every one of their ``2^k`` keep patterns ``s``, with its probability
-``π_s = q^{|s|} (1-q)^{k-|s|}``; the other channels keep the sample's mask. A draw ``t`` is therefore
+the ``k`` channels whose dropping moves the deterministic softmax most (:func:`select_channels`) are summed over
+exactly: every one of their ``2^k`` keep patterns ``s``, with its probability ``π_s = q^{|s|} (1-q)^{k-|s|}``; the
+other channels keep the sample's mask. A draw ``t`` is therefore
 
     P_t = Σ_s π_s softmax(z_ts),   Q_t = Σ_s π_s softmax(z_ts)²,   H_t = Σ_s π_s H[softmax(z_ts)]
 
@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import torch
 
-__all__ = ["Branches", "Draws", "enumeration", "rao_blackwell_draws", "select_channels"]
+__all__ = ["Branches", "Draws", "branch_factors", "branch_moments", "draw_moments", "enumeration", "rao_blackwell_draws", "select_channels", "tile_branches"]
 
 
 @lru_cache(maxsize=16)
@@ -37,10 +37,26 @@ def enumeration(k: int, keep: float, device: torch.device, dtype: torch.dtype = 
     return torch.tensor(rows, device=device, dtype=dtype).view(2**k, k), torch.tensor(weights, device=device, dtype=dtype)
 
 
-def select_channels(parts: torch.Tensor, k: int) -> torch.Tensor:
-    """Per pixel, the ``k`` channels of widest logit range: ``parts`` ``(B, K, C, n)`` → ``(B, k, n)`` int64 indices."""
-    spread = parts.amax(dim=2) - parts.amin(dim=2)
-    return spread.topk(k, dim=1).indices
+def select_channels(parts: torch.Tensor, k: int, bias: torch.Tensor | None = None, temperature: float | torch.Tensor = 1.0) -> torch.Tensor:
+    """Per pixel, the ``k`` channels whose dropping moves the softmax most: ``parts`` ``(B, K, C, n)`` → ``(B, k, n)`` indices.
+
+    A channel's effect is the L1 distance between the deterministic softmax ``softmax(z̄ / τ)`` and the one with that
+    channel dropped, ``softmax((z̄ - a_k) / τ)`` (``z̄ = b + Σ_k a_k``, the mean logits under inverted dropout). Unlike
+    the channel's logit range, it ignores classes the pixel is far from and sees a drop that flips the class.
+
+    Args:
+        parts: Per-channel head outputs ``a_k``.
+        k: Channels to pick (at most ``K``).
+        bias: ``(C,)`` head bias, or ``None``.
+        temperature: ``τ`` (a float or a 0-d tensor).
+    """
+    c = parts.shape[2]
+    mean = parts.sum(dim=1, keepdim=True)
+    if bias is not None:
+        mean = mean + bias.view(1, 1, c, 1)
+    base = torch.softmax(mean / temperature, dim=2)
+    effect = (torch.softmax((mean - parts) / temperature, dim=2) - base).abs().sum(dim=2)
+    return effect.topk(k, dim=1).indices
 
 
 class Draws:
@@ -69,17 +85,93 @@ class Branches:
     """
 
     def __init__(self, parts: torch.Tensor, chosen: torch.Tensor, keep: float, temperature: float = 1.0) -> None:
-        b, kk, c, n = parts.shape
-        k = chosen.shape[1]
-        selected = torch.zeros(b, kk, n, device=parts.device, dtype=parts.dtype).scatter_(1, chosen, 1.0)
-        self.rest = (parts * (1.0 - selected).unsqueeze(2)).reshape(b, kk, c * n)
-        patterns, self.weights = enumeration(k, keep, parts.device, parts.dtype)
-        picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n))
-        offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, 2**k, c, n) / temperature
-        self.log_e = (offsets - offsets.amax(dim=2, keepdim=True)).clamp_(min=_FLOOR)
-        self.exp = self.log_e.exp()
+        b, _, c, n = parts.shape
+        patterns, self.weights = enumeration(chosen.shape[1], keep, parts.device, parts.dtype)
+        self.rest, self.exp, self.log_e = branch_factors(parts, chosen, patterns, 1.0 / temperature)
         self.temperature = temperature
         self.shape = (b, c, n)
+
+
+def branch_factors(
+    parts: torch.Tensor, chosen: torch.Tensor, patterns: torch.Tensor, inv_temperature: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The factors of :class:`Branches`: the other channels' parts and the branches' exponentials.
+
+    Args:
+        parts: ``(B, K, C, n)`` per-channel head outputs.
+        chosen: ``(B, k, n)`` the enumerated channels.
+        patterns: ``(2^k, k)`` scaled keep patterns (:func:`enumeration`).
+        inv_temperature: ``1 / τ``.
+
+    Returns:
+        ``rest`` ``(B, K, C·n)`` (the chosen channels zeroed), ``e^{o_s}`` and ``o_s`` ``(B, 2^k, C, n)``, both relative
+        to their class maximum and floored at ``e^-40``.
+    """
+    b, kk, c, n = parts.shape
+    k = chosen.shape[1]
+    selected = torch.zeros(b, kk, n, device=parts.device, dtype=parts.dtype).scatter(1, chosen, 1.0)
+    rest = (parts * (1.0 - selected).unsqueeze(2)).reshape(b, kk, c * n)
+    picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n))
+    offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, patterns.shape[0], c, n) * inv_temperature
+    log_e = (offsets - offsets.amax(dim=2, keepdim=True)).clamp(min=_FLOOR)
+    return rest, log_e.exp(), log_e
+
+
+def tile_branches(
+    parts: torch.Tensor, bias: torch.Tensor, patterns: torch.Tensor, temperature: torch.Tensor, k: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Everything a block's draws share, from its per-channel head outputs: one kernel for :mod:`app.engine.rb_head`.
+
+    Args:
+        parts: ``(B, K, C, n)`` per-channel head outputs.
+        bias: ``(C,)`` head bias (zeros without one).
+        patterns: ``(2^k, k)`` scaled keep patterns.
+        temperature: 0-d ``τ``.
+        k: Channels enumerated per pixel.
+
+    Returns:
+        The deterministic softmax ``(B, C, n)`` and :func:`branch_factors` of the :func:`select_channels` choice.
+    """
+    c = parts.shape[2]
+    probs = torch.softmax((parts.sum(dim=1) + bias.view(1, c, 1)) / temperature, dim=1)
+    rest, exp_s, log_s = branch_factors(parts, select_channels(parts, k, bias, temperature), patterns, 1.0 / temperature)
+    return probs, rest, exp_s, log_s
+
+
+def branch_moments(z: torch.Tensor, exp_s: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The branch-weighted softmax moments of ``T`` draws: the kernel of :func:`rao_blackwell_draws`.
+
+    With ``r_t`` the draw's logits over the other channels and ``o_s`` branch ``s``'s offsets, ``softmax(r_t + o_s)_c
+    = e^{r_tc} e^{o_sc} / N_ts``. Written as broadcast products and sums so that a compiler can fuse it into one loop.
+
+    Args:
+        z: ``(B, T, C, n)`` the draws' logits over the non-enumerated channels (bias and temperature applied).
+        exp_s: ``(B, S, C, n)`` ``e^{o_s}`` relative to its class maximum (:class:`Branches`).
+        log_s: ``(B, S, C, n)`` its logarithm.
+        weights: ``(S,)`` the branches' probabilities ``π_s``.
+
+    Returns:
+        ``P_t`` and ``Q_t`` ``(B, T, C, n)``, ``H_t`` ``(B, T, n)``.
+    """
+    log_r = (z - z.amax(dim=2, keepdim=True)).clamp(min=_FLOOR)
+    e = log_r.exp().unsqueeze(2) * exp_s.unsqueeze(1)
+    norm = e.sum(dim=3)
+    tilted = (e * (log_r.unsqueeze(2) + log_s.unsqueeze(1))).sum(dim=3)
+    entropy = norm.log() - tilted / norm
+    w = weights.view(1, 1, -1, 1)
+    share = w / norm
+    p = (e * share.unsqueeze(3)).sum(dim=2)
+    q = (e.square() * (share * share / w).unsqueeze(3)).sum(dim=2)
+    return p, q, (entropy * w).sum(dim=2)
+
+
+def draw_moments(
+    masks: torch.Tensor, rest: torch.Tensor, bias: torch.Tensor, temperature: torch.Tensor, exp_s: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`branch_moments` of draws given by their masks: ``(B, T, K)`` masks, ``rest`` ``(B, K, C·n)``, ``bias`` ``(C,)``, 0-d ``τ``."""
+    b, _, c, n = exp_s.shape
+    z = (torch.bmm(masks, rest).view(b, masks.shape[1], c, n) + bias.view(1, 1, c, 1)) / temperature
+    return branch_moments(z, exp_s, log_s, weights)
 
 
 def rao_blackwell_draws(branches: Branches, bias: torch.Tensor | None, masks: torch.Tensor) -> Draws:
@@ -94,21 +186,7 @@ def rao_blackwell_draws(branches: Branches, bias: torch.Tensor | None, masks: to
     Returns:
         The draws' ``P_t``, ``Q_t`` and ``H_t`` (float32).
     """
-    b, c, n = branches.shape
-    t = masks.shape[1]
-    z = torch.bmm(masks, branches.rest).view(b, t, c, n)
-    if bias is not None:
-        z += bias.view(1, 1, c, 1)
-    if branches.temperature != 1.0:
-        z /= branches.temperature
-    log_r = (z - z.amax(dim=2, keepdim=True)).clamp_(min=_FLOOR)
-    e = log_r.exp().unsqueeze(2) * branches.exp.unsqueeze(1)
-    norm = e.sum(dim=3, keepdim=True)
-    p = e.div_(norm)
-    ent = norm.squeeze(3).log_() - torch.linalg.vecdot(p, log_r.unsqueeze(2), dim=3) - torch.linalg.vecdot(p, branches.log_e.unsqueeze(1), dim=3)
-    s = branches.weights.shape[0]
-    w = branches.weights
-    mean = torch.matmul(w, p.view(b * t, s, c * n)).view(b, t, c, n)
-    second = torch.matmul(w, p.square_().view(b * t, s, c * n)).view(b, t, c, n)
-    expected = torch.matmul(w, ent.view(b * t, s, n)).view(b, t, n)
-    return Draws(mean, second, expected)
+    c = branches.shape[1]
+    b = bias if bias is not None else torch.zeros(c, device=masks.device, dtype=masks.dtype)
+    tau = torch.tensor(branches.temperature, device=masks.device, dtype=masks.dtype)
+    return Draws(*draw_moments(masks, branches.rest, b, tau, branches.exp, branches.log_e, branches.weights))

@@ -22,12 +22,13 @@ the replicates' spread is widened by ``t_{G-1} / z`` (the 97.5 % quantiles of St
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 
 import torch
 from scipy import stats
 
-__all__ = ["GroupSums", "finalize_block", "t_widening"]
+__all__ = ["MAP_ORDER", "REPLICATED", "GroupSums", "finalize_block", "finalize_sums", "t_widening"]
 
 _TINY = 1e-30
 
@@ -55,15 +56,63 @@ class GroupSums:
         self.p = torch.zeros(g, batch, classes, pixels, device=device)
         self.q = torch.zeros_like(self.p)
         self.h = torch.zeros(g, batch, pixels, device=device)
+        self.group_of = torch.repeat_interleave(torch.arange(g, device=device), torch.tensor(sizes, device=device))
 
-    def add(self, group: int, p: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> None:
-        """Add draws ``(B, t, C, n)``, ``(B, t, C, n)``, ``(B, t, n)`` of one group."""
-        self.p[group] += p.sum(dim=1)
-        self.q[group] += q.sum(dim=1)
-        self.h[group] += h.sum(dim=1)
+    def add(self, first: int, p: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> None:
+        """Add the draws ``first, first + 1, …`` (``(B, t, C, n)``, ``(B, t, C, n)``, ``(B, t, n)``) to their groups."""
+        groups = self.group_of[first : first + p.shape[1]]
+        self.p.index_add_(0, groups, p.transpose(0, 1))
+        self.q.index_add_(0, groups, q.transpose(0, 1))
+        self.h.index_add_(0, groups, h.transpose(0, 1))
 
 
-def finalize_block(sums: GroupSums, out: dict[str, torch.Tensor], replicates: dict[str, torch.Tensor] | None) -> None:
+REPLICATED = ("entropy", "expected_entropy", "mutual_information", "variance")
+
+
+def finalize_sums(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: torch.Tensor, widen: torch.Tensor, replicated: bool) -> tuple[torch.Tensor, ...]:
+    """A block's maps and linearised replicates from its group sums: the pure kernel of :func:`finalize_block`.
+
+    Args:
+        p: ``(G, B, C, n)`` group sums of ``P_t``.
+        q: ``(G, B, C, n)`` group sums of ``Q_t``.
+        h: ``(G, B, n)`` group sums of ``H_t``.
+        sizes: ``(G,)`` float draws per group.
+        widen: 0-d :func:`t_widening` of ``G``.
+        replicated: Whether to compute the replicates (needs ``G >= 2``).
+
+    Returns:
+        ``mean_probs``, ``class_variance`` ``(B, C, n)``, ``prediction`` ``(B, n)`` int64, ``entropy``,
+        ``expected_entropy``, ``mutual_information``, ``variance`` ``(B, n)``, then with ``replicated`` the replicates
+        of :data:`REPLICATED` stacked ``(4, G, B, n)``.
+    """
+    g, _, c, _ = p.shape
+    total = sizes.sum()
+    mean = p.sum(0) / total
+    second = q.sum(0) / total
+    expected = h.sum(0) / total
+    ng = sizes.view(-1, 1, 1, 1)
+    dev = p / ng - mean
+    var_mean = (dev.square() * ng).sum(0) / (total * max(g - 1, 1))
+    log_mean = mean.clamp(min=_TINY).log()
+    entropy = (-(mean * log_mean).sum(1) + 0.5 * (var_mean / mean.clamp(min=_TINY)).sum(1)).clamp(0.0, math.log(c))
+    class_var = (second - mean.square() + var_mean).clamp(min=0.0)
+    top = mean.max(dim=1, keepdim=True).indices
+    variance = class_var.gather(1, top).squeeze(1)
+    maps = (mean, class_var, top.squeeze(1), entropy, expected, (entropy - expected).clamp(min=0.0), variance)
+    if not replicated:
+        return maps
+    factor = (-sizes / (total - sizes) * widen).view(-1, 1, 1)
+    d_ent = -(log_mean * dev).sum(2)
+    d_exp = h / sizes.view(-1, 1, 1) - expected
+    top_g = top.unsqueeze(0).expand(g, *top.shape)
+    d_var = (q / ng - second).gather(2, top_g).squeeze(2) - 2.0 * mean.gather(1, top).squeeze(1) * dev.gather(2, top_g).squeeze(2)
+    reps = torch.stack([entropy + factor * d_ent, expected + factor * d_exp, entropy - expected + factor * (d_ent - d_exp), variance + factor * d_var])
+    return (*maps, reps)
+
+
+def finalize_block(
+    sums: GroupSums, out: dict[str, torch.Tensor], replicates: dict[str, torch.Tensor] | None, kernel: Callable[..., tuple[torch.Tensor, ...]] = finalize_sums
+) -> None:
     """Write a block's maps into ``out`` and, with two groups or more, its linearised replicates into ``replicates``.
 
     Args:
@@ -71,39 +120,19 @@ def finalize_block(sums: GroupSums, out: dict[str, torch.Tensor], replicates: di
         out: ``mean_probs`` and ``class_variance`` ``(B, C, n)``, ``prediction`` (int64), ``entropy``,
             ``expected_entropy``, ``mutual_information``, ``variance`` ``(B, n)`` views to fill.
         replicates: Sampled map name → ``(B, G, n)`` views to fill, or ``None``.
+        kernel: :func:`finalize_sums` or a compiled version of it.
     """
-    sizes = torch.tensor(sums.sizes, dtype=torch.float32, device=sums.p.device)
-    total = float(sizes.sum())
-    g, _, c, _ = sums.p.shape
-    mean = sums.p.sum(0) / total
-    second = sums.q.sum(0) / total
-    expected = sums.h.sum(0) / total
-    ng = sizes.view(-1, 1, 1, 1)
-    dev = sums.p / ng - mean
-    var_mean = (dev.square() * ng).sum(0) / (total * (g - 1)) if g >= 2 else torch.zeros_like(mean)
-    log_mean = mean.clamp(min=_TINY).log()
-    entropy = (-(mean * log_mean).sum(1) + 0.5 * (var_mean / mean.clamp(min=_TINY)).sum(1)).clamp_(0.0, math.log(c))
-    class_var = (second - mean.square() + var_mean).clamp_(min=0.0)
-    top = mean.max(dim=1, keepdim=True).indices
-    variance = class_var.gather(1, top).squeeze(1)
-    out["mean_probs"].copy_(mean)
-    out["class_variance"].copy_(class_var)
-    out["prediction"].copy_(top.squeeze(1))
-    out["entropy"].copy_(entropy)
-    out["expected_entropy"].copy_(expected)
-    out["mutual_information"].copy_((entropy - expected).clamp_(min=0.0))
-    out["variance"].copy_(variance)
-    if replicates is None or g < 2:
-        return
-    factor = (-sizes / (total - sizes) * t_widening(g)).view(-1, 1, 1)
-    d_ent = -(log_mean * dev).sum(2)
-    d_exp = sums.h / sizes.view(-1, 1, 1) - expected
-    top_g = top.unsqueeze(0).expand(g, *top.shape)
-    d_var = (sums.q / ng - second).gather(2, top_g).squeeze(2) - 2.0 * mean.gather(1, top).squeeze(1) * dev.gather(2, top_g).squeeze(2)
-    for name, base, delta in (
-        ("entropy", entropy, d_ent),
-        ("expected_entropy", expected, d_exp),
-        ("mutual_information", entropy - expected, d_ent - d_exp),
-        ("variance", variance, d_var),
-    ):
-        replicates[name].copy_((base.unsqueeze(0) + factor * delta).transpose(0, 1))
+    g = sums.p.shape[0]
+    device = sums.p.device
+    sizes = torch.tensor(sums.sizes, dtype=torch.float32, device=device)
+    replicated = replicates is not None and g >= 2
+    widen = torch.tensor(t_widening(g) if g >= 2 else 1.0, device=device)
+    result = kernel(sums.p, sums.q, sums.h, sizes, widen, replicated)
+    for name, value in zip(MAP_ORDER, result[:7], strict=True):
+        out[name].copy_(value)
+    if replicated and replicates is not None:
+        for name, value in zip(REPLICATED, result[7], strict=True):
+            replicates[name].copy_(value.transpose(0, 1))
+
+
+MAP_ORDER = ("mean_probs", "class_variance", "prediction", "entropy", "expected_entropy", "mutual_information", "variance")

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
+from app.engine.compiled import set_compilation
 from app.engine.device import resolve_device
 from app.io.bundle import Bundle, load_bundle
 from app.io.resources import static_dir
@@ -50,6 +51,7 @@ def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if settings.torch_threads:
             torch.set_num_threads(settings.torch_threads)
+        set_compilation(settings.compile_kernels)
         device = resolve_device(settings.device)
         loaded = [bundle] if bundle is not None else await _load_bundles(settings.model_sources, device)
         services = ModelServices(loaded, device, settings, app.state.metrics)

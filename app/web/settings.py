@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         description="Threads PyTorch uses for one analysis (0: PyTorch's default, one per core). On a small machine that also runs "
         "other work, 1 keeps latency steady under load: OpenMP threads that wait for a busy core stall the whole analysis.",
     )
+    compile_kernels: bool = Field(
+        default=True,
+        description="Compile the Rao–Blackwellised estimator's kernels with torch.compile on first use (a C++ compiler is needed; "
+        "without one, or with false, they run eagerly, about 2× slower).",
+    )
     cache_entries: int = Field(default=CACHE_ENTRIES, ge=0, description="Most analyses kept for downloads by id (0: none kept).")
     cache_bytes: int = Field(default=CACHE_BYTES, ge=0, description="Most bytes of arrays kept for downloads by id, all analyses together.")
     cache_ttl_seconds: float = Field(default=CACHE_TTL_SECONDS, gt=0, description="Seconds an analysis stays downloadable by id after its last use.")
