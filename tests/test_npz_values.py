@@ -57,7 +57,8 @@ def _reference(bundle_dir: Path, rgb: np.ndarray, temperature: float) -> tuple[t
 
 
 def _analyze(bundle_dir: Path, scene: Path, out: Path, *extra: str) -> dict[str, np.ndarray]:
-    code = main(["analyze", str(scene), "--out", str(out), "--model", str(bundle_dir), "--samples", str(SAMPLES), "--seed", str(SEED), "--quiet", *extra])
+    args = ["--model", str(bundle_dir), "--samples", str(SAMPLES), "--seed", str(SEED), "--quiet", "--save", "all", *extra]
+    code = main(["analyze", str(scene), "--out", str(out), *args])
     assert code == 0
     (npz,) = out.glob("*/maps.npz")
     with np.load(npz) as data:

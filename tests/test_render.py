@@ -8,8 +8,22 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.io.rendering import ERROR_COLOURS, colour_lut, error_legend, png_bytes, render_errors, render_labels, render_positions, render_scalar
+from app.io.bundle import Bundle
+from app.io.encoding import map_pngs
+from app.io.rendering import (
+    ERROR_COLOURS,
+    colour_lut,
+    error_legend,
+    indexed_png_bytes,
+    png_bytes,
+    render_errors,
+    render_labels,
+    render_positions,
+    render_scalar,
+)
 from app.maps.registry import MAPS, MapSpec, get_map
+from app.request import AnalysisRequest
+from app.workflows.analyzer import Analyzer
 
 # Published values: matplotlib's _viridis_data / _inferno_data rounded to 8 bits (as matplotlib.colors.to_hex does).
 PUBLISHED = {
@@ -136,3 +150,33 @@ def test_png_bytes_round_trip() -> None:
     """PNG encoding is lossless."""
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png_bytes(rgb)))), rgb)
+
+
+def test_an_indexed_png_decodes_to_the_palettes_colours() -> None:
+    """The palette PNG holds the entries and the table; decoded, it is ``palette[entries]``, the pixels of the RGB PNG."""
+    rng = np.random.default_rng(5)
+    entries = rng.integers(0, 256, (20, 30), dtype=np.uint8)
+    palette = colour_lut("inferno")
+    data = indexed_png_bytes(entries, palette)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.mode == "P"
+        np.testing.assert_array_equal(np.asarray(img), entries)
+        rgb = np.asarray(img.convert("RGB"))
+    np.testing.assert_array_equal(rgb, palette[entries])
+    with Image.open(io.BytesIO(png_bytes(palette[entries]))) as img:
+        np.testing.assert_array_equal(np.asarray(img), rgb)
+    with pytest.raises(ValueError, match="palette"):
+        indexed_png_bytes(entries, np.zeros((257, 3), np.uint8))
+
+
+def test_indexed_map_pngs_are_the_rgb_ones_in_fewer_bytes(tiny_bundle: Bundle) -> None:
+    """``analyze``'s palette PNGs decode to exactly the RGB PNGs' pixels (prediction and every map), and take fewer bytes."""
+    rgb = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=4, seed=1))
+    indexed, plain = map_pngs(analysis, tiny_bundle.card, indexed=True), map_pngs(analysis, tiny_bundle.card)
+    assert set(indexed) == set(plain) == {"prediction", *(spec.name for spec in MAPS)}
+    for name, data in indexed.items():
+        with Image.open(io.BytesIO(data)) as img, Image.open(io.BytesIO(plain[name])) as reference:
+            assert img.mode == "P" and reference.mode == "RGB"
+            np.testing.assert_array_equal(np.asarray(img.convert("RGB")), np.asarray(reference), err_msg=name)
+    assert sum(map(len, indexed.values())) < sum(map(len, plain.values()))

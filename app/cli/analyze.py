@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
 from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA, TtaMode
+from app.io.npz import RAW_ARRAYS, SAVE_ALL, parse_save
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
@@ -36,12 +37,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="analyse every input pixel (sliding windows when large) instead of the model's working resolution",
     )
+    p.add_argument(
+        "--save",
+        type=_save_names,
+        default=(),
+        metavar="NAMES",
+        help=f"also store these (C, H, W) float32 arrays in maps.npz, comma-separated: {', '.join(RAW_ARRAYS)} or {SAVE_ALL} "
+        "(default: none; the maps are float16, feature_distance float32, prediction uint8)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_args(p, "the analysis on a pool of Ray Data actors, one model each (same outputs)")
     ray = p.add_argument_group("with --ray")
     ray.add_argument("--actors", type=int, default=2, help="actors analysing images at the same time, one model each")
     ray.add_argument("--gpus-per-actor", type=float, default=0.0, help="GPUs each actor reserves (fractions share a GPU)")
     ray.add_argument("--cpus-per-actor", type=float, default=1.0, help="CPUs each actor reserves")
+
+
+def _save_names(text: str) -> tuple[str, ...]:
+    """``--save``'s names (:func:`app.io.npz.parse_save`); an unknown one is a usage error naming the choices."""
+    try:
+        return parse_save(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,7 +142,8 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
     tiles = AnalysisBar(stop.token) if args.full_resolution and not args.quiet else None  # a bar per tile of the image being analysed
     try:
         request = _request(args, samples_for(args.samples, analyzer.bundle.card), tta_for(args.tta, analyzer.bundle.card))
-        for row in analyse_files(analyzer, files, args.out, request, progress=progress_bar("analyze", args.quiet), cancel=stop.token):
+        progress = progress_bar("analyze", args.quiet)
+        for row in analyse_files(analyzer, files, args.out, request, progress=progress, cancel=stop.token, save=args.save):
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)
@@ -167,7 +185,7 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
         finished = {}
         try:
             request = _request(args, samples_for(args.samples, card), tta_for(args.tta, card))
-            results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels)
+            results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels, save=args.save)
             for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
                 if row.status == "failed":
                     tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)

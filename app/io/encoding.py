@@ -1,10 +1,7 @@
-"""Encode an :class:`~app.engine.analysis.Analysis` as PNGs, NPZ and a typed summary."""
+"""Encode an :class:`~app.engine.analysis.Analysis` as PNGs and a typed summary (the NPZ: :mod:`app.io.npz`)."""
 
 from __future__ import annotations
 
-import io
-import zipfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -13,15 +10,13 @@ import numpy as np
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.card import dropout_note
-from app.io.rendering import map_images, png_bytes
+from app.io.rendering import indexed_map_images, indexed_png_bytes, map_images, png_bytes
 from app.maps.regions import Region
 from app.maps.registry import MAPS, MapSpec
 from app.metrics.conformal import ImageCheck, not_checked
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "npz_arrays", "npz_bytes", "summarise", "write_npz"]
-
-_NPZ_DATE = (1980, 1, 1, 0, 0, 0)
+__all__ = ["AnalysisSummary", "ClassSummary", "MapSummary", "map_pngs", "summarise"]
 
 
 @dataclass(frozen=True)
@@ -45,7 +40,11 @@ class MapSummary:
 
 @dataclass
 class AnalysisSummary:
-    """The facts of one analysis (``analysis.json``): model, geometry, settings, timings, map means and regions."""
+    """The facts of one analysis (``analysis.json``): model, geometry, settings, timings, map means and regions.
+
+    ``npz`` is the dtype of each array of the ``maps.npz`` written beside it (name → ``"float16"``, ``"uint8"``, …;
+    :func:`app.io.npz.array_dtypes`), empty where no archive was written.
+    """
 
     model: str
     classes: list[ClassSummary]
@@ -77,12 +76,15 @@ class AnalysisSummary:
     enumerated_channels: int = 0
     effort: int = 0
     source: str | None = field(default=None)
+    npz: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``source`` left out when unset)."""
+        """A JSON-ready dict (``source`` left out when unset, ``npz`` when empty)."""
         out = asdict(self)
         if self.source is None:
             del out["source"]
+        if not self.npz:
+            del out["npz"]
         return out
 
 
@@ -96,48 +98,16 @@ def class_summaries(card: ModelCard) -> list[ClassSummary]:
     return [ClassSummary(index=i, name=c.name, colour=c.colour) for i, c in enumerate(card.classes)]
 
 
-def map_pngs(analysis: Analysis, card: ModelCard) -> dict[str, bytes]:
-    """PNG bytes of the prediction and every map on its fixed scale."""
-    return {name: png_bytes(img) for name, img in map_images(analysis, [c.colour for c in card.classes]).items()}
+def map_pngs(analysis: Analysis, card: ModelCard, indexed: bool = False) -> dict[str, bytes]:
+    """PNG bytes of the prediction and every map on its fixed scale.
 
-
-def npz_arrays(analysis: Analysis) -> dict[str, np.ndarray]:
-    """Fresh copies of the arrays an ``.npz`` holds, in the dtypes it stores them.
-
-    Keys: every map name (float32 ``(H, W)``), ``prediction`` (uint8 if at most 256 classes, else
-    int32), ``mean_probs`` / ``probs`` / ``class_variance`` as float32 ``(C, H, W)``.
+    ``indexed``: palette PNGs (:func:`~app.io.rendering.indexed_png_bytes`), the same pixels in about half the bytes (RGB
+    for a model of more than 256 classes); else RGB PNGs.
     """
-    label_dtype = np.uint8 if analysis.num_classes <= 256 else np.int32
-    arrays: dict[str, np.ndarray] = {spec.name: analysis.maps[spec.name].astype(np.float32) for spec in MAPS}
-    arrays.update(
-        prediction=analysis.prediction.astype(label_dtype),
-        mean_probs=analysis.mean_probs.astype(np.float32),
-        probs=analysis.probs.astype(np.float32),
-        class_variance=analysis.class_variance.astype(np.float32),
-    )
-    return arrays
-
-
-def write_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
-    """An ``.npz`` (``numpy.load`` reads it) that deflates only the integer arrays.
-
-    Float maps barely compress (deflate saves 8-20 % at 70-100 times the time of storing them), while
-    label and code maps shrink to a few percent in about a millisecond; so floats are stored and
-    integer arrays deflated.
-    """
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, mode="w", allowZip64=True) as archive:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=_NPZ_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED if np.issubdtype(array.dtype, np.integer) else zipfile.ZIP_STORED
-            with archive.open(info, mode="w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
-    return buf.getvalue()
-
-
-def npz_bytes(analysis: Analysis) -> bytes:
-    """The ``.npz`` of an analysis: :func:`npz_arrays` written by :func:`write_npz`."""
-    return write_npz(npz_arrays(analysis))
+    colours = [c.colour for c in card.classes]
+    if indexed and len(colours) <= 256:
+        return {name: indexed_png_bytes(entries, palette) for name, (entries, palette) in indexed_map_images(analysis, colours).items()}
+    return {name: png_bytes(img) for name, img in map_images(analysis, colours).items()}
 
 
 def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:

@@ -22,8 +22,11 @@ __all__ = [
     "ERROR_COLOURS",
     "ERROR_DESCRIPTION",
     "ERROR_NAMES",
+    "colour_entries",
     "colour_lut",
     "error_legend",
+    "indexed_map_images",
+    "indexed_png_bytes",
     "map_images",
     "png_bytes",
     "render_errors",
@@ -56,10 +59,16 @@ def colour_lut(name: str) -> np.ndarray:
     return _table(name)
 
 
-def render_positions(positions: np.ndarray, cmap: str) -> np.ndarray:
-    """``(H, W)`` colour-scale positions → ``(H, W, 3)`` uint8: position ``t`` (clipped to ``[0, 1]``) is entry ``round(255 t)``."""
+def colour_entries(positions: np.ndarray) -> np.ndarray:
+    """``(H, W)`` colour-scale positions → ``(H, W)`` uint8 entries of a 256-entry table: ``t`` (clipped to ``[0, 1]``) is ``round(255 t)``."""
     t = np.clip(np.asarray(positions, dtype=np.float64), 0.0, 1.0)
-    return colour_lut(cmap)[np.rint(t * 255).astype(np.intp)]
+    return np.rint(t * 255).astype(np.uint8)
+
+
+def render_positions(positions: np.ndarray, cmap: str) -> np.ndarray:
+    """``(H, W)`` colour-scale positions → ``(H, W, 3)`` uint8: position ``t`` is entry :func:`colour_entries` of the table."""
+    rgb: np.ndarray = colour_lut(cmap)[colour_entries(positions)]
+    return rgb
 
 
 def render_scalar(values: np.ndarray, spec: MapSpec, num_classes: int) -> np.ndarray:
@@ -78,6 +87,33 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
+
+
+def indexed_png_bytes(entries: np.ndarray, palette: np.ndarray) -> bytes:
+    """Encode ``(H, W)`` uint8 entries of ``palette`` (``(K, 3)`` uint8, ``K <= 256``) as an indexed (palette) PNG.
+
+    It decodes to ``palette[entries]``, the very pixels :func:`png_bytes` of that RGB image holds, in about half the
+    bytes (one byte a pixel before compression instead of three); ``PIL.Image.open(...).convert("RGB")`` gives the colours,
+    ``numpy.asarray(PIL.Image.open(...))`` the entries.
+    """
+    if palette.ndim != 2 or palette.shape[1] != 3 or not 1 <= palette.shape[0] <= 256:
+        raise ValueError(f"a palette is (K, 3) with 1 <= K <= 256 colours, got shape {palette.shape}")
+    image = Image.fromarray(np.ascontiguousarray(entries, dtype=np.uint8))
+    image.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes())
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", compress_level=3)
+    return buf.getvalue()
+
+
+def indexed_map_images(analysis: Analysis, colours: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The images of :func:`map_images` as ``(entries, palette)``: the labels with the class colours (at most 256 classes),
+    every map's :func:`colour_entries` with its 256-entry colour table."""
+    if len(colours) > 256:
+        raise ValueError(f"an indexed image holds at most 256 colours; this model has {len(colours)} classes")
+    images = {"prediction": (np.asarray(analysis.prediction, dtype=np.uint8), np.array([_hex(c) for c in colours], dtype=np.uint8))}
+    for spec in MAPS:
+        images[spec.name] = (colour_entries(spec.to_display(analysis.maps[spec.name], analysis.num_classes)), colour_lut(spec.colourmap))
+    return images
 
 
 def map_images(analysis: Analysis, colours: list[str]) -> dict[str, np.ndarray]:

@@ -31,7 +31,8 @@ class CachedAnalysis:
     """What the id endpoints serve of one analysis.
 
     Attributes:
-        arrays: The NPZ's arrays (:func:`app.io.encoding.npz_arrays`), plus ``error`` (uint8 codes) when scored against a mask.
+        arrays: Every array at full precision (:func:`app.io.npz.full_arrays`; a download converts them:
+            :func:`app.io.npz.archive_arrays`), plus ``error`` (uint8 codes) when scored against a mask.
         class_names: Class names in label order.
         class_colours: Class colours as ``#rrggbb``.
         filename: Upload name, for download names.

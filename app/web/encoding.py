@@ -21,7 +21,8 @@ from PIL import Image
 from app.defaults import JPEG_QUALITY
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
-from app.io.encoding import map_pngs, npz_arrays, summarise
+from app.io.encoding import map_pngs, summarise
+from app.io.npz import full_arrays, label_dtype
 from app.maps.regions import Region
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
 from app.web.api_paths import ANALYSES_PATH as ANALYSES_PATH  # re-exported: routes/analyses.py imports it from here
@@ -85,7 +86,7 @@ def download_name(filename: str | None, suffix: str) -> str:
 
 def kept_bytes(analysis: Analysis, scored: bool = False) -> int:
     """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes)."""
-    label_bytes = 1 if analysis.num_classes <= 256 else 4
+    label_bytes = label_dtype(analysis.num_classes).itemsize
     return analysis.width * analysis.height * (4 * len(MAPS) + label_bytes + 3 * 4 * analysis.num_classes + (1 if scored else 0))
 
 
@@ -94,7 +95,7 @@ def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: st
     the id, or ``None`` when it is too large to keep (then nothing is copied)."""
     if kept_bytes(analysis, error_codes is not None) > cache.max_bytes:
         return None
-    arrays = npz_arrays(analysis)
+    arrays = full_arrays(analysis)
     if error_codes is not None:
         arrays["error"] = error_codes.astype(np.uint8)
     classes = card.classes

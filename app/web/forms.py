@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, cast
 import python_multipart
 from fastapi import File, Request, Response, UploadFile
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from python_multipart.multipart import parse_options_header
 from starlette import formparsers
 from starlette.datastructures import FormData
@@ -27,6 +27,7 @@ from starlette.exceptions import HTTPException
 
 from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
 from app.error_codes import ErrorCode
+from app.io.npz import parse_save
 from app.request import AnalysisRequest
 from app.web.errors import ApiError, error_responses
 from app.web.jobs import JobMode
@@ -123,12 +124,31 @@ class AnalysisForm(BaseModel):
         return AnalysisRequest(samples=samples, seed=self.seed, calibrated=self.calibrated, resolution=self.resolution, tta=tta, min_area=min_area)
 
 
+SAVE_DESCRIPTION = (
+    "The (C, H, W) float32 arrays the .npz adds to the maps, comma-separated: probs (deterministic softmax), mean_probs "
+    "(MC mean), class_variance (per-class MC variance), or all. Default empty: the maps (float16; feature_distance float32) "
+    "and the label map prediction (uint8 up to 256 classes) only. An unknown name → 422 validation_error."
+)
+
+
 class AnalyzeForm(AnalysisForm):
     """The options of ``POST /api/v1/analyze``."""
 
     output_format: Literal["json", "npz"] = Field(
         default="json", alias="format", description="json: the analysis as JSON; npz: a NumPy archive of the raw arrays."
     )
+    save: str = Field(default="", max_length=200, description=f"With format=npz: {SAVE_DESCRIPTION}")
+
+    @field_validator("save")
+    @classmethod
+    def _known_arrays(cls, value: str) -> str:
+        parse_save(value)
+        return value
+
+    @property
+    def saved_arrays(self) -> tuple[str, ...]:
+        """The ``(C, H, W)`` arrays ``save`` names (:func:`app.io.npz.parse_save`)."""
+        return parse_save(self.save)
 
 
 class EvaluateForm(AnalysisForm):

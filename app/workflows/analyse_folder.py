@@ -22,7 +22,8 @@ from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
-from app.io.encoding import map_pngs, npz_bytes, summarise
+from app.io.encoding import map_pngs, summarise
+from app.io.npz import array_dtypes, npz_arrays, write_npz
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
@@ -147,21 +148,31 @@ class AnalysedImage:
     files: dict[str, bytes] = field(default_factory=dict)
 
 
-def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float) -> tuple[dict[str, bytes], dict[str, float]]:
-    """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``) as bytes, and its map means."""
-    files = {f"{key}.png": png for key, png in map_pngs(analysis, card).items()}
-    files["maps.npz"] = npz_bytes(analysis)
+def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float, save: Sequence[str] = ()) -> tuple[dict[str, bytes], dict[str, float]]:
+    """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``) as bytes, and its map means.
+
+    The PNGs are palette PNGs (:func:`~app.io.rendering.indexed_png_bytes`): the colours of the RGB rendering in half the bytes.
+    ``maps.npz`` holds the maps and labels, plus the ``(C, H, W)`` arrays named in ``save`` (:mod:`app.io.npz`);
+    ``analysis.json`` records each array's dtype under ``npz``.
+    """
+    files = {f"{key}.png": png for key, png in map_pngs(analysis, card, indexed=True).items()}
+    arrays = npz_arrays(analysis, save)
+    files["maps.npz"] = write_npz(arrays)
     info = summarise(analysis, card)
+    info.npz = array_dtypes(arrays)
     info.timings["total"] = round(seconds, 6)
     info.source = utf8_name(source)
     files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
     return files, {k: m.mean for k, m in info.maps.items()}
 
 
-def analyse_image(analyzer: Analyzer, path: Path, name: str, request: AnalysisRequest, cancel: CancelToken | None = None) -> AnalysedImage:
+def analyse_image(
+    analyzer: Analyzer, path: Path, name: str, request: AnalysisRequest, cancel: CancelToken | None = None, save: Sequence[str] = ()
+) -> AnalysedImage:
     """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files, writing nothing.
 
-    An input that cannot be read gives a ``failed`` row and no files.
+    An input that cannot be read gives a ``failed`` row and no files. ``save``: the ``(C, H, W)`` arrays ``maps.npz``
+    adds (:func:`app.io.npz.parse_save`).
 
     Raises:
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the analysis.
@@ -174,7 +185,7 @@ def analyse_image(analyzer: Analyzer, path: Path, name: str, request: AnalysisRe
     except (ImageDecodeError, OSError) as exc:
         row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
         return AnalysedImage(row)
-    files, row.means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds)
+    files, row.means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, save)
     row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
     row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
     row.resolution = analysis.resolution
@@ -217,6 +228,7 @@ def analyse_files(
     request: AnalysisRequest,
     progress: Callable[[Sequence[Path]], Iterable[Path]] = iter,
     cancel: CancelToken | None = None,
+    save: Sequence[str] = (),
 ) -> Iterator[SummaryRow]:
     """Analyse ``files`` into ``out/<name>/`` (names from :func:`output_names`), yielding each input's summary row.
 
@@ -230,13 +242,14 @@ def analyse_files(
         request: How every image is analysed.
         progress: Wraps the file list, e.g. in a progress bar.
         cancel: Stops the run between images and inside an analysis (see :mod:`app.engine.cancel`).
+        save: The ``(C, H, W)`` arrays each ``maps.npz`` adds to the maps (:func:`app.io.npz.parse_save`); none by default.
     """
     out.mkdir(parents=True, exist_ok=True)
     for path, name in zip(progress(files), output_names(files), strict=True):
         if cancel is not None and cancel.expired():
             return
         try:
-            image = analyse_image(analyzer, path, name, request, cancel)
+            image = analyse_image(analyzer, path, name, request, cancel, save)
         except AnalysisCancelled:
             return
         yield install_image(image, out)

@@ -146,7 +146,9 @@ export interface paths {
         };
         /**
          * The raw arrays of a kept analysis as .npz
-         * @description Float32 maps, the uint8 label map `prediction`, (C, H, W) `mean_probs`, `probs`, `class_variance`, and `error` codes for an evaluation.
+         * @description The maps as float16 (`feature_distance` float32), the label map `prediction` (uint8 up to 256 classes, else uint16), `error`
+         *     codes (uint8) for an evaluation, and the (C, H, W) float32 `probs`, `mean_probs`, `class_variance` that `save` names; deflated, read by
+         *     `numpy.load`.
          */
         get: operations["maps_npz_api_v1_analyses__analysis_id__maps_npz_get"];
         put?: never;
@@ -334,6 +336,12 @@ export interface components {
              * @enum {string}
              */
             format: "json" | "npz";
+            /**
+             * Save
+             * @description With format=npz: The (C, H, W) float32 arrays the .npz adds to the maps, comma-separated: probs (deterministic softmax), mean_probs (MC mean), class_variance (per-class MC variance), or all. Default empty: the maps (float16; feature_distance float32) and the label map prediction (uint8 up to 256 classes) only. An unknown name → 422 validation_error.
+             * @default
+             */
+            save: string;
         };
         /**
          * AnalyzeResponse
@@ -2226,7 +2234,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description The analysis: JSON (format=json) or an .npz attachment (format=npz) holding float32 maps, the uint8 label map `prediction` and (C, H, W) `mean_probs`, `probs`, `class_variance`. */
+            /** @description The analysis: JSON (format=json) or an .npz attachment (format=npz, deflated, numpy.load reads it) holding the maps as float16 (`feature_distance` float32), the label map `prediction` (uint8 up to 256 classes, else uint16) and, when `save` names them, (C, H, W) float32 `probs`, `mean_probs`, `class_variance`. */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -2499,7 +2507,10 @@ export interface operations {
     };
     maps_npz_api_v1_analyses__analysis_id__maps_npz_get: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The (C, H, W) float32 arrays the .npz adds to the maps, comma-separated: probs (deterministic softmax), mean_probs (MC mean), class_variance (per-class MC variance), or all. Default empty: the maps (float16; feature_distance float32) and the label map prediction (uint8 up to 256 classes) only. An unknown name → 422 validation_error. */
+                save?: string;
+            };
             header?: never;
             path: {
                 /** @description The analysis_id of an analyze or evaluate answer. */

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from webutil import WORKING_SIZE, LiveServer, assert_error, labelled_scene, mask_png, random_png, web_settings
 
+from app.io.npz import FLOAT32_MAPS
 from app.io.rendering import colour_lut
 from app.maps.registry import MAP_NAMES, PANEL_MAPS, get_map
 
@@ -54,10 +55,18 @@ def test_downloads_by_id_equal_the_raw_answer(base_url: str) -> None:
     maps = {m["name"]: m for m in raw["maps"]}
     for name in MAP_NAMES:
         values = decode_raw_dict(maps[name]["values"])
-        np.testing.assert_array_equal(npz[name], values)
+        assert npz[name].dtype == (np.float32 if name in FLOAT32_MAPS else np.float16)
+        np.testing.assert_array_equal(npz[name], values.astype(npz[name].dtype))
     np.testing.assert_array_equal(npz["prediction"], decode_raw_dict(raw["prediction"]["labels"]))
-    np.testing.assert_array_equal(npz["mean_probs"], decode_raw_dict(raw["mean_probs"]))
-    assert set(npz.files) == {*MAP_NAMES, "prediction", "mean_probs", "probs", "class_variance"}
+    assert set(npz.files) == {*MAP_NAMES, "prediction"}  # the (C, H, W) arrays only when asked for
+    full = np.load(io.BytesIO(get(base_url, f"{compact['npz_url']}?save=all").content))
+    assert set(full.files) == {*MAP_NAMES, "prediction", "mean_probs", "probs", "class_variance"}
+    assert full["mean_probs"].dtype == np.float32
+    np.testing.assert_array_equal(full["mean_probs"], decode_raw_dict(raw["mean_probs"]))
+    only = np.load(io.BytesIO(get(base_url, f"{compact['npz_url']}?save=class_variance").content))
+    assert set(only.files) == {*MAP_NAMES, "prediction", "class_variance"}
+    error = assert_error(get(base_url, f"{compact['npz_url']}?save=probs,variance"), 422, "validation_error", "save")
+    assert "'variance'" in error["message"] and "probs, mean_probs, class_variance, all" in error["message"]
 
     for m in compact["maps"]:
         png = get(base_url, m["url"])

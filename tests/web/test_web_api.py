@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 from webutil import MAX_BODY, MAX_PIXELS, MAX_SAMPLES, assert_error, encode_image, random_png
 
+from app.io.npz import FLOAT32_MAPS
 from app.maps.registry import MAP_NAMES
 from app.request import AnalysisRequest
 from app.web.encoding import decode_raw
@@ -52,17 +53,19 @@ def test_json_round_trip_matches_npz(base_url: str) -> None:
     assert set(body.timings.model_dump()) == {"decode", "inference", "regions", "encode", "total"}
     assert body.timings.total >= body.timings.inference > 0
 
-    npz_response = post(base_url, image, samples=5, seed=3, format="npz")
+    npz_response = post(base_url, image, samples=5, seed=3, format="npz", save="mean_probs")
     assert npz_response.status_code == 200
     assert npz_response.headers["content-type"] == "application/x-npz"
     assert npz_response.headers["content-disposition"] == 'attachment; filename="scene_maps.npz"'
     npz = np.load(io.BytesIO(npz_response.content))
+    assert set(npz.files) == {*MAP_NAMES, "prediction", "mean_probs"}
 
     assert [m.name for m in body.maps] == list(MAP_NAMES)
     for m in body.maps:
         assert m.values is not None and m.values.dtype == "float32" and m.values.shape == [48, 64]
         values = decode_raw(m.values)
-        np.testing.assert_array_equal(values, npz[m.name])
+        assert npz[m.name].dtype == (np.float32 if m.name in FLOAT32_MAPS else np.float16)
+        np.testing.assert_array_equal(values.astype(npz[m.name].dtype), npz[m.name])
         lo, hi = m.range
         assert values.min() >= lo - 1e-5 and values.max() <= hi + 1e-5
         assert m.mean == pytest.approx(float(values.mean(dtype=np.float64)), abs=1e-6)
@@ -140,6 +143,7 @@ def test_bad_upload_errors(base_url: str, payload: bytes, status: int, code: str
         ({"samples": -1}, "samples"),
         ({"seed": -5}, "seed"),
         ({"format": "tiff"}, "format"),
+        ({"format": "npz", "save": "probs,logits"}, "save"),
         ({"samples": "many"}, "samples"),
     ],
 )

@@ -65,7 +65,7 @@ def _batches(server: LiveServer) -> tuple[float, float]:
 
 
 def _post(url: str, png: bytes, seed: int, timeout: float = 120) -> httpx.Response:
-    data = {"samples": str(SAMPLES), "seed": str(seed), "format": "npz"}
+    data = {"samples": str(SAMPLES), "seed": str(seed), "format": "npz", "save": "mean_probs,class_variance"}
     return httpx.post(f"{url}/api/v1/analyze", files={"file": ("a.png", png, "image/png")}, data=data, timeout=timeout)
 
 
@@ -108,7 +108,7 @@ def _assert_alone(answer: httpx.Response | Exception | None, png: bytes, seed: i
     got = np.load(io.BytesIO(answer.content))
     want = reference.analyze_bytes(png, AnalysisRequest(samples=SAMPLES, seed=seed))
     for name, values in want.maps.items():
-        np.testing.assert_allclose(got[name], values, rtol=0, atol=ATOL, err_msg=name)
+        np.testing.assert_allclose(got[name], values, rtol=2**-11, atol=ATOL, err_msg=name)  # float16 maps: within 2^-11 relative
     np.testing.assert_allclose(got["mean_probs"], want.mean_probs, rtol=0, atol=ATOL)
     np.testing.assert_allclose(got["class_variance"], want.class_variance, rtol=0, atol=ATOL)
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 import threading
-import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from app.io.bundle import Bundle
-from app.io.encoding import npz_arrays, write_npz
+from app.io.npz import full_arrays
 from app.maps.registry import MAPS
 from app.request import AnalysisRequest
 from app.web.cache import AnalysisCache, CachedAnalysis
@@ -51,24 +50,6 @@ def test_grey_png_refuses_what_it_cannot_encode() -> None:
     for bad in (np.zeros((4, 4), np.float32), np.zeros((4, 4, 3), np.uint8), np.zeros((0, 4), np.uint8)):
         with pytest.raises(ValueError, match="greyscale PNG"):
             grey_png(bad)
-
-
-def test_npz_stores_floats_and_deflates_integers() -> None:
-    rng = np.random.default_rng(0)
-    arrays: dict[str, np.ndarray] = {
-        "confidence": rng.random((64, 80), dtype=np.float32),
-        "prediction": (np.arange(64 * 80).reshape(64, 80) // 700).astype(np.uint8),
-    }
-    data = write_npz(arrays)
-    loaded = np.load(io.BytesIO(data))
-    for name, array in arrays.items():
-        np.testing.assert_array_equal(loaded[name], array)
-        assert loaded[name].dtype == array.dtype
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        members = {info.filename: info for info in archive.infolist()}
-    assert members["confidence.npy"].compress_type == zipfile.ZIP_STORED
-    assert members["prediction.npy"].compress_type == zipfile.ZIP_DEFLATED
-    assert members["prediction.npy"].compress_size < members["prediction.npy"].file_size / 20
 
 
 def entry(nbytes: int) -> CachedAnalysis:
@@ -158,7 +139,7 @@ def test_colour_tables_are_sent_as_hex() -> None:
 
 def test_an_analysis_too_large_to_keep_is_not_copied(tiny_bundle: Bundle) -> None:
     analysis = Analyzer(tiny_bundle).analyze_image(np.full((24, 40, 3), 90, np.uint8), AnalysisRequest(samples=1))
-    exact = sum(a.nbytes for a in npz_arrays(analysis).values())
+    exact = sum(a.nbytes for a in full_arrays(analysis).values())
     assert kept_bytes(analysis) == exact and kept_bytes(analysis, scored=True) == exact + 24 * 40
     assert keep(AnalysisCache(4, exact - 1, 1.0), analysis, tiny_bundle.card, "x.png") is None
     cache = AnalysisCache(4, exact, 1.0)

@@ -13,13 +13,14 @@ from fastapi import APIRouter, Path, Query, Response
 
 from app.defaults import TOP_CLASSES
 from app.error_codes import ErrorCode
-from app.io.encoding import write_npz
+from app.io.npz import archive_arrays, parse_save, write_npz
 from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
 from app.maps.registry import MAP_NAMES, get_map
 from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.deps import ServicesDep
 from app.web.encoding import ANALYSES_PATH, download_name
 from app.web.errors import ApiError
+from app.web.forms import SAVE_DESCRIPTION
 from app.web.scales import colourise
 from app.web.schemas.analysis import ClassProbability, ErrorResponse, PixelResponse
 from app.web.security.api_keys import current_owner
@@ -92,10 +93,20 @@ async def map_png(
     responses={200: {"content": {NPZ_MEDIA_TYPE: {}}, "description": "The arrays of POST analyze with format=npz (and error codes)."}, **NOT_FOUND},
     summary="The raw arrays of a kept analysis as .npz",
 )
-async def maps_npz(services: ServicesDep, analysis_id: IdPath) -> Response:
-    """Float32 maps, the uint8 label map `prediction`, (C, H, W) `mean_probs`, `probs`, `class_variance`, and `error` codes for an evaluation."""
+async def maps_npz(
+    services: ServicesDep,
+    analysis_id: IdPath,
+    save: Annotated[str, Query(max_length=200, description=SAVE_DESCRIPTION)] = "",
+) -> Response:
+    """The maps as float16 (`feature_distance` float32), the label map `prediction` (uint8 up to 256 classes, else uint16), `error`
+    codes (uint8) for an evaluation, and the (C, H, W) float32 `probs`, `mean_probs`, `class_variance` that `save` names; deflated, read by
+    `numpy.load`."""
+    try:
+        saved = parse_save(save)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, str(exc), "save") from exc
     entry = lookup(services.cache, analysis_id)
-    body = await anyio.to_thread.run_sync(write_npz, entry.arrays)
+    body = await anyio.to_thread.run_sync(write_npz, archive_arrays(entry.arrays, saved))
     disposition = f'attachment; filename="{download_name(entry.filename, "_maps.npz")}"'
     return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Request, Response
 
 from app.engine.analysis import Analysis
-from app.io.encoding import npz_bytes
+from app.io.npz import npz_bytes
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.early_refusal import PreferHeader, asked_mode, with_preference_applied
@@ -22,8 +22,9 @@ router = APIRouter(prefix=API_PREFIX, tags=["analysis"], route_class=UploadRoute
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The analysis: JSON (format=json) or an .npz attachment (format=npz) holding float32 maps, "
-        "the uint8 label map `prediction` and (C, H, W) `mean_probs`, `probs`, `class_variance`.",
+        "description": "The analysis: JSON (format=json) or an .npz attachment (format=npz, deflated, numpy.load reads it) holding the "
+        "maps as float16 (`feature_distance` float32), the label map `prediction` (uint8 up to 256 classes, else uint16) and, "
+        "when `save` names them, (C, H, W) float32 `probs`, `mean_probs`, `class_variance`.",
         "content": {NPZ_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
     },
     **ACCEPTED,
@@ -59,7 +60,7 @@ async def analyze(
     def encode(analysis: Analysis) -> Answer:
         if form.output_format == "npz":
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
-            return Answer(npz_bytes(analysis), NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
+            return Answer(npz_bytes(analysis, form.saved_arrays), NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
         return Answer(analysis_json(analysis, service.bundle.card, service.cache, file.filename, form.raw, form.raw_dtype, started), "application/json")
 
     mode = asked_mode(form.mode, prefer, services.jobs.enabled)
