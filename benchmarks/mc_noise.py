@@ -15,7 +15,7 @@ scheme (``stratified``, ``iid``), the engine analyses the image with 10 seeds, a
 - ms: median wall time of one ``run_mc`` (deterministic prefix + T samples), 1 thread.
 
 Estimators: ``sampled`` (the textbook plug-in, per mask scheme) and ``rao_blackwellised`` (``--enumerated`` channels per
-pixel summed exactly, i.i.d. draws, bias-corrected; :mod:`app.maps.rao_blackwell`), the analyses' default.
+pixel summed exactly, i.i.d. draws, bias-corrected; :mod:`app.maps.rao_blackwell`), opt-in.
 
 Images: synthetic test and OOD scenes (128×128) and skimage's coffee photo resized to long side 256. The exact sums
 are cached under ``--cache`` (they take minutes per image on a CPU).
