@@ -7,12 +7,12 @@ By default the archive holds the per-pixel maps and the label map only:
 
 ``float16`` keeps 11 significant bits: a normal value ``x`` is stored with an error of at most ``2^-11 |x|``
 (``2^-25`` absolute below ``2^-14``, where values are subnormal). Measured on a photo (``python
-benchmarks/output_size.py``), that rounding is 0.1–0.6 % of the maps' per-pixel MC standard deviation (RMS over
+benchmarks/output_size.py``), that rounding is 0.07–0.6 % of the sampled maps' per-pixel MC standard deviation (RMS over
 the pixels), and for ``confidence`` (one deterministic pass, no MC error) below a tenth of the MC-dropout spread
 of the same probability (``sqrt(variance)``) at 99 % of the pixels. ``feature_distance`` stays ``float32``: it is
 a percentile whose levels are spaced down to 2.4e-7 near 1 (:func:`app.maps.density.quantile_levels`), where
-out-of-distribution pixels fall; the largest ``float16`` below 1 is ``1 - 2^-11``, so every pixel beyond the
-99.95th percentile would collapse into three values.
+out-of-distribution pixels fall; the largest ``float16`` below 1 is ``1 - 2^-11``, so the pixels beyond the
+99.95th percentile would collapse into two values (``1 - 2^-11`` and 1).
 
 The ``(C, H, W)`` arrays (:data:`RAW_ARRAYS`: ``probs``, ``mean_probs``, ``class_variance``, ``float32``) are added
 only when asked for (:func:`parse_save`): at 12 megapixels and 5 classes they are 720 MB uncompressed.
