@@ -20,12 +20,13 @@ MAX_SAMPLES = 64
 MC_GROUPS = 10
 NOISE_Z = 2.0
 # How the sampled maps are estimated (app/engine/options.py): "sampled" (plug-in statistics of T textbook samples, the
-# reference), "rao_blackwellised" (channel dropout before a linear head: each pixel's ENUMERATED_CHANNELS widest channels
-# summed over exactly in every draw, bias-corrected; app/maps/rao_blackwell.py) or "auto" (rao_blackwellised where it
-# applies, else sampled). The engine's own default is "sampled"; analyses (API, CLI, page) use DEFAULT_ESTIMATOR, kept at
-# "sampled" until the Rao–Blackwellised head is fast enough (measured 6.4x a deterministic pass at 512², target 2.0x) and
+# reference), "rao_blackwellised" (channel dropout before a linear head: each pixel's ENUMERATED_CHANNELS strongest channels
+# summed over exactly in every draw, bias-corrected; app/maps/rao_blackwell.py), "propagated" (the same channels exact,
+# the others to second order, nothing sampled; app/maps/propagation.py) or "auto" (rao_blackwellised where it applies,
+# else sampled). The engine's own default is "sampled"; analyses (API, CLI, page) use DEFAULT_ESTIMATOR, kept at
+# "sampled" until the Rao–Blackwellised head is fast enough (measured 4.0x a deterministic pass at 512², target 2.0x) and
 # the default model's image_test is refitted with it (its image means shift: MI +30 % with the plug-in bias removed).
-Estimator = Literal["auto", "sampled", "rao_blackwellised"]
+Estimator = Literal["auto", "sampled", "rao_blackwellised", "propagated"]
 ESTIMATORS: Final[tuple[Estimator, ...]] = get_args(Estimator)
 DEFAULT_ESTIMATOR: Final[Estimator] = "sampled"
 ENUMERATED_CHANNELS = 3

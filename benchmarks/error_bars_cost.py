@@ -5,7 +5,8 @@ at full resolution, i.e. whole), in interleaved rounds (each round sees the same
 
 - the deterministic pass (``T = 0``);
 - each estimator with ``T`` samples, without error bars (``error_groups=0``) and with them (10 groups): ``sampled``
-  (the textbook plug-in, the reference) and ``rao_blackwellised`` (``--enumerated`` channels per pixel exact).
+  (the textbook plug-in, the reference), ``rao_blackwellised`` (``--enumerated`` channels per pixel exact) and
+  ``propagated`` (the same channels exact, the rest to second order: no samples, no bars, so its two columns agree).
 
 Printed per size and estimator: median times, the medians of the per-round ratios "with bars / deterministic" (target
 ≤ 2.0) and "bars / analysis" = (with − without) / with (target ≤ 0.10).
@@ -30,7 +31,7 @@ from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.sampling import SamplingOptions, run_mc
 from app.io.bundle import load_bundle
 
-ESTIMATORS = ("sampled", "rao_blackwellised")
+ESTIMATORS = ("sampled", "rao_blackwellised", "propagated")
 
 
 def _seconds(run: Callable[[], object]) -> float:

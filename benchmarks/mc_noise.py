@@ -15,12 +15,13 @@ scheme (``stratified``, ``iid``), the engine analyses the image with 10 seeds, a
 - ms: median wall time of one ``run_mc`` (deterministic prefix + T samples), 1 thread.
 
 Estimators: ``sampled`` (the textbook plug-in, per mask scheme) and ``rao_blackwellised`` (``--enumerated`` channels per
-pixel summed exactly, i.i.d. draws, bias-corrected; :mod:`app.maps.rao_blackwell`), opt-in.
+pixel summed exactly, i.i.d. draws, bias-corrected; :mod:`app.maps.rao_blackwell`), opt-in, and ``propagated`` (the same
+channels exact, the rest to second order, nothing sampled: sd 0, no error bars; :mod:`app.maps.propagation`).
 
 Images: synthetic test and OOD scenes (128×128) and skimage's coffee photo resized to long side 256. The exact sums
 are cached under ``--cache`` (they take minutes per image on a CPU).
 
-Usage: python benchmarks/mc_noise.py [--seeds 40] [--samples 5 10 20 50 100] [--estimators sampled rao_blackwellised] [--enumerated 3]
+Usage: python benchmarks/mc_noise.py [--seeds 40] [--samples 5 10 20 50 100] [--estimators sampled rao_blackwellised propagated] [--enumerated 3]
        [--threads 1] [--cache runs/mc_noise]
 """
 
@@ -142,7 +143,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     p.add_argument("--model", default="default")
     p.add_argument("--seeds", type=int, default=40)
-    p.add_argument("--estimators", nargs="+", default=["sampled", "rao_blackwellised"], choices=["sampled", "rao_blackwellised"])
+    p.add_argument("--estimators", nargs="+", default=["sampled", "rao_blackwellised"], choices=["sampled", "rao_blackwellised", "propagated"])
     p.add_argument("--enumerated", type=int, default=ENUMERATED_CHANNELS)
     p.add_argument("--samples", type=int, nargs="+", default=[5, 10, 20, 50, 100])
     p.add_argument("--threads", type=int, default=1)
@@ -168,7 +169,7 @@ def main() -> int:
             print(f"{label}: exact sums over 2^16 masks in {time.perf_counter() - start:.0f} s", file=sys.stderr)
         for samples in args.samples:
             for estimator, scheme in configs:
-                label_masks = scheme if estimator == "sampled" else f"rao_blackwellised k={args.enumerated}"
+                label_masks = scheme if estimator == "sampled" else f"{estimator} k={args.enumerated}"
                 runs = mc_runs(net, x, size, samples, scheme, args.seeds, estimator, args.enumerated)
                 row: dict[str, float] = {"ms": 1000 * statistics.median(runs.seconds)}
                 for name in MAPS:
@@ -176,8 +177,11 @@ def main() -> int:
                     mean, sd = statistics.fmean(values), statistics.stdev(values)
                     row[f"{name} bias"] = 100 * (mean - exact[name]) / exact[name]
                     row[f"{name} sd"] = 100 * sd / exact[name]
-                    row[f"{name} se/sd"] = statistics.fmean(e * e for e in runs.errors[name]) ** 0.5 / sd
-                    row[f"{name} cover"] = statistics.fmean(abs(v - exact[name]) <= 1.96 * e for v, e in zip(values, runs.errors[name], strict=True))
+                    errors = runs.errors[name]
+                    row[f"{name} se/sd"] = statistics.fmean(e * e for e in errors) ** 0.5 / sd if errors and sd > 0 else float("nan")
+                    row[f"{name} cover"] = (
+                        statistics.fmean(abs(v - exact[name]) <= 1.96 * e for v, e in zip(values, errors, strict=True)) if errors else float("nan")
+                    )
                     detail.append(
                         f"| {label} | {name} | {exact[name]:.5f} | {samples} | {label_masks} | {mean:.5f} | {sd:.5f} | "
                         f"{row[f'{name} bias']:+.1f} | {row[f'{name} sd']:.1f} |"

@@ -1,16 +1,19 @@
 """Pure tensor kernels compiled with ``torch.compile`` where that works, run eagerly where it does not.
 
 A :class:`Kernel` wraps one pure function. Its first call compiles it (inductor, dynamic shapes: a new tile size does
-not recompile) and checks the compiled result against the eager one on that call's inputs; any failure — no C++
+not recompile), checks the compiled result against the eager one on that call's inputs and returns the compiled one
+(so every call of a process uses the same arithmetic and repeats give identical results); any failure — no C++
 compiler, an unsupported device, a mismatch — logs one warning and the kernel stays eager for the rest of the process.
 Calls are serialised by a lock: the compiled kernel already uses every core, and compilation is not thread-safe.
-:func:`set_compilation` turns compilation off process-wide (``SEGU_COMPILE=false``; the command line's ``--no-compile``).
+The compiler's own deprecation warnings are silenced during compiled calls (under ``-W error`` they would abort it).
+:func:`set_compilation` turns compilation off process-wide (``SEGU_COMPILE_KERNELS=false`` for the server).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -73,7 +76,9 @@ class Kernel:
             if self.failed:
                 return self.fn(*args)
             try:
-                return self.compiled(*args)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    return self.compiled(*args)
             except Exception as error:
                 self._give_up(error)
                 return self.fn(*args)
@@ -83,14 +88,17 @@ class Kernel:
         try:
             logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
             compiled = torch.compile(self.fn, dynamic=True)
-            got = compiled(*args)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = compiled(*args)
             if not (self.compare(got, expected) if self.compare is not None else _same(got, expected, self.rtol, self.atol)):
                 raise RuntimeError("the compiled kernel's result differs from the eager one")
             self.compiled = compiled
         except Exception as error:
             self.compiled = self.fn
             self._give_up(error)
-        return expected
+            return expected
+        return got
 
     def _give_up(self, error: BaseException) -> None:
         self.failed = True

@@ -3,8 +3,10 @@
 Five ways, each behind the one :class:`Sampler` protocol:
 
 - :class:`RaoBlackwellTail` — ``estimator`` ``"rao_blackwellised"`` or ``"auto"`` on a tileable head: each draw sums
-  each pixel's widest channels exactly (:class:`~app.engine.rb_head.RaoBlackwellHead`); another estimator than the
+  each pixel's strongest channels exactly (:class:`~app.engine.rb_head.RaoBlackwellHead`); another estimator than the
   samplers below, so its maps differ from theirs by MC error, not by rounding.
+- :class:`PropagatedTail` — ``estimator`` ``"propagated"`` on a tileable head: the same channels exact, the others
+  propagated to second order, nothing sampled (:class:`~app.engine.propagated_head.PropagatedHead`); biased, noise-free.
 - :class:`TiledTail` — channel dropout before a linear stride-1 head on a pass that only permutes pixels: the
   samples are summed row tile by row tile in cache (:class:`~app.engine.tiled_head.TiledHeadSampler`).
 - :class:`FactorisedTail` — channel dropout before a linear head: each sample is a mask-weighted sum of per-channel
@@ -33,10 +35,23 @@ from app.engine.factorised_head import FactorisedHead, factorisable
 from app.engine.network import SegmentationNet
 from app.engine.options import SamplingOptions
 from app.engine.pool import PassPool
+from app.engine.propagated_head import PropagatedHead
 from app.engine.rb_head import RaoBlackwellHead
 from app.engine.tiled_head import TiledHeadSampler, tileable
 
-__all__ = ["CachedTail", "FactorisedTail", "FullPasses", "PassJob", "RaoBlackwellTail", "Sampler", "TiledTail", "auto_chunk", "choose_sampler", "nbytes"]
+__all__ = [
+    "CachedTail",
+    "FactorisedTail",
+    "FullPasses",
+    "PassJob",
+    "PropagatedTail",
+    "RaoBlackwellTail",
+    "Sampler",
+    "TiledTail",
+    "auto_chunk",
+    "choose_sampler",
+    "nbytes",
+]
 
 
 @dataclass(frozen=True)
@@ -215,6 +230,25 @@ class RaoBlackwellTail:
         pool.adopt_maps(head.maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups))
 
 
+@dataclass(frozen=True)
+class PropagatedTail:
+    """Sampling-free statistics (:class:`~app.engine.propagated_head.PropagatedHead`) for the one pass of an analysis.
+
+    A pass among several (an ensemble member) samples as :class:`TiledTail` does.
+    """
+
+    options: SamplingOptions
+    uses_prefix = True
+
+    def draw(self, job: PassJob, pool: PassPool) -> None:
+        """See :meth:`Sampler.draw`."""
+        o = self.options
+        if pool.passes != 1:
+            TiledTail(o).draw(job, pool)
+            return
+        pool.adopt_maps(PropagatedHead(job.member, job.cached, o.enumerated).maps(o.samples, o.temperature, o.cancel))
+
+
 def choose_sampler(member: SegmentationNet, aug: Augmentation, options: SamplingOptions) -> Sampler:
     """The sampler of one pass: the fastest of :class:`TiledTail`, :class:`FactorisedTail`, :class:`CachedTail` that applies, or :class:`FullPasses`.
 
@@ -225,7 +259,9 @@ def choose_sampler(member: SegmentationNet, aug: Augmentation, options: Sampling
     """
     if options.strategy == "full":
         return FullPasses(options)
-    if options.factorise and options.estimator != "sampled" and options.samples >= 2 and aug.identity and tileable(member):
+    if options.factorise and options.estimator == "propagated" and options.samples >= 1 and aug.identity and tileable(member):
+        return PropagatedTail(options)
+    if options.factorise and options.estimator in ("auto", "rao_blackwellised") and options.samples >= 2 and aug.identity and tileable(member):
         return RaoBlackwellTail(options)
     if options.factorise and options.samples > 0 and aug.permutes and tileable(member):
         return TiledTail(options)

@@ -37,7 +37,8 @@ class UncertaintyMaps:
         feature_distance: ``(B, H, W)`` feature-distance map of the deterministic pass (:mod:`app.maps.density`);
             ``None`` when no density was given (:meth:`scalar_maps` then reports zeros).
         estimator: How the sampled maps were estimated: ``"sampled"`` (plug-in statistics of ``T`` samples) or
-            ``"rao_blackwellised"`` (:mod:`app.maps.rao_blackwell`: ``k`` channels per pixel summed exactly, bias-corrected).
+            ``"rao_blackwellised"`` (:mod:`app.maps.rao_blackwell`: ``k`` channels per pixel summed exactly, bias-corrected)
+            or ``"propagated"`` (:mod:`app.maps.propagation`: no sampling, no replicates, a second-order truncation bias).
         enumerated: ``k``, the channels summed over exactly at each pixel (0 for ``"sampled"``).
     """
 
