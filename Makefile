@@ -73,6 +73,7 @@ screenshots: install browser
 
 bench: install
 	$(PY) benchmarks/mc_sampling.py
+	$(PY) benchmarks/error_bars_cost.py
 
 train: install
 	$(PY) -m app train --out models/default
