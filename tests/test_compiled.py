@@ -31,7 +31,7 @@ def _inputs(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(3, n, generator=gen), torch.randn(3, n, generator=gen)
 
 
-def test_the_compiled_kernel_equals_the_eager_function_and_does_not_recompile_per_size() -> None:
+def test_the_compiled_kernel_equals_the_eager_function_at_several_sizes() -> None:
     kernel = Kernel(_softplus_sum)
     for n in (7, 64, 33):
         x, y = _inputs(n, n)
@@ -100,7 +100,7 @@ def test_the_compiled_draw_kernel_matches_a_float64_reference() -> None:
     patterns, weights = enumeration(k, keep, torch.device("cpu"))
     offsets = torch.matmul(patterns, torch.randn(b, k, c * n, generator=gen)).view(b, 2**k, c, n) / tau
     log_s = offsets - offsets.amax(dim=2, keepdim=True)
-    p, q, h = Kernel(draw_moments)(masks, rest, bias, tau, log_s.exp(), log_s, weights)
+    p, q, h = Kernel(draw_moments)(masks, rest, bias, tau, log_s, weights)
     z = ((torch.bmm(masks, rest).view(b, t, c, n) + bias.view(1, 1, c, 1)) / tau).double()
     branch = torch.softmax(z.unsqueeze(2) + offsets.double().unsqueeze(1), dim=3)  # (B, T, S, C, n)
     w = weights.double().view(1, 1, -1, 1, 1)

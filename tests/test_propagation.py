@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
@@ -66,3 +67,13 @@ def test_the_engine_reports_a_noise_free_estimate_without_error_bars(tiny_bundle
     for name in ("mutual_information", "entropy", "variance"):
         torch.testing.assert_close(getattr(maps, name)[0].double(), exact[name], rtol=1e-4, atol=2e-6)
     assert mean_errors(["mutual_information"], None, maps.samples)["mutual_information"] is None
+
+
+def test_large_propagated_perturbations_stay_in_the_valid_range() -> None:
+    """Channels of sd 2 nats at keep 0.5 push the second-order terms far out; the moments stay probabilities."""
+    gen = torch.Generator().manual_seed(8)
+    parts, bias = torch.randn(1, 16, 5, 500, generator=gen) * 2.0, torch.randn(5, generator=gen)
+    _, mean, second, expected = propagated_moments(parts, bias, 3, 0.5)
+    assert float(mean.min()) >= 0.0 and torch.allclose(mean.sum(1), torch.ones(1, 500))
+    assert float(second.min()) >= 0.0 and bool((second <= mean + 1e-7).all())
+    assert float(expected.min()) >= 0.0 and float(expected.max()) <= math.log(5) + 1e-6

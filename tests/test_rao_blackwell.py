@@ -16,7 +16,7 @@ from app.engine.samplers import RaoBlackwellTail, TiledTail, choose_sampler
 from app.engine.sampling import SamplingOptions, run_mc
 from app.io.bundle import Bundle
 from app.maps.functions import entropy
-from app.maps.rao_blackwell import Branches, enumeration, rao_blackwell_draws, select_channels
+from app.maps.rao_blackwell import Branches, branch_moments, enumeration, rao_blackwell_draws, select_channels
 from app.maps.rb_finalize import GroupSums, finalize_block
 from app.maps.registry import SAMPLED_MAPS
 
@@ -184,3 +184,30 @@ def test_auto_picks_rao_blackwell_for_one_plain_pass_only(tiny_bundle: Bundle) -
     assert isinstance(choose_sampler(net, Augmentation(), SamplingOptions(samples=4)), TiledTail)
     with pytest.raises(ValueError, match="estimator"):
         SamplingOptions(estimator="bogus")  # type: ignore[arg-type]
+
+
+def _branch_reference(z: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    branch = torch.softmax(z.double().unsqueeze(2) + log_s.double().unsqueeze(1), dim=3)
+    w = weights.double().view(1, 1, -1, 1, 1)
+    return (w * branch).sum(2), (w * branch.square()).sum(2), (w * torch.special.entr(branch)).sum(3).sum(2)
+
+
+def test_branch_moments_hold_where_draw_and_branch_logits_span_far_more_than_40_nats() -> None:
+    """Draw logits (100, 0, 0) and branch offsets (0, 60, 0) or (0, 44, 0): probabilities (1, 4e-18) and (0.73, 0.27)."""
+    z = torch.tensor([[100.0, 0.0, 0.0], [45.0, 0.0, 0.0]]).T.reshape(1, 1, 3, 2)
+    log_s = torch.tensor([[[0.0, 60.0, 0.0], [0.0, 44.0, 0.0]], [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]]).permute(0, 2, 1).unsqueeze(0)
+    weights = torch.tensor([0.5, 0.5])
+    for got, ref in zip(branch_moments(z, log_s, weights), _branch_reference(z, log_s, weights), strict=True):
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+def test_no_dropout_gives_finite_maps_equal_to_the_deterministic_softmax() -> None:
+    """keep = 1: every branch but the all-kept one has weight 0 (0/0 must not appear)."""
+    gen = torch.Generator().manual_seed(5)
+    parts, bias = torch.randn(1, 6, 4, 30, generator=gen), torch.randn(4, generator=gen)
+    branches = Branches(parts, select_channels(parts, 3, bias), keep=1.0)
+    draws = rao_blackwell_draws(branches, bias, torch.ones(1, 5, 6))
+    p = torch.softmax(parts.sum(1) + bias.view(1, 4, 1), dim=1)
+    assert all(bool(torch.isfinite(t).all()) for t in (draws.p, draws.q, draws.h))
+    torch.testing.assert_close(draws.p, p.unsqueeze(1).expand_as(draws.p), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(draws.q, p.square().unsqueeze(1).expand_as(draws.q), rtol=1e-5, atol=1e-6)

@@ -4,8 +4,9 @@ A :class:`Kernel` wraps one pure function. Its first call compiles it (inductor,
 not recompile), checks the compiled result against the eager one on that call's inputs and returns the compiled one
 (so every call of a process uses the same arithmetic and repeats give identical results); any failure — no C++
 compiler, an unsupported device, a mismatch — logs one warning and the kernel stays eager for the rest of the process.
-Calls are serialised by a lock: the compiled kernel already uses every core, and compilation is not thread-safe.
-The compiler's own deprecation warnings are silenced during compiled calls (under ``-W error`` they would abort it).
+Calls of every kernel are serialised by one lock: the compiled kernels already use every core, compilation is not
+thread-safe, and the compiler's own deprecation warnings are silenced during compiled calls (under ``-W error`` they
+would abort it; the filters are process-wide). Running out of memory is raised, not taken for a compiler failure.
 :func:`set_compilation` turns compilation off process-wide (``SEGU_COMPILE_KERNELS=false`` for the server).
 """
 
@@ -23,6 +24,7 @@ __all__ = ["Kernel", "compilation_enabled", "set_compilation"]
 
 _log = logging.getLogger(__name__)
 _enabled = True
+_LOCK = threading.Lock()
 
 
 def set_compilation(enabled: bool) -> None:
@@ -39,7 +41,7 @@ def compilation_enabled() -> bool:
 def _same(a: Any, b: Any, rtol: float, atol: float) -> bool:
     left = a if isinstance(a, tuple | list) else (a,)
     right = b if isinstance(b, tuple | list) else (b,)
-    return len(left) == len(right) and all(torch.allclose(x, y, rtol=rtol, atol=atol) for x, y in zip(left, right, strict=True))
+    return len(left) == len(right) and all(torch.allclose(x, y, rtol=rtol, atol=atol, equal_nan=True) for x, y in zip(left, right, strict=True))
 
 
 class Kernel:
@@ -59,7 +61,6 @@ class Kernel:
         self.compare = compare
         self.compiled: Callable[..., Any] | None = None
         self.failed = False
-        self._lock = threading.Lock()
 
     @property
     def mode(self) -> str:
@@ -70,7 +71,7 @@ class Kernel:
         """``fn(*args)``, through the compiled function when there is one."""
         if self.failed or (not _enabled and self.compiled is None):
             return self.fn(*args)
-        with self._lock:
+        with _LOCK:
             if self.compiled is None:
                 return self._compile_and_check(args)
             if self.failed:
@@ -79,6 +80,8 @@ class Kernel:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     return self.compiled(*args)
+            except torch.OutOfMemoryError:
+                raise
             except Exception as error:
                 self._give_up(error)
                 return self.fn(*args)

@@ -31,7 +31,16 @@ __all__ = ["DRAW_KERNEL", "FINALIZE_KERNEL", "RB_SCHEME", "RaoBlackwellHead"]
 RB_SCHEME = "iid"
 
 DRAW_KERNEL = Kernel(draw_moments)
-FINALIZE_KERNEL = Kernel(finalize_sums)
+
+
+def _same_maps(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+    """Float maps equal to rounding; the arg-max (index 2) equal but for near ties (≥ 99 % of pixels)."""
+    floats = [i for i in range(len(expected)) if i != 2]
+    close = all(torch.allclose(got[i], expected[i], rtol=1e-4, atol=1e-6, equal_nan=True) for i in floats)
+    return close and float((got[2] == expected[2]).float().mean()) >= 0.99
+
+
+FINALIZE_KERNEL = Kernel(finalize_sums, compare=_same_maps)
 
 
 class RaoBlackwellHead(TiledHeadSampler):
@@ -70,7 +79,7 @@ class RaoBlackwellHead(TiledHeadSampler):
         branches = 2**self.enumerated
         per_row = 4 * c * w * max(k + 2 * len(spans) + 2, branches * 3)
         rows = max(1, min(h, self.tile_bytes // max(per_row, 1)))
-        per_draw = 4 * rows * w * (2 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
+        per_draw = 4 * rows * w * (3 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
         chunk = max(2, self.tile_bytes // per_draw)
         row_done = progress_steps(cancel, -(-h // rows), "row tile")
         bias = self.bias.view(-1) if self.bias is not None else torch.zeros(c, device=device, dtype=dtype)
@@ -80,13 +89,13 @@ class RaoBlackwellHead(TiledHeadSampler):
             r1 = min(h, r0 + rows)
             n = (r1 - r0) * w
             tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-            det, rest, exp_s, log_s = tile_branches(tile.reshape(b, k, c, n), bias, patterns, tau, self.enumerated)
+            det, rest, log_s = tile_branches(tile.reshape(b, k, c, n), bias, patterns, tau, self.enumerated)
             probs[:, :, r0:r1] = det.view(b, c, r1 - r0, w)
             sums = GroupSums([len(s) for s in spans], b, c, n, device)
             for s0 in range(0, samples, chunk):
                 checkpoint(cancel)
                 s1 = min(samples, s0 + chunk)
-                sums.add(s0, *DRAW_KERNEL(masks[:, s0:s1], rest, bias, tau, exp_s, log_s, weights))
+                sums.add(s0, *DRAW_KERNEL(masks[:, s0:s1], rest, bias, tau, log_s, weights))
             out: dict[str, torch.Tensor] = {name: t[:, :, r0:r1].view(b, c, n) for name, t in full.items()}
             out.update({name: t[:, r0:r1].view(b, n) for name, t in flat.items()})
             out["prediction"] = prediction[:, r0:r1].view(b, n)

@@ -10,12 +10,15 @@ each statistic ``f ∈ {p_c, p_c², H(p)}`` of the branch softmax is taken to se
 
 With ``A_c = (e_c - p)ᵀ Σ (e_c - p)`` and ``B = Σ_c p_c Σ_cc - pᵀ Σ p`` (``p`` the branch softmax), the softmax's
 directional second derivatives give ``½ tr(∇²p_c Σ) = ½ p_c (A_c - B)``, ``½ tr(∇²p_c² Σ) = p_c² (2 A_c - B)`` and
-``½ tr(∇²H Σ) = -½ Σ_c p_c (A_c - B) log p_c - ½ B``. No noise, no samples; the truncation is a bias, measured against
-exact enumeration in ``docs/results.md``. Pure tensor code; no model here.
+``½ tr(∇²H Σ) = -½ Σ_c p_c (A_c - B) log p_c - ½ B``. Where the propagated channels move the logits by several nats
+the expansion can leave the valid range, so ``E p`` is clamped at 0 and renormalised, ``E p²`` kept in ``[0, E p]``
+and ``E H`` in ``[0, log C]``. No noise, no samples; the truncation is a bias, measured against exact enumeration in
+``docs/results.md``. Pure tensor code; no model here.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -59,7 +62,7 @@ def propagate(
     k = chosen.shape[1]
     selected = torch.zeros(b, kk, n, device=parts.device, dtype=parts.dtype).scatter(1, chosen, 1.0)
     rest = parts * (1.0 - selected).unsqueeze(2) / tau
-    cov = (rest.unsqueeze(3) * rest.unsqueeze(2)).sum(1) * sigma2
+    cov = torch.einsum("bkcn,bkdn->bcdn", rest, rest) * sigma2
     picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n)) / tau
     offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, patterns.shape[0], c, n)
     z = (rest.sum(1) + bias.view(1, c, 1) / tau).unsqueeze(1) + offsets
@@ -75,4 +78,8 @@ def propagate(
     entropy = -(p * log_p).sum(2) - 0.5 * (p * (a - b_term) * log_p).sum(2) - 0.5 * b_term.squeeze(2)
     w = weights.view(1, -1, 1, 1)
     deterministic = torch.softmax((parts.sum(1) + bias.view(1, c, 1)) / tau, dim=1)
-    return deterministic, (w * mean).sum(1), (w * second).sum(1), (weights.view(1, -1, 1) * entropy).sum(1)
+    mean_p = (w * mean).sum(1).clamp(min=0.0)
+    mean_p = mean_p / mean_p.sum(1, keepdim=True)
+    second_p = torch.minimum((w * second).sum(1).clamp(min=0.0), mean_p)
+    expected = (weights.view(1, -1, 1) * entropy).sum(1).clamp(0.0, math.log(c))
+    return deterministic, mean_p, second_p, expected

@@ -66,16 +66,11 @@ class Draws:
         self.p, self.q, self.h = p, q, h
 
 
-_FLOOR = -40.0
-
-
 class Branches:
     """What every draw of a block shares: the other channels' parts and the enumerated channels' exact branches.
 
-    Softmax factorises over a sum of logits, ``softmax(r + o)_c ∝ e^{r_c} e^{o_c}``, so the ``2^k`` branch exponentials
-    ``e^{o_s}`` are computed once per block and a draw's branches cost a product instead of an exponential. Both factors
-    are taken relative to their maximum over classes and floored at ``e^-40``, so no product underflows (the floor changes
-    probabilities below ``4e-18`` only).
+    The ``2^k`` branch offsets ``o_s`` are computed once per block (relative to their class maximum); each draw adds
+    them to its own logits (:func:`branch_moments`).
 
     Args:
         parts: ``(B, K, C, n)`` per-channel head outputs ``a_k``.
@@ -87,15 +82,15 @@ class Branches:
     def __init__(self, parts: torch.Tensor, chosen: torch.Tensor, keep: float, temperature: float = 1.0) -> None:
         b, _, c, n = parts.shape
         patterns, self.weights = enumeration(chosen.shape[1], keep, parts.device, parts.dtype)
-        self.rest, self.exp, self.log_e = branch_factors(parts, chosen, patterns, 1.0 / temperature)
+        self.rest, self.log_e = branch_factors(parts, chosen, patterns, 1.0 / temperature)
         self.temperature = temperature
         self.shape = (b, c, n)
 
 
 def branch_factors(
     parts: torch.Tensor, chosen: torch.Tensor, patterns: torch.Tensor, inv_temperature: float | torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The factors of :class:`Branches`: the other channels' parts and the branches' exponentials.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The factors of :class:`Branches`: the other channels' parts and the branches' offsets.
 
     Args:
         parts: ``(B, K, C, n)`` per-channel head outputs.
@@ -104,8 +99,8 @@ def branch_factors(
         inv_temperature: ``1 / τ``.
 
     Returns:
-        ``rest`` ``(B, K, C·n)`` (the chosen channels zeroed), ``e^{o_s}`` and ``o_s`` ``(B, 2^k, C, n)``, both relative
-        to their class maximum and floored at ``e^-40``.
+        ``rest`` ``(B, K, C·n)`` (the chosen channels zeroed) and the offsets ``o_s`` ``(B, 2^k, C, n)`` relative to
+        their class maximum.
     """
     b, kk, c, n = parts.shape
     k = chosen.shape[1]
@@ -113,13 +108,12 @@ def branch_factors(
     rest = (parts * (1.0 - selected).unsqueeze(2)).reshape(b, kk, c * n)
     picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n))
     offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, patterns.shape[0], c, n) * inv_temperature
-    log_e = (offsets - offsets.amax(dim=2, keepdim=True)).clamp(min=_FLOOR)
-    return rest, log_e.exp(), log_e
+    return rest, offsets - offsets.amax(dim=2, keepdim=True)
 
 
 def tile_branches(
     parts: torch.Tensor, bias: torch.Tensor, patterns: torch.Tensor, temperature: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Everything a block's draws share, from its per-channel head outputs: one kernel for :mod:`app.engine.rb_head`.
 
     Args:
@@ -134,44 +128,43 @@ def tile_branches(
     """
     c = parts.shape[2]
     probs = torch.softmax((parts.sum(dim=1) + bias.view(1, c, 1)) / temperature, dim=1)
-    rest, exp_s, log_s = branch_factors(parts, select_channels(parts, k, bias, temperature), patterns, 1.0 / temperature)
-    return probs, rest, exp_s, log_s
+    rest, log_s = branch_factors(parts, select_channels(parts, k, bias, temperature), patterns, 1.0 / temperature)
+    return probs, rest, log_s
 
 
-def branch_moments(z: torch.Tensor, exp_s: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def branch_moments(z: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The branch-weighted softmax moments of ``T`` draws: the kernel of :func:`rao_blackwell_draws`.
 
-    With ``r_t`` the draw's logits over the other channels and ``o_s`` branch ``s``'s offsets, ``softmax(r_t + o_s)_c
-    = e^{r_tc} e^{o_sc} / N_ts``. Written as broadcast products and sums so that a compiler can fuse it into one loop.
+    With ``r_t`` the draw's logits over the other channels and ``o_s`` branch ``s``'s offsets, every ``softmax(r_t +
+    o_s)`` is computed from ``l = r_t + o_s`` less its class maximum (no underflow whatever the two logits' ranges),
+    written as broadcast sums so that a compiler fuses it into one loop.
 
     Args:
         z: ``(B, T, C, n)`` the draws' logits over the non-enumerated channels (bias and temperature applied).
-        exp_s: ``(B, S, C, n)`` ``e^{o_s}`` relative to its class maximum (:class:`Branches`).
-        log_s: ``(B, S, C, n)`` its logarithm.
+        log_s: ``(B, S, C, n)`` the branches' offsets ``o_s`` (any shift per pixel and branch).
         weights: ``(S,)`` the branches' probabilities ``π_s``.
 
     Returns:
         ``P_t`` and ``Q_t`` ``(B, T, C, n)``, ``H_t`` ``(B, T, n)``.
     """
-    log_r = (z - z.amax(dim=2, keepdim=True)).clamp(min=_FLOOR)
-    e = log_r.exp().unsqueeze(2) * exp_s.unsqueeze(1)
+    logits = z.unsqueeze(2) + log_s.unsqueeze(1)
+    logits = logits - logits.amax(dim=3, keepdim=True)
+    e = logits.exp()
     norm = e.sum(dim=3)
-    tilted = (e * (log_r.unsqueeze(2) + log_s.unsqueeze(1))).sum(dim=3)
-    entropy = norm.log() - tilted / norm
+    entropy = norm.log() - (e * logits).sum(dim=3) / norm
     w = weights.view(1, 1, -1, 1)
-    share = w / norm
-    p = (e * share.unsqueeze(3)).sum(dim=2)
-    q = (e.square() * (share * share / w).unsqueeze(3)).sum(dim=2)
+    p = (e * (w / norm).unsqueeze(3)).sum(dim=2)
+    q = (e.square() * (w / norm.square()).unsqueeze(3)).sum(dim=2)
     return p, q, (entropy * w).sum(dim=2)
 
 
 def draw_moments(
-    masks: torch.Tensor, rest: torch.Tensor, bias: torch.Tensor, temperature: torch.Tensor, exp_s: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor
+    masks: torch.Tensor, rest: torch.Tensor, bias: torch.Tensor, temperature: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`branch_moments` of draws given by their masks: ``(B, T, K)`` masks, ``rest`` ``(B, K, C·n)``, ``bias`` ``(C,)``, 0-d ``τ``."""
-    b, _, c, n = exp_s.shape
+    b, _, c, n = log_s.shape
     z = (torch.bmm(masks, rest).view(b, masks.shape[1], c, n) + bias.view(1, 1, c, 1)) / temperature
-    return branch_moments(z, exp_s, log_s, weights)
+    return branch_moments(z, log_s, weights)
 
 
 def rao_blackwell_draws(branches: Branches, bias: torch.Tensor | None, masks: torch.Tensor) -> Draws:
@@ -189,4 +182,4 @@ def rao_blackwell_draws(branches: Branches, bias: torch.Tensor | None, masks: to
     c = branches.shape[1]
     b = bias if bias is not None else torch.zeros(c, device=masks.device, dtype=masks.dtype)
     tau = torch.tensor(branches.temperature, device=masks.device, dtype=masks.dtype)
-    return Draws(*draw_moments(masks, branches.rest, b, tau, branches.exp, branches.log_e, branches.weights))
+    return Draws(*draw_moments(masks, branches.rest, b, tau, branches.log_e, branches.weights))
