@@ -19,6 +19,7 @@ any other key its status, events, result and cancelling answer 404 ``job_not_fou
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections import OrderedDict
@@ -36,7 +37,7 @@ from app.engine.cancel import CancelToken, Progress
 from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError
 from app.io.masks import MaskError
-from app.web.admission import Overloaded
+from app.web.admission import RETRY_AFTER_MAX, SERVICE_TIME_WEIGHT, Overloaded
 from app.web.errors import ApiError, error_body
 from app.web.security.api_keys import current_owner, same_owner
 from app.web.settings import env_name
@@ -179,6 +180,7 @@ class JobStore:
         self.turn = anyio.Lock()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._tasks: TaskGroup | None = None
+        self.mean_job_seconds: float | None = None
 
     def __len__(self) -> int:
         self._expire()
@@ -211,8 +213,27 @@ class JobStore:
         if len(self._jobs) >= self.max_jobs and not any(job.is_finished for job in self._jobs.values()):
             raise Overloaded(
                 f"the server is busy: {len(self._jobs)} jobs are queued or running, the most it keeps ({env_name('max_jobs')} = {self.max_jobs}); retry later",
-                RETRY_AFTER,
+                self.retry_after(),
             )
+
+    def record_duration(self, seconds: float) -> None:
+        """Fold a finished job's running time into :attr:`mean_job_seconds` (the same weighting as admission's)."""
+        mean = self.mean_job_seconds
+        self.mean_job_seconds = seconds if mean is None else (1.0 - SERVICE_TIME_WEIGHT) * mean + SERVICE_TIME_WEIGHT * seconds
+
+    def retry_after(self, now: float | None = None) -> int:
+        """Seconds until a kept job is likely to finish and free its place, for a full store's ``Retry-After``.
+
+        The measured mean running time less how long the longest-running job has run (at least 1 s), or the mean
+        itself when every job still waits; :data:`RETRY_AFTER` until a job has finished. Clamped to 1..60.
+        """
+        mean = self.mean_job_seconds
+        if mean is None:
+            return RETRY_AFTER
+        clock = time.time() if now is None else now
+        running = [clock - job.started for job in self._jobs.values() if job.state == "running" and job.started is not None]
+        remaining = max(1.0, mean - max(running)) if running else mean
+        return max(1, min(RETRY_AFTER_MAX, math.ceil(remaining)))
 
     def submit(self, kind: JobKind, model: str, work: int, describe: str, run: Callable[[Job], Awaitable[None]]) -> Job:
         """Keep a new job of the request's API key and start ``run(job)`` in the background (making room by dropping the
@@ -239,6 +260,8 @@ class JobStore:
         finally:
             if not job.is_finished:  # cancelled by the shutdown of the task group
                 job.mark("cancelled", error=JobError(ErrorCode.NOT_READY, ErrorCode.NOT_READY.status, "the server shut down before the job finished"))
+            if job.state == "done" and job.started is not None and job.finished is not None:
+                self.record_duration(job.finished - job.started)
             job.expires = self.clock() + self.ttl
 
     def get(self, job_id: str, owner: str | None = None) -> Job:
