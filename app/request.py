@@ -32,6 +32,10 @@ class AnalysisRequest:
         tta: Test-time augmentation (:data:`app.defaults.TTA_MODES`).
         min_area: Smallest connected component listed in the region table.
         chunk_size: Samples per batched pass (``None``: from the memory budget).
+        class_arrays: Keep the ``(C, H, W)`` float32 arrays ``probs``, ``mean_probs`` and ``class_variance`` in the
+            analysis (:class:`~app.engine.analysis.ClassArrays`). ``False``: the maps and labels only, which every map, PNG
+            and the region table are made of; a full-resolution analysis then holds ``12·C`` bytes a pixel fewer
+            (``analyze`` keeps them only when ``--save`` names one).
 
     Raises:
         ValueError: a value out of its range (raised on construction).
@@ -44,6 +48,7 @@ class AnalysisRequest:
     tta: TtaMode = DEFAULT_TTA
     min_area: int = MIN_AREA
     chunk_size: int | None = None
+    class_arrays: bool = True
 
     def __post_init__(self) -> None:
         if self.samples < 0:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from app.maps.mc_error import mean_errors
 from app.maps.regions import Region, region_table
 
 NAMES = ["background", "car", "tree"]
@@ -113,3 +115,30 @@ def test_min_area_below_one_rejected() -> None:
     """min_area must be ≥ 1."""
     with pytest.raises(ValueError, match="min_area"):
         region_table(_scene(), {}, NAMES, min_area=0)
+
+
+def test_rows_equal_those_of_the_pixels_listed_by_nonzero() -> None:
+    """Gathering by masks (in bands of rows for the areas) gives exactly the areas, boxes and float64 means (and replicate
+    means) of the pixel lists ``np.nonzero`` gives, on a random 3-class map with many components."""
+    rng = np.random.default_rng(1)
+    pred = rng.integers(0, 3, (60, 70)) * (rng.random((60, 70)) < 0.7)
+    maps = _maps(pred.shape, seed=2)
+    replicates = {"entropy": rng.random((4, *pred.shape)).astype(np.float32)}
+    table = region_table(pred, maps, NAMES, min_area=3, replicates=replicates, samples=8)
+    expected = []
+    for c in np.unique(pred):
+        mask = pred == c
+        regions = [np.nonzero(mask)]
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+        regions += [np.nonzero(labels == k + 1) for k in np.argsort(-sizes, kind="stable") if sizes[k] >= 3]
+        expected.append((int(c), regions))
+    rows = iter(_rows(table, "class") + _rows(table, "component"))
+    ordered = [(c, r[0]) for c, r in expected] + [(c, px) for c, r in expected for px in r[1:]]
+    assert len(table) == len(ordered) > 20
+    for (c, (ys, xs)), row in zip(ordered, rows, strict=True):
+        assert row.class_index == c and row.pixels == ys.size
+        assert row.bbox == [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
+        assert row.means == {k: float(np.mean(v[ys, xs], dtype=np.float64)) for k, v in maps.items()}
+        assert row.errors == mean_errors(maps, {k: v[:, ys, xs].mean(axis=1, dtype=np.float64) for k, v in replicates.items()}, 8)
+    assert _rows(table, "class")[0].errors["entropy"] is not None

@@ -12,6 +12,7 @@ from app.io.bundle import Bundle
 from app.io.encoding import map_pngs
 from app.io.rendering import (
     ERROR_COLOURS,
+    colour_entries,
     colour_lut,
     error_legend,
     indexed_png_bytes,
@@ -20,6 +21,7 @@ from app.io.rendering import (
     render_labels,
     render_positions,
     render_scalar,
+    scale_entries,
 )
 from app.maps.registry import MAPS, MapSpec, get_map
 from app.request import AnalysisRequest
@@ -180,3 +182,13 @@ def test_indexed_map_pngs_are_the_rgb_ones_in_fewer_bytes(tiny_bundle: Bundle) -
             assert img.mode == "P" and reference.mode == "RGB"
             np.testing.assert_array_equal(np.asarray(img.convert("RGB")), np.asarray(reference), err_msg=name)
     assert sum(map(len, indexed.values())) < sum(map(len, plain.values()))
+
+
+@pytest.mark.parametrize("band_pixels", [1, 7, 64, 10**9])
+def test_scale_entries_in_bands_are_those_of_the_whole_map(band_pixels: int) -> None:
+    """Bands of rows of any height give the entries :func:`colour_entries` of :meth:`MapSpec.to_display` gives at once."""
+    rng = np.random.default_rng(3)
+    values = (rng.random((23, 9)) * 2.0 - 0.3).astype(np.float32)
+    for spec in MAPS:
+        whole = colour_entries(spec.to_display(values, 5))
+        assert np.array_equal(scale_entries(values, spec, 5, band_pixels), whole), spec.name

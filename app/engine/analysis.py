@@ -10,7 +10,26 @@ from app.maps.regions import Region
 from app.metrics.conformal import ImageCheck
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["Analysis"]
+__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept"]
+
+
+class ClassArraysNotKept(LookupError):
+    """An analysis run without its ``(C, H, W)`` arrays (``AnalysisRequest(class_arrays=False)``) was asked for one."""
+
+
+@dataclass(frozen=True)
+class ClassArrays:
+    """The ``(C, H, W)`` float32 arrays of an analysis, cropped to the input's size.
+
+    Attributes:
+        probs: Deterministic softmax.
+        mean_probs: MC mean probabilities (``probs`` itself if ``samples == 0``).
+        class_variance: Per-class MC variance.
+    """
+
+    probs: np.ndarray
+    mean_probs: np.ndarray
+    class_variance: np.ndarray
 
 
 @dataclass
@@ -21,9 +40,9 @@ class Analysis:
         image: ``(H, W, 3)`` uint8 RGB input after decoding.
         prediction: ``(H, W)`` int64 labels.
         maps: Name → ``(H, W)`` float32 map, one per entry of :data:`app.maps.registry.MAPS`.
-        mean_probs: ``(C, H, W)`` float32 MC mean probabilities (deterministic if ``samples == 0``).
-        probs: ``(C, H, W)`` float32 deterministic softmax.
-        class_variance: ``(C, H, W)`` float32 per-class MC variance.
+        class_arrays: The ``(C, H, W)`` arrays (:attr:`probs`, :attr:`mean_probs`, :attr:`class_variance`), or ``None``
+            when the request did not keep them (``class_arrays=False``: they would be ``12·C`` bytes a pixel).
+        num_classes: ``C``.
         ranges: Name → fixed ``(lo, hi)`` of each map.
         regions: The region table.
         samples: MC samples ``T``.
@@ -59,9 +78,8 @@ class Analysis:
     image: np.ndarray
     prediction: np.ndarray
     maps: dict[str, np.ndarray]
-    mean_probs: np.ndarray
-    probs: np.ndarray
-    class_variance: np.ndarray
+    class_arrays: ClassArrays | None
+    num_classes: int
     ranges: dict[str, tuple[float, float]]
     regions: list[Region]
     samples: int
@@ -101,6 +119,35 @@ class Analysis:
         return int(self.prediction.shape[1])
 
     @property
-    def num_classes(self) -> int:
-        """``C``."""
-        return int(self.probs.shape[0])
+    def probs(self) -> np.ndarray:
+        """``(C, H, W)`` float32 deterministic softmax.
+
+        Raises:
+            ClassArraysNotKept: the analysis was run with ``class_arrays=False``.
+        """
+        return self._class_arrays().probs
+
+    @property
+    def mean_probs(self) -> np.ndarray:
+        """``(C, H, W)`` float32 MC mean probabilities (deterministic if ``samples == 0``).
+
+        Raises:
+            ClassArraysNotKept: the analysis was run with ``class_arrays=False``.
+        """
+        return self._class_arrays().mean_probs
+
+    @property
+    def class_variance(self) -> np.ndarray:
+        """``(C, H, W)`` float32 per-class MC variance.
+
+        Raises:
+            ClassArraysNotKept: the analysis was run with ``class_arrays=False``.
+        """
+        return self._class_arrays().class_variance
+
+    def _class_arrays(self) -> ClassArrays:
+        if self.class_arrays is None:
+            raise ClassArraysNotKept(
+                "this analysis kept no (C, H, W) arrays; analyse with AnalysisRequest(class_arrays=True) (analyze: --save probs,mean_probs,class_variance)"
+            )
+        return self.class_arrays

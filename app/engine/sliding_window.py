@@ -18,8 +18,9 @@ get no error.
 Tiles run row by row. A row of tiles covers a band of rows; once the row is done, the band's rows
 that no later tile touches are finalised into the output maps (in blocks one tile wide) and dropped,
 so working memory is one tile's analysis plus one band's accumulators, whatever the image's height.
-The outputs themselves (the analysis's maps, ``(H, W)`` and ``(C, H, W)``) are allocated on the host
-at the input's size.
+The outputs themselves (the analysis's maps, ``(H, W)``, and unless ``class_arrays=False`` the ``(C, H, W)``
+probabilities and variances) are allocated on the host at the input's size: 32 bytes a pixel for the maps and
+labels, ``12·C`` more for the class arrays.
 """
 
 from __future__ import annotations
@@ -109,13 +110,18 @@ def tile_pixels(rgb: np.ndarray, top: int, left: int, tile: tuple[int, int], str
     return pixels
 
 
-def _empty_maps(classes: int, size: tuple[int, int], samples: int, density: bool = False) -> UncertaintyMaps:
+_MAP_NAMES = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "feature_distance")
+_CLASS_NAMES = ("probs", "mean_probs", "class_variance")
+
+
+def _empty_maps(classes: int, size: tuple[int, int], samples: int, density: bool = False, class_arrays: bool = True) -> UncertaintyMaps:
+    """The host outputs of a tiled analysis; without ``class_arrays`` the ``(C, H, W)`` ones are ``(1, C, 0, 0)`` placeholders."""
     h, w = size
 
     def plane() -> torch.Tensor:
         return torch.empty(1, h, w)
 
-    probs = torch.empty(1, classes, h, w)
+    probs = torch.empty(1, classes, h, w) if class_arrays else torch.empty(1, classes, 0, 0)
     return UncertaintyMaps(
         prediction=torch.empty(1, h, w, dtype=torch.int64),
         confidence=plane(),
@@ -131,19 +137,25 @@ def _empty_maps(classes: int, size: tuple[int, int], samples: int, density: bool
     )
 
 
-def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int) -> None:
+def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, class_arrays: bool = True) -> None:
     h, w = out.prediction.shape[-2:]
     rows = min(part.prediction.shape[-2], h - top)
     cols = min(part.prediction.shape[-1], w - left)
-    names = ("prediction", "confidence", "entropy", "expected_entropy", "mutual_information", "variance", "probs", "mean_probs", "class_variance")
-    for name in (*names, "feature_distance"):
+    for name in (*_MAP_NAMES, *(_CLASS_NAMES if class_arrays else ())):
         target, source = getattr(out, name), getattr(part, name)
         if target is not None and source is not None and (name != "mean_probs" or target is not out.probs):
             target[..., top : top + rows, left : left + cols].copy_(source[..., :rows, :cols])
 
 
 def sliding_window_mc(
-    net: SegmentationNet, rgb: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...], classes: int, grid: TileGrid, options: SamplingOptions
+    net: SegmentationNet,
+    rgb: np.ndarray,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: int,
+    grid: TileGrid,
+    options: SamplingOptions,
+    class_arrays: bool = True,
 ) -> UncertaintyMaps:
     """Analyse ``(H, W, 3)`` uint8 RGB tile by tile and blend the tiles' MC statistics.
 
@@ -155,6 +167,8 @@ def sliding_window_mc(
         classes: ``C``.
         grid: Tiles of the stride-padded image (:func:`plan_grid`).
         options: Sampling options of every tile (same seed everywhere).
+        class_arrays: Keep ``probs``, ``mean_probs`` and ``class_variance`` at the input's size; ``False``: each band's are
+            finalised into the maps and dropped (the result's are ``(1, C, 0, 0)`` placeholders), the maps unchanged.
 
     Returns:
         Host (CPU) maps of batch 1 at the input's size: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
@@ -165,7 +179,7 @@ def sliding_window_mc(
     height, width = int(rgb.shape[0]), int(rgb.shape[1])
     draws = pass_plan(net, options.tta, options.samples).draws
     density = options.density is not None
-    out = _empty_maps(classes, (height, width), draws, density)
+    out = _empty_maps(classes, (height, width), draws, density, class_arrays)
     blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, density)
     bound: dict[str, float] = {}
     tile_done = progress_steps(options.cancel, len(grid.tops) * len(grid.lefts), "tile")
@@ -182,7 +196,7 @@ def sliding_window_mc(
             tile_done()
         step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
         for left in range(0, width, tw):
-            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), draws), top, left)
+            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), draws), top, left, class_arrays)
         blender.advance(step)
     out.error_bound = bound or None
     return out
@@ -196,6 +210,7 @@ def analyse_rgb(
     classes: int,
     options: SamplingOptions,
     cost: TileCost,
+    class_arrays: bool = True,
 ) -> tuple[UncertaintyMaps, TileGrid | None]:
     """Analyse an image whole when it fits ``options.memory_budget``, else with sliding windows.
 
@@ -210,6 +225,8 @@ def analyse_rgb(
         classes: ``C``.
         options: Sampling options; ``memory_budget`` is the budget of the whole analysis.
         cost: The network's :class:`~app.engine.tile_budget.TileCost`.
+        class_arrays: Keep the ``(C, H, W)`` outputs of a tiled analysis (:func:`sliding_window_mc`); an image analysed
+            whole has them within the budget either way.
 
     Returns:
         The maps (whole: of the padded image on the network's device; tiled: on the host, at the
@@ -226,4 +243,4 @@ def analyse_rgb(
         return run_passes(net, padded, replace(options, memory_budget=cost.chunk_budget(budget, (hp, wp))), mean, std), None
     grid = plan_grid(hp, wp, tile, stride)
     tile_options = replace(options, memory_budget=cost.chunk_budget(budget, grid.tile, wp))
-    return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options), grid
+    return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options, class_arrays), grid

@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import zipfile
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -44,6 +44,7 @@ __all__ = [
     "label_dtype",
     "npz_arrays",
     "npz_bytes",
+    "npz_sources",
     "parse_save",
     "write_npz",
 ]
@@ -108,15 +109,41 @@ def archive_arrays(arrays: Mapping[str, np.ndarray], save: Iterable[str] = ()) -
             if name in kept:
                 out[name] = np.asarray(array, dtype=np.float32)
         elif name in MAP_NAMES:
-            out[name] = np.asarray(array, dtype=np.float32 if name in FLOAT32_MAPS else MAP_DTYPE)
+            out[name] = np.asarray(array, dtype=_map_dtype(name))
         else:
             out[name] = np.asarray(array)
     return out
 
 
+def npz_sources(analysis: Analysis, save: Iterable[str] = ()) -> tuple[dict[str, np.ndarray], dict[str, np.dtype[Any]]]:
+    """The analysis's own arrays its archive holds (no copies), in the order :func:`archive_arrays` of :func:`full_arrays`
+    gives them, and the dtype each is stored in (:func:`write_npz` converts them one at a time as it writes).
+
+    The ``(C, H, W)`` arrays are only read when named in ``save``, so an analysis run without them is archived by default.
+
+    Raises:
+        app.engine.analysis.ClassArraysNotKept: ``save`` names an array the analysis did not keep.
+    """
+    kept = set(save)
+    arrays: dict[str, np.ndarray] = {spec.name: analysis.maps[spec.name] for spec in MAPS}
+    dtypes: dict[str, np.dtype[Any]] = {name: _map_dtype(name) for name in arrays}
+    arrays["prediction"], dtypes["prediction"] = analysis.prediction, label_dtype(analysis.num_classes)
+    for name in ("mean_probs", "probs", "class_variance"):  # full_arrays' order
+        if name in kept:
+            arrays[name], dtypes[name] = getattr(analysis, name), np.dtype(np.float32)
+    return arrays, dtypes
+
+
 def npz_arrays(analysis: Analysis, save: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """The arrays of an analysis's archive in their dtypes (:func:`archive_arrays` of :func:`full_arrays`)."""
-    return archive_arrays(full_arrays(analysis), save)
+    """The arrays of an analysis's archive in their dtypes: what :func:`archive_arrays` of :func:`full_arrays` gives,
+    converted straight from the analysis (:func:`npz_sources`; no float32 copy of every array first)."""
+    arrays, dtypes = npz_sources(analysis, save)
+    return {name: np.asarray(array, dtype=dtypes[name]) for name, array in arrays.items()}
+
+
+def _map_dtype(name: str) -> np.dtype[Any]:
+    """A map's archive dtype: :data:`MAP_DTYPE`, or ``float32`` for :data:`FLOAT32_MAPS`."""
+    return np.dtype(np.float32) if name in FLOAT32_MAPS else MAP_DTYPE
 
 
 def array_dtypes(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
@@ -124,19 +151,23 @@ def array_dtypes(arrays: Mapping[str, np.ndarray]) -> dict[str, str]:
     return {name: str(array.dtype) for name, array in arrays.items()}
 
 
-def write_npz(arrays: Mapping[str, np.ndarray]) -> bytes:
+def write_npz(arrays: Mapping[str, np.ndarray], dtypes: Mapping[str, np.dtype[Any]] | None = None) -> bytes:
     """An ``.npz`` of ``arrays``, every member deflated (as :func:`numpy.savez_compressed` writes), with fixed dates so
-    the same arrays give the same bytes."""
+    the same arrays give the same bytes.
+
+    ``dtypes``: name → the dtype an array is stored in, converted as that member is written, so one converted copy is
+    alive at a time (arrays not named are stored as they are).
+    """
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, mode="w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
         for name, array in arrays.items():
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_NPZ_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             with archive.open(info, mode="w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
+                np.lib.format.write_array(member, np.ascontiguousarray(array, dtype=(dtypes or {}).get(name)), allow_pickle=False)
     return buf.getvalue()
 
 
 def npz_bytes(analysis: Analysis, save: Iterable[str] = ()) -> bytes:
-    """The ``.npz`` of an analysis: :func:`npz_arrays` written by :func:`write_npz`."""
-    return write_npz(npz_arrays(analysis, save))
+    """The ``.npz`` of an analysis: :func:`npz_sources` written by :func:`write_npz` (what :func:`npz_arrays` holds)."""
+    return write_npz(*npz_sources(analysis, save))

@@ -33,8 +33,10 @@ __all__ = [
     "render_labels",
     "render_positions",
     "render_scalar",
+    "scale_entries",
 ]
 
+BAND_PIXELS = 1 << 20
 ERROR_COLOURS = ("#202020", "#e6194b", "#a0a0a0")
 ERROR_NAMES = ("correct", "wrong", "not scored")
 ERROR_DESCRIPTION = "0 (dark): prediction equals the mask; 1 (red): it differs; 2 (grey): not scored (ignore_index, OOD or not a class of the model)."
@@ -65,6 +67,22 @@ def colour_entries(positions: np.ndarray) -> np.ndarray:
     return np.rint(t * 255).astype(np.uint8)
 
 
+def scale_entries(values: np.ndarray, spec: MapSpec, num_classes: int, band_pixels: int = BAND_PIXELS) -> np.ndarray:
+    """Values of map ``spec`` → uint8 entries of its colour table: :func:`colour_entries` of :meth:`MapSpec.to_display`.
+
+    Computed in bands of rows of about ``band_pixels`` pixels, so the float64 temporaries of the scale are a band's,
+    not the image's (a 12-megapixel map would need several 96 MB ones); the entries are those of the whole image at once.
+    """
+    values = np.asarray(values)
+    if values.ndim < 2:
+        return colour_entries(spec.to_display(values, num_classes))
+    out = np.empty(values.shape, dtype=np.uint8)
+    rows = max(1, band_pixels // max(1, values[0].size))
+    for top in range(0, values.shape[0], rows):
+        out[top : top + rows] = colour_entries(spec.to_display(values[top : top + rows], num_classes))
+    return out
+
+
 def render_positions(positions: np.ndarray, cmap: str) -> np.ndarray:
     """``(H, W)`` colour-scale positions → ``(H, W, 3)`` uint8: position ``t`` is entry :func:`colour_entries` of the table."""
     rgb: np.ndarray = colour_lut(cmap)[colour_entries(positions)]
@@ -73,7 +91,8 @@ def render_positions(positions: np.ndarray, cmap: str) -> np.ndarray:
 
 def render_scalar(values: np.ndarray, spec: MapSpec, num_classes: int) -> np.ndarray:
     """``(H, W)`` values of map ``spec`` → ``(H, W, 3)`` uint8 on its fixed scale (:meth:`MapSpec.to_display`) and colour map."""
-    return render_positions(spec.to_display(values, num_classes), spec.colourmap)
+    rgb: np.ndarray = colour_lut(spec.colourmap)[scale_entries(values, spec, num_classes)]
+    return rgb
 
 
 def render_labels(labels: np.ndarray, colours: list[str]) -> np.ndarray:
@@ -107,12 +126,12 @@ def indexed_png_bytes(entries: np.ndarray, palette: np.ndarray) -> bytes:
 
 def indexed_map_images(analysis: Analysis, colours: list[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The images of :func:`map_images` as ``(entries, palette)``: the labels with the class colours (at most 256 classes),
-    every map's :func:`colour_entries` with its 256-entry colour table."""
+    every map's :func:`scale_entries` with its 256-entry colour table."""
     if len(colours) > 256:
         raise ValueError(f"an indexed image holds at most 256 colours; this model has {len(colours)} classes")
     images = {"prediction": (np.asarray(analysis.prediction, dtype=np.uint8), np.array([_hex(c) for c in colours], dtype=np.uint8))}
     for spec in MAPS:
-        images[spec.name] = (colour_entries(spec.to_display(analysis.maps[spec.name], analysis.num_classes)), colour_lut(spec.colourmap))
+        images[spec.name] = (scale_entries(analysis.maps[spec.name], spec, analysis.num_classes), colour_lut(spec.colourmap))
     return images
 
 

@@ -16,6 +16,7 @@ from app.maps.mc_error import mean_errors
 __all__ = ["Region", "region_table"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+_BAND_PIXELS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -49,24 +50,36 @@ def _row(
     kind: Literal["class", "component"],
     cls: int,
     name: str,
-    pixels: tuple[np.ndarray, ...],
+    box: tuple[slice, slice],
+    inside: np.ndarray,
     total: int,
     maps: Mapping[str, np.ndarray],
     component: int | None,
     replicates: Mapping[str, np.ndarray] | None,
     samples: int,
 ) -> Region:
-    ys, xs = pixels
-    replicate_means = {key: values[:, ys, xs].mean(axis=1, dtype=np.float64) for key, values in replicates.items()} if replicates is not None else None
+    """The row of the pixels ``inside`` (a boolean mask) of the box ``box`` of the image.
+
+    The region's values are gathered by the mask, in row-major order (as ``np.nonzero`` would list them), one map at a
+    time: no index arrays (16 bytes a pixel) and no float64 copies of a map.
+    """
+    sy, sx = box
+    ys = np.flatnonzero(inside.any(axis=1))
+    xs = np.flatnonzero(inside.any(axis=0))
+    y0, x0 = sy.start or 0, sx.start or 0
+    pixels = int(np.count_nonzero(inside))
+    replicate_means = (
+        {key: values[:, sy, sx][:, inside].mean(axis=1, dtype=np.float64) for key, values in replicates.items()} if replicates is not None else None
+    )
     return Region(
         kind=kind,
         class_index=cls,
         class_name=name,
         component=component,
-        pixels=int(ys.size),
-        share=float(ys.size / total),
-        bbox=[int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1],
-        means={key: float(np.mean(values[ys, xs], dtype=np.float64)) for key, values in maps.items()},
+        pixels=pixels,
+        share=float(pixels / total),
+        bbox=[x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1],
+        means={key: float(np.mean(values[sy, sx][inside], dtype=np.float64)) for key, values in maps.items()},
         errors=mean_errors(maps, replicate_means, samples),
     )
 
@@ -97,21 +110,52 @@ def region_table(
         raise ValueError(f"min_area must be >= 1, got {min_area}")
     pred = np.asarray(prediction)
     total = pred.size
+    whole = (slice(None), slice(None))
     class_rows: list[Region] = []
     comp_rows: list[Region] = []
-    for cls in np.unique(pred):
-        c = int(cls)
+    for c in _classes(pred):
         name = class_names[c] if c < len(class_names) else str(c)
-        mask = pred == cls
-        class_rows.append(_row("class", c, name, np.nonzero(mask), total, maps, None, replicates, samples))
-        labels, count = ndimage.label(mask, structure=_EIGHT)
-        if count == 0:
-            continue
-        sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-        boxes = ndimage.find_objects(labels)
-        order = [k for k in np.argsort(-sizes, kind="stable") if sizes[k] >= min_area]
-        for rank, k in enumerate(order, start=1):
-            sy, sx = boxes[k]
-            ys, xs = np.nonzero(labels[sy, sx] == k + 1)
-            comp_rows.append(_row("component", c, name, (ys + sy.start, xs + sx.start), total, maps, rank, replicates, samples))
+        mask = pred == c
+        class_rows.append(_row("class", c, name, whole, mask, total, maps, None, replicates, samples))
+        comp_rows += _component_rows(c, name, mask, total, maps, min_area, replicates, samples)
     return class_rows + comp_rows
+
+
+def _component_rows(
+    c: int,
+    name: str,
+    mask: np.ndarray,
+    total: int,
+    maps: Mapping[str, np.ndarray],
+    min_area: int,
+    replicates: Mapping[str, np.ndarray] | None,
+    samples: int,
+) -> list[Region]:
+    """The rows of the 8-connected components of ``mask`` of at least ``min_area`` pixels, largest first (one class's
+    label image alive at a time: 4 bytes a pixel)."""
+    labels, count = ndimage.label(mask, structure=_EIGHT)
+    sizes = _label_sizes(labels, count)
+    boxes = ndimage.find_objects(labels)
+    order = [k for k in np.argsort(-sizes, kind="stable") if sizes[k] >= min_area]
+    rows = []
+    for rank, k in enumerate(order, start=1):
+        box = boxes[k]
+        rows.append(_row("component", c, name, box, labels[box] == k + 1, total, maps, rank, replicates, samples))
+    return rows
+
+
+def _label_sizes(labels: np.ndarray, count: int) -> np.ndarray:
+    """Pixels of labels ``1..count`` of an ``(H, W)`` label image, counted in bands of rows (``np.bincount`` casts its
+    input to ``intp``: the whole int32 image at once would be a copy of 8 bytes a pixel)."""
+    sizes = np.zeros(count + 1, dtype=np.intp)
+    rows = max(1, _BAND_PIXELS // max(1, labels.shape[1]))
+    for top in range(0, labels.shape[0], rows):
+        sizes += np.bincount(labels[top : top + rows].ravel(), minlength=count + 1)
+    return sizes[1:]
+
+
+def _classes(pred: np.ndarray) -> list[int]:
+    """The classes present, ascending (``np.unique`` without its sorted copy of the image, for non-negative integer labels)."""
+    if pred.size and np.issubdtype(pred.dtype, np.integer) and pred.min() >= 0:
+        return [int(c) for c in np.flatnonzero(np.bincount(pred.ravel()))]
+    return [int(c) for c in np.unique(pred)]

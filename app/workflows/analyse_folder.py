@@ -14,16 +14,17 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from app.defaults import IMAGE_SUFFIXES
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
+from app.engine.free_memory import release_free_memory
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError
 from app.io.encoding import map_pngs, summarise
-from app.io.npz import array_dtypes, npz_arrays, write_npz
+from app.io.npz import npz_sources, write_npz
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
@@ -156,10 +157,11 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
     ``analysis.json`` records each array's dtype under ``npz``.
     """
     files = {f"{key}.png": png for key, png in map_pngs(analysis, card, indexed=True).items()}
-    arrays = npz_arrays(analysis, save)
-    files["maps.npz"] = write_npz(arrays)
+    release_free_memory()  # the colour entries' and the encoder's buffers, before the archive's
+    arrays, dtypes = npz_sources(analysis, save)
+    files["maps.npz"] = write_npz(arrays, dtypes)
     info = summarise(analysis, card)
-    info.npz = array_dtypes(arrays)
+    info.npz = {name: str(dtype) for name, dtype in dtypes.items()}
     info.timings["total"] = round(seconds, 6)
     info.source = utf8_name(source)
     files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
@@ -172,7 +174,8 @@ def analyse_image(
     """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files, writing nothing.
 
     An input that cannot be read gives a ``failed`` row and no files. ``save``: the ``(C, H, W)`` arrays ``maps.npz``
-    adds (:func:`app.io.npz.parse_save`).
+    adds (:func:`app.io.npz.parse_save`); the analysis keeps those arrays only then (``request.class_arrays`` is set to
+    whether ``save`` names one: nothing else written needs them, and at full resolution they would be ``12·C`` bytes a pixel).
 
     Raises:
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the analysis.
@@ -180,7 +183,7 @@ def analyse_image(
     row = SummaryRow(file=str(path), output=name)
     try:
         started = time.perf_counter()
-        analysis = analyzer.analyze_bytes(path.read_bytes(), request, cancel=cancel)
+        analysis = analyzer.analyze_bytes(path.read_bytes(), replace(request, class_arrays=bool(save)), cancel=cancel)
         seconds = time.perf_counter() - started
     except (ImageDecodeError, OSError) as exc:
         row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)

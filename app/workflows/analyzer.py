@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from app.defaults import DEFAULT_ESTIMATOR, DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Resolution, TtaMode
-from app.engine.analysis import Analysis
+from app.engine.analysis import Analysis, ClassArrays
 from app.engine.cancel import CancelToken, checkpoint
+from app.engine.free_memory import release_free_memory
 from app.engine.geometry import crop
 from app.engine.passes import network_cost, pass_plan, plan_cost
 from app.engine.sampling import SamplingOptions
@@ -152,7 +153,8 @@ class Analyzer:
 
         Args:
             rgb: The image.
-            request: Samples, seed, temperature, resolution, augmentation, region size and chunking.
+            request: Samples, seed, temperature, resolution, augmentation, region size, chunking and whether the ``(C, H, W)``
+                arrays are kept (``class_arrays``).
             cancel: Checked before and after resizing, between sample chunks and tiles, and before the
                 region table (see :mod:`app.engine.cancel`).
             input_size: ``(H, W)`` of the image ``rgb`` was decoded from, when it was decoded already resized to its
@@ -187,10 +189,13 @@ class Analyzer:
             estimator=DEFAULT_ESTIMATOR if self.tile_grid(int(analysed.shape[0]), int(analysed.shape[1])) is None else "sampled",
         )
         norm = card.normalization
-        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, len(card.classes), options, plan_cost(self.cost, plan))
+        classes = len(card.classes)
+        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, classes, options, plan_cost(self.cost, plan), request.class_arrays)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         inference = time.perf_counter() - start
+        if _grid is not None:
+            release_free_memory()  # the tiles' buffers, before the region table and the outputs add theirs
         size = (int(analysed.shape[0]), int(analysed.shape[1]))
 
         def host(t: torch.Tensor) -> np.ndarray:
@@ -215,9 +220,8 @@ class Analyzer:
             image=analysed,
             prediction=prediction,
             maps=maps,
-            mean_probs=host(result.mean_probs),
-            probs=host(result.probs),
-            class_variance=host(result.class_variance),
+            class_arrays=ClassArrays(host(result.probs), host(result.mean_probs), host(result.class_variance)) if request.class_arrays else None,
+            num_classes=classes,
             ranges=map_ranges(len(card.classes)),
             regions=regions,
             samples=samples,
