@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from app.engine.analysis import ClassArraysNotKept
 from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.sampling import SamplingOptions, run_mc
 from app.engine.sliding_window import TileGrid, plan_grid, sliding_window_mc, tile_offsets, tile_pixels
 from app.engine.tile_budget import MIN_TILE_STRIDES, TileCost, choose_tile, measure_cost
 from app.io.bundle import Bundle
+from app.io.npz import npz_bytes
 from app.io.synthetic import make_scene
 from app.maps.moments import UncertaintyMaps
 from app.request import AnalysisRequest
@@ -255,3 +258,26 @@ def test_measured_cost_charges_one_sample_like_auto_chunk(tiny_bundle: Bundle) -
     assert cost.sample == (3 * 8 + 4 * 3) * 4
     assert cost.band == 4 * (3 * 3 + 3)
     assert cost.fixed > 4 * (8 + 3 + 9)
+
+
+@pytest.mark.parametrize("tiled", [False, True])
+def test_an_analysis_without_class_arrays_has_the_same_maps_and_refuses_them(tiny_bundle: Bundle, tiled: bool) -> None:
+    """``class_arrays=False`` changes nothing but the ``(C, H, W)`` arrays, which it does not hold (whole or in tiles)."""
+    rgb = _scene()
+    analyzer = Analyzer(tiny_bundle)
+    if tiled:
+        analyzer.memory_budget = int(analyzer.cost.image_bytes(200, 232) / 3)
+    assert (analyzer.tile_grid(200, 232) is not None) == tiled
+    request = AnalysisRequest(samples=SAMPLES, seed=SEED, resolution="full")
+    kept = analyzer.analyze_image(rgb, request)
+    lean = analyzer.analyze_image(rgb, replace(request, class_arrays=False))
+    assert lean.class_arrays is None and kept.class_arrays is not None and lean.num_classes == kept.num_classes == 3
+    assert np.array_equal(lean.prediction, kept.prediction)
+    for name, values in kept.maps.items():
+        assert np.array_equal(lean.maps[name], values), name
+    assert lean.regions == kept.regions and lean.mean_errors == kept.mean_errors
+    assert npz_bytes(lean) == npz_bytes(kept)
+    with pytest.raises(ClassArraysNotKept, match="class_arrays=True"):
+        _ = lean.mean_probs
+    with pytest.raises(ClassArraysNotKept):
+        npz_bytes(lean, ("probs",))
