@@ -62,7 +62,10 @@ def propagate(
     k = chosen.shape[1]
     selected = torch.zeros(b, kk, n, device=parts.device, dtype=parts.dtype).scatter(1, chosen, 1.0)
     rest = parts * (1.0 - selected).unsqueeze(2) / tau
-    cov = torch.einsum("bkcn,bkdn->bcdn", rest, rest) * sigma2
+    cov = torch.zeros(b, c, c, n, device=parts.device, dtype=parts.dtype)
+    for channel in range(kk):
+        cov = cov + rest[:, channel].unsqueeze(2) * rest[:, channel].unsqueeze(1)
+    cov = cov * sigma2
     picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n)) / tau
     offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, patterns.shape[0], c, n)
     z = (rest.sum(1) + bias.view(1, c, 1) / tau).unsqueeze(1) + offsets
