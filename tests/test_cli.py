@@ -199,3 +199,17 @@ def test_summary_reports_sizes_and_the_image_level_verdict(tmp_path: Path) -> No
     assert photo["unusual"] == "yes" and photo["image_check"] == "unusual" and float(photo["p_value"]) <= 0.01
     assert max(float(photo[f"percentile_{m}"]) for m in maps) >= 99
     assert scene["unusual"] == "no" and scene["image_check"] == "not_flagged" and float(scene["p_value"]) > 0.01
+
+
+def test_every_option_of_every_command_explains_itself() -> None:
+    """``--help`` of each command has a text for every option (an option added without ``help=`` fails here)."""
+    import argparse
+
+    from app.cli import build_parser
+
+    missing = []
+    for action in build_parser()._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command, parser in action.choices.items():
+                missing += [f"{command} {a.option_strings[-1]}" for a in parser._actions if a.option_strings and not (a.help or "").strip()]
+    assert missing == []

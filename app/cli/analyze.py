@@ -26,12 +26,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("paths", nargs="+", help="image files, folders or globs")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T (0: deterministic only; {SAMPLES_DEFAULT_HELP})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the MC dropout masks (the same masks for every image)")
     add_model_args(p)
     p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
     add_tta_arg(p)
     p.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest component in the region table, in pixels")
-    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS)
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=MAX_PIXELS,
+        help="largest image accepted, in pixels (width × height); a larger one fails with a message in summary.csv and the run exits 1",
+    )
     p.add_argument(
         "--full-resolution",
         action="store_true",

@@ -32,7 +32,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--masks", type=Path, required=True, help="folder of single-channel PNG masks (class indices), matched by file stem")
     p.add_argument("--ignore-index", type=int, default=IGNORE_INDEX, help="mask value that is not scored")
     add_model_args(p)
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the MC dropout masks (each image's masks also depend on its name)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

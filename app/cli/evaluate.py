@@ -18,7 +18,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T ({SAMPLES_DEFAULT_HELP})")
     p.add_argument("--ood-label", type=int, default=None, help="mask value marking out-of-distribution pixels (e.g. 255)")
     add_tta_arg(p)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="folder for metrics.json, report.md and reliability.png")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,8 +19,8 @@ HELP = "serve the web app"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface; see the security settings first)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port to listen on")
     p.add_argument(
         "--model",
         action="append",

@@ -13,6 +13,15 @@ NAME = "train"
 HELP = "train the default model on synthetic scenes"
 
 _HELP = {
+    "name": "bundle name written to its card",
+    "seed": "seed of the data, the initialisation and the batches",
+    "steps": "optimiser steps",
+    "batch": "scenes per step",
+    "train_images": "training scenes generated",
+    "test_images": "test scenes the bundle is scored on",
+    "lr": "peak learning rate of the one-cycle schedule",
+    "encoder": "smp encoder name (random initialisation, nothing downloaded)",
+    "dropout_mode": "drop whole channels or single elements",
     "size": "training crop side in pixels",
     "dropout": "MC dropout rate",
     "decoder_dropout": "also put dropout after the last two decoder blocks",
@@ -34,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         elif isinstance(value, tuple):
             p.add_argument(flag, default=",".join(str(v) for v in value), help="comma-separated integers")
         elif f.name == "dropout_mode":
-            p.add_argument(flag, choices=["channel", "element"], default=value)
+            p.add_argument(flag, choices=["channel", "element"], default=value, help=_HELP.get(f.name))
         else:
             p.add_argument(flag, type=type(value), default=value, help=_HELP.get(f.name))
 
