@@ -213,3 +213,22 @@ def test_every_option_of_every_command_explains_itself() -> None:
             for command, parser in action.choices.items():
                 missing += [f"{command} {a.option_strings[-1]}" for a in parser._actions if a.option_strings and not (a.help or "").strip()]
     assert missing == []
+
+
+def test_threads_sets_pytorch_threads_for_the_run_records_them_and_restores_them(image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "out"
+    code = main(["analyze", str(image_folder / "a.png"), "--out", str(out), "--samples", "2", "--model", str(tiny_bundle_dir), "--threads", "3", "--quiet"])
+    assert code == 0
+    assert json.loads((out / "a" / "analysis.json").read_text())["threads"] == 3
+    assert torch.get_num_threads() == before
+    default = tmp_path / "default"
+    assert main(["analyze", str(image_folder / "a.png"), "--out", str(default), "--samples", "2", "--model", str(tiny_bundle_dir), "--quiet"]) == 0
+    assert json.loads((default / "a" / "analysis.json").read_text())["threads"] == 1
+
+
+def test_negative_threads_is_a_usage_error(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["analyze", str(image_folder), "--out", str(tmp_path / "out"), "--threads", "-1", "--quiet"]) == 2
+    assert "--threads must be >= 0" in capsys.readouterr().err

@@ -40,10 +40,11 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def _untimed(name: str, data: bytes) -> object:
-    """A file's content without what depends on how long the analysis took."""
+    """A file's content without what depends on how long the analysis took and on the threads it ran with."""
     if name.endswith("analysis.json"):
         info = json.loads(data)
         del info["timings"]
+        info.pop("threads", None)
         return info
     if name == "summary.csv":
         rows = list(csv.DictReader(io.StringIO(data.decode())))

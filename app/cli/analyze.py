@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from app.request import AnalysisRequest
     from app.workflows.analyse_folder import SummaryRow
 
+DEFAULT_THREADS = 1
 NAME = "analyze"
 HELP = "analyse images into maps, NPZ, JSON and summary.csv"
 
@@ -50,6 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"also store these (C, H, W) float32 arrays in maps.npz, comma-separated: {', '.join(RAW_ARRAYS)} or {SAVE_ALL} "
         "(default: none; the maps are float16, feature_distance float32, prediction uint8)",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help=f"PyTorch threads for the analysis (0: one per core; default {DEFAULT_THREADS}: steady beside other busy processes; "
+        "recorded in analysis.json; with --ray each actor has its --cpus-per-actor)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_args(p, "the analysis on a pool of Ray Data actors, one model each (same outputs)")
     ray = p.add_argument_group("with --ray")
@@ -77,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.samples is not None and args.samples < 0:
         error("--samples must be >= 0")
+        return 2
+    if args.threads < 0:
+        error("--threads must be >= 0 (0: one per core)")
         return 2
     try:
         _request(args, 0, "none")
@@ -127,6 +138,23 @@ def _request(args: argparse.Namespace, samples: int, tta: TtaMode) -> AnalysisRe
 
 
 def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
+    """:func:`_analyse_files` with ``--threads`` PyTorch threads (the process's count restored after)."""
+    import torch
+
+    inputs = _inputs(args)
+    if inputs is None:
+        return 2
+    files, missing = inputs
+    threads_before = torch.get_num_threads()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        return _analyse_files(args, stop, files, missing)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _analyse_files(args: argparse.Namespace, stop: StopSignals, files: list[Path], missing: bool) -> int:
     from tqdm import tqdm
 
     from app.cli.analysis_bar import AnalysisBar
@@ -134,10 +162,6 @@ def _analyse(args: argparse.Namespace, stop: StopSignals) -> int:
     from app.io.bundle import BundleError
     from app.workflows.analyse_folder import analyse_files
 
-    inputs = _inputs(args)
-    if inputs is None:
-        return 2
-    files, missing = inputs
     try:
         analyzer = load_analyzer(args.model, args.device, max_pixels=args.max_pixels)
     except (BundleError, ValueError) as exc:

@@ -77,12 +77,14 @@ class AnalysisSummary:
     effort: int = 0
     source: str | None = field(default=None)
     npz: dict[str, str] = field(default_factory=dict)
+    threads: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``source`` left out when unset, ``npz`` when empty)."""
+        """A JSON-ready dict (``source`` and ``threads`` left out when unset, ``npz`` when empty)."""
         out = asdict(self)
-        if self.source is None:
-            del out["source"]
+        for name in ("source", "threads"):
+            if out[name] is None:
+                del out[name]
         if not self.npz:
             del out["npz"]
         return out

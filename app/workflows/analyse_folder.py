@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 from app.defaults import IMAGE_SUFFIXES
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
@@ -164,6 +166,7 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
     info.npz = {name: str(dtype) for name, dtype in dtypes.items()}
     info.timings["total"] = round(seconds, 6)
     info.source = utf8_name(source)
+    info.threads = torch.get_num_threads()
     files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
     return files, {k: m.mean for k, m in info.maps.items()}
 
