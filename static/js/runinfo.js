@@ -28,7 +28,7 @@ export function inputSizeText(r) {
 export function runInfoText(r, named) {
   return (
     (named ? `model ${r.model} · ` : "") +
-    `${r.samples} MC samples${r.passes > 1 ? ` per pass × ${r.passes} passes (${r.method})` : ""} · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
+    `${r.samples} MC sample${r.samples === 1 ? "" : "s"}${r.passes > 1 ? ` per pass × ${r.passes} passes (${r.method})` : ""} · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
     `${r.width}×${r.height} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
     `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
     (r.dropout_added_at_inference && r.samples > 0 ? ` · MC dropout ${r.dropout_note}` : "")

@@ -178,6 +178,7 @@ def test_one_sample_has_no_error_estimate(page: Any, base_url: str) -> None:
     assert "at least 2 MC samples" in page.get_attribute("#panel-entropy .map-mean", "title")
     assert page.inner_text("#panel-confidence .map-mean").endswith("(exact)")
     assert "1 MC sample" in page.inner_text("#error-method")
+    assert page.inner_text("#run-info").startswith("1 MC sample · ")
     assert "±?" in page.locator("#region-table tbody tr").first.inner_text()
 
     upload(page, ("two.png", random_png(40, 56, seed=65)))
