@@ -11,13 +11,10 @@ reported per analysis.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
 from app.engine.compiled import Kernel
-from app.engine.network import SegmentationNet
-from app.engine.rb_head import FINALIZE_KERNEL
-from app.engine.tiled_head import DEFAULT_TILE_BYTES, TiledHeadSampler
+from app.engine.rb_head import FINALIZE_KERNEL, EnumeratingHead
 from app.maps.functions import softmax_confidence
 from app.maps.moments import UncertaintyMaps
 from app.maps.propagation import propagate, propagated_moments
@@ -28,20 +25,8 @@ __all__ = ["PROPAGATE_KERNEL", "PropagatedHead"]
 PROPAGATE_KERNEL = Kernel(propagate)
 
 
-class PropagatedHead(TiledHeadSampler):
-    """Sampling-free statistics of a tileable head, tile by tile.
-
-    Args:
-        net: A network for which :func:`~app.engine.tiled_head.tileable` holds.
-        decoded: ``(B, K, H, W)`` decoder output.
-        enumerated: ``k``, the channels summed over exactly at each pixel (at most ``K``).
-        tile_bytes: Target size of one tile's largest temporary.
-    """
-
-    def __init__(self, net: SegmentationNet, decoded: torch.Tensor, enumerated: int, tile_bytes: int = DEFAULT_TILE_BYTES) -> None:
-        super().__init__(net, decoded, tile_bytes)
-        self.enumerated = max(0, min(enumerated, self.k))
-        self.keep = 1.0 - float(self.dropout.p)
+class PropagatedHead(EnumeratingHead):
+    """Sampling-free statistics of a tileable head, tile by tile (arguments as :class:`~app.engine.rb_head.EnumeratingHead`)."""
 
     def maps(self, samples: int, temperature: float, cancel: CancelToken | None = None) -> UncertaintyMaps:
         """The maps; ``samples`` is only reported (nothing is sampled)."""
@@ -59,9 +44,7 @@ class PropagatedHead(TiledHeadSampler):
         for r0 in range(0, h, rows):
             checkpoint(cancel)
             r1 = min(h, r0 + rows)
-            n = (r1 - r0) * w
-            tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-            det, mean, second, expected = propagated_moments(tile.reshape(b, k, c, n), bias, self.enumerated, self.keep, temperature, PROPAGATE_KERNEL)
+            det, mean, second, expected = propagated_moments(self.tile_parts(r0, r1), bias, self.enumerated, self.keep, temperature, PROPAGATE_KERNEL)
             probs[:, :, r0:r1] = det.view(b, c, r1 - r0, w)
             result = FINALIZE_KERNEL(mean.unsqueeze(0), second.unsqueeze(0), expected.unsqueeze(0), one, one, False)
             for name, value in zip(MAP_ORDER, result, strict=True):

@@ -26,7 +26,7 @@ from app.maps.rao_blackwell import draw_moments, enumeration, tile_branches
 from app.maps.rb_finalize import GroupSums, finalize_block, finalize_sums
 from app.maps.registry import SAMPLED_MAPS
 
-__all__ = ["DRAW_KERNEL", "FINALIZE_KERNEL", "RB_SCHEME", "RaoBlackwellHead"]
+__all__ = ["DRAW_KERNEL", "FINALIZE_KERNEL", "RB_SCHEME", "EnumeratingHead", "RaoBlackwellHead"]
 
 RB_SCHEME = "iid"
 
@@ -43,8 +43,8 @@ def _same_maps(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]
 FINALIZE_KERNEL = Kernel(finalize_sums, compare=_same_maps)
 
 
-class RaoBlackwellHead(TiledHeadSampler):
-    """Rao–Blackwellised draws of a tileable head, tile by tile.
+class EnumeratingHead(TiledHeadSampler):
+    """A tileable head whose ``k`` strongest channels per pixel are summed over exactly.
 
     Args:
         net: A network for which :func:`~app.engine.tiled_head.tileable` holds.
@@ -57,6 +57,16 @@ class RaoBlackwellHead(TiledHeadSampler):
         super().__init__(net, decoded, tile_bytes)
         self.enumerated = max(0, min(enumerated, self.k))
         self.keep = 1.0 - float(self.dropout.p)
+
+    def tile_parts(self, r0: int, r1: int) -> torch.Tensor:
+        """Per-channel head outputs ``(B, K, C, n)`` of rows ``r0:r1``."""
+        b, k, _, w = self.shape
+        tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
+        return tile.reshape(b, k, self.classes, (r1 - r0) * w)
+
+
+class RaoBlackwellHead(EnumeratingHead):
+    """Rao–Blackwellised draws of a tileable head, tile by tile (arguments as :class:`EnumeratingHead`)."""
 
     def maps(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None) -> UncertaintyMaps:
         """The maps of ``samples`` draws (ids ``0..samples-1``) with replicates when ``groups`` allows (``None``: ``MC_GROUPS``).
@@ -88,8 +98,7 @@ class RaoBlackwellHead(TiledHeadSampler):
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = (r1 - r0) * w
-            tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-            det, rest, log_s = tile_branches(tile.reshape(b, k, c, n), bias, patterns, tau, self.enumerated)
+            det, rest, log_s = tile_branches(self.tile_parts(r0, r1), bias, patterns, tau, self.enumerated)
             probs[:, :, r0:r1] = det.view(b, c, r1 - r0, w)
             sums = GroupSums([len(s) for s in spans], b, c, n, device)
             for s0 in range(0, samples, chunk):

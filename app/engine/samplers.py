@@ -38,6 +38,7 @@ from app.engine.pool import PassPool
 from app.engine.propagated_head import PropagatedHead
 from app.engine.rb_head import RaoBlackwellHead
 from app.engine.tiled_head import TiledHeadSampler, tileable
+from app.maps.moments import UncertaintyMaps
 
 __all__ = [
     "CachedTail",
@@ -222,31 +223,25 @@ class RaoBlackwellTail:
 
     def draw(self, job: PassJob, pool: PassPool) -> None:
         """See :meth:`Sampler.draw`."""
-        o = self.options
         if pool.passes != 1:
-            TiledTail(o).draw(job, pool)
+            TiledTail(self.options).draw(job, pool)
             return
-        head = RaoBlackwellHead(job.member, job.cached, o.enumerated)
-        pool.adopt_maps(head.maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups))
+        pool.adopt_maps(self.maps(job, pool))
+
+    def maps(self, job: PassJob, pool: PassPool) -> UncertaintyMaps:
+        """The one pass's finished maps."""
+        o = self.options
+        return RaoBlackwellHead(job.member, job.cached, o.enumerated).maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups)
 
 
 @dataclass(frozen=True)
-class PropagatedTail:
-    """Sampling-free statistics (:class:`~app.engine.propagated_head.PropagatedHead`) for the one pass of an analysis.
+class PropagatedTail(RaoBlackwellTail):
+    """Sampling-free statistics (:class:`~app.engine.propagated_head.PropagatedHead`) for the one pass of an analysis."""
 
-    A pass among several (an ensemble member) samples as :class:`TiledTail` does.
-    """
-
-    options: SamplingOptions
-    uses_prefix = True
-
-    def draw(self, job: PassJob, pool: PassPool) -> None:
-        """See :meth:`Sampler.draw`."""
+    def maps(self, job: PassJob, pool: PassPool) -> UncertaintyMaps:
+        """The one pass's finished maps (nothing sampled)."""
         o = self.options
-        if pool.passes != 1:
-            TiledTail(o).draw(job, pool)
-            return
-        pool.adopt_maps(PropagatedHead(job.member, job.cached, o.enumerated).maps(o.samples, o.temperature, o.cancel))
+        return PropagatedHead(job.member, job.cached, o.enumerated).maps(o.samples, o.temperature, o.cancel)
 
 
 def choose_sampler(member: SegmentationNet, aug: Augmentation, options: SamplingOptions) -> Sampler:
