@@ -36,6 +36,8 @@ TTA_MODES: Final[tuple[TtaMode, ...]] = get_args(TtaMode)
 DEFAULT_TTA: Final[TtaMode] = "none"
 DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
+# A tiled TIFF is read tile by tile (app.io.pixel_source): its limit bounds time and disk, not memory.
+MAX_TILED_PIXELS = 2**30
 MAX_BODY_BYTES = 50 * 2**20
 MEMORY_BUDGET = 512 * 2**20
 MIN_AREA = 64

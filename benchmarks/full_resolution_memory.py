@@ -13,6 +13,7 @@ line is the inference ratio ``T = 20 / T = 0`` the issue bounds by 2.0.
 Targets (the issue's): peak <= 1.5 GiB at 4000 x 3000 (stretch: <= 1 GiB); inference ratio <= 2.0.
 
 Usage: python benchmarks/full_resolution_memory.py [--width 4000] [--height 3000] [--samples 20 0] [--model default] [--save NAMES]
+       [--format auto|npz|zarr]
 """
 
 from __future__ import annotations
@@ -64,14 +65,14 @@ def peak_run(command: list[str]) -> tuple[int, int, float]:
     return process.returncode, usage.ru_maxrss * 1024, time.perf_counter() - started
 
 
-def analyse(photo: Path, out: Path, samples: int, model: str, save: str | None) -> Run:
+def analyse(photo: Path, out: Path, samples: int, model: str, save: str | None, store_format: str | None = None) -> Run:
     """``analyze --full-resolution`` of ``photo`` into ``out`` with ``T = samples``.
 
     Raises:
         RuntimeError: the command failed.
     """
     command = [sys.executable, "-m", "app", "analyze", str(photo), "--out", str(out), "--full-resolution", "--samples", str(samples)]
-    command += ["--model", model, "--quiet", *(["--save", save] if save else [])]
+    command += ["--model", model, "--quiet", *(["--save", save] if save else []), *(["--format", store_format] if store_format else [])]
     code, peak, wall = peak_run(command)
     if code != 0:
         raise RuntimeError(f"{' '.join(command)} exited with {code}")
@@ -87,16 +88,20 @@ def main() -> None:
     parser.add_argument("--samples", type=int, nargs="+", default=[20, 0], help="one run per value; the ratio compares the first with 0")
     parser.add_argument("--model", default="default")
     parser.add_argument("--save", default=None, help="analyze --save NAMES (default: none, the command's default)")
+    parser.add_argument("--format", default=None, choices=("auto", "npz", "zarr"), help="analyze --format (default: the command's, auto)")
     args = parser.parse_args()
     runs: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         photo = Path(tmp) / "astronaut.jpg"
         photo.write_bytes(astronaut_jpeg(args.width, args.height))
         for samples in args.samples:
-            runs.append(analyse(photo, Path(tmp) / f"out{samples}", samples, args.model, args.save))
+            runs.append(analyse(photo, Path(tmp) / f"out{samples}", samples, args.model, args.save, args.format))
             print(f"T = {samples}: done in {runs[-1].wall:.1f} s", file=sys.stderr)
     pixels = args.width * args.height
-    print(f"analyze --full-resolution, {args.width}x{args.height} = {pixels / 1e6:.1f} MP astronaut JPEG, model {args.model}, --save {args.save or '(none)'}")
+    print(
+        f"analyze --full-resolution, {args.width}x{args.height} = {pixels / 1e6:.1f} MP astronaut JPEG, model {args.model}, "
+        f"--save {args.save or '(none)'}, --format {args.format or '(default)'}"
+    )
     print(f"{'T':>3} {'peak GiB':>9} {'peak B/px':>10} {'inference s':>12} {'analysis s':>11} {'command s':>10} {'output MB':>10}")
     for run in runs:
         print(

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import DEFAULT_SEED, MAX_PIXELS, MIN_AREA, TtaMode
+from app.defaults import DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
 from app.io.npz import RAW_ARRAYS, SAVE_ALL, parse_save
 
 if TYPE_CHECKING:
@@ -52,6 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(default: none; the maps are float16, feature_distance float32, prediction uint8)",
     )
     p.add_argument(
+        "--format",
+        choices=("auto", "npz", "zarr"),
+        default="auto",
+        help="where full-resolution maps go: maps.zarr (chunked Zarr v3, written tile by tile, PNGs as previews of at most 2048 "
+        "pixels a side) or maps.npz; auto (default): maps.zarr above 4 megapixels, maps.npz otherwise and at working resolution",
+    )
+    p.add_argument(
+        "--max-tiled-pixels",
+        type=int,
+        default=MAX_TILED_PIXELS,
+        help="largest tiled TIFF or BigTIFF read tile by tile (beyond --max-pixels, which bounds images decoded whole)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=DEFAULT_THREADS,
@@ -88,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads < 0:
         error("--threads must be >= 0 (0: one per core)")
+        return 2
+    if args.ray and args.format == "zarr":
+        error("--format zarr is not available with --ray (its actors send each image's files back whole); leave out --ray")
         return 2
     try:
         _request(args, 0, "none")
@@ -172,7 +188,18 @@ def _analyse_files(args: argparse.Namespace, stop: StopSignals, files: list[Path
     try:
         request = _request(args, samples_for(args.samples, analyzer.bundle.card), tta_for(args.tta, analyzer.bundle.card))
         progress = progress_bar("analyze", args.quiet)
-        for row in analyse_files(analyzer, files, args.out, request, progress=progress, cancel=stop.token, save=args.save):
+        rows_of = analyse_files(
+            analyzer,
+            files,
+            args.out,
+            request,
+            progress=progress,
+            cancel=stop.token,
+            save=args.save,
+            store_format=args.format,
+            max_tiled_pixels=args.max_tiled_pixels,
+        )
+        for row in rows_of:
             if row.status == "failed":
                 tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)
             rows.append(row)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -10,7 +12,7 @@ from app.maps.regions import Region
 from app.metrics.conformal import ImageCheck
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept"]
+__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept", "StoredMaps"]
 
 
 class ClassArraysNotKept(LookupError):
@@ -30,6 +32,27 @@ class ClassArrays:
     probs: np.ndarray
     mean_probs: np.ndarray
     class_variance: np.ndarray
+
+
+@dataclass(frozen=True)
+class StoredMaps:
+    """Where a streamed analysis's full-resolution maps went (:mod:`app.io.zarr_store`), and their image-wide statistics.
+
+    Attributes:
+        path: The ``maps.zarr`` store.
+        size: ``(H, W)`` of the full-resolution maps.
+        factor: How many times smaller the analysis's in-memory maps (the previews) are in each axis.
+        means: Map name → image mean at full resolution.
+        class_shares: Share of the image predicted as each class, in class order.
+        layout: The store's name, dtypes, chunks, codec and the previews' factor (``analysis.json``'s ``zarr``).
+    """
+
+    path: Path
+    size: tuple[int, int]
+    factor: int
+    means: dict[str, float]
+    class_shares: list[float]
+    layout: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +96,9 @@ class Analysis:
         effort: Softmax evaluations per pixel and pass: ``samples × 2^k`` (``samples`` for ``"sampled"``).
         image_check: The one image-level verdict (:mod:`app.metrics.conformal`): unusual, not flagged or not checked,
             with its p-value and reference; ``image_ood`` holds the per-map percentiles behind it.
+        stored: For an analysis streamed to a store (:mod:`app.workflows.stream_analysis`): where the full-resolution maps
+            are and their statistics; ``image``, ``prediction`` and ``maps`` are then its previews, ``stored.factor``
+            times smaller, and the region table lists classes only. ``None``: everything is held here.
     """
 
     image: np.ndarray
@@ -102,6 +128,7 @@ class Analysis:
     estimator: str = "sampled"
     enumerated_channels: int = 0
     effort: int = 0
+    stored: StoredMaps | None = None
 
     @property
     def analysed_size(self) -> tuple[int, int]:
@@ -110,13 +137,25 @@ class Analysis:
 
     @property
     def height(self) -> int:
-        """Rows of the input."""
-        return int(self.prediction.shape[0])
+        """Rows of the analysed image."""
+        return self.stored.size[0] if self.stored is not None else int(self.prediction.shape[0])
 
     @property
     def width(self) -> int:
-        """Columns of the input."""
-        return int(self.prediction.shape[1])
+        """Columns of the analysed image."""
+        return self.stored.size[1] if self.stored is not None else int(self.prediction.shape[1])
+
+    def map_mean(self, name: str) -> float:
+        """The image mean of map ``name`` at the analysed size (float64 accumulation)."""
+        if self.stored is not None:
+            return self.stored.means[name]
+        return float(self.maps[name].mean(dtype=np.float64))
+
+    def class_share(self, index: int) -> float:
+        """The share of the analysed image predicted as class ``index``."""
+        if self.stored is not None:
+            return self.stored.class_shares[index]
+        return float((self.prediction == index).mean())
 
     @property
     def probs(self) -> np.ndarray:

@@ -25,7 +25,9 @@ labels, ``12·C`` more for the class arrays.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -40,7 +42,18 @@ from app.engine.tile_budget import TileCost, choose_tile
 from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps
 
-__all__ = ["OVERLAP", "TileGrid", "analyse_rgb", "plan_grid", "sliding_window_mc", "tile_offsets", "tile_pixels"]
+__all__ = [
+    "OVERLAP",
+    "RegionReader",
+    "TileGrid",
+    "analyse_rgb",
+    "blended_bands",
+    "image_size",
+    "plan_grid",
+    "sliding_window_mc",
+    "tile_offsets",
+    "tile_pixels",
+]
 
 OVERLAP = 0.25
 
@@ -83,6 +96,31 @@ def plan_grid(height: int, width: int, tile: tuple[int, int], stride: int) -> Ti
     return TileGrid((th, tw), overlap, tile_offsets(height, th, overlap[0]), tile_offsets(width, tw, overlap[1]))
 
 
+class RegionReader(Protocol):
+    """Pixels read a region at a time (e.g. :class:`app.io.pixel_source.TiledTiffSource`): an image never decoded whole."""
+
+    @property
+    def height(self) -> int:
+        """Rows of the image."""
+        ...
+
+    @property
+    def width(self) -> int:
+        """Columns of the image."""
+        ...
+
+    def read(self, top: int, left: int, rows: int, cols: int) -> np.ndarray:
+        """``(rows, cols, 3)`` uint8 RGB of a region inside the image."""
+        ...
+
+
+def image_size(rgb: np.ndarray | RegionReader) -> tuple[int, int]:
+    """``(H, W)`` of an array or a :class:`RegionReader`."""
+    if isinstance(rgb, np.ndarray):
+        return int(rgb.shape[0]), int(rgb.shape[1])
+    return rgb.height, rgb.width
+
+
 def _source_index(start: int, count: int, length: int, mode: str) -> np.ndarray | slice:
     if start + count <= length:
         return slice(start, start + count)
@@ -92,16 +130,26 @@ def _source_index(start: int, count: int, length: int, mode: str) -> np.ndarray 
     return np.minimum(index, length - 1)
 
 
-def tile_pixels(rgb: np.ndarray, top: int, left: int, tile: tuple[int, int], stride: int) -> np.ndarray:
+def tile_pixels(rgb: np.ndarray | RegionReader, top: int, left: int, tile: tuple[int, int], stride: int) -> np.ndarray:
     """The ``tile`` of ``rgb`` at ``(top, left)`` of the image as :func:`~app.engine.geometry.pad_to_stride` pads it.
 
     Rows and columns past the image's end are taken by reflection (edge replication when the image
-    is smaller than its padding), as ``pad_to_stride`` does, so no padded copy of the image is made.
+    is smaller than its padding), as ``pad_to_stride`` does, so no padded copy of the image is made. A
+    :class:`RegionReader` is asked for the one region the tile's pixels come from.
     """
-    h, w = rgb.shape[:2]
+    h, w = image_size(rgb)
     mode = "reflect" if (-h) % stride < h and (-w) % stride < w else "replicate"
     rows = _source_index(top, tile[0], h, mode)
     cols = _source_index(left, tile[1], w, mode)
+    if not isinstance(rgb, np.ndarray):
+        rows_index = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+        cols_index = np.arange(cols.start, cols.stop) if isinstance(cols, slice) else cols
+        r0, c0 = int(rows_index.min()), int(cols_index.min())
+        block = rgb.read(r0, c0, int(rows_index.max()) + 1 - r0, int(cols_index.max()) + 1 - c0)
+        if isinstance(rows, slice) and isinstance(cols, slice):
+            return block
+        selected: np.ndarray = block[(rows_index - r0)[:, None], (cols_index - c0)[None, :]]
+        return selected
     if isinstance(rows, slice) and isinstance(cols, slice):
         return rgb[rows, cols]
     rows_index = np.arange(h)[rows] if isinstance(rows, slice) else rows
@@ -147,41 +195,28 @@ def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, cla
             target[..., top : top + rows, left : left + cols].copy_(source[..., :rows, :cols])
 
 
-def sliding_window_mc(
+def blended_bands(
     net: SegmentationNet,
-    rgb: np.ndarray,
+    rgb: np.ndarray | RegionReader,
     mean: tuple[float, ...],
     std: tuple[float, ...],
     classes: int,
     grid: TileGrid,
     options: SamplingOptions,
-    class_arrays: bool = True,
-) -> UncertaintyMaps:
-    """Analyse ``(H, W, 3)`` uint8 RGB tile by tile and blend the tiles' MC statistics.
+    bound: dict[str, float],
+) -> Iterator[tuple[int, list[tuple[int, UncertaintyMaps]]]]:
+    """Analyse ``rgb`` tile by tile, yielding each finished band of rows: ``(top, [(left, maps), …])``.
 
-    Args:
-        net: The network (eval mode; its device is where tiles run).
-        rgb: The image.
-        mean: Normalisation mean per channel.
-        std: Normalisation std per channel.
-        classes: ``C``.
-        grid: Tiles of the stride-padded image (:func:`plan_grid`).
-        options: Sampling options of every tile (same seed everywhere).
-        class_arrays: Keep ``probs``, ``mean_probs`` and ``class_variance`` at the input's size; ``False``: each band's are
-            finalised into the maps and dropped (the result's are ``(1, C, 0, 0)`` placeholders), the maps unchanged.
-
-    Returns:
-        Host (CPU) maps of batch 1 at the input's size: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
+    A band is the rows of a row of tiles that no later tile touches, finalised in blocks one tile wide (the
+    last block and band may reach past the image into its padding: crop them). ``bound`` receives, per
+    sampled map, the largest jackknife error of any tile's mean (the image mean's MC error bound).
     """
     device = next(iter(net.parameters())).device
     th, tw = grid.tile
     weights = gaussian_weights(th, tw, device)
-    height, width = int(rgb.shape[0]), int(rgb.shape[1])
+    height, width = image_size(rgb)
     draws = pass_plan(net, options.tta, options.samples).draws
-    density = options.density is not None
-    out = _empty_maps(classes, (height, width), draws, density, class_arrays)
-    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, density)
-    bound: dict[str, float] = {}
+    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, options.density is not None)
     tile_done = progress_steps(options.cancel, len(grid.tops) * len(grid.lefts), "tile")
     for row, top in enumerate(grid.tops):
         for left in grid.lefts:
@@ -195,9 +230,43 @@ def sliding_window_mc(
             del maps, x
             tile_done()
         step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
-        for left in range(0, width, tw):
-            _write(out, finalize_blend(blender.rows(min(step, height - top), slice(left, left + tw)), draws), top, left, class_arrays)
+        rows = min(step, height - top)
+        yield top, [(left, finalize_blend(blender.rows(rows, slice(left, left + tw)), draws)) for left in range(0, width, tw)]
         blender.advance(step)
+
+
+def sliding_window_mc(
+    net: SegmentationNet,
+    rgb: np.ndarray | RegionReader,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    classes: int,
+    grid: TileGrid,
+    options: SamplingOptions,
+    class_arrays: bool = True,
+) -> UncertaintyMaps:
+    """Analyse ``(H, W, 3)`` uint8 RGB tile by tile and blend the tiles' MC statistics into maps held in memory.
+
+    Args:
+        net: The network (eval mode; its device is where tiles run).
+        rgb: The image, or a :class:`RegionReader` of it.
+        mean: Normalisation mean per channel.
+        std: Normalisation std per channel.
+        classes: ``C``.
+        grid: Tiles of the stride-padded image (:func:`plan_grid`).
+        options: Sampling options of every tile (same seed everywhere).
+        class_arrays: Keep ``probs``, ``mean_probs`` and ``class_variance`` at the input's size; ``False``: each band's are
+            finalised into the maps and dropped (the result's are ``(1, C, 0, 0)`` placeholders), the maps unchanged.
+
+    Returns:
+        Host (CPU) maps of batch 1 at the input's size: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
+    """
+    draws = pass_plan(net, options.tta, options.samples).draws
+    out = _empty_maps(classes, image_size(rgb), draws, options.density is not None, class_arrays)
+    bound: dict[str, float] = {}
+    for top, parts in blended_bands(net, rgb, mean, std, classes, grid, options, bound):
+        for left, part in parts:
+            _write(out, part, top, left, class_arrays)
     out.error_bound = bound or None
     return out
 

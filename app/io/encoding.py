@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.card import dropout_note
@@ -43,7 +41,8 @@ class AnalysisSummary:
     """The facts of one analysis (``analysis.json``): model, geometry, settings, timings, map means and regions.
 
     ``npz`` is the dtype of each array of the ``maps.npz`` written beside it (name → ``"float16"``, ``"uint8"``, …;
-    :func:`app.io.npz.array_dtypes`), empty where no archive was written.
+    :func:`app.io.npz.array_dtypes`), empty where no archive was written; ``zarr`` describes the ``maps.zarr`` written
+    instead (:mod:`app.io.zarr_store`: its dtypes, chunks, codec and the previews' factor), empty where none was.
     """
 
     model: str
@@ -78,15 +77,17 @@ class AnalysisSummary:
     source: str | None = field(default=None)
     npz: dict[str, str] = field(default_factory=dict)
     threads: int | None = None
+    zarr: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (``source`` and ``threads`` left out when unset, ``npz`` when empty)."""
+        """A JSON-ready dict (``source`` and ``threads`` left out when unset, ``npz`` and ``zarr`` when empty)."""
         out = asdict(self)
         for name in ("source", "threads"):
             if out[name] is None:
                 del out[name]
-        if not self.npz:
-            del out["npz"]
+        for name in ("npz", "zarr"):
+            if not out[name]:
+                del out[name]
         return out
 
 
@@ -130,13 +131,13 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         maps={
             spec.name: MapSummary(
                 range=analysis.ranges[spec.name],
-                mean=float(analysis.maps[spec.name].mean(dtype=np.float64)),
+                mean=analysis.map_mean(spec.name),
                 description=spec.meaning if spec.name not in analysis.unavailable else _unavailable(spec),
                 mean_error=analysis.mean_errors.get(spec.name),
             )
             for spec in MAPS
         },
-        class_shares={c.name: float((analysis.prediction == i).mean()) for i, c in enumerate(card.classes)},
+        class_shares={c.name: analysis.class_share(i) for i, c in enumerate(card.classes)},
         regions=analysis.regions,
         input_width=(analysis.input_size or analysis.analysed_size)[1],
         input_height=(analysis.input_size or analysis.analysed_size)[0],

@@ -24,21 +24,26 @@ from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.engine.free_memory import release_free_memory
 from app.io.bundle import ModelCard
-from app.io.decoding import ImageDecodeError
+from app.io.decoding import ImageDecodeError, probe_image
 from app.io.encoding import map_pngs, summarise
 from app.io.npz import npz_sources, write_npz
+from app.io.pixel_source import TiledImageError, TiledTiffSource, is_tiled_tiff
+from app.io.zarr_store import STORE_NAME
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, output_names, utf8_name
+from app.workflows.stream_folder import MAX_TILED_PIXELS, StoreFormat, open_source, reduced_rgb, store_image, streams
 
 __all__ = [
     "AnalysedImage",
+    "Streaming",
     "SummaryRow",
     "analyse_files",
     "analyse_image",
     "analysis_files",
     "expand_inputs",
+    "fill_row",
     "install_image",
     "write_summary",
 ]
@@ -145,10 +150,28 @@ def expand_inputs(items: Iterable[str]) -> tuple[list[Path], list[str]]:
 
 @dataclass
 class AnalysedImage:
-    """One input analysed in memory: its summary row and, when it succeeded, its output files (file name → bytes)."""
+    """One analysed input: its summary row and, when it succeeded in memory, its output files (file name → bytes);
+    ``installed`` when its folder was written already (streamed to ``maps.zarr``)."""
 
     row: SummaryRow
     files: dict[str, bytes] = field(default_factory=dict)
+    installed: bool = False
+
+
+@dataclass(frozen=True)
+class Streaming:
+    """Where and when inputs stream to ``maps.zarr`` (:mod:`app.workflows.stream_folder`).
+
+    Attributes:
+        out: The output folder streamed inputs are written into.
+        format: ``auto`` (full resolution beyond 4 megapixels), ``zarr`` (every full-resolution input) or ``npz`` (none,
+            but tiled TIFFs beyond ``--max-pixels``).
+        max_tiled_pixels: The largest tiled TIFF read tile by tile.
+    """
+
+    out: Path
+    format: StoreFormat = "auto"
+    max_tiled_pixels: int = MAX_TILED_PIXELS
 
 
 def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float, save: Sequence[str] = ()) -> tuple[dict[str, bytes], dict[str, float]]:
@@ -172,26 +195,76 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
 
 
 def analyse_image(
-    analyzer: Analyzer, path: Path, name: str, request: AnalysisRequest, cancel: CancelToken | None = None, save: Sequence[str] = ()
+    analyzer: Analyzer,
+    path: Path,
+    name: str,
+    request: AnalysisRequest,
+    cancel: CancelToken | None = None,
+    save: Sequence[str] = (),
+    streaming: Streaming | None = None,
 ) -> AnalysedImage:
-    """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files, writing nothing.
+    """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files.
 
     An input that cannot be read gives a ``failed`` row and no files. ``save``: the ``(C, H, W)`` arrays ``maps.npz``
     adds (:func:`app.io.npz.parse_save`); the analysis keeps those arrays only then (``request.class_arrays`` is set to
     whether ``save`` names one: nothing else written needs them, and at full resolution they would be ``12·C`` bytes a pixel).
+    With ``streaming`` an input that streams (:mod:`app.workflows.stream_folder`: full resolution beyond 4 megapixels, or a
+    tiled TIFF beyond ``--max-pixels``) is written straight into ``streaming.out`` and its result is marked ``installed``;
+    without it, nothing is written.
 
     Raises:
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the analysis.
     """
     row = SummaryRow(file=str(path), output=name)
+    kept = replace(request, class_arrays=bool(save))
     try:
         started = time.perf_counter()
-        analysis = analyzer.analyze_bytes(path.read_bytes(), replace(request, class_arrays=bool(save)), cancel=cancel)
+        tiled = _tiled_source(analyzer, path, streaming)
+        if tiled is not None:
+            with tiled:
+                size = (tiled.height, tiled.width)
+                if streaming is not None and request.resolution == "full":
+                    means, analysis = store_image(analyzer, tiled, str(path), name, request, streaming.out, save, cancel)
+                    return AnalysedImage(fill_row(row, analysis, means, time.perf_counter() - started), installed=True)
+                rgb = reduced_rgb(tiled, analyzer.analysed_shape(*size, "working"), cancel)
+            analysis = analyzer.analyze_image(rgb, kept, cancel=cancel, input_size=size)
+        else:
+            data = path.read_bytes()
+            header = probe_image(data, analyzer.max_pixels)
+            if streaming is not None and streams(streaming.format, request, header.width * header.height):
+                rgb = analyzer.decode(data, cancel=cancel)
+                means, analysis = store_image(analyzer, rgb, str(path), name, request, streaming.out, save, cancel)
+                return AnalysedImage(fill_row(row, analysis, means, time.perf_counter() - started), installed=True)
+            analysis = analyzer.analyze_bytes(data, kept, cancel=cancel)
         seconds = time.perf_counter() - started
-    except (ImageDecodeError, OSError) as exc:
-        row.status, row.error = "failed", exc.message if isinstance(exc, ImageDecodeError) else str(exc)
+    except (ImageDecodeError, TiledImageError) as exc:
+        row.status, row.error = "failed", exc.message
         return AnalysedImage(row)
-    files, row.means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, save)
+    except OSError as exc:
+        row.status, row.error = "failed", str(exc)
+        return AnalysedImage(row)
+    files, means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, save)
+    return AnalysedImage(fill_row(row, analysis, means, seconds), files)
+
+
+def _tiled_source(analyzer: Analyzer, path: Path, streaming: Streaming | None) -> TiledTiffSource | None:
+    """A reader of ``path`` when it is a tiled TIFF too large to decode whole (and ``streaming`` allows it), else ``None``.
+
+    Raises:
+        app.io.pixel_source.TiledImageError: the TIFF is beyond ``streaming.max_tiled_pixels`` or unreadable.
+    """
+    if streaming is None or not is_tiled_tiff(path):
+        return None
+    source = open_source(path, streaming.max_tiled_pixels)
+    if source.height * source.width <= analyzer.max_pixels:
+        source.close()
+        return None
+    return source
+
+
+def fill_row(row: SummaryRow, analysis: Analysis, means: dict[str, float], seconds: float) -> SummaryRow:
+    """``row`` completed from a finished analysis: status ``ok``, sizes, settings, means, errors and verdicts."""
+    row.means = means
     row.status, row.width, row.height, row.samples, row.seconds = "ok", analysis.width, analysis.height, analysis.samples, round(seconds, 6)
     row.input_height, row.input_width = analysis.input_size or analysis.analysed_size
     row.resolution = analysis.resolution
@@ -202,7 +275,7 @@ def analyse_image(
     if analysis.image_check is not None:
         row.image_check, row.p_value = analysis.image_check.status, analysis.image_check.p_value
         row.unusual = None if analysis.image_check.status == "not_checked" else analysis.image_check.status == "unusual"
-    return AnalysedImage(row, files)
+    return row
 
 
 def install_image(image: AnalysedImage, out: Path) -> SummaryRow:
@@ -211,7 +284,7 @@ def install_image(image: AnalysedImage, out: Path) -> SummaryRow:
     A failed input writes nothing. Files that cannot be written give a ``failed`` row carrying the error.
     """
     row = image.row
-    if not image.files:
+    if image.installed or not image.files:
         return row
     staging = out / f".{row.output}.partial"
     try:
@@ -219,7 +292,7 @@ def install_image(image: AnalysedImage, out: Path) -> SummaryRow:
         staging.mkdir(parents=True)
         for name, data in image.files.items():
             (staging / name).write_bytes(data)
-        install_folder(staging, out / row.output)
+        install_folder(staging, out / row.output, superseded=(STORE_NAME,))
     except OSError as exc:
         return SummaryRow(file=row.file, output=row.output, status="failed", error=str(exc))
     finally:
@@ -235,6 +308,8 @@ def analyse_files(
     progress: Callable[[Sequence[Path]], Iterable[Path]] = iter,
     cancel: CancelToken | None = None,
     save: Sequence[str] = (),
+    store_format: StoreFormat = "auto",
+    max_tiled_pixels: int = MAX_TILED_PIXELS,
 ) -> Iterator[SummaryRow]:
     """Analyse ``files`` into ``out/<name>/`` (names from :func:`output_names`), yielding each input's summary row.
 
@@ -248,14 +323,17 @@ def analyse_files(
         request: How every image is analysed.
         progress: Wraps the file list, e.g. in a progress bar.
         cancel: Stops the run between images and inside an analysis (see :mod:`app.engine.cancel`).
-        save: The ``(C, H, W)`` arrays each ``maps.npz`` adds to the maps (:func:`app.io.npz.parse_save`); none by default.
+        save: The ``(C, H, W)`` arrays each ``maps.npz`` (or ``maps.zarr``) adds to the maps (:func:`app.io.npz.parse_save`);
+            none by default.
+        store_format: Which full-resolution inputs stream to ``maps.zarr`` (:class:`Streaming`).
+        max_tiled_pixels: The largest tiled TIFF read tile by tile.
     """
     out.mkdir(parents=True, exist_ok=True)
     for path, name in zip(progress(files), output_names(files), strict=True):
         if cancel is not None and cancel.expired():
             return
         try:
-            image = analyse_image(analyzer, path, name, request, cancel, save)
+            image = analyse_image(analyzer, path, name, request, cancel, save, Streaming(out, store_format, max_tiled_pixels))
         except AnalysisCancelled:
             return
         yield install_image(image, out)

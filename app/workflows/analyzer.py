@@ -28,7 +28,7 @@ from app.maps.mc_error import mean_errors
 from app.maps.regions import region_table
 from app.maps.registry import map_ranges
 from app.metrics.conformal import TYPICALITY, Component, ImageCheck, check_image, component_values, not_checked
-from app.metrics.image_ood import ImageTypicality, image_verdicts, typicality_verdict
+from app.metrics.image_ood import ImageOodResult, ImageTypicality, image_verdicts, typicality_verdict
 from app.request import AnalysisRequest
 from app.workflows.batching import PrefixBatcher
 
@@ -210,12 +210,8 @@ class Analyzer:
         regions = region_table(prediction, maps, self.bundle.class_names, min_area=request.min_area, replicates=replicates, samples=random_draws)
         image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
         errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
-        verdicts = image_verdicts({k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}, self._references(tta))
-        if self.typicality_verdict and self.bundle.density is not None and card.feature_density is not None:
-            values = maps["feature_distance"]
-            typicality = self._typicality(card.feature_density)
-            verdicts.append(typicality_verdict("feature_distance", float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)), typicality))
-        image_check = self._image_check(maps, request)
+        means = {k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}
+        verdicts, image_check = self.image_verdicts(means, float(maps["feature_distance"].std(dtype=np.float64)), request)
         return Analysis(
             image=analysed,
             prediction=prediction,
@@ -257,7 +253,17 @@ class Analyzer:
         references.pop("feature_distance", None)
         return references
 
-    def _image_check(self, maps: dict[str, np.ndarray], request: AnalysisRequest) -> ImageCheck:
+    def image_verdicts(self, means: dict[str, float], distance_std: float, request: AnalysisRequest) -> tuple[list[ImageOodResult], ImageCheck]:
+        """The image-level verdicts of an analysis from its maps' image means and the feature distance's standard deviation
+        over the image: each map's percentile against the card's reference, and the one conformal check."""
+        card = self.bundle.card
+        verdicts = image_verdicts(means, self._references(request.tta))
+        if self.typicality_verdict and self.bundle.density is not None and card.feature_density is not None:
+            typicality = self._typicality(card.feature_density)
+            verdicts.append(typicality_verdict("feature_distance", means["feature_distance"], distance_std, typicality))
+        return verdicts, self._image_check(means, distance_std, request)
+
+    def _image_check(self, means: dict[str, float], distance_std: float, request: AnalysisRequest) -> ImageCheck:
         """The one image-level verdict: the card's conformal test, or why the image was not checked (always in words)."""
         card = self.bundle.card
         test = card.image_test
@@ -277,10 +283,8 @@ class Analyzer:
             if self.bundle.density is None or card.feature_density is None:
                 return not_checked("the image-level test needs the feature density, which this bundle lacks", card.domain)
             typicality = self._typicality(card.feature_density)
-            values = maps["feature_distance"]
-            pair = (float(values.mean(dtype=np.float64)), float(values.std(dtype=np.float64)))
-        means = {name: float(maps[name].mean(dtype=np.float64)) for name in names if name != TYPICALITY}
-        raw = component_values(means, [n for n in names if n != TYPICALITY], typicality, pair)
+            pair = (means["feature_distance"], distance_std)
+        raw = component_values({name: means[name] for name in names if name != TYPICALITY}, [n for n in names if n != TYPICALITY], typicality, pair)
         reference = f"{test.calibrated_on}; {test.samples} MC samples, no augmentation"
         note = ""
         if request.samples != test.samples:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
@@ -94,10 +95,23 @@ def output_names(files: Sequence[Path], reserved: Collection[str] = (SUMMARY_FIL
     return names
 
 
-def install_folder(staging: Path, target: Path) -> None:
-    """Move the complete folder ``staging`` to ``target``; into it, file by file, when ``target`` is already a folder."""
-    if target.is_dir():
-        for item in staging.iterdir():
-            os.replace(item, target / item.name)
-    else:
+def install_folder(staging: Path, target: Path, superseded: Collection[str] = ()) -> None:
+    """Move the complete folder ``staging`` to ``target``; into it, item by item, when ``target`` is already a folder.
+
+    An item replaces the one of its name (a folder, such as ``maps.zarr``, whole), and the items named in ``superseded``
+    (another run's outputs of another format, e.g. ``maps.npz`` beside a new ``maps.zarr``) are removed.
+    """
+    if not target.is_dir():
         staging.rename(target)
+        return
+    for item in staging.iterdir():
+        dest = target / item.name
+        if dest.is_dir() and not dest.is_symlink():
+            shutil.rmtree(dest)
+        os.replace(item, dest)
+    for name in superseded:
+        old = target / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink(missing_ok=True)

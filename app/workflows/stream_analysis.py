@@ -1,0 +1,197 @@
+"""A full-resolution analysis streamed band by band to ``maps.zarr``: memory bounded by one tile and one band.
+
+The sliding windows (:func:`app.engine.sliding_window.blended_bands`) finish the image a band of rows at a time; each
+band goes to the store (:class:`app.io.zarr_store.MapStore`) and into the image-wide statistics
+(:class:`app.maps.band_summary.BandSummary`: map means, the region table's class rows, previews), and is dropped. The
+pixels come from a :class:`~app.engine.sliding_window.RegionReader` (a tiled TIFF read tile by tile) or a decoded array.
+What is held besides the network's working memory (the analyser's budget) is one band of maps and the previews:
+about ``40 · W`` bytes a band row and ``4 · 8`` bytes a preview pixel, whatever the image's height.
+
+The result is an :class:`~app.engine.analysis.Analysis` whose ``maps`` and ``prediction`` are the previews (so PNGs are
+drawn from them as from any analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution
+means and class shares. Connected components are not listed (they need the whole label map); class rows are, exact.
+Sampled means carry the tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from app.engine.analysis import Analysis, StoredMaps
+from app.engine.cancel import CancelToken
+from app.engine.passes import pass_plan, plan_cost
+from app.engine.sampling import SamplingOptions
+from app.engine.sliding_window import RegionReader, TileGrid, blended_bands, image_size, plan_grid
+from app.engine.tile_budget import choose_tile
+from app.io.zarr_store import CHUNK_COLUMNS, MapStore
+from app.maps.band_summary import BandSummary
+from app.maps.mc_error import mean_errors
+from app.maps.moments import UncertaintyMaps
+from app.maps.registry import MAP_NAMES, map_ranges
+from app.request import AnalysisRequest
+from app.workflows.analyzer import Analyzer
+
+__all__ = ["PREVIEW_SIDE", "STREAM_PIXELS", "analyze_to_store", "stream_grid"]
+
+STREAM_PIXELS = 2048 * 2048
+PREVIEW_SIDE = 2048
+CODEC = "blosc zstd level 5, byte shuffle"
+_CLASS_ARRAYS = ("probs", "mean_probs", "class_variance")
+
+
+def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRequest) -> tuple[TileGrid, int]:
+    """The sliding windows of a streamed ``height × width`` analysis (one tile when the image fits the budget whole) and
+    the memory budget left for each tile's MC chunks."""
+    net = analyzer.bundle.net
+    plan = pass_plan(net, request.tta, request.samples, request.seed)
+    cost = plan_cost(analyzer.cost, plan)
+    stride = net.stride
+    hp, wp = height + (-height) % stride, width + (-width) % stride
+    tile = choose_tile(hp, wp, cost, analyzer.memory_budget, stride) or (hp, wp)
+    grid = plan_grid(hp, wp, tile, stride)
+    return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, wp)
+
+
+def _band(parts: list[tuple[int, UncertaintyMaps]], rows: int, width: int, save: Sequence[str]) -> dict[str, np.ndarray]:
+    """A band's full-width host arrays from its blocks: maps and labels ``(rows, W)``, class arrays ``(C, rows, W)``."""
+
+    def joined(pick: str) -> np.ndarray:
+        blocks = []
+        for _, part in parts:
+            tensor = part.scalar_maps()[pick] if pick in MAP_NAMES else getattr(part, pick)
+            blocks.append(tensor[0, ..., :rows, :].cpu().numpy())
+        return np.concatenate(blocks, axis=-1)[..., :width]
+
+    return {name: joined(name) for name in ("prediction", *MAP_NAMES, *save)}
+
+
+def analyze_to_store(
+    analyzer: Analyzer,
+    source: np.ndarray | RegionReader,
+    request: AnalysisRequest,
+    store_path: Path,
+    save: Sequence[str] = (),
+    *,
+    cancel: CancelToken | None = None,
+    preview_side: int = PREVIEW_SIDE,
+) -> Analysis:
+    """Analyse every pixel of ``source`` in sliding windows, writing the maps to a ``maps.zarr`` at ``store_path``.
+
+    Args:
+        analyzer: The model's analyser (its memory budget sizes the tiles).
+        source: ``(H, W, 3)`` uint8 RGB, or a reader of an image too large to decode whole.
+        request: Samples, seed, temperature and augmentation (its ``resolution`` is taken as ``"full"``).
+        store_path: Where the store goes (replaced if it exists).
+        save: The ``(C, H, W)`` arrays the store keeps as well (:func:`app.io.npz.parse_save`).
+        cancel: Checked between tiles and sample chunks.
+        preview_side: The previews' longest side at most.
+
+    Returns:
+        The analysis, its maps the previews (:attr:`~app.engine.analysis.Analysis.stored` says where the full maps are).
+
+    Raises:
+        app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled (the store is left incomplete: no ``complete`` mark).
+    """
+    bundle, card = analyzer.bundle, analyzer.bundle.card
+    height, width = image_size(source)
+    plan = pass_plan(bundle.net, request.tta, request.samples, request.seed)
+    temperature = card.temperature if request.calibrated else 1.0
+    grid, chunk_budget = stream_grid(analyzer, height, width, request)
+    options = SamplingOptions(
+        samples=request.samples,
+        seed=request.seed,
+        temperature=temperature,
+        chunk_size=request.chunk_size,
+        memory_budget=chunk_budget,
+        cancel=cancel,
+        tta=request.tta,
+        density=bundle.density,
+        estimator="sampled",
+    )
+    classes = len(card.classes)
+    band_rows = grid.tile[0] - grid.overlap[0] if len(grid.tops) > 1 else grid.tile[0]
+    store = MapStore(store_path, (height, width), classes, band_rows, save)
+    summary = BandSummary(height, width, bundle.class_names, MAP_NAMES, preview_side)
+    squares = 0.0
+    bound: dict[str, float] = {}
+    start = time.perf_counter()
+    norm = card.normalization
+    for top, parts in blended_bands(bundle.net, source, norm.mean, norm.std, classes, grid, options, bound):
+        rows = min(int(parts[0][1].prediction.shape[-2]), height - top)
+        band = _band(parts, rows, width, save)
+        store.write_band(top, band)
+        summary.add(top, band["prediction"], {name: band[name] for name in MAP_NAMES})
+        squares += float(np.square(band["feature_distance"], dtype=np.float64).sum())
+        del band, parts
+    if analyzer.device.type == "cuda":
+        torch.cuda.synchronize(analyzer.device)
+    inference = time.perf_counter() - start
+    start = time.perf_counter()
+    preview_labels, preview_maps = summary.previews()
+    store.write_previews(summary.factor, {"prediction": preview_labels, **preview_maps})
+    means = summary.means()
+    regions = summary.class_regions()
+    shares = [0.0] * classes
+    for region in regions:
+        shares[region.class_index] = region.share
+    distance_std = math.sqrt(max(squares / (height * width) - means["feature_distance"] ** 2, 0.0))
+    verdicts, image_check = analyzer.image_verdicts(means, distance_std, replace(request, resolution="full"))
+    random_draws = plan.draws if plan.random else 0
+    store.finish(
+        {
+            "model": card.name,
+            "classes": [c.name for c in card.classes],
+            "size": [height, width],
+            "samples": request.samples,
+            "seed": request.seed,
+            "preview_factor": summary.factor,
+            "ranges": {name: list(r) for name, r in map_ranges(classes).items()},
+        }
+    )
+    return Analysis(
+        image=np.empty((0, 0, 3), dtype=np.uint8),
+        prediction=preview_labels.astype(np.int64),
+        maps={name: preview_maps[name].astype(np.float32, copy=False) for name in MAP_NAMES},
+        class_arrays=None,
+        num_classes=classes,
+        ranges=map_ranges(classes),
+        regions=regions,
+        samples=request.samples,
+        seed=request.seed,
+        temperature=temperature,
+        calibrated=request.calibrated,
+        device=str(analyzer.device),
+        dropout_added_at_inference=not card.dropout.trained_with_dropout,
+        timings={"inference": inference, "regions": time.perf_counter() - start},
+        input_size=(height, width),
+        resolution="full",
+        image_ood=verdicts,
+        mean_errors=mean_errors(MAP_NAMES, None, random_draws, bound or None),
+        error_method="exact" if random_draws == 0 else "tile_bound" if bound else "unavailable",
+        tta=request.tta,
+        passes=plan.passes,
+        method=plan.method,
+        unavailable=analyzer.unavailable,
+        image_check=image_check,
+        stored=StoredMaps(
+            store_path,
+            (height, width),
+            summary.factor,
+            means,
+            shares,
+            {
+                "store": store_path.name,
+                "dtypes": {name: str(dtype) for name, dtype in store.dtypes.items()},
+                "chunks": [min(band_rows, height), min(CHUNK_COLUMNS, width)],
+                "codec": CODEC,
+                "preview_factor": summary.factor,
+            },
+        ),
+    )
