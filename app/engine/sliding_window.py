@@ -89,9 +89,16 @@ def tile_offsets(length: int, tile: int, overlap: int) -> tuple[int, ...]:
     return (*starts, length - tile)
 
 
-def plan_grid(height: int, width: int, tile: tuple[int, int], stride: int) -> TileGrid:
-    """The :class:`TileGrid` of a padded ``height × width`` image with tiles ``tile`` (multiples of ``stride``)."""
+def plan_grid(height: int, width: int, tile: tuple[int, int], stride: int, overlap_px: int | None = None) -> TileGrid:
+    """The :class:`TileGrid` of a padded ``height × width`` image with tiles ``tile`` (multiples of ``stride``).
+
+    ``overlap_px``: the overlap in pixels (rounded to the stride, at least one stride); ``None``: the default rule.
+    """
     th, tw = min(tile[0], height), min(tile[1], width)
+    if overlap_px is not None:
+        step = max(stride, int(overlap_px / stride + 0.5) * stride)
+        overlap = tuple(0 if t >= n else min(t - stride, step) for t, n in ((th, height), (tw, width)))
+        return TileGrid((th, tw), (overlap[0], overlap[1]), tile_offsets(height, th, overlap[0]), tile_offsets(width, tw, overlap[1]))
     overlap = (_overlap(th, height, stride), _overlap(tw, width, stride))
     return TileGrid((th, tw), overlap, tile_offsets(height, th, overlap[0]), tile_offsets(width, tw, overlap[1]))
 

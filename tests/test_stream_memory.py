@@ -1,0 +1,88 @@
+"""A streamed analysis's memory does not grow with the image's height: a 1024×4096 tiled TIFF peaks where a 1024×1024
+one does, where holding its maps (32 bytes a pixel) would cost 96 MiB more.
+
+A subprocess (this file run as a script) loads the default model with a 48 MiB budget, warms it up, then for each
+image measures the growth of its resident memory (``VmHWM`` after resetting it, over ``VmRSS`` before) while
+``analyse_files`` streams it to ``maps.zarr`` (``T = 0``: the sampling's working memory is the engine's budget either way).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+BUDGET = 48 * 2**20
+WIDTH = 1024
+HEIGHTS = (1024, 4096)
+MAP_BYTES = 6 * 4 + 8  # per pixel: the six float32 maps and the int64 labels an in-memory analysis holds
+
+
+def _status_kib(key: str) -> int:
+    match = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.MULTILINE)
+    return int(match.group(1)) if match else 0
+
+
+def _slide(path: Path, height: int) -> Path:
+    """A seeded tiled TIFF of synthetic scenes, ``height × 1024``, written tile by tile."""
+    import tifffile
+
+    from app.io.synthetic import make_scene
+
+    scenes = [make_scene("test", k, size=256).image for k in range(8)]
+
+    def tiles() -> Any:
+        for top in range(0, height, 256):
+            for left in range(0, WIDTH, 256):
+                yield scenes[(top // 256 + left // 256) % len(scenes)]
+
+    tifffile.imwrite(path, tiles(), shape=(height, WIDTH, 3), dtype=np.uint8, tile=(256, 256), photometric="rgb", compression="zlib")
+    return path
+
+
+def _measure(folder: Path) -> dict[str, Any]:
+    import torch
+
+    from app.cli.common import load_analyzer
+    from app.request import AnalysisRequest
+    from app.workflows.analyse_folder import analyse_files
+
+    torch.manual_seed(0)
+    analyzer = load_analyzer("default", "cpu", memory_budget=BUDGET, max_pixels=WIDTH * 512)
+    request = AnalysisRequest(samples=0, resolution="full")
+    slides = [_slide(folder / f"slide{h}.tif", h) for h in HEIGHTS]
+    list(analyse_files(analyzer, [slides[0]], folder / "warm", request, store_format="zarr"))
+    growth, statuses = {}, {}
+    for height, slide in zip(HEIGHTS, slides, strict=True):
+        gc.collect()
+        Path("/proc/self/clear_refs").write_text("5")
+        base = _status_kib("VmRSS")
+        [row] = analyse_files(analyzer, [slide], folder / f"out{height}", request, store_format="zarr")
+        growth[height] = (_status_kib("VmHWM") - base) * 1024
+        statuses[height] = row.status
+    return {"growth": growth, "statuses": statuses}
+
+
+def test_streamed_memory_does_not_grow_with_the_height(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, __file__, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(figures["statuses"].values()) == {"ok"}
+    small, large = (figures["growth"][str(h)] for h in HEIGHTS)
+    held = (HEIGHTS[1] - HEIGHTS[0]) * WIDTH * MAP_BYTES
+    assert large - small < held / 4, figures
+    assert large < BUDGET + 64 * 2**20, figures
+    for height in HEIGHTS:
+        assert (tmp_path / f"out{height}" / f"slide{height}" / "maps.zarr").is_dir()
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    print(json.dumps(_measure(Path(sys.argv[1]))))
