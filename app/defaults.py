@@ -38,6 +38,8 @@ DEFAULT_SEED = 0
 MAX_PIXELS = 40_000_000
 # A tiled TIFF is read tile by tile (app.io.pixel_source): its limit bounds time and disk, not memory.
 MAX_TILED_PIXELS = 2**30
+# A full-resolution analysis of more pixels streams to maps.zarr (analyze --format auto, the server's SEGU_STREAM_PIXELS).
+STREAM_PIXELS = 2048 * 2048
 MAX_BODY_BYTES = 50 * 2**20
 MEMORY_BUDGET = 512 * 2**20
 MIN_AREA = 64

@@ -19,7 +19,7 @@ only when it costs at most a ninth of level ``0`` (``f ≥ 3``): at ``f = 2`` it
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +27,22 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
 
-from app.io.npz import FLOAT32_MAPS, MAP_DTYPE, label_dtype
+from app.io.npz import FLOAT32_MAPS, MAP_DTYPE, label_dtype, write_npz
 from app.maps.registry import MAP_NAMES
 
-__all__ = ["CHUNK_COLUMNS", "OME_VERSION", "PREVIEW_LEVEL_FACTOR", "STORE_NAME", "MapStore", "multiscales", "read_map"]
+__all__ = [
+    "CHUNK_COLUMNS",
+    "OME_VERSION",
+    "PREVIEW_LEVEL_FACTOR",
+    "STORE_NAME",
+    "MapStore",
+    "StoreArrays",
+    "multiscales",
+    "read_map",
+    "store_bytes",
+    "store_npz",
+    "store_pixel",
+]
 
 STORE_NAME = "maps.zarr"
 CHUNK_COLUMNS = 512
@@ -123,13 +135,73 @@ def read_map(path: Path, name: str, level: int = 0) -> np.ndarray:
     """One array of a finished store: ``name`` at ``level`` (maps and labels), or a class array by its name.
 
     Raises:
-        ValueError: the store was not finished (no ``complete`` attribute).
+        ValueError: the store was not finished (no ``complete`` attribute), or has no such array.
     """
+    root = _open_complete(path)
+    return np.asarray(_array(root, name if name not in MAP_NAMES and name != "prediction" else f"{name}/{level}")[...])
+
+
+def _open_complete(path: Path) -> zarr.Group:
     root = zarr.open_group(str(path), mode="r")
     attrs = root.attrs.get(_ATTRS)
     if not isinstance(attrs, Mapping) or not attrs.get("complete"):
         raise ValueError(f"{path} is not a complete analysis store")
-    node = root[name] if name not in MAP_NAMES and name != "prediction" else root[f"{name}/{level}"]
+    return root
+
+
+def store_pixel(path: Path, y: int, x: int) -> tuple[dict[str, float], int, np.ndarray | None]:
+    """Every map's value, the label and (when stored) the ``mean_probs`` vector at pixel ``(y, x)`` of a finished store;
+    reads one chunk per array."""
+    root = _open_complete(path)
+    values = {name: float(np.asarray(_array(root, f"{name}/0")[y, x])) for name in MAP_NAMES}
+    label = int(np.asarray(_array(root, "prediction/0")[y, x]))
+    probs = np.asarray(_array(root, "mean_probs")[:, y, x], dtype=np.float64) if "mean_probs" in root else None
+    return values, label, probs
+
+
+def _array(root: zarr.Group, name: str) -> zarr.Array[Any]:
+    node = root[name]
     if not isinstance(node, zarr.Array):
-        raise ValueError(f"{path} has no array {name!r} at level {level}")
-    return np.asarray(node[...])
+        raise ValueError(f"no array {name!r} in the store")
+    return node
+
+
+class StoreArrays(Mapping[str, np.ndarray]):
+    """A finished store's full-resolution arrays as a mapping that reads each one when it is asked for (so
+    :func:`app.io.npz.write_npz` holds one of them at a time): ``prediction``, every map, and the class arrays stored."""
+
+    def __init__(self, path: Path, names: Sequence[str] | None = None) -> None:
+        self._root = _open_complete(path)
+        stored = [n for n in ("probs", "mean_probs", "class_variance") if n in self._root]
+        self._names = list(names) if names is not None else [*MAP_NAMES, "prediction", *stored]
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return np.asarray(_array(self._root, name if name in ("probs", "mean_probs", "class_variance") else f"{name}/0")[...])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
+def store_bytes(path: Path) -> int:
+    """Bytes of a store's files on disk."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def store_npz(path: Path, save: Sequence[str] = ()) -> bytes:
+    """The ``maps.npz`` of a finished store: its maps and labels in their stored dtypes, plus the class arrays named in
+    ``save``, read one at a time.
+
+    Raises:
+        ValueError: ``save`` names a class array the store does not hold.
+    """
+    stored = [n for n in ("probs", "mean_probs", "class_variance") if n in _open_complete(path)]
+    missing = [n for n in save if n not in stored]
+    if missing:
+        held = ", ".join(stored) or "none"
+        raise ValueError(f"this analysis was streamed to a store that keeps no {', '.join(missing)} (it holds: {held})")
+    return write_npz(StoreArrays(path, [*MAP_NAMES, "prediction", *save]))

@@ -2,7 +2,9 @@
 
 Bounded three ways: at most ``max_entries`` analyses and ``max_bytes`` of arrays (least recently used evicted
 first), and each one expires ``ttl`` seconds after it was last used. An analysis larger than ``max_bytes`` on its
-own is not kept.
+own is not kept. An analysis streamed to a ``maps.zarr`` (a full-resolution one beyond ``stream_pixels``) keeps its
+previews in memory and its store on disk, under the cache's store folder; its disk bytes count against ``max_bytes``
+too, and the store is removed when the entry goes.
 
 With API keys on, an analysis belongs to the key that made it (:attr:`CachedAnalysis.owner`): asked for by another key
 it is not there, exactly as an id that never existed (and that asking neither refreshes nor reorders it).
@@ -11,11 +13,14 @@ it is not there, exactly as an id that never existed (and that asking neither re
 from __future__ import annotations
 
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +43,10 @@ class CachedAnalysis:
         filename: Upload name, for download names.
         owner: The API key's owner tag that made it (:func:`~app.web.security.api_keys.current_owner`); ``None`` with keys off.
         expires_at: Clock time after which it is gone (refreshed on every use).
+        store: For an analysis streamed to a ``maps.zarr`` (:mod:`app.io.zarr_store`): its folder, removed with the entry;
+            ``arrays`` then hold its previews (``prediction`` and the maps, float32). ``None``: ``arrays`` are everything.
+        size: ``(H, W)`` of a stored analysis (its previews are smaller).
+        disk_bytes: The store's bytes on disk, counted with the arrays'.
     """
 
     arrays: dict[str, np.ndarray]
@@ -46,21 +55,29 @@ class CachedAnalysis:
     filename: str | None = None
     owner: str | None = None
     expires_at: float = field(default=0.0)
+    store: Path | None = None
+    size: tuple[int, int] | None = None
+    disk_bytes: int = 0
 
     @property
     def nbytes(self) -> int:
-        """Bytes of its arrays."""
-        return sum(int(a.nbytes) for a in self.arrays.values())
+        """Bytes of its arrays (and of its store on disk)."""
+        return sum(int(a.nbytes) for a in self.arrays.values()) + self.disk_bytes
 
     @property
     def height(self) -> int:
         """Rows of the analysed image."""
-        return int(self.arrays["prediction"].shape[0])
+        return self.size[0] if self.size is not None else int(self.arrays["prediction"].shape[0])
 
     @property
     def width(self) -> int:
         """Columns of the analysed image."""
-        return int(self.arrays["prediction"].shape[1])
+        return self.size[1] if self.size is not None else int(self.arrays["prediction"].shape[1])
+
+    def discard(self) -> None:
+        """Remove its store, if any (the entry left the cache)."""
+        if self.store is not None:
+            shutil.rmtree(self.store, ignore_errors=True)
 
 
 class AnalysisCache:
@@ -74,7 +91,15 @@ class AnalysisCache:
         id_prefix: Start of every id (e.g. the Ray Serve replica that holds the analysis).
     """
 
-    def __init__(self, max_entries: int, max_bytes: int, ttl: float, clock: Callable[[], float] = time.monotonic, id_prefix: str = "") -> None:
+    def __init__(
+        self,
+        max_entries: int,
+        max_bytes: int,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+        id_prefix: str = "",
+        store_root: Path | None = None,
+    ) -> None:
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.ttl = ttl
@@ -83,6 +108,33 @@ class AnalysisCache:
         self._entries: OrderedDict[str, CachedAnalysis] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._store_root = store_root
+        self._own_root: Path | None = None
+
+    def new_store(self) -> Path:
+        """A fresh path for an analysis's store: under ``store_root``, or under a temporary folder of this cache's own
+        (made on first use, removed by :meth:`close`). Whoever writes it removes it unless :meth:`put` keeps it."""
+        with self._lock:
+            if self._store_root is None and self._own_root is None:
+                self._own_root = Path(tempfile.mkdtemp(prefix="segu-stores-"))
+            root = self._store_root if self._store_root is not None else self._own_root
+        assert root is not None
+        root.mkdir(parents=True, exist_ok=True)
+        return root / f"{secrets.token_hex(8)}.zarr"
+
+    def holds(self, store: Path) -> bool:
+        """Whether an entry kept now owns ``store``."""
+        with self._lock:
+            return any(entry.store == store for entry in self._entries.values())
+
+    def close(self) -> None:
+        """Drop every entry (removing their stores) and this cache's own temporary folder."""
+        with self._lock:
+            for key in list(self._entries):
+                self._drop(key)
+            if self._own_root is not None:
+                shutil.rmtree(self._own_root, ignore_errors=True)
+                self._own_root = None
 
     def __len__(self) -> int:
         with self._lock:
@@ -96,9 +148,10 @@ class AnalysisCache:
             return self._bytes
 
     def put(self, entry: CachedAnalysis) -> str | None:
-        """Keep ``entry``; its new id, or ``None`` when it alone is larger than ``max_bytes``."""
+        """Keep ``entry``; its new id, or ``None`` when it alone is larger than ``max_bytes`` (its store is then removed)."""
         size = entry.nbytes
         if size > self.max_bytes or self.max_entries < 1:
+            entry.discard()
             return None
         key = self.id_prefix + secrets.token_urlsafe(12)
         with self._lock:
@@ -129,7 +182,9 @@ class AnalysisCache:
             return entry
 
     def _drop(self, key: str) -> None:
-        self._bytes -= self._entries.pop(key).nbytes
+        entry = self._entries.pop(key)
+        self._bytes -= entry.nbytes
+        entry.discard()
 
     def _expire(self, now: float) -> None:
         for key in [k for k, e in self._entries.items() if e.expires_at <= now]:

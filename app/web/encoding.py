@@ -23,6 +23,7 @@ from app.engine.analysis import Analysis
 from app.io.bundle import ModelCard
 from app.io.encoding import map_pngs, summarise
 from app.io.npz import full_arrays, label_dtype
+from app.io.zarr_store import store_bytes
 from app.maps.regions import Region
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
 from app.web.api_paths import ANALYSES_PATH as ANALYSES_PATH  # re-exported: routes/analyses.py imports it from here
@@ -69,8 +70,9 @@ def jpeg_bytes(rgb: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
 
 
 def display_image(analysis: Analysis) -> np.ndarray:
-    """The input at the analysed size (resized when the analysis ran on a resized copy)."""
-    if analysis.image.shape[:2] == analysis.analysed_size:
+    """The input at the size of the answer's maps: the analysed size (resized when the analysis ran on a resized copy), or
+    a streamed analysis's previews' (its ``image`` already is)."""
+    if analysis.stored is not None or analysis.image.shape[:2] == analysis.analysed_size:
         return analysis.image
     image = Image.fromarray(np.ascontiguousarray(analysis.image))
     return np.asarray(image.resize((analysis.width, analysis.height), Image.Resampling.BILINEAR, reducing_gap=2.0))
@@ -85,7 +87,10 @@ def download_name(filename: str | None, suffix: str) -> str:
 
 
 def kept_bytes(analysis: Analysis, scored: bool = False) -> int:
-    """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes)."""
+    """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes);
+    for a streamed analysis its previews and its store's bytes on disk."""
+    if analysis.stored is not None:
+        return sum(int(m.nbytes) for m in analysis.maps.values()) + int(analysis.prediction.nbytes) + store_bytes(analysis.stored.path)
     label_bytes = label_dtype(analysis.num_classes).itemsize
     return analysis.width * analysis.height * (4 * len(MAPS) + label_bytes + 3 * 4 * analysis.num_classes + (1 if scored else 0))
 
@@ -95,10 +100,15 @@ def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: st
     the id, or ``None`` when it is too large to keep (then nothing is copied)."""
     if kept_bytes(analysis, error_codes is not None) > cache.max_bytes:
         return None
+    classes = card.classes
+    if analysis.stored is not None:
+        previews = {**analysis.maps, "prediction": analysis.prediction}
+        stored = CachedAnalysis(previews, [c.name for c in classes], [c.colour for c in classes], filename=filename, owner=current_owner())
+        stored.store, stored.size, stored.disk_bytes = analysis.stored.path, analysis.stored.size, store_bytes(analysis.stored.path)
+        return cache.put(stored)
     arrays = full_arrays(analysis)
     if error_codes is not None:
         arrays["error"] = error_codes.astype(np.uint8)
-    classes = card.classes
     entry = CachedAnalysis(arrays, [c.name for c in classes], [c.colour for c in classes], filename=filename, owner=current_owner())
     return cache.put(entry)
 
@@ -181,7 +191,7 @@ def build_response(
         labels=raw_array(analysis.prediction, "uint8") if raw and small else None,
     )
     image = data_url(jpeg_bytes(display_image(analysis)), "image/jpeg")
-    mean_probs = raw_array(analysis.mean_probs, raw_dtype) if raw else None
+    mean_probs = raw_array(analysis.mean_probs, raw_dtype) if raw and analysis.stored is None else None
     encode = time.perf_counter() - t0
     timings = Timings(
         decode=analysis.timings.get("decode", 0.0),
@@ -192,6 +202,9 @@ def build_response(
     )
     facts = {k: v for k, v in dataclasses.replace(info, regions=[]).to_json().items() if k not in ("maps", "timings")}
     facts["regions"] = region_rows(analysis.regions)
+    if analysis.stored is not None:
+        facts["height"], facts["width"] = analysis.prediction.shape
+        facts["preview_factor"] = analysis.stored.factor
     return AnalyzeResponse.model_validate(
         {
             **facts,

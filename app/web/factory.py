@@ -62,6 +62,7 @@ def _lifespan(settings: Settings, bundle: Bundle | None) -> Callable[[FastAPI], 
             tg.start_soon(services.start)
             yield
             tg.cancel_scope.cancel()
+        services.cache.close()  # the streamed analyses' stores on disk
         app.state.services = None
         app.state.service = None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
@@ -18,6 +19,7 @@ from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.error_codes import ErrorCode
 from app.io.bundle import Bundle
+from app.io.decoding import probe_image
 from app.request import AnalysisRequest
 from app.web.access_log import current_record
 from app.web.admission import Admission, Overloaded, Reservation, TooMuchWork
@@ -32,6 +34,7 @@ from app.web.work_estimate import WorkEstimate, estimate_work
 from app.workflows.analyzer import Analyzer
 from app.workflows.batching import PrefixBatcher
 from app.workflows.labelled import analyze_labelled
+from app.workflows.stream_analysis import analyze_to_store
 
 __all__ = ["JOB_POLL_SECONDS", "AnalysisService", "new_cache", "new_jobs"]
 
@@ -42,7 +45,9 @@ Work = Callable[[CancelToken, Sequence[BinaryIO]], Answer]
 
 def new_cache(settings: Settings) -> AnalysisCache:
     """The store of kept analyses that ``settings`` describe."""
-    return AnalysisCache(settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix)
+    return AnalysisCache(
+        settings.cache_entries, settings.cache_bytes, settings.cache_ttl_seconds, id_prefix=settings.analysis_id_prefix, store_root=settings.store_dir
+    )
 
 
 def new_jobs(settings: Settings) -> JobStore:
@@ -140,11 +145,34 @@ class AnalysisService:
         """
 
         def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
-            analysis = self.analyzer.analyze_bytes(read_upload(files[0]), request, cancel=token)
-            self._analysed(analysis, token)
-            return encode(analysis)
+            analysis = self._analyse(read_upload(files[0]), request, token)
+            try:
+                self._analysed(analysis, token)
+                return encode(analysis)
+            finally:
+                if analysis.stored is not None and not self.cache.holds(analysis.stored.path):
+                    shutil.rmtree(analysis.stored.path, ignore_errors=True)
 
         return await self._admitted([upload], request, work, disconnected, mode, "analyze")
+
+    def _analyse(self, data: bytes, request: AnalysisRequest, token: CancelToken) -> Analysis:
+        """Decode and analyse ``data``: in memory, or at full resolution beyond ``stream_pixels`` streamed to a store in the
+        cache's folder (:func:`app.workflows.stream_analysis.analyze_to_store`, keeping ``mean_probs`` for the pixel readout)."""
+        if request.resolution == "full":
+            header = probe_image(data, self.settings.max_pixels)
+            if header.width * header.height > self.settings.stream_pixels:
+                started = time.perf_counter()
+                rgb = self.analyzer.decode(data, cancel=token)
+                decoded = time.perf_counter() - started
+                path = self.cache.new_store()
+                try:
+                    analysis = analyze_to_store(self.analyzer, rgb, request, path, ("mean_probs",), cancel=token)
+                except BaseException:
+                    shutil.rmtree(path, ignore_errors=True)
+                    raise
+                analysis.timings["decode"] = decoded
+                return analysis
+        return self.analyzer.analyze_bytes(data, request, cancel=token)
 
     async def evaluate(
         self,
@@ -280,7 +308,7 @@ class AnalysisService:
         """Observe a finished analysis (in its worker thread): network time, analysed pixels, MC samples; then stop here
         if the request was cancelled meanwhile."""
         seconds = analysis.timings.get("inference", 0.0)
-        self.metrics.analysed(seconds, int(analysis.prediction.size), analysis.samples)
+        self.metrics.analysed(seconds, analysis.height * analysis.width, analysis.samples)
         current_record().inference_s = seconds
         token.check()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -36,6 +37,7 @@ from app.defaults import (
     MEMORY_BUDGET,
     MIN_AREA,
     REQUEST_TIMEOUT,
+    STREAM_PIXELS,
 )
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -92,6 +94,17 @@ class Settings(BaseSettings):
     )
     cache_entries: int = Field(default=CACHE_ENTRIES, ge=0, description="Most analyses kept for downloads by id (0: none kept).")
     cache_bytes: int = Field(default=CACHE_BYTES, ge=0, description="Most bytes of arrays kept for downloads by id, all analyses together.")
+    stream_pixels: int = Field(
+        default=STREAM_PIXELS,
+        ge=1,
+        description="A resolution=full analysis of more pixels than this is streamed to a chunked store on disk (previews in the answer, "
+        "exact values by id from the store) instead of held in memory.",
+    )
+    store_dir: Path | None = Field(
+        default=None,
+        description="Where streamed analyses' stores are kept while their ids live (their bytes count against cache_bytes); unset: a "
+        "temporary folder of the server's, removed when it stops.",
+    )
     cache_ttl_seconds: float = Field(default=CACHE_TTL_SECONDS, gt=0, description="Seconds an analysis stays downloadable by id after its last use.")
     analysis_id_prefix: str = Field(
         default="",

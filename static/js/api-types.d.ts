@@ -380,14 +380,20 @@ export interface components {
             classes: components["schemas"]["ClassOut"][];
             /**
              * Width
-             * @description Width of the maps in pixels (the analysed size).
+             * @description Width of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).
              */
             width: number;
             /**
              * Height
-             * @description Height of the maps in pixels (the analysed size).
+             * @description Height of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).
              */
             height: number;
+            /**
+             * Preview Factor
+             * @description 1: the maps, labels and image of this answer are at the analysed size. f > 1: the analysis was streamed to a chunked store on the server (resolution=full beyond the server's stream_pixels): they are its previews, f times smaller in each axis (block means; the labels' most frequent class per block), as are the map PNGs by id, while the means, the region table (its class rows), the NPZ and the pixel endpoint (x, y in the analysed image, analysed_size) read every analysed pixel.
+             * @default 1
+             */
+            preview_factor: number;
             /**
              * Input Width
              * @description Width of the decoded input in pixels.
@@ -842,14 +848,20 @@ export interface components {
             classes: components["schemas"]["ClassOut"][];
             /**
              * Width
-             * @description Width of the maps in pixels (the analysed size).
+             * @description Width of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).
              */
             width: number;
             /**
              * Height
-             * @description Height of the maps in pixels (the analysed size).
+             * @description Height of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).
              */
             height: number;
+            /**
+             * Preview Factor
+             * @description 1: the maps, labels and image of this answer are at the analysed size. f > 1: the analysis was streamed to a chunked store on the server (resolution=full beyond the server's stream_pixels): they are its previews, f times smaller in each axis (block means; the labels' most frequent class per block), as are the map PNGs by id, while the means, the region table (its class rows), the NPZ and the pixel endpoint (x, y in the analysed image, analysed_size) read every analysed pixel.
+             * @default 1
+             */
+            preview_factor: number;
             /**
              * Input Width
              * @description Width of the decoded input in pixels.

@@ -9,6 +9,7 @@ import { valueAt } from "./compact.js";
 /** @typedef {import("./types.js").DoneItem} DoneItem */
 /** @typedef {import("./types.js").ErrorLegendEntry} ErrorLegendEntry */
 /** @typedef {import("./types.js").PixelResponse} PixelResponse */
+/** @typedef {import("./types.js").AnalysisResult} AnalysisResult */
 
 const HINT = "Hover or tap a panel (or focus it and use the arrow keys).";
 export const UNAVAILABLE_TITLE = "not available for this model: no fitted feature density";
@@ -55,6 +56,20 @@ export function markUnavailable(root, unavailable) {
 }
 
 /**
+ * The analysed image's pixel under pixel (x, y) of the shown maps: itself, or for previews f times smaller (a streamed
+ * analysis, `preview_factor` f) the centre of its f×f block, inside the image.
+ * @param {AnalysisResult} result
+ * @param {number} x
+ * @param {number} y
+ * @returns {[number, number]}
+ */
+export function analysedPixel(result, x, y) {
+  const f = result.preview_factor || 1;
+  const [width, height] = result.analysed_size;
+  return [Math.min(width - 1, x * f + (f >> 1)), Math.min(height - 1, y * f + (f >> 1))];
+}
+
+/**
  * Show pixel (x, y) of an analysed item from its quantised layers: values marked ≈ until the exact ones arrive.
  * @param {HTMLElement} root
  * @param {DoneItem} item
@@ -69,7 +84,8 @@ export function showApprox(root, item, x, y, errorLegend) {
   const cls = label !== null && label !== undefined ? result.classes[label] : null;
   const code = layers.errors ? layers.errors[idx] : null;
   const scored = code !== null && code !== undefined ? ` · ${errorLegend[code] ? errorLegend[code].name : `code ${code}`} against the mask` : "";
-  setPixelLine(root, `x ${x}, y ${y}` + (cls ? ` · predicted ${cls.name}` : "") + scored);
+  const [fx, fy] = analysedPixel(result, x, y);
+  setPixelLine(root, `x ${fx}, y ${fy}` + (cls ? ` · predicted ${cls.name}` : "") + scored);
   root.dataset.pixel = `${x},${y}`;
   delete root.dataset.exact;
   const specs = Object.fromEntries(result.maps.map((m) => [m.name, m]));
@@ -168,7 +184,8 @@ export function exactReader(root, delayMs) {
       const request = new AbortController();
       inFlight = request;
       try {
-        const exact = await pixel(url, x, y, request.signal);
+        const [fx, fy] = analysedPixel(item.result, x, y);
+        const exact = await pixel(url, fx, fy, request.signal);
         if (stillThere(x, y)) showExact(root, item, exact);
       } catch (err) {
         if (request.signal.aborted) return;

@@ -16,8 +16,10 @@ const ms = (s) => `${Math.round(1000 * s)} ms`;
  * @returns {string} the analysed size, and the input's when it was resized
  */
 export function inputSizeText(r) {
-  const resized = r.width !== r.input_width || r.height !== r.input_height;
-  return `analysed at ${r.width}×${r.height} ${resized ? `(input ${r.input_width}×${r.input_height})` : "(the input's own size)"}`;
+  const [width, height] = r.analysed_size;
+  const resized = width !== r.input_width || height !== r.input_height;
+  const preview = r.preview_factor > 1 ? `; shown as ${r.width}×${r.height} previews` : "";
+  return `analysed at ${width}×${height} ${resized ? `(input ${r.input_width}×${r.input_height})` : "(the input's own size)"}${preview}`;
 }
 
 /**
@@ -29,7 +31,7 @@ export function runInfoText(r, named) {
   return (
     (named ? `model ${r.model} · ` : "") +
     `${r.samples} MC sample${r.samples === 1 ? "" : "s"}${r.passes > 1 ? ` per pass × ${r.passes} passes (${r.method})` : ""} · seed ${r.seed} · τ = ${tau(r.temperature)} (${r.calibrated ? "calibrated" : "uncalibrated"}) · ${r.device} · ` +
-    `${r.width}×${r.height} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
+    `${r.analysed_size[0]}×${r.analysed_size[1]} (${r.resolution === "working" ? "resized to the working size" : "every input pixel"}) · ` +
     `inference ${ms(r.timings.inference)} · total ${ms(r.timings.total)}` +
     (r.dropout_added_at_inference && r.samples > 0 ? ` · MC dropout ${r.dropout_note}` : "")
   );

@@ -5,7 +5,9 @@ With API keys on, only the key that made an analysis finds it: any other key get
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Callable
+from pathlib import Path as PathLike
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 import numpy as np
@@ -15,6 +17,7 @@ from app.defaults import TOP_CLASSES
 from app.error_codes import ErrorCode
 from app.io.npz import archive_arrays, parse_save, write_npz
 from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
+from app.io.zarr_store import store_npz, store_pixel
 from app.maps.registry import MAP_NAMES, get_map
 from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.deps import ServicesDep
@@ -28,6 +31,7 @@ from app.web.security.api_keys import current_owner
 router = APIRouter(prefix=ANALYSES_PATH, tags=["analyses"])
 
 NPZ_MEDIA_TYPE = "application/x-npz"
+T = TypeVar("T")
 IdPath = Annotated[str, Path(description="The analysis_id of an analyze or evaluate answer.")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {
@@ -106,7 +110,10 @@ async def maps_npz(
     except ValueError as exc:
         raise ApiError(ErrorCode.VALIDATION_ERROR, str(exc), "save") from exc
     entry = lookup(services.cache, analysis_id)
-    body = await anyio.to_thread.run_sync(write_npz, archive_arrays(entry.arrays, saved))
+    if entry.store is not None:
+        body = await anyio.to_thread.run_sync(_stored, analysis_id, lambda path: store_npz(path, saved), entry.store, "save")
+    else:
+        body = await anyio.to_thread.run_sync(write_npz, archive_arrays(entry.arrays, saved))
     disposition = f'attachment; filename="{download_name(entry.filename, "_maps.npz")}"'
     return Response(body, media_type=NPZ_MEDIA_TYPE, headers={"Content-Disposition": disposition})
 
@@ -133,7 +140,13 @@ async def pixel(
     _check_inside(x, entry.width, "x", "width")
     _check_inside(y, entry.height, "y", "height")
     arrays = entry.arrays
-    probs = arrays["mean_probs"][:, y, x].astype(np.float64)
+    if entry.store is not None:
+        values, label, stored_probs = await anyio.to_thread.run_sync(_stored, analysis_id, lambda path: store_pixel(path, y, x), entry.store, "analysis_id")
+        probs = stored_probs if stored_probs is not None else np.zeros(len(entry.class_names))
+    else:
+        values = {name: float(arrays[name][y, x]) for name in MAP_NAMES}
+        label = int(arrays["prediction"][y, x])
+        probs = arrays["mean_probs"][:, y, x].astype(np.float64)
     order = np.argsort(-probs, kind="stable")[:TOP_CLASSES]
 
     def klass(index: int) -> ClassProbability:
@@ -144,8 +157,21 @@ async def pixel(
         analysis_id=analysis_id,
         x=x,
         y=y,
-        values={name: float(arrays[name][y, x]) for name in MAP_NAMES},
-        prediction=klass(int(arrays["prediction"][y, x])),
+        values=values,
+        prediction=klass(label),
         top=[klass(int(i)) for i in order],
         error=ERROR_NAMES[int(error[y, x])] if error is not None else None,
     )
+
+
+def _stored(analysis_id: str, read: Callable[[PathLike], T], store: PathLike, field: str) -> T:
+    """``read(store)`` of a kept analysis's store; a store evicted meanwhile is the 404 of an expired id, and a
+    ``ValueError`` of the read (a class array the store lacks) a 422 on ``field``."""
+    if not store.exists():
+        raise ApiError(ErrorCode.ANALYSIS_NOT_FOUND, f"analysis {analysis_id!r} has expired: analyse the image again for a new id", "analysis_id")
+    try:
+        return read(store)
+    except FileNotFoundError as exc:
+        raise ApiError(ErrorCode.ANALYSIS_NOT_FOUND, f"analysis {analysis_id!r} has expired: analyse the image again for a new id", "analysis_id") from exc
+    except ValueError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, str(exc), field) from exc

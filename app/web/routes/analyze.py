@@ -1,16 +1,20 @@
 """``POST /api/v1/analyze``: upload → admission → read, decode, analyse and encode (worker thread, inside the gate) → JSON or NPZ."""
 
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response
 
 from app.engine.analysis import Analysis
+from app.error_codes import ErrorCode
 from app.io.npz import npz_bytes
+from app.io.zarr_store import store_npz
 from app.web.api_paths import API_PREFIX
 from app.web.deps import ServicesDep, SettingsDep
 from app.web.early_refusal import PreferHeader, asked_mode, with_preference_applied
 from app.web.encoding import analysis_json, download_name
+from app.web.errors import ApiError
 from app.web.forms import GATE_RESPONSES, AnalyzeForm, ImageFileForm, UploadRoute
 from app.web.jobs import Answer, Job
 from app.web.routes.jobs import ACCEPTED, accepted
@@ -32,6 +36,14 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorResponse, "description": "Corrupt or truncated image, a parameter out of range, or no file."},
     **GATE_RESPONSES,
 }
+
+
+def stored_npz(path: Path, save: tuple[str, ...]) -> bytes:
+    """The NPZ of a streamed analysis's store; a class array it lacks is a 422 on ``save``."""
+    try:
+        return store_npz(path, save)
+    except ValueError as exc:
+        raise ApiError(ErrorCode.VALIDATION_ERROR, str(exc), "save") from exc
 
 
 @router.post("/analyze", response_model=AnalyzeResponse, responses=RESPONSES, summary="Analyse one image")
@@ -60,7 +72,8 @@ async def analyze(
     def encode(analysis: Analysis) -> Answer:
         if form.output_format == "npz":
             disposition = f'attachment; filename="{download_name(file.filename, "_maps.npz")}"'
-            return Answer(npz_bytes(analysis, form.saved_arrays), NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
+            body = npz_bytes(analysis, form.saved_arrays) if analysis.stored is None else stored_npz(analysis.stored.path, form.saved_arrays)
+            return Answer(body, NPZ_MEDIA_TYPE, {"Content-Disposition": disposition})
         return Answer(analysis_json(analysis, service.bundle.card, service.cache, file.filename, form.raw, form.raw_dtype, started), "application/json")
 
     mode = asked_mode(form.mode, prefer, services.jobs.enabled)

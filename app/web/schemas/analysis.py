@@ -147,8 +147,15 @@ class AnalyzeResponse(ApiModel):
     pixel_url: str | None = Field(default=None, description="GET URL (add ?x=&y=) of the exact values at one pixel; null when the analysis was not kept.")
     model: str = Field(description="Name of the model bundle.")
     classes: list[ClassOut] = Field(description="The model's classes in label order.")
-    width: int = Field(description="Width of the maps in pixels (the analysed size).")
-    height: int = Field(description="Height of the maps in pixels (the analysed size).")
+    width: int = Field(description="Width of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).")
+    height: int = Field(description="Height of the maps in pixels: the analysed size, or its previews' (preview_factor > 1).")
+    preview_factor: int = Field(
+        default=1,
+        description="1: the maps, labels and image of this answer are at the analysed size. f > 1: the analysis was streamed to a chunked "
+        "store on the server (resolution=full beyond the server's stream_pixels): they are its previews, f times smaller in each axis "
+        "(block means; the labels' most frequent class per block), as are the map PNGs by id, while the means, the region table (its "
+        "class rows), the NPZ and the pixel endpoint (x, y in the analysed image, analysed_size) read every analysed pixel.",
+    )
     input_width: int = Field(description="Width of the decoded input in pixels.")
     input_height: int = Field(description="Height of the decoded input in pixels.")
     analysed_size: tuple[int, int] = Field(description="[width, height] the model analysed: the input resized to the working size, or the input itself.")
