@@ -12,7 +12,7 @@ from app.maps.regions import Region
 from app.metrics.conformal import ImageCheck
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept", "StoredMaps"]
+__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept", "PredictionSets", "StoredMaps"]
 
 
 class ClassArraysNotKept(LookupError):
@@ -53,6 +53,39 @@ class StoredMaps:
     means: dict[str, float]
     class_shares: list[float]
     layout: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionSets:
+    """Conformal prediction sets of an analysis at the card's calibrated levels (:mod:`app.metrics.risk_control`).
+
+    Attributes:
+        thresholds: ``alpha`` → the calibrated ``t`` of each level (a pixel's set: every class with ``p_c ≥ t``).
+        sizes: ``alpha`` → ``(H, W)`` uint8 set sizes (0: no class reaches the level; 1: one class; more: ambiguous).
+        default_alpha: The level shown first (0.1 when calibrated).
+        guarantee: The guarantee in words, with what it assumes.
+        approximate: Why this analysis is not the method the card calibrated (``""``: it is).
+        class_masks: ``(class name, alpha, threshold)`` of every calibrated class mask (pixels with ``p_class >= threshold``).
+    """
+
+    thresholds: dict[float, float]
+    sizes: dict[float, np.ndarray]
+    default_alpha: float
+    guarantee: str
+    approximate: str = ""
+    class_masks: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def summaries(self) -> list[dict[str, float]]:
+        """Per level: ``alpha``, ``threshold``, the share of one-class sets and the mean set size over the image."""
+        return [
+            {
+                "alpha": alpha,
+                "threshold": self.thresholds[alpha],
+                "singleton_share": float(np.count_nonzero(sizes == 1) / max(sizes.size, 1)),
+                "mean_set_size": float(sizes.mean(dtype=np.float64)) if sizes.size else 0.0,
+            }
+            for alpha, sizes in self.sizes.items()
+        ]
 
 
 @dataclass
@@ -96,6 +129,8 @@ class Analysis:
         effort: Softmax evaluations per pixel and pass: ``samples × 2^k`` (``samples`` for ``"sampled"``).
         image_check: The one image-level verdict (:mod:`app.metrics.conformal`): unusual, not flagged or not checked,
             with its p-value and reference; ``image_ood`` holds the per-map percentiles behind it.
+        sets: The conformal prediction sets at the card's calibrated levels, with their guarantee; ``None`` when the card has
+            none or the analysis kept no mean probabilities (a tiled analysis without its class arrays).
         stored: For an analysis streamed to a store (:mod:`app.workflows.stream_analysis`): where the full-resolution maps
             are and their statistics; ``image``, ``prediction`` and ``maps`` are then its previews, ``stored.factor``
             times smaller, and the region table lists classes only. ``None``: everything is held here.
@@ -129,6 +164,7 @@ class Analysis:
     enumerated_channels: int = 0
     effort: int = 0
     stored: StoredMaps | None = None
+    sets: PredictionSets | None = None
 
     @property
     def analysed_size(self) -> tuple[int, int]:

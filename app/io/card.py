@@ -22,6 +22,9 @@ __all__ = [
     "CARD_FILE",
     "BundleError",
     "ClassInfo",
+    "ClassMaskLevel",
+    "ConformalLevel",
+    "ConformalSets",
     "DropoutConfig",
     "FeatureDensityInfo",
     "ImageReference",
@@ -160,6 +163,42 @@ class ImageTest(BaseModel):
         return sorted(value)
 
 
+class ConformalLevel(BaseModel):
+    """One calibrated level of the per-pixel prediction sets (:mod:`app.metrics.risk_control`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    alpha: float = Field(gt=0.0, lt=1.0, description="Bound on the expected share of a new image's pixels whose true class is outside their set.")
+    threshold: float = Field(ge=0.0, le=1.0, description="t: each pixel's set is every class whose probability reaches it (possibly none).")
+    calibration_risk: float = Field(ge=0.0, le=1.0, description="The mean share of miscovered pixels on the calibration images at this threshold.")
+
+
+class ClassMaskLevel(BaseModel):
+    """A calibrated class mask: pixels whose probability of the class reaches ``threshold`` (false-negative-rate control)."""
+
+    model_config = ConfigDict(extra="forbid")
+    class_name: str
+    alpha: float = Field(gt=0.0, lt=1.0, description="Bound on the expected share of the class's true pixels outside the mask, of an image showing it.")
+    threshold: float = Field(ge=0.0, le=1.0)
+    images: int = Field(ge=0, description="Calibration images that contain the class.")
+    calibration_fnr: float = Field(ge=0.0, le=1.0, description="The mean false-negative rate on those images at this threshold.")
+
+
+class ConformalSets(BaseModel):
+    """Conformal risk control fitted by ``seg-uncertainty calibrate`` (:mod:`app.metrics.risk_control`): per-pixel prediction
+    sets and class masks with a guaranteed expected miscoverage over images exchangeable with the calibration images."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: str = Field(description="What was calibrated, in words.")
+    score: str = Field(description="The probabilities the sets are made of: the analysis method's mean probabilities.")
+    analysis_method: str = Field(description="The analysis method calibrated (e.g. mc_dropout); others are approximate.")
+    samples: int = Field(ge=0)
+    calibrated_on: str
+    images: int = Field(ge=1)
+    levels: list[ConformalLevel] = Field(min_length=1)
+    class_masks: list[ClassMaskLevel] = Field(default_factory=list)
+    command: str | None = None
+
+
 class FeatureDensityInfo(BaseModel):
     """A fitted feature density (:mod:`app.maps.density`): its file beside the weights, how it was fitted, its image reference."""
 
@@ -214,6 +253,9 @@ class ModelCard(BaseModel):
     calibration: dict[str, Any] | None = None
     image_reference: ImageReference | None = None
     image_test: ImageTest | None = Field(None, description="The image-level conformal test (seg-uncertainty calibrate); None: images are not checked.")
+    conformal_sets: ConformalSets | None = Field(
+        None, description="Per-pixel prediction sets and class masks with conformal risk control (seg-uncertainty calibrate); None: not fitted."
+    )
     feature_density: FeatureDensityInfo | None = None
     provenance: dict[str, Any] = Field(default_factory=dict)
 

@@ -10,7 +10,7 @@ from app.io.bundle import ModelCard
 from app.io.card import dropout_note
 from app.io.rendering import indexed_map_images, indexed_png_bytes, map_images, png_bytes
 from app.maps.regions import Region
-from app.maps.registry import MAPS, MapSpec
+from app.maps.registry import MAPS, MapSpec, set_size_name
 from app.metrics.conformal import ImageCheck, not_checked
 from app.metrics.image_ood import ImageOodResult
 
@@ -78,6 +78,7 @@ class AnalysisSummary:
     npz: dict[str, str] = field(default_factory=dict)
     threads: int | None = None
     zarr: dict[str, Any] = field(default_factory=dict)
+    conformal: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``source`` and ``threads`` left out when unset, ``npz`` and ``zarr`` when empty)."""
@@ -88,6 +89,8 @@ class AnalysisSummary:
         for name in ("npz", "zarr"):
             if not out[name]:
                 del out[name]
+        if out["conformal"] is None:
+            del out["conformal"]
         return out
 
 
@@ -153,4 +156,21 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         estimator=analysis.estimator,
         enumerated_channels=analysis.enumerated_channels,
         effort=analysis.effort,
+        conformal=conformal_summary(analysis),
     )
+
+
+def conformal_summary(analysis: Analysis) -> dict[str, Any] | None:
+    """``analysis.json``'s ``conformal``: each level's threshold, share of one-class sets and mean set size, the guarantee and
+    the class masks' thresholds; ``None`` without sets."""
+    sets = analysis.sets
+    if sets is None:
+        return None
+    return {
+        "levels": sets.summaries(),
+        "default_alpha": sets.default_alpha,
+        "guarantee": sets.guarantee,
+        "approximate": sets.approximate,
+        "class_masks": [{"class_name": name, "alpha": alpha, "threshold": threshold} for name, alpha, threshold in sets.class_masks],
+        "npz": {str(alpha): set_size_name(alpha) for alpha in sets.sizes},
+    }

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from app.maps.registry import MAP_NAMES, MAPS
+from app.maps.registry import MAP_NAMES, MAPS, set_size_name
 
 if TYPE_CHECKING:
     from app.engine.analysis import Analysis  # imports torch: only for types, so ``analyze --help`` stays fast
@@ -128,6 +128,10 @@ def npz_sources(analysis: Analysis, save: Iterable[str] = ()) -> tuple[dict[str,
     arrays: dict[str, np.ndarray] = {spec.name: analysis.maps[spec.name] for spec in MAPS}
     dtypes: dict[str, np.dtype[Any]] = {name: _map_dtype(name) for name in arrays}
     arrays["prediction"], dtypes["prediction"] = analysis.prediction, label_dtype(analysis.num_classes)
+    if analysis.sets is not None:
+        for alpha, sizes in analysis.sets.sizes.items():
+            name = set_size_name(alpha)
+            arrays[name], dtypes[name] = sizes, np.dtype(np.uint8)
     for name in ("mean_probs", "probs", "class_variance"):  # full_arrays' order
         if name in kept:
             arrays[name], dtypes[name] = getattr(analysis, name), np.dtype(np.float32)

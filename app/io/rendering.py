@@ -148,6 +148,15 @@ def error_legend() -> list[dict[str, str]]:
     return [{"name": name, "colour": colour} for name, colour in zip(ERROR_NAMES, ERROR_COLOURS, strict=True)]
 
 
+SET_NAMES = ("no class (abstains)", "one class", "two classes", "three or more")
+SET_COLOURS = ("#3b3b3b", "#f4f4f4", "#f0a030", "#d02f2f")
+
+
+def set_legend() -> list[dict[str, str]]:
+    """Name and ``#rrggbb`` colour of the set-size panel's entries: size 0, 1, 2, and 3 or more (the last colour)."""
+    return [{"name": name, "colour": colour} for name, colour in zip(SET_NAMES, SET_COLOURS, strict=True)]
+
+
 def render_errors(codes: np.ndarray) -> np.ndarray:
     """``(H, W)`` error codes → ``(H, W, 3)`` uint8 in the :data:`ERROR_COLOURS`."""
     return render_labels(codes, list(ERROR_COLOURS))

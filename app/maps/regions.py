@@ -33,6 +33,8 @@ class Region:
         bbox: ``[x0, y0, x1, y1)``.
         means: Map name → mean of the map over the region's pixels.
         errors: Map name → MC standard error of that mean (:func:`app.maps.mc_error.mean_errors`; ``None``: not estimable).
+        sure_share: Share of the region's pixels whose conformal prediction set has one class at the shown level
+            (:class:`app.engine.analysis.PredictionSets`); ``None`` without sets.
     """
 
     kind: Literal["class", "component"]
@@ -44,6 +46,7 @@ class Region:
     bbox: list[int]
     means: dict[str, float]
     errors: dict[str, float | None] = field(default_factory=dict)
+    sure_share: float | None = None
 
 
 def _row(
@@ -57,6 +60,7 @@ def _row(
     component: int | None,
     replicates: Mapping[str, np.ndarray] | None,
     samples: int,
+    sure: np.ndarray | None = None,
 ) -> Region:
     """The row of the pixels ``inside`` (a boolean mask) of the box ``box`` of the image.
 
@@ -81,6 +85,7 @@ def _row(
         bbox=[x0 + int(xs[0]), y0 + int(ys[0]), x0 + int(xs[-1]) + 1, y0 + int(ys[-1]) + 1],
         means={key: float(np.mean(values[sy, sx][inside], dtype=np.float64)) for key, values in maps.items()},
         errors=mean_errors(maps, replicate_means, samples),
+        sure_share=None if sure is None else float(np.count_nonzero(sure[sy, sx][inside]) / pixels),
     )
 
 
@@ -91,6 +96,7 @@ def region_table(
     min_area: int = MIN_AREA,
     replicates: Mapping[str, np.ndarray] | None = None,
     samples: int = 0,
+    sure: np.ndarray | None = None,
 ) -> list[Region]:
     """Summarise maps over each predicted class and each large connected component.
 
@@ -102,6 +108,7 @@ def region_table(
             of the per-component rows (they still count in their class row).
         replicates: Sampled map name → ``(G, H, W)`` leave-one-group-out replicates, for the MC errors of the means.
         samples: ``T`` of the maps (0: every map is exact).
+        sure: ``(H, W)`` bool, the pixels whose prediction set has one class: each row's ``sure_share``.
 
     Returns:
         Class rows first, in class order; components follow, largest first within each class.
@@ -116,8 +123,8 @@ def region_table(
     for c in _classes(pred):
         name = class_names[c] if c < len(class_names) else str(c)
         mask = pred == c
-        class_rows.append(_row("class", c, name, whole, mask, total, maps, None, replicates, samples))
-        comp_rows += _component_rows(c, name, mask, total, maps, min_area, replicates, samples)
+        class_rows.append(_row("class", c, name, whole, mask, total, maps, None, replicates, samples, sure))
+        comp_rows += _component_rows(c, name, mask, total, maps, min_area, replicates, samples, sure)
     return class_rows + comp_rows
 
 
@@ -130,6 +137,7 @@ def _component_rows(
     min_area: int,
     replicates: Mapping[str, np.ndarray] | None,
     samples: int,
+    sure: np.ndarray | None = None,
 ) -> list[Region]:
     """The rows of the 8-connected components of ``mask`` of at least ``min_area`` pixels, largest first (one class's
     label image alive at a time: 4 bytes a pixel)."""
@@ -140,7 +148,7 @@ def _component_rows(
     rows = []
     for rank, k in enumerate(order, start=1):
         box = boxes[k]
-        rows.append(_row("component", c, name, box, labels[box] == k + 1, total, maps, rank, replicates, samples))
+        rows.append(_row("component", c, name, box, labels[box] == k + 1, total, maps, rank, replicates, samples, sure))
     return rows
 
 

@@ -24,6 +24,7 @@ __all__ = [
     "MapSpec",
     "get_map",
     "map_ranges",
+    "set_size_name",
 ]
 
 
@@ -208,3 +209,9 @@ def get_map(name: str) -> MapSpec:
 def map_ranges(num_classes: int) -> dict[str, tuple[float, float]]:
     """Fixed value range of every map for ``num_classes`` classes."""
     return {m.name: m.range(num_classes) for m in MAPS}
+
+
+def set_size_name(alpha: float) -> str:
+    """The archive name of a conformal level's set-size map (``(H, W)`` uint8, not a map of :data:`MAPS`): ``set_size_10``
+    for ``alpha = 0.1`` (alpha in hundredths)."""
+    return f"set_size_{round(alpha * 100):02d}"

@@ -47,6 +47,8 @@ class CachedAnalysis:
             ``arrays`` then hold its previews (``prediction`` and the maps, float32). ``None``: ``arrays`` are everything.
         size: ``(H, W)`` of a stored analysis (its previews are smaller).
         disk_bytes: The store's bytes on disk, counted with the arrays'.
+        set_thresholds: ``alpha`` → threshold ``t`` of the conformal prediction sets (empty without), for the pixel's sets.
+        class_masks: ``(class, alpha, threshold)`` of the calibrated class masks, for their PNGs.
     """
 
     arrays: dict[str, np.ndarray]
@@ -58,6 +60,8 @@ class CachedAnalysis:
     store: Path | None = None
     size: tuple[int, int] | None = None
     disk_bytes: int = 0
+    set_thresholds: dict[float, float] = field(default_factory=dict)
+    class_masks: list[tuple[str, float, float]] = field(default_factory=list)
 
     @property
     def nbytes(self) -> int:

@@ -110,6 +110,9 @@ def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: st
     if error_codes is not None:
         arrays["error"] = error_codes.astype(np.uint8)
     entry = CachedAnalysis(arrays, [c.name for c in classes], [c.colour for c in classes], filename=filename, owner=current_owner())
+    if analysis.sets is not None:
+        entry.set_thresholds = dict(analysis.sets.thresholds)
+        entry.class_masks = list(analysis.sets.class_masks)
     return cache.put(entry)
 
 
@@ -135,9 +138,27 @@ def region_rows(regions: list[Region]) -> list[dict[str, Any]]:
             "bbox": list(r.bbox),
             "means": {k: _significant(v) for k, v in r.means.items()},
             "errors": {k: None if v is None else _significant(v, ERROR_DIGITS) for k, v in r.errors.items()},
+            "sure_share": None if r.sure_share is None else _significant(r.sure_share),
         }
         for r in regions
     ]
+
+
+def conformal_out(analysis: Analysis, card: ModelCard, analysis_id: str | None) -> dict[str, Any] | None:
+    """The answer's ``conformal``: each level's set sizes as a greyscale PNG with its shares, the guarantee, and each class
+    mask's threshold, share of this image and URL; ``None`` without sets."""
+    sets = analysis.sets
+    if sets is None:
+        return None
+    levels = [{**summary, "set_size_png": data_url(grey_png(sets.sizes[summary["alpha"]]))} for summary in sets.summaries()]
+    names = [c.name for c in card.classes]
+    masks = []
+    for name, alpha, threshold in sets.class_masks:
+        index = names.index(name) if name in names else None
+        share = float((analysis.mean_probs[index] >= threshold).mean()) if index is not None and analysis.class_arrays is not None else 0.0
+        url = None if analysis_id is None else f"{ANALYSES_PATH}/{analysis_id}/masks/{name}.png?alpha={alpha:g}"
+        masks.append({"class_name": name, "alpha": alpha, "threshold": threshold, "share": share, "url": url})
+    return {"levels": levels, "default_alpha": sets.default_alpha, "guarantee": sets.guarantee, "approximate": sets.approximate, "class_masks": masks}
 
 
 def build_response(
@@ -218,6 +239,7 @@ def build_response(
             "prediction": prediction,
             "maps": maps,
             "mean_probs": mean_probs,
+            "conformal": conformal_out(analysis, card, analysis_id),
         }
     )
 

@@ -31,6 +31,7 @@ from app.metrics.conformal import TYPICALITY, Component, ImageCheck, check_image
 from app.metrics.image_ood import ImageOodResult, ImageTypicality, image_verdicts, typicality_verdict
 from app.request import AnalysisRequest
 from app.workflows.batching import PrefixBatcher
+from app.workflows.prediction_sets import prediction_sets
 
 __all__ = ["DEFAULT_REQUEST", "Analyzer"]
 
@@ -201,13 +202,18 @@ class Analyzer:
         def host(t: torch.Tensor) -> np.ndarray:
             return crop(t[0], size).cpu().numpy()
 
+        card_sets = card.conformal_sets
+        sets = None
+        if card_sets is not None and result.mean_probs.shape[-1] > 0:
+            sets = prediction_sets(card_sets, result.mean_probs, size, plan.method, samples, temperature)
         maps = {name: np.ascontiguousarray(host(t), dtype=np.float32) for name, t in result.scalar_maps().items()}
         prediction = np.ascontiguousarray(host(result.prediction), dtype=np.int64)
         checkpoint(cancel)
         start = time.perf_counter()
         replicates = {name: np.ascontiguousarray(host(t)) for name, t in result.replicates.items()} if result.replicates else None
         random_draws = result.samples if plan.random else 0
-        regions = region_table(prediction, maps, self.bundle.class_names, min_area=request.min_area, replicates=replicates, samples=random_draws)
+        sure = sets.sizes[sets.default_alpha] == 1 if sets is not None else None
+        regions = region_table(prediction, maps, self.bundle.class_names, min_area=request.min_area, replicates=replicates, samples=random_draws, sure=sure)
         image_replicates = {name: r.mean(axis=(1, 2), dtype=np.float64) for name, r in replicates.items()} if replicates else None
         errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
         means = {k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}
@@ -240,6 +246,7 @@ class Analyzer:
             estimator=result.estimator,
             enumerated_channels=result.enumerated,
             effort=samples * 2**result.enumerated,
+            sets=sets,
         )
 
     def _references(self, tta: TtaMode) -> dict[str, list[float]]:

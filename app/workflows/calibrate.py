@@ -1,5 +1,6 @@
-"""Calibrate a bundle on labelled images: fit its temperature, record the image-level OOD reference and fit the image-level
-conformal test (:mod:`app.metrics.conformal`) in ``model.json``."""
+"""Calibrate a bundle on labelled images: fit its temperature, record the image-level OOD reference, fit the image-level
+conformal test (:mod:`app.metrics.conformal`) and the per-pixel conformal sets and class masks
+(:mod:`app.workflows.set_calibration`) in ``model.json``."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
+from app.workflows.set_calibration import SetCalibration
 
 __all__ = ["IMAGE_TEST_METHOD", "REFERENCE_MAPS", "Calibration", "calibrate_bundle", "fit_image_test", "image_means", "test_values"]
 
@@ -187,7 +189,11 @@ def calibrate_bundle(
     means: dict[str, list[float]] = {name: [] for name in REFERENCE_MAPS}
     values: list[dict[str, float]] = []
     request = AnalysisRequest(samples=samples, seed=seed)
+    sets = SetCalibration(bundle.class_names, ignore_index)
+    method = "mc_dropout"
     for _image, labelled in labelled_pairs(analyzer, pairs, request, progress):
+        sets.add(labelled.analysis.mean_probs, labelled.mask)
+        method = labelled.analysis.method
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)
         ignored += int((~valid).sum())
@@ -256,5 +262,6 @@ def calibrate_bundle(
     }
     card.image_reference = reference
     card.image_test = test
+    card.conformal_sets = sets.fit(analysis_method=method, samples=samples, calibrated_on=f"{fitted_on} (per-image dropout seeds)", command=command)
     write_card(card, bundle.path)
     return result

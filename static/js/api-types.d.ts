@@ -137,6 +137,27 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/analyses/{analysis_id}/masks/{name}.png": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A calibrated class mask of a kept analysis as a PNG
+         * @description The pixels whose MC-mean probability of the class reaches the calibrated threshold: for an image showing the class, the
+         *     expected share of its true pixels outside the mask is at most alpha (conformal false-negative-rate control).
+         */
+        get: operations["class_mask_png_api_v1_analyses__analysis_id__masks__name__png_get"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/analyses/{analysis_id}/maps.npz": {
         parameters: {
             query?: never;
@@ -535,6 +556,8 @@ export interface components {
              * @description Region table: class rows first, then components largest first.
              */
             regions: components["schemas"]["RegionOut"][];
+            /** @description Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without. */
+            conformal: components["schemas"]["ConformalOut"] | null;
         };
         /** Body_analyze_api_v1_analyze_post */
         Body_analyze_api_v1_analyze_post: {
@@ -606,6 +629,37 @@ export interface components {
             reliability: components["schemas"]["Reliability"];
         };
         /**
+         * ClassMaskOut
+         * @description A calibrated class mask: the pixels whose probability of the class reaches threshold.
+         */
+        ClassMaskOut: {
+            /**
+             * Class Name
+             * @description The class.
+             */
+            class_name: string;
+            /**
+             * Alpha
+             * @description For an image showing the class, the expected share of its true pixels outside the mask is at most alpha.
+             */
+            alpha: number;
+            /**
+             * Threshold
+             * @description The probability a pixel needs to be in the mask.
+             */
+            threshold: number;
+            /**
+             * Share
+             * @description Share of this image's pixels in the mask.
+             */
+            share: number;
+            /**
+             * Url
+             * @description GET URL of the mask as a PNG (white inside); null when the analysis was not kept.
+             */
+            url: string | null;
+        };
+        /**
          * ClassOut
          * @description One output class of the model.
          */
@@ -646,6 +700,37 @@ export interface components {
              * @description Its MC-mean probability at the pixel.
              */
             probability: number;
+        };
+        /**
+         * ConformalOut
+         * @description Conformal prediction sets and class masks, with the guarantee they carry (null when the model has none calibrated).
+         */
+        ConformalOut: {
+            /**
+             * Levels
+             * @description One per calibrated level.
+             */
+            levels: components["schemas"]["SetLevelOut"][];
+            /**
+             * Default Alpha
+             * @description The level shown first.
+             */
+            default_alpha: number;
+            /**
+             * Guarantee
+             * @description What is guaranteed, over what, and what it assumes.
+             */
+            guarantee: string;
+            /**
+             * Approximate
+             * @description Why this analysis is not the method the model calibrated (its guarantee is then approximate); empty when it is.
+             */
+            approximate: string;
+            /**
+             * Class Masks
+             * @description Each class's calibrated mask at each level.
+             */
+            class_masks: components["schemas"]["ClassMaskOut"][];
         };
         /**
          * ErrorDetail
@@ -1003,6 +1088,8 @@ export interface components {
              * @description Region table: class rows first, then components largest first.
              */
             regions: components["schemas"]["RegionOut"][];
+            /** @description Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without. */
+            conformal: components["schemas"]["ConformalOut"] | null;
             /** @description Segmentation quality, calibration, error and OOD detection on this image. */
             metrics: components["schemas"]["EvaluationMetrics"];
             /** @description Correct / wrong / ignored pixels as a greyscale PNG of codes (and with raw=true a colour PNG and raw codes). */
@@ -1518,6 +1605,13 @@ export interface components {
              * @description When the analysis was scored against a mask: correct, wrong or not scored at this pixel; null otherwise.
              */
             error: string | null;
+            /**
+             * Sets
+             * @description Per calibrated level (alpha as text, e.g. '0.1'), the classes in the pixel's conformal prediction set, most probable first; null when the model has no calibrated sets.
+             */
+            sets: {
+                [key: string]: number[];
+            } | null;
         };
         /**
          * PredictionOut
@@ -1631,6 +1725,11 @@ export interface components {
             errors: {
                 [key: string]: number | null;
             };
+            /**
+             * Sure Share
+             * @description Share of the region's pixels whose conformal prediction set holds one class at the default level (conformal.default_alpha); null when the model has no calibrated sets.
+             */
+            sure_share: number | null;
         };
         /**
          * Reliability
@@ -1690,6 +1789,37 @@ export interface components {
              * @description Labelled pixels scored (ignore_index and values outside the model's classes excluded).
              */
             pixels: number;
+        };
+        /**
+         * SetLevelOut
+         * @description The prediction sets at one calibrated level.
+         */
+        SetLevelOut: {
+            /**
+             * Alpha
+             * @description The level: the expected share of an image's pixels whose true class is outside their set is at most alpha.
+             */
+            alpha: number;
+            /**
+             * Threshold
+             * @description t: a pixel's set is every class whose MC-mean probability reaches it.
+             */
+            threshold: number;
+            /**
+             * Set Size Png
+             * @description 8-bit greyscale PNG of each pixel's set size (0 = no class reaches the level; 1 = one class; more = ambiguous), as a data URL.
+             */
+            set_size_png: string;
+            /**
+             * Singleton Share
+             * @description Share of the image's pixels whose set holds one class.
+             */
+            singleton_share: number;
+            /**
+             * Mean Set Size
+             * @description Mean set size over the image.
+             */
+            mean_set_size: number;
         };
         /**
          * Timings
@@ -1813,6 +1943,11 @@ export interface components {
              * @description Meaning and colour of each error-map code, indexed by the code.
              */
             errorLegend: components["schemas"]["PageErrorLegendEntry"][];
+            /**
+             * Setlegend
+             * @description Meaning and colour of the prediction-set panel's sizes 0, 1, 2 and 3 or more (the last for every larger size).
+             */
+            setLegend: components["schemas"]["PageErrorLegendEntry"][];
             /**
              * Defaultsamples
              * @description MC samples the default model uses when the field does not hold a number.
@@ -2462,6 +2597,79 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description The map as a colour PNG at the analysed size. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/png": unknown;
+                };
+            };
+            /** @description `bad_request`: The request is malformed: conflicting or repeated framing headers (`Transfer-Encoding` with `Content-Length`, two of either), a `Content-Length` that is not a whole number, or a request line or header the HTTP parser cannot read; framing errors close the connection. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description No analysis with this id: it expired (or was evicted), never existed, or (with API keys) another key made it. Run it again. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description Validation Error */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HTTPValidationError"];
+                };
+            };
+            /** @description `header_too_large`: The request line and headers are over `SEGU_MAX_HEADER_BYTES` bytes, whether they came in one piece or many; the connection is closed. */
+            431: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description The models are still loading. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    class_mask_png_api_v1_analyses__analysis_id__masks__name__png_get: {
+        parameters: {
+            query?: {
+                /** @description One of the calibrated levels. */
+                alpha?: number;
+            };
+            header?: never;
+            path: {
+                /** @description The analysis_id of an analyze or evaluate answer. */
+                analysis_id: string;
+                /** @description A class with a calibrated mask (see conformal.class_masks of the answer). */
+                name: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The class mask, white inside, at the analysed size. */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -136,5 +136,32 @@ export async function decodeResult(result, config) {
   else if (predictionImage) images.prediction = predictionImage;
   if (errors) images.error = paint(errors.values, width, height, paletteTable(config.errorLegend.map((e) => e.colour)));
   if (reliability) images.reliability = reliability;
+  if (result.conformal) {
+    const table = setTable(config.setLegend.map((e) => e.colour));
+    const levels = await Promise.all(result.conformal.levels.map(async (level) => ({ level, grey: await decodeGrey(level.set_size_png) })));
+    for (const { level, grey } of levels) images[setImageName(level.alpha)] = paint(grey.values, width, height, table);
+    images.sets = images[setImageName(result.conformal.default_alpha)];
+  }
   return { layers, images };
+}
+
+/**
+ * The name under which a level's set-size image is kept in `Images`.
+ * @param {number} alpha
+ * @returns {string}
+ */
+export function setImageName(alpha) {
+  return `sets:${alpha}`;
+}
+
+/**
+ * A 256-entry colour table for set sizes: 0, 1, 2 in the first three colours, every larger size in the last.
+ * @param {string[]} colours `#rrggbb` for sizes 0, 1, 2 and 3 or more
+ * @returns {Uint8Array}
+ */
+function setTable(colours) {
+  const base = paletteTable(colours);
+  const table = new Uint8Array(256 * 3);
+  for (let v = 0; v < 256; v++) table.set(base.subarray(3 * Math.min(v, colours.length - 1), 3 * Math.min(v, colours.length - 1) + 3), 3 * v);
+  return table;
 }

@@ -6,7 +6,7 @@
 import { analyze, evaluate } from "./api.js";
 import { bindApiKey } from "./apikey.js";
 import { bindComparison } from "./compare.js";
-import { decodeResult } from "./compact.js";
+import { decodeResult, setImageName } from "./compact.js";
 import { clearFieldErrors, readParams, showFieldError, temperatureNote } from "./controls.js";
 import { applyDataStyles } from "./datastyles.js";
 import { renderDownloads } from "./downloads.js";
@@ -66,6 +66,10 @@ const els = {
   ignoreIndex: /** @type {HTMLInputElement} */ ($("ignore-index")),
   oodLabel: /** @type {HTMLInputElement} */ ($("ood-label")),
   errorPanel: /** @type {HTMLElement} */ ($("panel-error")),
+  setsPanel: /** @type {HTMLElement} */ ($("panel-sets")),
+  setsLevel: /** @type {HTMLSelectElement} */ ($("sets-level")),
+  setsSummary: /** @type {HTMLElement} */ ($("sets-summary")),
+  setsGuarantee: /** @type {HTMLElement} */ ($("sets-guarantee")),
   evaluation: /** @type {HTMLElement} */ ($("evaluation")),
 };
 const mapNames = config.maps.map((m) => m.name);
@@ -221,6 +225,7 @@ function select(item) {
     clearEvaluation(els.evaluation);
     renderVerdict(els.verdict, null, []);
     els.errorPanel.hidden = true;
+    els.setsPanel.hidden = true;
     clearReadout(els.readout);
     els.regions.tBodies[0].replaceChildren();
     els.regionsMore.hidden = true;
@@ -237,7 +242,26 @@ function select(item) {
 /** @param {DoneItem} item */
 function drawAll(item) {
   els.errorPanel.hidden = !item.images.error;
+  showSets(item);
   drawRow(els.panels, item.images, item.result.width, item.result.height, Number(els.opacity.value));
+}
+
+/**
+ * Show the prediction-set panel when the answer has sets: its level choices, the level's summary and the guarantee.
+ * @param {DoneItem} item
+ */
+function showSets(item) {
+  const conformal = item.result.conformal;
+  els.setsPanel.hidden = !conformal;
+  if (!conformal) return;
+  const chosen = Number(els.setsLevel.value) || conformal.default_alpha;
+  const alphas = conformal.levels.map((l) => l.alpha);
+  const alpha = alphas.includes(chosen) ? chosen : conformal.default_alpha;
+  els.setsLevel.replaceChildren(...alphas.map((a) => new Option(String(a), String(a), false, a === alpha)));
+  item.images.sets = item.images[setImageName(alpha)];
+  const level = /** @type {NonNullable<typeof conformal>["levels"][number]} */ (conformal.levels.find((l) => l.alpha === alpha));
+  els.setsSummary.textContent = `t = ${level.threshold.toFixed(3)} · one class at ${(100 * level.singleton_share).toFixed(1)} % of pixels · mean size ${level.mean_set_size.toFixed(2)}`;
+  els.setsGuarantee.textContent = conformal.guarantee + (conformal.approximate ? ` Approximate here: ${conformal.approximate}.` : "");
 }
 
 /** @param {DoneItem} item */
@@ -305,6 +329,9 @@ bindExamples($("examples"), els.model, addFiles, showError);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
   others.redraw();
+});
+els.setsLevel.addEventListener("change", () => {
+  if (current && current.status === "done") drawAll(current);
 });
 for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
 for (const control of [els.calibrated, els.resolution, els.tta]) control.addEventListener("change", scheduleRerun);

@@ -121,6 +121,15 @@ export function showExact(root, item, pixel) {
     td.textContent = format(value);
     td.dataset.value = String(value);
   }
+  const setsLine = /** @type {HTMLElement} */ (root.querySelector("#readout-sets"));
+  setsLine.hidden = !pixel.sets;
+  if (pixel.sets) {
+    const classes = item.result.classes;
+    const named = (/** @type {number[]} */ members) => (members.length ? members.map((k) => (classes[k] ? classes[k].name : String(k))).join(", ") : "none");
+    setsLine.textContent = `Prediction sets: ${Object.entries(pixel.sets)
+      .map(([alpha, members]) => `α ${alpha}: {${named(members)}}`)
+      .join(" · ")}`;
+  }
   const list = /** @type {HTMLElement} */ (root.querySelector("#readout-top"));
   list.replaceChildren();
   for (const { index, name, probability } of pixel.top) {
@@ -156,6 +165,7 @@ export function clearReadout(root) {
     delete td.dataset.approx;
   }
   /** @type {HTMLElement} */ (root.querySelector("#readout-top")).replaceChildren();
+  /** @type {HTMLElement} */ (root.querySelector("#readout-sets")).hidden = true;
   readoutNote(root, "");
 }
 

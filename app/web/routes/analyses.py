@@ -19,11 +19,13 @@ from app.io.npz import archive_arrays, parse_save, write_npz
 from app.io.rendering import ERROR_NAMES, png_bytes, render_errors, render_labels
 from app.io.zarr_store import store_npz, store_pixel
 from app.maps.registry import MAP_NAMES, get_map
+from app.metrics.risk_control import class_set
 from app.web.cache import AnalysisCache, CachedAnalysis
 from app.web.deps import ServicesDep
 from app.web.encoding import ANALYSES_PATH, download_name
 from app.web.errors import ApiError
 from app.web.forms import SAVE_DESCRIPTION
+from app.web.png import grey_png
 from app.web.scales import colourise
 from app.web.schemas.analysis import ClassProbability, ErrorResponse, PixelResponse
 from app.web.security.api_keys import current_owner
@@ -91,6 +93,35 @@ async def map_png(
     return Response(body, media_type="image/png", headers={"Content-Disposition": disposition})
 
 
+def _mask_png(entry: CachedAnalysis, name: str, alpha: float) -> bytes:
+    for class_name, level, threshold in entry.class_masks:
+        if class_name == name and abs(level - alpha) < 1e-9 and "mean_probs" in entry.arrays:
+            inside = entry.arrays["mean_probs"][entry.class_names.index(name)] >= threshold
+            return grey_png(np.where(inside, 255, 0).astype(np.uint8))
+    known = ", ".join(sorted({f"{c} at alpha {a:g}" for c, a, _ in entry.class_masks})) or "none (the model has no calibrated class masks)"
+    raise ApiError(ErrorCode.NOT_FOUND, f"no calibrated mask of class {name!r} at alpha {alpha:g} in this analysis; there are: {known}", "name")
+
+
+@router.get(
+    "/{analysis_id}/masks/{name}.png",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}}, "description": "The class mask, white inside, at the analysed size."}, **NOT_FOUND},
+    summary="A calibrated class mask of a kept analysis as a PNG",
+)
+async def class_mask_png(
+    services: ServicesDep,
+    analysis_id: IdPath,
+    name: Annotated[str, Path(description="A class with a calibrated mask (see conformal.class_masks of the answer).")],
+    alpha: Annotated[float, Query(gt=0.0, lt=1.0, description="One of the calibrated levels.")] = 0.1,
+) -> Response:
+    """The pixels whose MC-mean probability of the class reaches the calibrated threshold: for an image showing the class, the
+    expected share of its true pixels outside the mask is at most alpha (conformal false-negative-rate control)."""
+    entry = lookup(services.cache, analysis_id)
+    body = await anyio.to_thread.run_sync(_mask_png, entry, name, alpha)
+    disposition = f'attachment; filename="{download_name(entry.filename, f"_{name}_mask.png")}"'
+    return Response(body, media_type="image/png", headers={"Content-Disposition": disposition})
+
+
 @router.get(
     "/{analysis_id}/maps.npz",
     response_class=Response,
@@ -153,6 +184,7 @@ async def pixel(
         return ClassProbability(index=index, name=entry.class_names[index], probability=float(probs[index]))
 
     error = arrays.get("error")
+    sets = {f"{alpha:g}": class_set(probs, threshold) for alpha, threshold in entry.set_thresholds.items()} if entry.set_thresholds else None
     return PixelResponse(
         analysis_id=analysis_id,
         x=x,
@@ -161,6 +193,7 @@ async def pixel(
         prediction=klass(label),
         top=[klass(int(i)) for i in order],
         error=ERROR_NAMES[int(error[y, x])] if error is not None else None,
+        sets=sets,
     )
 
 

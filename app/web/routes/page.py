@@ -11,7 +11,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.card import dropout_note
-from app.io.rendering import colour_lut, error_legend
+from app.io.rendering import colour_lut, error_legend, set_legend
 from app.io.resources import templates_dir
 from app.maps.registry import DETECTION_MAPS, MAPS, PANEL_MAPS, MapSpec
 from app.web.api_paths import API_PREFIX
@@ -116,6 +116,7 @@ def page_config(services: ModelServices, settings: Settings) -> PageConfig:
         panels=["input", "prediction", *PANEL_MAPS],
         detection_maps=list(DETECTION_MAPS),
         error_legend=[PageErrorLegendEntry(**entry) for entry in error_legend()],
+        set_legend=[PageErrorLegendEntry(**entry) for entry in set_legend()],
         default_samples=service.default_samples,
         max_samples=settings.max_samples,
         default_model=service.name,
@@ -171,6 +172,7 @@ def page_context(services: ModelServices, settings: Settings) -> dict[str, Any]:
         "panel_maps": panel_maps,
         "unavailable": list(service.analyzer.unavailable),
         "error_legend": error_legend(),
+        "set_legend": set_legend(),
         "temperature": card.temperature,
         "calibrated_available": card.temperature != 1.0,
         "dropout": card.dropout.model_dump(mode="json"),

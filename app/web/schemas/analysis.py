@@ -107,6 +107,43 @@ class RegionOut(ApiModel):
     errors: dict[str, float | None] = Field(
         description="Monte-Carlo standard error of each mean (3 significant digits); null when not estimable (samples=1, or a tiled full-resolution analysis)."
     )
+    sure_share: float | None = Field(
+        default=None,
+        description="Share of the region's pixels whose conformal prediction set holds one class at the default level (conformal.default_alpha); "
+        "null when the model has no calibrated sets.",
+    )
+
+
+class SetLevelOut(ApiModel):
+    """The prediction sets at one calibrated level."""
+
+    alpha: float = Field(description="The level: the expected share of an image's pixels whose true class is outside their set is at most alpha.")
+    threshold: float = Field(description="t: a pixel's set is every class whose MC-mean probability reaches it.")
+    set_size_png: str = Field(
+        description="8-bit greyscale PNG of each pixel's set size (0 = no class reaches the level; 1 = one class; more = ambiguous), as a data URL."
+    )
+    singleton_share: float = Field(description="Share of the image's pixels whose set holds one class.")
+    mean_set_size: float = Field(description="Mean set size over the image.")
+
+
+class ClassMaskOut(ApiModel):
+    """A calibrated class mask: the pixels whose probability of the class reaches threshold."""
+
+    class_name: str = Field(description="The class.")
+    alpha: float = Field(description="For an image showing the class, the expected share of its true pixels outside the mask is at most alpha.")
+    threshold: float = Field(description="The probability a pixel needs to be in the mask.")
+    share: float = Field(description="Share of this image's pixels in the mask.")
+    url: str | None = Field(default=None, description="GET URL of the mask as a PNG (white inside); null when the analysis was not kept.")
+
+
+class ConformalOut(ApiModel):
+    """Conformal prediction sets and class masks, with the guarantee they carry (null when the model has none calibrated)."""
+
+    levels: list[SetLevelOut] = Field(description="One per calibrated level.")
+    default_alpha: float = Field(description="The level shown first.")
+    guarantee: str = Field(description="What is guaranteed, over what, and what it assumes.")
+    approximate: str = Field(description="Why this analysis is not the method the model calibrated (its guarantee is then approximate); empty when it is.")
+    class_masks: list[ClassMaskOut] = Field(description="Each class's calibrated mask at each level.")
 
 
 class ImageOodOut(ApiModel):
@@ -213,6 +250,9 @@ class AnalyzeResponse(ApiModel):
     )
     class_shares: dict[str, float] = Field(description="Fraction of pixels predicted as each class.")
     regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
+    conformal: ConformalOut | None = Field(
+        default=None, description="Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without."
+    )
 
 
 class ClassProbability(ApiModel):
@@ -234,6 +274,11 @@ class PixelResponse(ApiModel):
     top: list[ClassProbability] = Field(description="The most probable classes (up to 3), most probable first.")
     error: str | None = Field(
         default=None, description="When the analysis was scored against a mask: correct, wrong or not scored at this pixel; null otherwise."
+    )
+    sets: dict[str, list[int]] | None = Field(
+        default=None,
+        description="Per calibrated level (alpha as text, e.g. '0.1'), the classes in the pixel's conformal prediction set, most probable "
+        "first; null when the model has no calibrated sets.",
     )
 
 

@@ -107,6 +107,9 @@ class PageConfig(_CamelModel):
     panels: list[str] = Field(description="The panels drawn (input, prediction, then the panel maps).")
     detection_maps: list[str] = Field(description="Maps scored for error and OOD detection, in display order.")
     error_legend: list[PageErrorLegendEntry] = Field(description="Meaning and colour of each error-map code, indexed by the code.")
+    set_legend: list[PageErrorLegendEntry] = Field(
+        description="Meaning and colour of the prediction-set panel's sizes 0, 1, 2 and 3 or more (the last for every larger size)."
+    )
     default_samples: int = Field(description="MC samples the default model uses when the field does not hold a number.")
     max_samples: int = Field(description="Largest number of MC samples a request may ask for.")
     default_model: str = Field(description="Name of the default model (the first served).")
