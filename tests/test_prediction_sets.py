@@ -86,3 +86,20 @@ def test_set_calibration_fits_each_level_on_the_images_losses() -> None:
         assert level.threshold == fit_threshold(np.stack(curves), level.alpha)
     mask_b = next(m for m in fitted.class_masks if m.class_name == "b" and m.alpha == 0.1)
     assert mask_b.threshold == fit_threshold(np.stack(disc), 0.1) and mask_b.images == len(disc)
+
+
+def test_a_tiled_analysis_without_class_arrays_makes_the_same_sets_band_by_band(tiny_bundle: Bundle) -> None:
+    """Sliding windows that drop each band's probabilities keep its set sizes: equal to ``#{c : p_c >= t}`` of the same
+    analysis run with its class arrays."""
+    tiny_bundle.card.conformal_sets = _card_sets()
+    analyzer = Analyzer(tiny_bundle)
+    analyzer.memory_budget = int(analyzer.cost.image_bytes(120, 136) / 3)
+    assert analyzer.tile_grid(120, 136) is not None
+    rgb = make_scene("test", 6, size=136).image[:120]
+    request = AnalysisRequest(samples=4, seed=2, resolution="full")
+    kept = analyzer.analyze_image(rgb, request)
+    dropped = analyzer.analyze_image(rgb, AnalysisRequest(samples=4, seed=2, resolution="full", class_arrays=False))
+    assert dropped.class_arrays is None and dropped.sets is not None and kept.sets is not None
+    for alpha, t in THRESHOLDS.items():
+        np.testing.assert_array_equal(dropped.sets.sizes[alpha], (kept.mean_probs >= t).sum(axis=0))
+        np.testing.assert_array_equal(dropped.sets.sizes[alpha], kept.sets.sizes[alpha])

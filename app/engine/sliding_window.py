@@ -25,7 +25,7 @@ labels, ``12·C`` more for the class arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -41,6 +41,7 @@ from app.engine.passes import pass_plan, run_passes
 from app.engine.tile_budget import TileCost, choose_tile
 from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps
+from app.metrics.risk_control import set_sizes
 
 __all__ = [
     "OVERLAP",
@@ -192,10 +193,13 @@ def _empty_maps(classes: int, size: tuple[int, int], samples: int, density: bool
     )
 
 
-def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, class_arrays: bool = True) -> None:
+def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, class_arrays: bool = True, thresholds: Sequence[float] = ()) -> None:
     h, w = out.prediction.shape[-2:]
     rows = min(part.prediction.shape[-2], h - top)
     cols = min(part.prediction.shape[-1], w - left)
+    if out.set_sizes is not None:
+        sizes = torch.stack([set_sizes(part.mean_probs, t) for t in thresholds], dim=1)
+        out.set_sizes[..., top : top + rows, left : left + cols].copy_(sizes[..., :rows, :cols])
     for name in (*_MAP_NAMES, *(_CLASS_NAMES if class_arrays else ())):
         target, source = getattr(out, name), getattr(part, name)
         if target is not None and source is not None and (name != "mean_probs" or target is not out.probs):
@@ -251,6 +255,7 @@ def sliding_window_mc(
     grid: TileGrid,
     options: SamplingOptions,
     class_arrays: bool = True,
+    set_thresholds: Sequence[float] = (),
 ) -> UncertaintyMaps:
     """Analyse ``(H, W, 3)`` uint8 RGB tile by tile and blend the tiles' MC statistics into maps held in memory.
 
@@ -264,16 +269,21 @@ def sliding_window_mc(
         options: Sampling options of every tile (same seed everywhere).
         class_arrays: Keep ``probs``, ``mean_probs`` and ``class_variance`` at the input's size; ``False``: each band's are
             finalised into the maps and dropped (the result's are ``(1, C, 0, 0)`` placeholders), the maps unchanged.
+        set_thresholds: Without class arrays, also keep the conformal set sizes ``#{c : p̄_c >= t}`` at these thresholds
+            (``set_sizes``, ``(1, L, H, W)`` uint8), made from each band's mean probabilities before they are dropped.
 
     Returns:
         Host (CPU) maps of batch 1 at the input's size: ``(1, H, W)``, probabilities ``(1, C, H, W)``.
     """
     draws = pass_plan(net, options.tta, options.samples).draws
-    out = _empty_maps(classes, image_size(rgb), draws, options.density is not None, class_arrays)
+    size = image_size(rgb)
+    out = _empty_maps(classes, size, draws, options.density is not None, class_arrays)
+    if set_thresholds and not class_arrays:
+        out.set_sizes = torch.empty(1, len(set_thresholds), *size, dtype=torch.uint8)
     bound: dict[str, float] = {}
     for top, parts in blended_bands(net, rgb, mean, std, classes, grid, options, bound):
         for left, part in parts:
-            _write(out, part, top, left, class_arrays)
+            _write(out, part, top, left, class_arrays, set_thresholds)
     out.error_bound = bound or None
     return out
 
@@ -287,6 +297,7 @@ def analyse_rgb(
     options: SamplingOptions,
     cost: TileCost,
     class_arrays: bool = True,
+    set_thresholds: Sequence[float] = (),
 ) -> tuple[UncertaintyMaps, TileGrid | None]:
     """Analyse an image whole when it fits ``options.memory_budget``, else with sliding windows.
 
@@ -303,6 +314,7 @@ def analyse_rgb(
         cost: The network's :class:`~app.engine.tile_budget.TileCost`.
         class_arrays: Keep the ``(C, H, W)`` outputs of a tiled analysis (:func:`sliding_window_mc`); an image analysed
             whole has them within the budget either way.
+        set_thresholds: Conformal set thresholds a tiled analysis without class arrays makes set sizes at.
 
     Returns:
         The maps (whole: of the padded image on the network's device; tiled: on the host, at the
@@ -319,4 +331,4 @@ def analyse_rgb(
         return run_passes(net, padded, replace(options, memory_budget=cost.chunk_budget(budget, (hp, wp))), mean, std), None
     grid = plan_grid(hp, wp, tile, stride)
     tile_options = replace(options, memory_budget=cost.chunk_budget(budget, grid.tile, wp))
-    return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options, class_arrays), grid
+    return sliding_window_mc(net, rgb, mean, std, classes, grid, tile_options, class_arrays, set_thresholds), grid

@@ -3,7 +3,8 @@
 By default the archive holds the per-pixel maps and the label map only:
 
 - ``prediction``: class index, ``uint8`` (at most 256 classes), ``uint16`` (at most 65 536) or ``int32``;
-- every map of :data:`app.maps.registry.MAPS` as ``(H, W)`` ``float16``, except those in :data:`FLOAT32_MAPS`.
+- every map of :data:`app.maps.registry.MAPS` as ``(H, W)`` ``float16``, except those in :data:`FLOAT32_MAPS`;
+- with conformal sets, each level's set sizes ``set_size_NN`` (alpha in hundredths) as ``uint8``.
 
 ``float16`` keeps 11 significant bits: a normal value ``x`` is stored with an error of at most ``2^-11 |x|``
 (``2^-25`` absolute below ``2^-14``, where values are subnormal). Measured on a photo (``python
@@ -46,6 +47,7 @@ __all__ = [
     "npz_bytes",
     "npz_sources",
     "parse_save",
+    "set_size_arrays",
     "write_npz",
 ]
 
@@ -93,7 +95,15 @@ def full_arrays(analysis: Analysis) -> dict[str, np.ndarray]:
         probs=analysis.probs.astype(np.float32),
         class_variance=analysis.class_variance.astype(np.float32),
     )
+    arrays.update(set_size_arrays(analysis))
     return arrays
+
+
+def set_size_arrays(analysis: Analysis) -> dict[str, np.ndarray]:
+    """The analysis's conformal set sizes by archive name (``set_size_10``, …; uint8), none without sets."""
+    if analysis.sets is None:
+        return {}
+    return {set_size_name(alpha): np.asarray(sizes, dtype=np.uint8) for alpha, sizes in analysis.sets.sizes.items()}
 
 
 def archive_arrays(arrays: Mapping[str, np.ndarray], save: Iterable[str] = ()) -> dict[str, np.ndarray]:
@@ -128,13 +138,11 @@ def npz_sources(analysis: Analysis, save: Iterable[str] = ()) -> tuple[dict[str,
     arrays: dict[str, np.ndarray] = {spec.name: analysis.maps[spec.name] for spec in MAPS}
     dtypes: dict[str, np.dtype[Any]] = {name: _map_dtype(name) for name in arrays}
     arrays["prediction"], dtypes["prediction"] = analysis.prediction, label_dtype(analysis.num_classes)
-    if analysis.sets is not None:
-        for alpha, sizes in analysis.sets.sizes.items():
-            name = set_size_name(alpha)
-            arrays[name], dtypes[name] = sizes, np.dtype(np.uint8)
     for name in ("mean_probs", "probs", "class_variance"):  # full_arrays' order
         if name in kept:
             arrays[name], dtypes[name] = getattr(analysis, name), np.dtype(np.float32)
+    for name, sizes in set_size_arrays(analysis).items():
+        arrays[name], dtypes[name] = sizes, np.dtype(np.uint8)
     return arrays, dtypes
 
 

@@ -40,6 +40,8 @@ class UncertaintyMaps:
             ``"rao_blackwellised"`` (:mod:`app.maps.rao_blackwell`: ``k`` channels per pixel summed exactly, bias-corrected)
             or ``"propagated"`` (:mod:`app.maps.propagation`: no sampling, no replicates, a second-order truncation bias).
         enumerated: ``k``, the channels summed over exactly at each pixel (0 for ``"sampled"``).
+        set_sizes: ``(B, L, H, W)`` uint8 conformal set sizes at ``L`` thresholds, made band by band by a tiled analysis
+            that keeps no class arrays (:func:`app.engine.sliding_window.sliding_window_mc`); ``None`` otherwise.
     """
 
     prediction: torch.Tensor
@@ -57,6 +59,7 @@ class UncertaintyMaps:
     feature_distance: torch.Tensor | None = None
     estimator: str = "sampled"
     enumerated: int = 0
+    set_sizes: torch.Tensor | None = None
 
     def scalar_maps(self) -> dict[str, torch.Tensor]:
         """The float maps by name, in registry order (a map that was not computed, ``feature_distance`` without a density, is zeros)."""

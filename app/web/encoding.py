@@ -87,12 +87,14 @@ def download_name(filename: str | None, suffix: str) -> str:
 
 
 def kept_bytes(analysis: Analysis, scored: bool = False) -> int:
-    """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes);
+    """Bytes :func:`keep` would hold for an analysis: float32 maps and ``(C, H, W)`` arrays, the label map (and error codes,
+    conformal set sizes);
     for a streamed analysis its previews and its store's bytes on disk."""
     if analysis.stored is not None:
         return sum(int(m.nbytes) for m in analysis.maps.values()) + int(analysis.prediction.nbytes) + store_bytes(analysis.stored.path)
     label_bytes = label_dtype(analysis.num_classes).itemsize
-    return analysis.width * analysis.height * (4 * len(MAPS) + label_bytes + 3 * 4 * analysis.num_classes + (1 if scored else 0))
+    levels = len(analysis.sets.sizes) if analysis.sets is not None else 0
+    return analysis.width * analysis.height * (4 * len(MAPS) + label_bytes + 3 * 4 * analysis.num_classes + (1 if scored else 0) + levels)
 
 
 def keep(cache: AnalysisCache, analysis: Analysis, card: ModelCard, filename: str | None, error_codes: np.ndarray | None = None) -> str | None:

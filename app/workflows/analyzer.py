@@ -31,7 +31,7 @@ from app.metrics.conformal import TYPICALITY, Component, ImageCheck, check_image
 from app.metrics.image_ood import ImageOodResult, ImageTypicality, image_verdicts, typicality_verdict
 from app.request import AnalysisRequest
 from app.workflows.batching import PrefixBatcher
-from app.workflows.prediction_sets import prediction_sets
+from app.workflows.prediction_sets import prediction_sets, sizes_from_probs
 
 __all__ = ["DEFAULT_REQUEST", "Analyzer"]
 
@@ -191,7 +191,9 @@ class Analyzer:
         )
         norm = card.normalization
         classes = len(card.classes)
-        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, classes, options, plan_cost(self.cost, plan), request.class_arrays)
+        card_sets = card.conformal_sets
+        thresholds = [level.threshold for level in card_sets.levels] if card_sets is not None else []
+        result, _grid = analyse_rgb(net, analysed, norm.mean, norm.std, classes, options, plan_cost(self.cost, plan), request.class_arrays, thresholds)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         inference = time.perf_counter() - start
@@ -202,10 +204,12 @@ class Analyzer:
         def host(t: torch.Tensor) -> np.ndarray:
             return crop(t[0], size).cpu().numpy()
 
-        card_sets = card.conformal_sets
         sets = None
-        if card_sets is not None and result.mean_probs.shape[-1] > 0:
-            sets = prediction_sets(card_sets, result.mean_probs, size, plan.method, samples, temperature)
+        if card_sets is not None and result.set_sizes is not None:
+            sizes = {level.alpha: crop(result.set_sizes[0, i], size).numpy() for i, level in enumerate(card_sets.levels)}
+            sets = prediction_sets(card_sets, sizes, plan.method, samples, temperature)
+        elif card_sets is not None and result.mean_probs.shape[-1] > 0:
+            sets = prediction_sets(card_sets, sizes_from_probs(card_sets, result.mean_probs, size), plan.method, samples, temperature)
         maps = {name: np.ascontiguousarray(host(t), dtype=np.float32) for name, t in result.scalar_maps().items()}
         prediction = np.ascontiguousarray(host(result.prediction), dtype=np.int64)
         checkpoint(cancel)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from app.engine.analysis import PredictionSets
@@ -9,7 +10,7 @@ from app.engine.geometry import crop
 from app.io.card import ConformalSets
 from app.metrics.risk_control import set_sizes
 
-__all__ = ["DEFAULT_ALPHA", "guarantee_text", "prediction_sets"]
+__all__ = ["DEFAULT_ALPHA", "guarantee_text", "prediction_sets", "sizes_from_probs"]
 
 DEFAULT_ALPHA = 0.1
 
@@ -24,13 +25,17 @@ def guarantee_text(card_sets: ConformalSets) -> str:
     )
 
 
-def prediction_sets(card_sets: ConformalSets, mean_probs: torch.Tensor, size: tuple[int, int], method: str, samples: int, temperature: float) -> PredictionSets:
-    """The set sizes of ``(1, C, H', W')`` mean probabilities (cropped to ``size``) at every calibrated level.
+def sizes_from_probs(card_sets: ConformalSets, mean_probs: torch.Tensor, size: tuple[int, int]) -> dict[float, np.ndarray]:
+    """Each level's ``(H, W)`` uint8 set sizes of ``(1, C, H', W')`` mean probabilities, cropped to ``size``."""
+    return {level.alpha: crop(set_sizes(mean_probs, level.threshold)[0], size).cpu().numpy() for level in card_sets.levels}
+
+
+def prediction_sets(card_sets: ConformalSets, sizes: dict[float, np.ndarray], method: str, samples: int, temperature: float) -> PredictionSets:
+    """The analysis's sets from each level's set sizes.
 
     ``method``, ``samples`` and ``temperature`` say how the analysis was made; when they differ from the calibration's the
-    sets are still computed, with the reason their guarantee is approximate.
+    sets are kept, with the reason their guarantee is approximate.
     """
-    sizes = {level.alpha: crop(set_sizes(mean_probs, level.threshold)[0], size).cpu().numpy() for level in card_sets.levels}
     reasons = []
     if method != card_sets.analysis_method:
         reasons.append(f"the card calibrated {card_sets.analysis_method}, this analysis is {method}")

@@ -141,6 +141,7 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
         "/api/v1/analyses/{analysis_id}/maps/{name}.png",
         "/api/v1/analyses/{analysis_id}/maps.npz",
         "/api/v1/analyses/{analysis_id}/pixel",
+        "/api/v1/analyses/{analysis_id}/masks/{name}.png",
         "/api/v1/jobs/{job_id}",
         "/api/v1/jobs/{job_id}/result",
         "/api/v1/jobs/{job_id}/events",

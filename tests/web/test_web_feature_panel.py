@@ -105,14 +105,14 @@ def test_the_default_models_panel_is_its_map_and_the_tiny_models_a_note(mixed_pa
     models = httpx.get(f"{url}/api/v1/models", timeout=30).json()["models"]
     assert [(m["name"], m["feature_density"]) for m in models] == [("default", True), ("tiny", False)]
     order = page.evaluate("[...document.querySelectorAll('#panels > .panel')].map((p) => p.dataset.panel)")
-    assert order == ["input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance", "error"]
+    assert order == ["input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance", "error", "sets"]
     assert page.get_attribute(PANEL, "data-unavailable") is None and page.is_hidden(f"{PANEL} .unavailable-note")
 
     image = scene_png()
     with page.expect_response(lambda r: r.url.endswith("/api/v1/analyze")) as answer:
         page.set_input_files("#file-input", [{"name": "scene.png", "mimeType": "image/png", "buffer": image}])
     page.wait_for_function(RUN_BY, arg="default", timeout=120_000)
-    assert page.evaluate(DRAWN) == order[:-1]
+    assert page.evaluate(DRAWN) == [p for p in order if p != "error"]
     compact = {m["name"]: m for m in answer.value.json()["maps"]}
     served = served_png(url, compact["feature_distance"]["url"])
     np.testing.assert_array_equal(drawn(page, f"{PANEL} canvas"), served, err_msg="the page's colours are the served PNG's")
@@ -151,7 +151,7 @@ def test_the_default_models_panel_is_its_map_and_the_tiny_models_a_note(mixed_pa
     page.wait_for_function(EXACT, timeout=30_000)
     assert page.get_attribute("#readout", "data-exact") == f"{x},{y}", "the readout stays on the hovered pixel"
     assert_no_feature_distance(page)
-    assert page.evaluate(DRAWN) == order[:-2], "every other panel is drawn"
+    assert page.evaluate(DRAWN) == [p for p in order if p not in ("feature_distance", "error", "sets")], "every other panel is drawn"
 
     page.select_option("#compare-model", "default")
     page.wait_for_function(OTHER_READY, arg="default", timeout=120_000)
