@@ -23,8 +23,9 @@ from app.metrics.scoring import EvaluationResult, Evaluator
 from app.request import AnalysisRequest
 from app.workflows.analyzer import DEFAULT_REQUEST, Analyzer
 from app.workflows.labelled import analyze_labelled
+from app.workflows.set_calibration import SetCoverage
 
-__all__ = ["FolderEvaluation", "evaluate_pairs", "labelled_pairs", "write_evaluation"]
+__all__ = ["FolderEvaluation", "coverage_report", "evaluate_pairs", "labelled_pairs", "write_evaluation"]
 
 Progress = Callable[[Sequence[tuple[Path, Path]]], Iterable[tuple[Path, Path]]]
 
@@ -38,6 +39,8 @@ class FolderEvaluation:
         image_seeds: File name → the dropout seed its image was analysed with (``image_seed(seed, name)``); the
             same analysis is ``analyze --seed`` that value.
         method: What the analyses pooled (:attr:`app.engine.analysis.Analysis.method`).
+        conformal: Per calibrated level of the card's prediction sets, how they covered these images
+            (:class:`~app.workflows.set_calibration.SetCoverage`); ``None`` when the model has no sets.
     """
 
     metrics: EvaluationResult
@@ -48,6 +51,7 @@ class FolderEvaluation:
     seconds: float
     image_seeds: dict[str, int] = field(default_factory=dict)
     method: str = ""
+    conformal: dict[str, dict[str, float]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """``metrics.json``: the metrics with the run's settings."""
@@ -61,6 +65,7 @@ class FolderEvaluation:
             "image_seeds": self.image_seeds,
             "temperature": self.temperature,
             "seconds": self.seconds,
+            "conformal": self.conformal,
         }
 
 
@@ -101,8 +106,10 @@ def evaluate_pairs(
     evaluator = Evaluator(len(card.classes), ignore_index, ood_label, card.temperature if card.temperature != 1.0 else None)
     started = time.perf_counter()
     method = ""
+    coverage = SetCoverage(len(card.classes), ignore_index)
     for _image, labelled in labelled_pairs(analyzer, pairs, request, progress):
         evaluator.add(labelled.analysis, labelled.mask)
+        coverage.add(labelled.analysis, labelled.mask)
         method = labelled.analysis.method
     return FolderEvaluation(
         metrics=evaluator.result(analyzer.bundle.class_names),
@@ -113,14 +120,37 @@ def evaluate_pairs(
         seconds=round(time.perf_counter() - started, 2),
         image_seeds={image.name: image_seed(request.seed, image.name) for image, _mask in pairs},
         method=method,
+        conformal=coverage.result(),
     )
 
 
 def write_evaluation(evaluation: FolderEvaluation, out: Path) -> str:
     """Write ``metrics.json``, ``report.md`` and ``reliability.png`` into ``out``; returns the Markdown report."""
     out.mkdir(parents=True, exist_ok=True)
-    report = markdown_report(evaluation.metrics)
+    report = markdown_report(evaluation.metrics) + coverage_report(evaluation.conformal)
     (out / "metrics.json").write_text(json.dumps(evaluation.to_json(), indent=2))
     (out / "report.md").write_text(report)
     (out / "reliability.png").write_bytes(reliability_png(evaluation.metrics.calibration))
     return report
+
+
+def coverage_report(conformal: dict[str, dict[str, float]] | None) -> str:
+    """The report's section on the prediction sets' coverage of these images (empty without sets)."""
+    if not conformal:
+        return ""
+    lines = [
+        "",
+        "## Conformal prediction sets on these images",
+        "",
+        "Share of scored pixels whose true class is outside their set (mean over images ± standard error); the card bounds its "
+        "expectation by alpha for images like its calibration images, and on other images it may not hold.",
+        "",
+        "| alpha | threshold | miss share | mean set size | images |",
+        "|---|---|---|---|---|",
+    ]
+    for level in conformal.values():
+        lines.append(
+            f"| {level['alpha']:g} | {level['threshold']:.4f} | {level['miss_share']:.4f} ± {level['standard_error']:.4f} | "
+            f"{level['mean_set_size']:.3f} | {int(level['images'])} |"
+        )
+    return "\n".join(lines) + "\n"

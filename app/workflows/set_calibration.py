@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from app.engine.analysis import Analysis
 from app.io.card import ClassMaskLevel, ConformalLevel, ConformalSets
 from app.metrics.risk_control import GRID, fit_threshold, shortfall_curve, truth_probability
 
-__all__ = ["ALPHAS", "SETS_METHOD", "SetCalibration"]
+__all__ = ["ALPHAS", "SETS_METHOD", "SetCalibration", "SetCoverage"]
 
 ALPHAS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2)
 SETS_METHOD = (
@@ -90,3 +91,54 @@ class SetCalibration:
 def _at(curves: np.ndarray, threshold: float) -> float:
     """The mean over images of their curves at ``threshold`` (a grid point)."""
     return float(curves[:, round(threshold * GRID)].mean())
+
+
+class SetCoverage:
+    """How the analyses' conformal sets cover labelled images (``evaluate``): per level, each image's share of scored pixels
+    whose true class is outside its set, and its mean set size; what the card's guarantee bounds, on the user's images.
+
+    Args:
+        num_classes: ``C``.
+        ignore_index: Mask value that is not scored (``None``: every in-range label is).
+    """
+
+    def __init__(self, num_classes: int, ignore_index: int | None) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.thresholds: dict[float, float] = {}
+        self.misses: dict[float, list[float]] = {}
+        self.sizes: dict[float, list[float]] = {}
+
+    def add(self, analysis: Analysis, mask: np.ndarray) -> None:
+        """One labelled analysis; one without sets or without scored pixels adds nothing."""
+        if analysis.sets is None or analysis.class_arrays is None:
+            return
+        valid = (mask >= 0) & (mask < self.num_classes)
+        if self.ignore_index is not None:
+            valid &= mask != self.ignore_index
+        if not valid.any():
+            return
+        p_true = truth_probability(analysis.mean_probs, mask, valid)
+        for alpha, threshold in analysis.sets.thresholds.items():
+            self.thresholds[alpha] = threshold
+            self.misses.setdefault(alpha, []).append(float((p_true < threshold).mean()))
+            self.sizes.setdefault(alpha, []).append(float(analysis.sets.sizes[alpha][valid].mean(dtype=np.float64)))
+
+    def result(self) -> dict[str, dict[str, float]] | None:
+        """Per level (alpha as text): threshold, images, the mean miss share with its standard error over images, and the
+        mean set size; ``None`` when no analysis had sets."""
+        if not self.misses:
+            return None
+        out = {}
+        for alpha, misses in sorted(self.misses.items()):
+            values = np.asarray(misses)
+            se = float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
+            out[f"{alpha:g}"] = {
+                "alpha": alpha,
+                "threshold": self.thresholds[alpha],
+                "images": len(values),
+                "miss_share": float(values.mean()),
+                "standard_error": se,
+                "mean_set_size": float(np.mean(self.sizes[alpha])),
+            }
+        return out
