@@ -3,7 +3,7 @@
 // error, readout, region table, comparison with another image, downloads by id, the image-level OOD verdict, the
 // evaluate mode (image + mask) and, with several models served, the model selector and a compared model's row.
 
-import { analyze, evaluate } from "./api.js";
+import { analyze, evaluate, fetchBlob } from "./api.js";
 import { bindApiKey } from "./apikey.js";
 import { bindComparison } from "./compare.js";
 import { decodeResult, setImageName } from "./compact.js";
@@ -68,6 +68,7 @@ const els = {
   errorPanel: /** @type {HTMLElement} */ ($("panel-error")),
   setsPanel: /** @type {HTMLElement} */ ($("panel-sets")),
   setsLevel: /** @type {HTMLSelectElement} */ ($("sets-level")),
+  setsMask: /** @type {HTMLSelectElement} */ ($("sets-mask")),
   setsSummary: /** @type {HTMLElement} */ ($("sets-summary")),
   setsGuarantee: /** @type {HTMLElement} */ ($("sets-guarantee")),
   evaluation: /** @type {HTMLElement} */ ($("evaluation")),
@@ -258,10 +259,71 @@ function showSets(item) {
   const alphas = conformal.levels.map((l) => l.alpha);
   const alpha = alphas.includes(chosen) ? chosen : conformal.default_alpha;
   els.setsLevel.replaceChildren(...alphas.map((a) => new Option(String(a), String(a), false, a === alpha)));
-  item.images.sets = item.images[setImageName(alpha)];
+  const masks = conformal.class_masks.filter((m) => m.alpha === alpha && m.url);
+  const wanted = els.setsMask.value;
+  els.setsMask.replaceChildren(new Option("none", ""), ...masks.map((m) => new Option(m.class_name, m.class_name, false, m.class_name === wanted)));
+  const mask = masks.find((m) => m.class_name === els.setsMask.value);
   const level = /** @type {NonNullable<typeof conformal>["levels"][number]} */ (conformal.levels.find((l) => l.alpha === alpha));
-  els.setsSummary.textContent = `t = ${level.threshold.toFixed(3)} · one class at ${(100 * level.singleton_share).toFixed(1)} % of pixels · mean size ${level.mean_set_size.toFixed(2)}`;
+  if (mask) {
+    const overlay = item.images[maskImageName(mask.class_name, alpha)];
+    item.images.sets = overlay || item.images.input;
+    if (!overlay) loadMaskOverlay(item, mask, alpha);
+    els.setsSummary.textContent = `${mask.class_name} mask: p ≥ ${mask.threshold.toFixed(3)}, ${(100 * mask.share).toFixed(1)} % of pixels; misses ≤ ${alpha} of the class's pixels in expectation`;
+  } else {
+    item.images.sets = item.images[setImageName(alpha)];
+    els.setsSummary.textContent = `t = ${level.threshold.toFixed(3)} · one class at ${(100 * level.singleton_share).toFixed(1)} % of pixels · mean size ${level.mean_set_size.toFixed(2)}`;
+  }
   els.setsGuarantee.textContent = conformal.guarantee + (conformal.approximate ? ` Approximate here: ${conformal.approximate}.` : "");
+}
+
+/**
+ * The name under which a class mask's overlay is kept in `Images`.
+ * @param {string} name
+ * @param {number} alpha
+ * @returns {string}
+ */
+function maskImageName(name, alpha) {
+  return `mask:${name}:${alpha}`;
+}
+
+/**
+ * Fetch a calibrated class mask (white inside) and keep it as an overlay: the input, the mask in the class's colour over
+ * it at half opacity; then redraw the set panel if the item is still shown.
+ * @param {DoneItem} item
+ * @param {{class_name: string, url?: string | null}} mask
+ * @param {number} alpha
+ */
+async function loadMaskOverlay(item, mask, alpha) {
+  if (!mask.url) return;
+  const { width, height } = item.result;
+  const bitmap = await createImageBitmap(await fetchBlob(mask.url));
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d", { willReadFrequently: true }));
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(bitmap, 0, 0, width, height);
+  bitmap.close();
+  const pixels = ctx.getImageData(0, 0, width, height);
+  const cls = item.result.classes.find((c) => c.name === mask.class_name);
+  const hex = cls ? cls.colour : "#ffffff";
+  const rgb = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  for (let i = 0; i < pixels.data.length; i += 4) {
+    const inside = pixels.data[i] > 127;
+    pixels.data[i] = rgb[0];
+    pixels.data[i + 1] = rgb[1];
+    pixels.data[i + 2] = rgb[2];
+    pixels.data[i + 3] = inside ? 150 : 0;
+  }
+  ctx.clearRect(0, 0, width, height);
+  ctx.drawImage(item.images.input, 0, 0, width, height);
+  const tint = document.createElement("canvas");
+  tint.width = width;
+  tint.height = height;
+  /** @type {CanvasRenderingContext2D} */ (tint.getContext("2d")).putImageData(pixels, 0, 0);
+  ctx.drawImage(tint, 0, 0);
+  item.images[maskImageName(mask.class_name, alpha)] = canvas;
+  if (current === item && item.status === "done") drawAll(item);
 }
 
 /** @param {DoneItem} item */
@@ -330,9 +392,11 @@ els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));
   others.redraw();
 });
-els.setsLevel.addEventListener("change", () => {
-  if (current && current.status === "done") drawAll(current);
-});
+for (const control of [els.setsLevel, els.setsMask]) {
+  control.addEventListener("change", () => {
+    if (current && current.status === "done") drawAll(current);
+  });
+}
 for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
 for (const control of [els.calibrated, els.resolution, els.tta]) control.addEventListener("change", scheduleRerun);
 els.rerun.addEventListener("click", () => {

@@ -9,12 +9,13 @@ import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from webutil import LiveServer, assert_error, random_png, web_settings
+from webutil import LiveServer, assert_error, drawn, open_page, random_png, web_settings
 
 from app.web.encoding import decode_raw
 from app.web.schemas.analysis import RawArray
@@ -79,3 +80,30 @@ def test_sets_in_the_answer_the_pixel_and_the_mask(server: LiveServer) -> None:
     np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(png.content))) == 255, probs[1] >= MASK_T)
     missing = httpx.get(f"{server.url}{mask['url'].replace('/a.png', '/b.png')}", timeout=60)
     assert "a at alpha 0.1" in assert_error(missing, 404, "not_found", "name")["message"]
+
+
+def test_the_page_shows_the_sets_panel_its_levels_and_a_class_mask(server: LiveServer, browser: Any) -> None:
+    """The set panel appears with the calibrated levels; its pixels are the sizes' colours; a chosen class mask is drawn in
+    the class's colour exactly where the served mask PNG is white, the input elsewhere."""
+    image = random_png(40, 56, seed=4)
+    for page in open_page(browser, server.url):
+        with page.expect_response(lambda r: r.url.endswith("/api/v1/analyze")) as answer:
+            page.set_input_files("#file-input", [{"name": "a.png", "mimeType": "image/png", "buffer": image}])
+        page.wait_for_function("() => document.body.dataset.state === 'ready'", timeout=60_000)
+        result = answer.value.json()
+        assert page.is_visible("#panel-sets")
+        assert page.eval_on_selector_all("#sets-level option", "els => els.map(e => e.value)") == ["0.05", "0.1"]
+        sizes = grey(next(level["set_size_png"] for level in result["conformal"]["levels"] if level["alpha"] == 0.1))
+        shown = drawn(page, "#panel-sets canvas")
+        colours = {tuple(int(c[i : i + 2], 16) for i in (1, 3, 5)) for c in ("#3b3b3b", "#f4f4f4", "#f0a030", "#d02f2f")}
+        assert {tuple(p) for p in shown.reshape(-1, 3)} <= colours
+        np.testing.assert_array_equal(np.all(shown == (0xF4, 0xF4, 0xF4), axis=-1), sizes == 1)
+        page.select_option("#sets-mask", "a")
+        page.wait_for_function("() => !document.querySelector('#sets-summary').textContent.startsWith('t =')", timeout=30_000)
+        page.wait_for_timeout(300)
+        inside = np.asarray(Image.open(io.BytesIO(httpx.get(f"{server.url}{result['conformal']['class_masks'][0]['url']}", timeout=60).content))) == 255
+        overlay, plain = drawn(page, "#panel-sets canvas").astype(int), drawn(page, "#panel-input canvas").astype(int)
+        assert inside.any() and (~inside).any()
+        np.testing.assert_array_equal(overlay[~inside], plain[~inside])
+        assert np.all(np.any(overlay[inside] != plain[inside], axis=-1) | np.all(plain[inside] == (255, 0, 0), axis=-1))
+        assert "a mask: p ≥ 0.400" in page.inner_text("#sets-summary")
