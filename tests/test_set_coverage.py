@@ -74,3 +74,26 @@ def test_a_model_without_sets_reports_none(tiny_bundle: Bundle, tmp_path: Path) 
     evaluation = evaluate_pairs(Analyzer(tiny_bundle), _pairs(tmp_path, 2), AnalysisRequest(samples=2), ignore_index=255)
     assert evaluation.conformal is None
     assert "Conformal" not in write_evaluation(evaluation, tmp_path / "out")
+
+
+def test_calibrate_fits_the_sets_for_the_augmentation_asked(tmp_path: Path) -> None:
+    """``sets_tta="flips"``: the card's sets are of flipped analyses, so a flipped analysis gets the guarantee and a plain one
+    is told it is approximate; the temperature is fitted on the plain analyses as without it."""
+    from conftest import make_tiny_bundle
+
+    from app.io.bundle import load_bundle
+    from app.workflows.calibrate import calibrate_bundle
+
+    plain = load_bundle(make_tiny_bundle(tmp_path / "plain"))
+    flipped = load_bundle(make_tiny_bundle(tmp_path / "flipped"))
+    (tmp_path / "data").mkdir()
+    pairs = _pairs(tmp_path / "data")
+    fit_plain = calibrate_bundle(Analyzer(plain), pairs, images=tmp_path, masks=tmp_path, samples=2, seed=1)
+    fit_flipped = calibrate_bundle(Analyzer(flipped), pairs, images=tmp_path, masks=tmp_path, samples=2, seed=1, sets_tta="flips")
+    assert fit_plain.temperature == fit_flipped.temperature
+    assert plain.card.conformal_sets is not None and flipped.card.conformal_sets is not None
+    assert plain.card.conformal_sets.analysis_method == "mc_dropout"
+    assert flipped.card.conformal_sets.analysis_method.startswith("tta:flips")
+    rgb = make_scene("test", 9, size=64).image
+    assert Analyzer(flipped).analyze_image(rgb, AnalysisRequest(samples=2, tta="flips")).sets.approximate == ""  # type: ignore[union-attr]
+    assert "this analysis is mc_dropout" in Analyzer(flipped).analyze_image(rgb, AnalysisRequest(samples=2)).sets.approximate  # type: ignore[union-attr]

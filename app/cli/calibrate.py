@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, error, samples_for
+from app.defaults import TTA_MODES
 
 NAME = "calibrate"
 HELP = "fit the temperature, the image-level OOD reference and the image test on labelled images and store them in the bundle"
@@ -32,6 +33,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--conformal-split", default=None, help="what the calibration images are, in words, for the card (default: their folder)")
     p.add_argument("--alpha", type=float, default=None, help="false-alarm rate of the image-level test: unusual at p <= alpha (default 0.01)")
+    p.add_argument(
+        "--sets-tta",
+        choices=TTA_MODES,
+        default="none",
+        help="test-time augmentation the conformal prediction sets are calibrated for (default none): analyses made with it get the "
+        "sets' guarantee, others an approximate one; each image is analysed once more with it",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             conformal_images=conformal,
             conformal_split=args.conformal_split if args.conformal_split is not None else None if conformal is None else str(args.conformal_images),
             alpha=alpha,
+            sets_tta=args.sets_tta,
             command="seg-uncertainty calibrate " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 and sys.argv[1] == "calibrate" else sys.argv[1:]),
         )
     except (BundleError, DatasetError, ValueError) as exc:

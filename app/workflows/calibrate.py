@@ -5,15 +5,16 @@ conformal test (:mod:`app.metrics.conformal`) and the per-pixel conformal sets a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS
+from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, IGNORE_INDEX, TEMPERATURE_FIT_MAX_PIXELS, TtaMode
 from app.engine.analysis import Analysis
+from app.engine.dropout_masks import image_seed
 from app.io.bundle import ImageReference, write_card
 from app.io.card import ImageTest, ImageTestComponent
 from app.maps.registry import DETECTION_MAPS
@@ -146,6 +147,7 @@ def calibrate_bundle(
     conformal_split: str | None = None,
     alpha: float = DEFAULT_ALPHA,
     command: str | None = None,
+    sets_tta: TtaMode = "none",
 ) -> Calibration:
     """Fit ``τ`` and record the image-level OOD reference; write both into the analyser's bundle.
 
@@ -176,6 +178,8 @@ def calibrate_bundle(
         conformal_split: What the calibration images are, in words (default: their folder).
         alpha: The test's false-alarm rate, stored in the card.
         command: The command, recorded with the test.
+        sets_tta: The test-time augmentation the conformal prediction sets are calibrated for (each image is analysed once
+            more with it; the temperature, reference and image test stay fitted without augmentation).
 
     Raises:
         app.io.masks.DatasetError: an image or mask cannot be read or does not match.
@@ -191,9 +195,13 @@ def calibrate_bundle(
     request = AnalysisRequest(samples=samples, seed=seed)
     sets = SetCalibration(bundle.class_names, ignore_index)
     method = "mc_dropout"
-    for _image, labelled in labelled_pairs(analyzer, pairs, request, progress):
-        sets.add(labelled.analysis.mean_probs, labelled.mask)
-        method = labelled.analysis.method
+    for image, labelled in labelled_pairs(analyzer, pairs, request, progress):
+        for_sets = labelled.analysis
+        if sets_tta != "none":
+            seeded = replace(request, seed=image_seed(seed, image.name), tta=sets_tta)
+            for_sets = analyzer.analyze_image(labelled.analysis.image, seeded, input_size=labelled.analysis.input_size)
+        sets.add(for_sets.mean_probs, labelled.mask)
+        method = for_sets.method
         y = torch.from_numpy(labelled.mask.reshape(-1))
         valid = scored_pixels(y, num_classes, ignore_index)
         ignored += int((~valid).sum())
