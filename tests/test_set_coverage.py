@@ -76,16 +76,16 @@ def test_a_model_without_sets_reports_none(tiny_bundle: Bundle, tmp_path: Path) 
     assert "Conformal" not in write_evaluation(evaluation, tmp_path / "out")
 
 
-def test_calibrate_fits_the_sets_for_the_augmentation_asked(tmp_path: Path) -> None:
+def test_calibrate_fits_the_sets_for_the_augmentation_asked(tiny_bundle_dir: Path, tmp_path: Path) -> None:
     """``sets_tta="flips"``: the card's sets are of flipped analyses, so a flipped analysis gets the guarantee and a plain one
     is told it is approximate; the temperature is fitted on the plain analyses as without it."""
-    from conftest import make_tiny_bundle
+    import shutil
 
     from app.io.bundle import load_bundle
     from app.workflows.calibrate import calibrate_bundle
 
-    plain = load_bundle(make_tiny_bundle(tmp_path / "plain"))
-    flipped = load_bundle(make_tiny_bundle(tmp_path / "flipped"))
+    plain = load_bundle(shutil.copytree(tiny_bundle_dir, tmp_path / "plain"))
+    flipped = load_bundle(shutil.copytree(tiny_bundle_dir, tmp_path / "flipped"))
     (tmp_path / "data").mkdir()
     pairs = _pairs(tmp_path / "data")
     fit_plain = calibrate_bundle(Analyzer(plain), pairs, images=tmp_path, masks=tmp_path, samples=2, seed=1)
