@@ -27,6 +27,8 @@ import tifffile
 import zarr
 from tifffile import COMPRESSION, EXTRASAMPLE, PHOTOMETRIC, TIFF
 
+from app.engine.sliding_window import RegionReader
+
 __all__ = ["ArraySource", "PixelSource", "TiledImageError", "TiledTiffSource", "is_tiled_tiff", "open_tiled_tiff"]
 
 
@@ -38,19 +40,9 @@ class TiledImageError(ValueError):
         self.message = message
 
 
-class PixelSource(Protocol):
-    """Regions of an image as ``(rows, cols, 3)`` uint8 RGB."""
-
-    @property
-    def height(self) -> int:
-        """The image's rows."""
-
-    @property
-    def width(self) -> int:
-        """The image's columns."""
-
-    def read(self, top: int, left: int, rows: int, cols: int) -> np.ndarray:
-        """The ``(rows, cols, 3)`` uint8 RGB region at ``(top, left)``; ValueError unless it lies inside the image."""
+class PixelSource(RegionReader, Protocol):
+    """A :class:`~app.engine.sliding_window.RegionReader` (regions as ``(rows, cols, 3)`` uint8 RGB; ValueError unless
+    inside the image) that holds something open until closed."""
 
     def close(self) -> None:
         """Release what the source holds open."""

@@ -27,13 +27,13 @@ from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError, probe_image
 from app.io.encoding import map_pngs, summarise
 from app.io.npz import npz_sources, write_npz
-from app.io.pixel_source import TiledImageError, TiledTiffSource, is_tiled_tiff
+from app.io.pixel_source import TiledImageError, TiledTiffSource, is_tiled_tiff, open_tiled_tiff
 from app.io.zarr_store import STORE_NAME
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, output_names, utf8_name
-from app.workflows.stream_folder import MAX_TILED_PIXELS, StoreFormat, open_source, reduced_rgb, store_image, streams
+from app.workflows.stream_folder import MAX_TILED_PIXELS, StoreFormat, reduced_rgb, store_image, streams
 
 __all__ = [
     "AnalysedImage",
@@ -255,7 +255,7 @@ def _tiled_source(analyzer: Analyzer, path: Path, streaming: Streaming | None) -
     """
     if streaming is None or not is_tiled_tiff(path):
         return None
-    source = open_source(path, streaming.max_tiled_pixels)
+    source = open_tiled_tiff(path, streaming.max_tiled_pixels)
     if source.height * source.width <= analyzer.max_pixels:
         source.close()
         return None

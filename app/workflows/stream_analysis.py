@@ -63,11 +63,12 @@ def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRe
 def _band(parts: list[tuple[int, UncertaintyMaps]], rows: int, width: int, save: Sequence[str]) -> dict[str, np.ndarray]:
     """A band's full-width host arrays from its blocks: maps and labels ``(rows, W)``, class arrays ``(C, rows, W)``."""
 
+    scalars = [part.scalar_maps() for _, part in parts]
+
     def joined(pick: str) -> np.ndarray:
-        blocks = []
-        for _, part in parts:
-            tensor = part.scalar_maps()[pick] if pick in MAP_NAMES else getattr(part, pick)
-            blocks.append(tensor[0, ..., :rows, :].cpu().numpy())
+        blocks = [
+            (maps[pick] if pick in MAP_NAMES else getattr(part, pick))[0, ..., :rows, :].cpu().numpy() for maps, (_, part) in zip(scalars, parts, strict=True)
+        ]
         return np.concatenate(blocks, axis=-1)[..., :width]
 
     return {name: joined(name) for name in ("prediction", *MAP_NAMES, *save)}

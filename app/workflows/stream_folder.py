@@ -30,14 +30,13 @@ from app.engine.cancel import CancelToken, checkpoint
 from app.engine.free_memory import release_free_memory
 from app.engine.sliding_window import RegionReader
 from app.io.encoding import map_pngs, summarise
-from app.io.pixel_source import TiledTiffSource, open_tiled_tiff
 from app.io.zarr_store import STORE_NAME
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, utf8_name
 from app.workflows.stream_analysis import STREAM_PIXELS, analyze_to_store
 
-__all__ = ["MAX_TILED_PIXELS", "STORE_FORMATS", "StoreFormat", "open_source", "reduced_rgb", "store_image", "streams"]
+__all__ = ["MAX_TILED_PIXELS", "STORE_FORMATS", "StoreFormat", "reduced_rgb", "store_image", "streams"]
 
 StoreFormat = Literal["auto", "npz", "zarr"]
 STORE_FORMATS: tuple[StoreFormat, ...] = ("auto", "npz", "zarr")
@@ -111,8 +110,3 @@ def store_image(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {k: m.mean for k, m in info.maps.items()}, analysis
-
-
-def open_source(path: Path, max_tiled_pixels: int) -> TiledTiffSource:
-    """A tiled TIFF's reader (:func:`app.io.pixel_source.open_tiled_tiff`) within ``max_tiled_pixels``."""
-    return open_tiled_tiff(path, max_tiled_pixels)
