@@ -45,6 +45,7 @@ __all__ = [
     "expand_inputs",
     "fill_row",
     "install_image",
+    "summary_fields",
     "write_summary",
 ]
 
@@ -68,6 +69,9 @@ SUMMARY_FIELDS = (
     "p_value",
     *(f"percentile_{k}" for k in DETECTION_MAPS),
 )
+OPTIONAL_FIELDS: frozenset[str] = frozenset(f"percentile_{k}" for k in DETECTION_MAPS)
+"""Columns written only when some row of the run has a value: a map's percentile among the model's validation images
+exists only where the model has a reference for it (``percentile_feature_distance`` only with a fitted feature density)."""
 
 
 @dataclass
@@ -339,18 +343,26 @@ def analyse_files(
         yield install_image(image, out)
 
 
+def summary_fields(rows: Sequence[dict[str, object]]) -> list[str]:
+    """The columns of a run's ``summary.csv``: :data:`SUMMARY_FIELDS` less the :data:`OPTIONAL_FIELDS` blank in every row."""
+    return [name for name in SUMMARY_FIELDS if name not in OPTIONAL_FIELDS or any(row[name] != "" for row in rows)]
+
+
 def write_summary(path: Path, rows: Sequence[SummaryRow]) -> None:
     """Write ``summary.csv`` as UTF-8 (to a hidden file first, then renamed, so it is never half-written).
 
     A file name that is not valid UTF-8 is written with its other bytes as ``\\xNN`` (:func:`~app.workflows.output_folder.utf8_name`).
+    A ``percentile_<map>`` column that would be blank for the whole run is left out (:func:`summary_fields`).
     """
+    values = [row.csv_row() for row in rows]
+    fields = summary_fields(values)
     staging = path.with_name(f".{path.name}.partial")
     try:
         with staging.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=SUMMARY_FIELDS)
+            writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
             writer.writeheader()
-            for row in rows:
-                writer.writerow(row.csv_row())
+            for value in values:
+                writer.writerow(value)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
