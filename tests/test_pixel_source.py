@@ -217,7 +217,7 @@ def test_missing_tile(tmp_path: Path) -> None:
     damaged = bytearray(data)
     damaged[where : where + size] = bytes(size)
     path.write_bytes(bytes(damaged))
-    with pytest.raises(TiledImageError, match="1 of its 4 tiles are missing, the first bad one at rows 16-31, columns 16-31"):
+    with pytest.raises(TiledImageError, match="1 of its 4 tiles is missing, the first bad one at rows 16-31, columns 16-31"):
         open_tiled_tiff(path, BIG)
     assert counts[3] > 0
 

@@ -11,6 +11,7 @@ from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, er
 from app.cli.ray_cluster import add_ray_args
 from app.defaults import DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
 from app.io.npz import RAW_ARRAYS, SAVE_ALL, parse_save
+from app.plural import plural
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
@@ -267,7 +268,7 @@ def _finish(args: argparse.Namespace, inputs: int, missing: bool, rows: list[Sum
             error(f"cannot write {summary}: {exc.strerror or exc}")
             return 2
     failed = sum(r.status == "failed" for r in rows)
-    done = f"analysed {len(rows) - failed} of {inputs} images into {args.out}"
+    done = f"analysed {len(rows) - failed} of {plural(inputs, 'image')} into {args.out}"
     if stop.signal_name is not None:
         print(f"interrupted by {stop.signal_name}: {done}; {summary} lists the {len(rows)} finished", file=sys.stderr)
         return INTERRUPTED_EXIT

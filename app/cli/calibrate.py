@@ -9,6 +9,7 @@ from pathlib import Path
 
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_data_args, error, samples_for
 from app.defaults import TTA_MODES
+from app.plural import plural
 
 NAME = "calibrate"
 HELP = "fit the temperature, the image-level OOD reference and the image test on labelled images and store them in the bundle"
@@ -88,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
         return 2
     reference, test = fit.image_reference, fit.image_test
     print(
-        f"temperature {fit.temperature:.4f}: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f} on {fit.pixels} pixels; "
-        f"image-level OOD reference: {', '.join(reference.means)} on {reference.images} images, {reference.samples} samples; "
+        f"temperature {fit.temperature:.4f}: ECE {fit.ece_before:.4f} -> {fit.ece_after:.4f} on {plural(fit.pixels, 'pixel')}; "
+        f"image-level OOD reference: {', '.join(reference.means)} on {plural(reference.images, 'image')}, {plural(reference.samples, 'sample')}; "
         + (
-            f"image test: {len(test.components)} components fitted on {test.fit_images} images, calibrated on {len(test.scores)} "
+            f"image test: {plural(len(test.components), 'component')} fitted on {plural(test.fit_images, 'image')}, calibrated on {len(test.scores)} "
             f"({test.calibrated_on}), unusual at p <= {test.alpha:g}; "
             if test is not None
             else "no image test (fewer than 3 images: none to calibrate the score on; pass --conformal-images); "

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.cli.common import add_model_args, error
 from app.defaults import DEFAULT_SEED
+from app.plural import plural
 
 NAME = "fit-density"
 HELP = "fit the feature-space density (class-conditional Gaussian of the decoder features) on in-distribution images and store it in the bundle"
@@ -40,8 +41,9 @@ def run(args: argparse.Namespace) -> int:
     folder = analyzer.bundle.path
     means = sorted(mean for mean, _ in fit.info.image_statistics)
     print(
-        f"feature density: {len(fit.info.classes)} class means ({', '.join(fit.info.classes)}) of {fit.info.channels} channels on {fit.pixels} pixels "
-        f"of {len(images)} images, quantiles from {fit.quantile_pixels} pixels; image means of the map {means[0]:.3f}-{means[-1]:.3f}; "
+        f"feature density: {plural(len(fit.info.classes), 'class mean')} ({', '.join(fit.info.classes)}) of {plural(fit.info.channels, 'channel')} "
+        f"on {plural(fit.pixels, 'pixel')} "
+        f"of {plural(len(images), 'image')}, quantiles from {plural(fit.quantile_pixels, 'pixel')}; image means of the map {means[0]:.3f}-{means[-1]:.3f}; "
         f"wrote {folder / DENSITY_FILE} and {folder / CARD_FILE}",
         file=sys.stderr,
     )

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from app.cli.common import error
 from app.cli.ray_cluster import add_ray_args, check_counts
+from app.plural import plural
 
 if TYPE_CHECKING:
     from app.web.settings import Settings
@@ -111,7 +112,7 @@ def _serve_on_ray(args: argparse.Namespace, settings: Settings) -> int:
         serve.start(http_options={"host": args.host, "port": args.port, "keep_alive_timeout_s": settings.keep_alive_timeout})
         try:
             serve.run(build_application(settings.model_dump(exclude_unset=True), options), name=APP_NAME, route_prefix="/")
-            print(f"serving http://{args.host}:{args.port} on Ray: {args.replicas} replicas; Ctrl-C stops", file=sys.stderr)
+            print(f"serving http://{args.host}:{args.port} on Ray: {plural(args.replicas, 'replica')}; Ctrl-C stops", file=sys.stderr)
             while not stop.token.expired():
                 time.sleep(0.2)
         except KeyboardInterrupt:

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from app.defaults import DEFAULT_SAMPLES, DEFAULT_TTA, TtaMode
 from app.engine.dropout import DROPOUT_MODES
+from app.plural import plural, word_for
 
 __all__ = [
     "CARD_FILE",
@@ -278,7 +279,8 @@ class ModelCard(BaseModel):
     def _class_count(self) -> ModelCard:
         n = architecture_classes(self.architecture)
         if n != len(self.classes):
-            raise ValueError(f"architecture.classes is {n} but {len(self.classes)} classes are listed")
+            listed = f"{plural(len(self.classes), 'class', 'classes')} {word_for(len(self.classes), 'is', 'are')} listed"
+            raise ValueError(f"architecture.classes is {n} but {listed}")
         return self
 
 

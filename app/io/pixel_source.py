@@ -28,6 +28,7 @@ import zarr
 from tifffile import COMPRESSION, EXTRASAMPLE, PHOTOMETRIC, TIFF
 
 from app.engine.sliding_window import RegionReader
+from app.plural import plural, word_for
 
 __all__ = ["ArraySource", "PixelSource", "TiledImageError", "TiledTiffSource", "is_tiled_tiff", "open_tiled_tiff"]
 
@@ -185,7 +186,8 @@ def _open(tiff: tifffile.TiffFile, name: str, max_pixels: int) -> TiledTiffSourc
     samples, photometric = page.samplesperpixel, page.photometric
     grey = photometric in (PHOTOMETRIC.MINISBLACK, PHOTOMETRIC.MINISWHITE)
     if not ((samples in (1, 2) and grey) or (samples in (3, 4) and photometric == PHOTOMETRIC.RGB)):
-        raise TiledImageError(f"{name} has {samples} samples per pixel in {PHOTOMETRIC(photometric).name}; only gray, gray+alpha, RGB and RGBA are supported.")
+        kind = PHOTOMETRIC(photometric).name
+        raise TiledImageError(f"{name} has {plural(int(samples), 'sample')} per pixel in {kind}; only gray, gray+alpha, RGB and RGBA are supported.")
     if page.compression not in TIFF.DECOMPRESSORS:
         raise TiledImageError(f"{name} uses {COMPRESSION(page.compression).name} compression, which cannot be decoded here (it needs the imagecodecs package).")
     height, width = page.imagelength, page.imagewidth
@@ -207,6 +209,8 @@ def _check_tiles(tiff: tifffile.TiffFile, page: tifffile.TiffPage, name: str) ->
         top, left = tile // across * page.tilelength, tile % across * page.tilewidth
         where = f"rows {top}-{min(top + page.tilelength, page.imagelength) - 1}, columns {left}-{min(left + page.tilewidth, page.imagewidth) - 1}"
         if missing.any():
-            raise TiledImageError(f"{name} is incomplete: {missing.sum()} of its {counts.size} tiles are missing, the first bad one at {where}.")
+            absent = int(missing.sum())
+            are = word_for(absent, "is", "are")
+            raise TiledImageError(f"{name} is incomplete: {absent} of its {plural(counts.size, 'tile')} {are} missing, the first bad one at {where}.")
         end = offsets[bad[0]] + counts[bad[0]]
         raise TiledImageError(f"{name} is truncated: the tile at {where} ends at byte {end:,} but the file has only {size:,} bytes.")

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw
 from app.defaults import ECE_BINS
 from app.metrics.calibration import CalibrationResult
 from app.metrics.scoring import EvaluationResult
+from app.plural import plural
 
 __all__ = ["CURVE_COLOURS", "markdown_report", "reliability_png"]
 
@@ -69,7 +70,7 @@ def markdown_report(metrics: EvaluationResult) -> str:
     """A Markdown summary of an evaluation."""
     seg = metrics.segmentation
     lines = [
-        f"# Evaluation ({metrics.images} images, {seg.pixels} labelled pixels)",
+        f"# Evaluation ({plural(metrics.images, 'image')}, {plural(seg.pixels, 'labelled pixel')})",
         "",
         f"mIoU **{seg.miou:.4f}**, pixel accuracy **{seg.pixel_accuracy:.4f}**",
         "",

@@ -29,6 +29,7 @@ import anyio
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.error_codes import ErrorCode
+from app.plural import plural
 from app.web.settings import env_name
 
 __all__ = ["INITIAL_SERVICE_SECONDS", "RETRY_AFTER_MAX", "SERVICE_TIME_WEIGHT", "Admission", "Overloaded", "Reservation", "TooMuchWork"]
@@ -111,9 +112,8 @@ class Admission:
 
     def busy_message(self) -> str:
         """Why a request is refused while the queue is full, in words (the start of the 503's message)."""
-        return (
-            f"the server is busy: {self.running} analyses running and {self.waiting} waiting, the most it queues ({env_name('max_queue')} = {self.max_queue})"
-        )
+        running = plural(self.running, "analysis", "analyses")
+        return f"the server is busy: {running} running and {self.waiting} waiting, the most it queues ({env_name('max_queue')} = {self.max_queue})"
 
     def check_room(self) -> None:
         """Refuse at once when every slot and every queue place is taken (before the upload is even looked at).

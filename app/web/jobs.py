@@ -37,6 +37,7 @@ from app.engine.cancel import CancelToken, Progress
 from app.error_codes import ErrorCode
 from app.io.decoding import ImageDecodeError
 from app.io.masks import MaskError
+from app.plural import plural, word_for
 from app.web.admission import RETRY_AFTER_MAX, SERVICE_TIME_WEIGHT, Overloaded
 from app.web.errors import ApiError, error_body
 from app.web.security.api_keys import current_owner, same_owner
@@ -212,7 +213,8 @@ class JobStore:
         self._expire()
         if len(self._jobs) >= self.max_jobs and not any(job.is_finished for job in self._jobs.values()):
             raise Overloaded(
-                f"the server is busy: {len(self._jobs)} jobs are queued or running, the most it keeps ({env_name('max_jobs')} = {self.max_jobs}); retry later",
+                f"the server is busy: {plural(len(self._jobs), 'job')} {word_for(len(self._jobs), 'is', 'are')} queued or running, "
+                f"the most it keeps ({env_name('max_jobs')} = {self.max_jobs}); retry later",
                 self.retry_after(),
             )
 
@@ -277,7 +279,7 @@ class JobStore:
             raise ApiError(
                 ErrorCode.JOB_NOT_FOUND,
                 f"job {job_id!r} has expired or never existed: finished jobs are kept for {self.ttl:g} s ({env_name('job_ttl_seconds')}), "
-                f"at most {self.max_jobs} jobs at once ({env_name('max_jobs')}); send the request again",
+                f"at most {plural(self.max_jobs, 'job')} at once ({env_name('max_jobs')}); send the request again",
                 "job_id",
             )
         return job

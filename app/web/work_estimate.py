@@ -17,6 +17,7 @@ from app.engine.augment import tta_plan
 from app.engine.passes import pass_plan
 from app.io.decode_cost import DecodeCost, decode_cost
 from app.io.decoding import ImageHeader
+from app.plural import plural
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
@@ -68,7 +69,7 @@ def estimate_work(analyzer: Analyzer, max_work: int, width: int, height: int, re
     pixels = rows * cols
     passes = pass_plan(analyzer.bundle.net, tta, samples).passes
     per_pass = f" x {passes} passes" if passes > 1 else ""
-    describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image){per_pass} x ({samples} samples + 1)"
+    describe = f"{cols}x{rows} analysed pixels ({resolution} resolution of a {width}x{height} image){per_pass} x ({plural(samples, 'sample')} + 1)"
     decoding = 0
     if header is not None:
         cost = decode_cost(header, (rows, cols) if resolution == "working" else None)

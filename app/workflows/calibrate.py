@@ -23,6 +23,7 @@ from app.metrics.conformal import DEFAULT_ALPHA, combined_score, component_value
 from app.metrics.image_ood import ImageTypicality
 from app.metrics.pixels import scored_pixels
 from app.metrics.temperature import FIT_METHOD, LogitPool, fit_temperature, nll_at
+from app.plural import plural
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.evaluate_folder import Progress, labelled_pairs
@@ -232,8 +233,8 @@ def calibrate_bundle(
         test = fit_image_test(
             values[:half],
             values[half:],
-            fitted_on=f"the first {half} images of {fitted_on}",
-            calibrated_on=f"the last {len(values) - half} images of {fitted_on}",
+            fitted_on=f"the first {plural(half, 'image')} of {fitted_on}",
+            calibrated_on=f"the last {plural(len(values) - half, 'image')} of {fitted_on}",
             samples=samples,
             alpha=alpha,
             command=command,

@@ -31,7 +31,7 @@ def test_serve_on_ray_answers_then_stops_ray_on_sigterm(tiny_bundle_dir: Path, t
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
         try:
             deadline = time.monotonic() + START_SECONDS
-            while f"serving {url} on Ray: 1 replicas" not in log.read_text(errors="replace"):
+            while f"serving {url} on Ray: 1 replica" not in log.read_text(errors="replace"):
                 assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
                 assert time.monotonic() < deadline, "not serving in time"
                 time.sleep(0.5)
