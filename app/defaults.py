@@ -107,3 +107,14 @@ MAX_WAIT_MS = 10.0
 # model on two shared cores, 6.6 µs with the default model) and for BYTES_PER_WORK_UNIT of memory; a decode costs the
 # larger of its estimated time and peak memory in units.
 DECODE_NS_PER_WORK_UNIT = 1000
+
+# Adversarial sensitivity (app/engine/adversarial.py, issue 23): off unless asked. Radii in pixel levels of [0, 255]
+# (2 is 2/255), FGSM then ADVERSARIAL_STEPS PGD steps per radius. The attack runs whole (no sliding windows: gradients
+# of a tiled pass would need every tile's activations), so its image is bounded by ADVERSARIAL_MAX_PIXELS; its work is
+# counted as ADVERSARIAL_PASS_UNITS deterministic passes per forward-and-backward pass (a backward costs about two forwards).
+DEFAULT_ADVERSARIAL_EPSILONS: Final[tuple[float, ...]] = (1.0, 2.0, 4.0, 8.0)
+ADVERSARIAL_STEPS = 3
+MAX_ADVERSARIAL_STEPS = 20
+MAX_ADVERSARIAL_EPSILONS = 8
+ADVERSARIAL_MAX_PIXELS = 512 * 512
+ADVERSARIAL_PASS_UNITS = 3

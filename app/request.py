@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from app.defaults import (
+    ADVERSARIAL_STEPS,
     DEFAULT_RESOLUTION,
     DEFAULT_SAMPLES,
     DEFAULT_SEED,
     DEFAULT_TTA,
+    MAX_ADVERSARIAL_EPSILONS,
+    MAX_ADVERSARIAL_STEPS,
     MAX_SEED,
     MIN_AREA,
     RESOLUTIONS,
@@ -17,7 +20,28 @@ from app.defaults import (
     TtaMode,
 )
 
-__all__ = ["AnalysisRequest"]
+__all__ = ["AnalysisRequest", "parse_epsilons"]
+
+
+def parse_epsilons(text: str) -> tuple[float, ...]:
+    """Attack radii from text: comma-separated pixel levels, each optionally written as a fraction of 255, e.g.
+    ``"1,2,4,8"`` or ``"2/255, 4/255"``; sorted ascending (repeats dropped). An empty text is ``()``.
+
+    Raises:
+        ValueError: a radius that is not a number, or a fraction over another denominator than 255.
+    """
+    values = set()
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        number, slash, denominator = item.partition("/")
+        if slash and denominator.strip() != "255":
+            raise ValueError(f"adversarial radius {item!r}: write it in pixel levels (2) or as a fraction of 255 (2/255)")
+        try:
+            values.add(float(number))
+        except ValueError:
+            raise ValueError(f"adversarial radius {item!r} is not a number; write pixel levels, e.g. 1,2,4,8 (meaning 1/255 ... 8/255)") from None
+    return tuple(sorted(values))
 
 
 @dataclass(frozen=True)
@@ -36,6 +60,9 @@ class AnalysisRequest:
             analysis (:class:`~app.engine.analysis.ClassArrays`). ``False``: the maps and labels only, which every map, PNG
             and the region table are made of; a full-resolution analysis then holds ``12·C`` bytes a pixel fewer
             (``analyze`` keeps them only when ``--save`` names one).
+        adversarial: Radii of the adversarial-sensitivity attack in pixel levels of ``[0, 255]`` (2 is 2/255), strictly
+            ascending; ``()`` (the default): no attack (:mod:`app.engine.adversarial`; it costs backward passes).
+        adversarial_steps: PGD steps after the FGSM step at each radius.
 
     Raises:
         ValueError: a value out of its range (raised on construction).
@@ -49,6 +76,8 @@ class AnalysisRequest:
     min_area: int = MIN_AREA
     chunk_size: int | None = None
     class_arrays: bool = True
+    adversarial: tuple[float, ...] = ()
+    adversarial_steps: int = ADVERSARIAL_STEPS
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -63,6 +92,14 @@ class AnalysisRequest:
             raise ValueError(f"min_area must be >= 1, got {self.min_area}")
         if self.chunk_size is not None and self.chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 or None, got {self.chunk_size}")
+        if len(self.adversarial) > MAX_ADVERSARIAL_EPSILONS:
+            raise ValueError(f"adversarial: at most {MAX_ADVERSARIAL_EPSILONS} radii, got {len(self.adversarial)}")
+        if any(not 0 < e <= 255 for e in self.adversarial):
+            raise ValueError(f"adversarial: every radius must be in (0, 255] pixel levels, got {list(self.adversarial)}")
+        if any(b <= a for a, b in zip(self.adversarial, self.adversarial[1:], strict=False)):
+            raise ValueError(f"adversarial: radii must be strictly ascending, got {list(self.adversarial)}")
+        if not 0 <= self.adversarial_steps <= MAX_ADVERSARIAL_STEPS:
+            raise ValueError(f"adversarial_steps must be in [0, {MAX_ADVERSARIAL_STEPS}], got {self.adversarial_steps}")
 
     def with_samples(self, samples: int) -> AnalysisRequest:
         """This request with ``samples`` MC samples."""

@@ -135,3 +135,16 @@ def test_projection_keeps_ball_and_box() -> None:
 def test_bad_radii_are_refused(epsilons: tuple[float, ...]) -> None:
     with pytest.raises(ValueError, match="epsilon"):
         AttackSettings(epsilons)
+
+
+def test_radii_parse_from_text_and_the_request_checks_them() -> None:
+    from app.request import AnalysisRequest, parse_epsilons
+
+    assert parse_epsilons("8, 2/255,1,2") == (1.0, 2.0, 8.0)
+    assert parse_epsilons("") == ()
+    for text in ("1,a", "2/256"):
+        with pytest.raises(ValueError, match="adversarial radius"):
+            parse_epsilons(text)
+    for options in ({"adversarial": (0.0,)}, {"adversarial": (2.0, 1.0)}, {"adversarial": tuple(range(1, 10))}, {"adversarial_steps": 99}):
+        with pytest.raises(ValueError, match="adversarial"):
+            AnalysisRequest(**options)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
+from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
 from app.io.npz import RAW_ARRAYS, SAVE_ALL, parse_save
 from app.plural import plural
 
@@ -72,6 +72,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"PyTorch threads for the analysis (0: one per core; default {DEFAULT_THREADS}: steady beside other busy processes; "
         "recorded in analysis.json; with --ray each actor has its --cpus-per-actor)",
     )
+    p.add_argument(
+        "--adversarial",
+        action="store_true",
+        help="also attack each image (FGSM then PGD steps on the deterministic prediction, at every --adversarial-epsilons radius): "
+        "writes flip_epsilon.png, the perturbed images and their predictions, the shares in analysis.json and the arrays in "
+        "maps.npz (working resolution only; costs backward passes)",
+    )
+    p.add_argument(
+        "--adversarial-epsilons",
+        default=",".join(f"{e:g}" for e in DEFAULT_ADVERSARIAL_EPSILONS),
+        metavar="EPSILONS",
+        help="L-inf radii of --adversarial in pixel levels of [0, 255], comma-separated (2 means 2/255; default %(default)s)",
+    )
+    p.add_argument(
+        "--adversarial-steps", type=int, default=ADVERSARIAL_STEPS, help=f"PGD steps after the FGSM step at each radius (default {ADVERSARIAL_STEPS})"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_ray_args(p, "the analysis on a pool of Ray Data actors, one model each (same outputs)")
     ray = p.add_argument_group("with --ray")
@@ -102,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if args.threads < 0:
         error("--threads must be >= 0 (0: one per core)")
+        return 2
+    if args.adversarial and args.full_resolution:
+        error("--adversarial runs at the working resolution (the attack needs the whole image's gradients); leave out --full-resolution")
         return 2
     if args.ray and args.format == "zarr":
         error("--format zarr is not available with --ray (its actors send each image's files back whole); leave out --ray")
@@ -142,9 +161,11 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
 
 def _request(args: argparse.Namespace, samples: int, tta: TtaMode) -> AnalysisRequest:
     """The request of a run: ``samples`` and ``tta`` already resolved against the model's card (``samples_for``, ``tta_for``)."""
-    from app.request import AnalysisRequest
+    from app.request import AnalysisRequest, parse_epsilons
 
     return AnalysisRequest(
+        adversarial=parse_epsilons(args.adversarial_epsilons) if args.adversarial else (),
+        adversarial_steps=args.adversarial_steps,
         samples=samples,
         seed=args.seed,
         calibrated=args.calibrated,

@@ -12,7 +12,7 @@ from app.maps.regions import Region
 from app.metrics.conformal import ImageCheck
 from app.metrics.image_ood import ImageOodResult
 
-__all__ = ["Analysis", "ClassArrays", "ClassArraysNotKept", "PredictionSets", "StoredMaps"]
+__all__ = ["AdversarialMaps", "Analysis", "ClassArrays", "ClassArraysNotKept", "PredictionSets", "StoredMaps"]
 
 
 class ClassArraysNotKept(LookupError):
@@ -88,6 +88,64 @@ class PredictionSets:
         ]
 
 
+@dataclass(frozen=True)
+class AdversarialMaps:
+    """What the adversarial-sensitivity attack (:mod:`app.engine.adversarial`) found for one image, at its analysed size.
+
+    Flips are counted against ``clean``, the deterministic pass's prediction (dropout off), which the attack targets; it
+    can differ from the analysis's ``prediction`` (the MC mean's) where the samples disagree.
+
+    Attributes:
+        epsilons: The radii, in pixel levels of ``[0, 255]`` (2 is 2/255).
+        steps: PGD steps after the FGSM step at each radius.
+        seed: Seed of the random start.
+        clean: ``(H, W)`` int64 deterministic prediction of the clean image.
+        flip_epsilon: ``(H, W)`` float32: the smallest radius at which some step of the attack changed the pixel's class;
+            ``inf`` where none did (the flip-ε map; its share at or below ε never falls as ε grows).
+        flip_share: Per radius, the share of pixels the attack's kept perturbed image (unrounded) flips.
+        flippable_share: Per radius, the share of pixels with ``flip_epsilon ≤ ε``.
+        perturbed: ``(E, H, W, 3)`` uint8: the kept perturbed image at each radius, rounded to 8 bits.
+        predictions: ``(E, H, W)`` int64 deterministic predictions of ``perturbed`` (the rounded images).
+        rounded_flip_share: Per radius, the share of pixels ``predictions`` flips (the 8-bit image a user could save).
+        seconds: Time the attack took.
+        passes: Forward passes it ran (``len(epsilons) × (steps + 1)`` of them with a backward pass).
+    """
+
+    epsilons: tuple[float, ...]
+    steps: int
+    seed: int
+    clean: np.ndarray
+    flip_epsilon: np.ndarray
+    flip_share: list[float]
+    flippable_share: list[float]
+    perturbed: np.ndarray
+    predictions: np.ndarray
+    rounded_flip_share: list[float]
+    seconds: float
+    passes: int
+
+    def summary(self) -> dict[str, Any]:
+        """``analysis.json``'s ``adversarial``: settings and, per radius, its shares."""
+        return {
+            "epsilons": list(self.epsilons),
+            "steps": self.steps,
+            "seed": self.seed,
+            "passes": self.passes,
+            "seconds": round(self.seconds, 6),
+            "levels": [
+                {
+                    "epsilon": eps,
+                    "epsilon_text": f"{eps:g}/255",
+                    "flip_share": self.flip_share[k],
+                    "flippable_share": self.flippable_share[k],
+                    "rounded_flip_share": self.rounded_flip_share[k],
+                }
+                for k, eps in enumerate(self.epsilons)
+            ],
+            "never_flipped_share": float(np.isinf(self.flip_epsilon).mean()),
+        }
+
+
 @dataclass
 class Analysis:
     """Everything one analysis produced, cropped to the input's size.
@@ -134,6 +192,8 @@ class Analysis:
         stored: For an analysis streamed to a store (:mod:`app.workflows.stream_analysis`): where the full-resolution maps
             are and their statistics; ``image``, ``prediction`` and ``maps`` are then its previews, ``stored.factor``
             times smaller, and the region table lists classes only. ``None``: everything is held here.
+        adversarial: The adversarial-sensitivity attack's flip-ε map, shares and perturbed images, when the request asked for
+            it (``AnalysisRequest.adversarial``); ``None`` otherwise.
     """
 
     image: np.ndarray
@@ -165,6 +225,7 @@ class Analysis:
     effort: int = 0
     stored: StoredMaps | None = None
     sets: PredictionSets | None = None
+    adversarial: AdversarialMaps | None = None
 
     @property
     def analysed_size(self) -> tuple[int, int]:

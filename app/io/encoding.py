@@ -79,6 +79,7 @@ class AnalysisSummary:
     threads: int | None = None
     zarr: dict[str, Any] = field(default_factory=dict)
     conformal: dict[str, Any] | None = None
+    adversarial: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (``source`` and ``threads`` left out when unset, ``npz`` and ``zarr`` when empty)."""
@@ -89,8 +90,9 @@ class AnalysisSummary:
         for name in ("npz", "zarr"):
             if not out[name]:
                 del out[name]
-        if out["conformal"] is None:
-            del out["conformal"]
+        for name in ("conformal", "adversarial"):
+            if out[name] is None:
+                del out[name]
         return out
 
 
@@ -157,6 +159,7 @@ def summarise(analysis: Analysis, card: ModelCard) -> AnalysisSummary:
         enumerated_channels=analysis.enumerated_channels,
         effort=analysis.effort,
         conformal=conformal_summary(analysis),
+        adversarial=analysis.adversarial.summary() if analysis.adversarial is not None else None,
     )
 
 

@@ -143,6 +143,11 @@ def npz_sources(analysis: Analysis, save: Iterable[str] = ()) -> tuple[dict[str,
             arrays[name], dtypes[name] = getattr(analysis, name), np.dtype(np.float32)
     for name, sizes in set_size_arrays(analysis).items():
         arrays[name], dtypes[name] = sizes, np.dtype(np.uint8)
+    if analysis.adversarial is not None:
+        from app.io.adversarial_files import adversarial_arrays
+
+        for name, array in adversarial_arrays(analysis.adversarial, label_dtype(analysis.num_classes)).items():
+            arrays[name], dtypes[name] = array, array.dtype
     return arrays, dtypes
 
 

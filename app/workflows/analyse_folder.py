@@ -23,6 +23,7 @@ from app.defaults import IMAGE_SUFFIXES
 from app.engine.analysis import Analysis
 from app.engine.cancel import AnalysisCancelled, CancelToken
 from app.engine.free_memory import release_free_memory
+from app.io.adversarial_files import adversarial_pngs
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError, probe_image
 from app.io.encoding import map_pngs, summarise
@@ -31,6 +32,7 @@ from app.io.pixel_source import TiledImageError, TiledTiffSource, is_tiled_tiff,
 from app.io.zarr_store import STORE_NAME
 from app.maps.registry import DETECTION_MAPS, MAP_NAMES
 from app.request import AnalysisRequest
+from app.workflows.adversarial import AttackTooLarge
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, output_names, utf8_name
 from app.workflows.stream_folder import MAX_TILED_PIXELS, StoreFormat, reduced_rgb, store_image, streams
@@ -186,6 +188,8 @@ def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: fl
     ``analysis.json`` records each array's dtype under ``npz``.
     """
     files = {f"{key}.png": png for key, png in map_pngs(analysis, card, indexed=True).items()}
+    if analysis.adversarial is not None:
+        files.update(adversarial_pngs(analysis.adversarial, [c.colour for c in card.classes]))
     release_free_memory()  # the colour entries' and the encoder's buffers, before the archive's
     arrays, dtypes = npz_sources(analysis, save)
     files["maps.npz"] = write_npz(arrays, dtypes)
@@ -244,7 +248,7 @@ def analyse_image(
     except (ImageDecodeError, TiledImageError) as exc:
         row.status, row.error = "failed", exc.message
         return AnalysedImage(row)
-    except OSError as exc:
+    except (OSError, AttackTooLarge) as exc:
         row.status, row.error = "failed", str(exc)
         return AnalysedImage(row)
     files, means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, save)

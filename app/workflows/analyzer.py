@@ -30,6 +30,7 @@ from app.maps.registry import map_ranges
 from app.metrics.conformal import TYPICALITY, Component, ImageCheck, check_image, component_values, not_checked
 from app.metrics.image_ood import ImageOodResult, ImageTypicality, image_verdicts, typicality_verdict
 from app.request import AnalysisRequest
+from app.workflows.adversarial import adversarial_maps, check_attack_size
 from app.workflows.batching import PrefixBatcher
 from app.workflows.prediction_sets import prediction_sets, sizes_from_probs
 
@@ -161,8 +162,13 @@ class Analyzer:
             input_size: ``(H, W)`` of the image ``rgb`` was decoded from, when it was decoded already resized to its
                 analysed size (:meth:`analyze_bytes`); ``None``: ``rgb``'s own.
 
+        With ``request.adversarial`` the analysed image is also attacked (:mod:`app.workflows.adversarial`; the analysis's
+        ``adversarial``).
+
         Raises:
             app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled.
+            app.workflows.adversarial.AttackTooLarge: an attack was asked for on more than
+                :data:`~app.defaults.ADVERSARIAL_MAX_PIXELS` analysed pixels (before anything runs).
         """
         card = self.bundle.card
         net = self.bundle.net
@@ -171,8 +177,11 @@ class Analyzer:
         temperature = card.temperature if request.calibrated else 1.0
         input_size = input_size or (int(rgb.shape[0]), int(rgb.shape[1]))
         checkpoint(cancel)
+        shape = self.analysed_shape(*input_size, resolution=request.resolution)
+        if request.adversarial:
+            check_attack_size(*shape)
         start = time.perf_counter()
-        analysed = resize_rgb(rgb, self.analysed_shape(*input_size, resolution=request.resolution))
+        analysed = resize_rgb(rgb, shape)
         resized = time.perf_counter() - start
         checkpoint(cancel)
         start = time.perf_counter()
@@ -222,6 +231,11 @@ class Analyzer:
         errors = mean_errors(maps, image_replicates, random_draws, result.error_bound)
         means = {k: float(v.mean(dtype=np.float64)) for k, v in maps.items()}
         verdicts, image_check = self.image_verdicts(means, float(maps["feature_distance"].std(dtype=np.float64)), request)
+        regions_seconds = time.perf_counter() - start
+        adversarial = adversarial_maps(self.bundle, analysed, request, self.device, cancel=cancel) if request.adversarial else None
+        timings = {"resize": resized, "inference": inference, "regions": regions_seconds}
+        if adversarial is not None:
+            timings["adversarial"] = adversarial.seconds
         return Analysis(
             image=analysed,
             prediction=prediction,
@@ -236,7 +250,7 @@ class Analyzer:
             calibrated=request.calibrated,
             device=str(self.device),
             dropout_added_at_inference=not card.dropout.trained_with_dropout,
-            timings={"resize": resized, "inference": inference, "regions": time.perf_counter() - start},
+            timings=timings,
             input_size=input_size,
             resolution="working" if size != input_size else "full",
             image_ood=verdicts,
@@ -251,6 +265,7 @@ class Analyzer:
             enumerated_channels=result.enumerated,
             effort=samples * 2**result.enumerated,
             sets=sets,
+            adversarial=adversarial,
         )
 
     def _references(self, tta: TtaMode) -> dict[str, list[float]]:
