@@ -53,6 +53,7 @@ class MapSpec:
             maps of the deterministic pass.
         needs: What a bundle must have to compute the map (``"fitted feature density"``); ``None``: every bundle can.
         needs_command: The command that provides it (``"seg-uncertainty fit-density --help"``).
+        unit: What a value is measured in (``"nats"``), for legends and the API description.
     """
 
     name: str
@@ -68,12 +69,21 @@ class MapSpec:
     sampled: bool = True
     needs: str | None = None
     needs_command: str | None = None
+    unit: str = ""
 
     def range(self, num_classes: int) -> tuple[float, float]:
         """The fixed ``(lo, hi)`` for ``num_classes`` classes."""
         if num_classes < 2:
             raise ValueError(f"a segmentation model has at least 2 classes, got {num_classes}")
         return self.value_range(num_classes)
+
+    def range_text(self) -> str:
+        """The fixed range in words, with ``C`` for the number of classes where it depends on it: ``"[1/C, 1]"``, ``"[0, log C]"``."""
+        return f"[{_bound_text(self, 0)}, {_bound_text(self, 1)}]"
+
+    def scale_text(self) -> str:
+        """The colour scale in words: ``"linear"``, ``"square root"``, ``"cube root"`` or ``"power 4"`` (:attr:`display_power`)."""
+        return _SCALE_NAMES.get(round(self.display_power, 6), f"power {self.display_power:g}")
 
     def to_display(self, values: np.ndarray, num_classes: int) -> np.ndarray:
         """Values → position on the colour scale in ``[0, 1]`` (clipped), float64."""
@@ -103,6 +113,22 @@ class MapSpec:
         return values, lo, hi
 
 
+_SCALE_NAMES = {1.0: "linear", 0.5: "square root", round(1 / 3, 6): "cube root"}
+_SYMBOLIC_BOUNDS: tuple[tuple[str, Callable[[int], float]], ...] = (("1/C", lambda c: 1.0 / c), ("log C", lambda c: math.log(c)))
+
+
+def _bound_text(spec: MapSpec, end: int) -> str:
+    """Bound ``end`` (0: low, 1: high) of ``spec``'s range in words: a number when it does not depend on ``C``, else its
+    formula in ``C`` (``1/C``, ``log C``), else ``"f(C)"``."""
+    values = [spec.range(c)[end] for c in (2, 3, 7)]
+    if values[0] == values[1] == values[2]:
+        return f"{values[0]:g}"
+    for text, bound in _SYMBOLIC_BOUNDS:
+        if all(math.isclose(v, bound(c)) for v, c in zip(values, (2, 3, 7), strict=True)):
+            return text
+    return "f(C)"
+
+
 PREDICTION_DESCRIPTION = "argmax of the MC-mean class probabilities, in class colours"
 
 MAPS: tuple[MapSpec, ...] = (
@@ -118,6 +144,7 @@ MAPS: tuple[MapSpec, ...] = (
         uncertain_when="low",
         detection=True,
         sampled=False,
+        unit="probability",
     ),
     MapSpec(
         name="entropy",
@@ -130,6 +157,7 @@ MAPS: tuple[MapSpec, ...] = (
         uncertain_when="high",
         detection=True,
         display_power=0.5,
+        unit="nats",
     ),
     MapSpec(
         name="expected_entropy",
@@ -142,6 +170,7 @@ MAPS: tuple[MapSpec, ...] = (
         uncertain_when="high",
         detection=False,
         display_power=0.5,
+        unit="nats",
     ),
     MapSpec(
         name="mutual_information",
@@ -154,6 +183,7 @@ MAPS: tuple[MapSpec, ...] = (
         uncertain_when="high",
         detection=True,
         display_power=1 / 3,
+        unit="nats",
     ),
     MapSpec(
         name="variance",
@@ -166,6 +196,7 @@ MAPS: tuple[MapSpec, ...] = (
         uncertain_when="high",
         detection=True,
         display_power=1 / 3,
+        unit="probability²",
     ),
     MapSpec(
         name="feature_distance",
@@ -184,6 +215,7 @@ MAPS: tuple[MapSpec, ...] = (
         sampled=False,
         needs="fitted feature density",
         needs_command="seg-uncertainty fit-density --help",
+        unit="share of validation pixels",
     ),
 )
 

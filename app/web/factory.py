@@ -18,7 +18,7 @@ from app.engine.device import resolve_device
 from app.io.bundle import Bundle, load_bundle
 from app.io.resources import static_dir
 from app.web import docs
-from app.web.api_paths import ANALYSES_PATH, API_PREFIX
+from app.web.description import api_description
 from app.web.early_refusal import EarlyRefusalMiddleware
 from app.web.errors import install_error_handlers, protocol_responses
 from app.web.limits import BodyLimitMiddleware
@@ -31,14 +31,6 @@ from app.web.services import ModelServices
 from app.web.settings import Settings
 
 log = logging.getLogger("app.web")
-
-DESCRIPTION = f"""Per-pixel uncertainty maps for semantic segmentation: softmax confidence, predictive entropy,
-expected entropy, mutual information (BALD) and MC-dropout variance, plus a region table.
-
-`POST {API_PREFIX}/evaluate` does the same analysis and scores it against a ground-truth mask (mIoU, calibration,
-error and OOD detection per map). Each answer carries an `analysis_id`: `GET {ANALYSES_PATH}/{{id}}/...` serves that
-analysis's PNGs, NPZ and exact pixel values without running it again, until it expires.
-Every error response is `{{"error": {{"code": ..., "message": ...}}}}`."""
 
 
 async def _load_bundles(sources: list[str], device: torch.device) -> list[Bundle]:
@@ -85,7 +77,7 @@ def create_app(settings: Settings | None = None, bundle: Bundle | None = None) -
     app = docs.DocumentedApp(
         title="seg-uncertainty",
         version="1",
-        description=DESCRIPTION,
+        description=api_description(),
         lifespan=_lifespan(settings, bundle),
         docs_url=None,
         redoc_url=None,

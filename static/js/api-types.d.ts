@@ -1121,14 +1121,14 @@ export interface components {
             };
             /**
              * Error Detection
-             * @description Per map (confidence, entropy, variance, mutual_information): error-detection scores.
+             * @description Per map (confidence, entropy, variance, mutual_information, feature_distance): error-detection scores.
              */
             error_detection: {
                 [key: string]: components["schemas"]["ErrorDetection"];
             };
             /**
              * Ood Detection
-             * @description Per map: OOD-detection AUROC; null when no ood_label was given.
+             * @description Per map (confidence, entropy, variance, mutual_information, feature_distance): OOD-detection AUROC; null when no ood_label was given.
              */
             ood_detection: {
                 [key: string]: components["schemas"]["OodDetection"];
@@ -1363,7 +1363,7 @@ export interface components {
         MapOut: {
             /**
              * Name
-             * @description confidence, entropy, expected_entropy, mutual_information or variance.
+             * @description The map: confidence, entropy, expected_entropy, mutual_information, variance, feature_distance (every map of the registry, in this order).
              */
             name: string;
             /**
@@ -2589,7 +2589,7 @@ export interface operations {
             path: {
                 /** @description The analysis_id of an analyze or evaluate answer. */
                 analysis_id: string;
-                /** @description A map's name, prediction, or (for an evaluation) error. */
+                /** @description A map's name (confidence, entropy, expected_entropy, mutual_information, variance, feature_distance), prediction, or (for an evaluation) error. */
                 name: string;
             };
             cookie?: never;

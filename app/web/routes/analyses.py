@@ -84,7 +84,7 @@ def _colour_png(entry: CachedAnalysis, name: str) -> bytes:
 async def map_png(
     services: ServicesDep,
     analysis_id: IdPath,
-    name: Annotated[str, Path(description="A map's name, prediction, or (for an evaluation) error.")],
+    name: Annotated[str, Path(description=f"A map's name ({', '.join(MAP_NAMES)}), prediction, or (for an evaluation) error.")],
 ) -> Response:
     """The map on its fixed colour scale (the page's colours), the prediction in class colours, or the error map of an evaluation."""
     entry = lookup(services.cache, analysis_id)

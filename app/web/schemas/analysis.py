@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from app.defaults import TtaMode
+from app.maps.registry import MAP_NAMES
 from app.web.api_paths import ANALYSES_PATH
 from app.web.schemas.base import ApiModel
 from app.web.settings import env_name
@@ -49,7 +50,7 @@ class ClassOut(ApiModel):
 class MapOut(ApiModel):
     """One per-pixel uncertainty map."""
 
-    name: str = Field(description="confidence, entropy, expected_entropy, mutual_information or variance.")
+    name: str = Field(description=f"The map: {', '.join(MAP_NAMES)} (every map of the registry, in this order).")
     description: str = Field(description="One-line definition of the map.")
     range: tuple[float, float] = Field(description="Fixed [low, high] of the colour scale (never the image's min-max).")
     display_power: float = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from app.defaults import ECE_BINS
+from app.maps.registry import DETECTION_MAPS
 from app.web.schemas.analysis import AnalyzeResponse, RawArray
 from app.web.schemas.base import ApiModel
 
@@ -66,8 +67,10 @@ class EvaluationMetrics(ApiModel):
         description="softmax: deterministic softmax at tau = 1; softmax_scaled: the same at the bundle's fitted tau (only when tau != 1); "
         "mc_mean: the MC-mean probabilities of this analysis (tau applied when calibrated=true)."
     )
-    error_detection: dict[str, ErrorDetection] = Field(description="Per map (confidence, entropy, variance, mutual_information): error-detection scores.")
-    ood_detection: dict[str, OodDetection] | None = Field(description="Per map: OOD-detection AUROC; null when no ood_label was given.")
+    error_detection: dict[str, ErrorDetection] = Field(description=f"Per map ({', '.join(DETECTION_MAPS)}): error-detection scores.")
+    ood_detection: dict[str, OodDetection] | None = Field(
+        description=f"Per map ({', '.join(DETECTION_MAPS)}): OOD-detection AUROC; null when no ood_label was given."
+    )
     ood_label: int | None = Field(description="Mask value marking out-of-distribution pixels, as requested.")
     ignore_index: int | None = Field(description="Mask value that is not scored, as requested.")
     temperature: float = Field(description="The bundle's fitted temperature tau used for softmax_scaled (1.0: never calibrated).")
