@@ -28,6 +28,7 @@ from app.maps.regions import Region
 from app.maps.registry import MAPS, PREDICTION_DESCRIPTION
 from app.web.api_paths import ANALYSES_PATH as ANALYSES_PATH  # re-exported: routes/analyses.py imports it from here
 from app.web.cache import AnalysisCache, CachedAnalysis
+from app.web.encode_adversarial import adversarial_out
 from app.web.png import grey_png
 from app.web.scales import quantise
 from app.web.schemas.analysis import AnalyzeResponse, MapOut, PredictionOut, RawArray, Timings
@@ -242,6 +243,7 @@ def build_response(
             "maps": maps,
             "mean_probs": mean_probs,
             "conformal": conformal_out(analysis, card, analysis_id),
+            "adversarial": adversarial_out(analysis.adversarial, num_classes) if analysis.adversarial is not None else None,
         }
     )
 

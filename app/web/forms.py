@@ -12,6 +12,7 @@ from __future__ import annotations
 import types
 from collections.abc import Callable, Coroutine
 from contextlib import aclosing
+from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any, Literal, cast
 
@@ -25,10 +26,23 @@ from starlette.datastructures import FormData
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException
 
-from app.defaults import DEFAULT_RESOLUTION, DEFAULT_SEED, IGNORE_INDEX, MAX_LABEL, MAX_SEED, Resolution, TtaMode
+from app.defaults import (
+    ADVERSARIAL_MAX_PIXELS,
+    ADVERSARIAL_STEPS,
+    DEFAULT_ADVERSARIAL_EPSILONS,
+    DEFAULT_RESOLUTION,
+    DEFAULT_SEED,
+    IGNORE_INDEX,
+    MAX_ADVERSARIAL_EPSILONS,
+    MAX_ADVERSARIAL_STEPS,
+    MAX_LABEL,
+    MAX_SEED,
+    Resolution,
+    TtaMode,
+)
 from app.error_codes import ErrorCode
 from app.io.npz import parse_save
-from app.request import AnalysisRequest
+from app.request import AnalysisRequest, parse_epsilons
 from app.web.errors import ApiError, error_responses
 from app.web.jobs import JobMode
 
@@ -149,6 +163,39 @@ class AnalyzeForm(AnalysisForm):
     def saved_arrays(self) -> tuple[str, ...]:
         """The ``(C, H, W)`` arrays ``save`` names (:func:`app.io.npz.parse_save`)."""
         return parse_save(self.save)
+
+    adversarial: bool = Field(
+        default=False,
+        description="Also attack the image (untargeted L∞: FGSM then adversarial_steps PGD steps on its deterministic prediction, at each "
+        "radius of adversarial_epsilons) and answer `adversarial`: per radius the share of pixels flipped, the flip-ε map, the perturbed "
+        "images and their predictions. Off by default: it costs backward passes, counted in the work ((steps + 1) × 3 + 2 passes a radius); "
+        f"at most {ADVERSARIAL_MAX_PIXELS:,} analysed pixels (413 too_much_work beyond).",
+    )
+    adversarial_epsilons: str = Field(
+        default=",".join(f"{e:g}" for e in DEFAULT_ADVERSARIAL_EPSILONS),
+        max_length=200,
+        description=f"With adversarial=true: the L∞ radii in pixel levels of [0, 255], comma-separated (2 or 2/255 mean 2/255), each in (0, 255], "
+        f"at most {MAX_ADVERSARIAL_EPSILONS}. Anything else → 422 validation_error.",
+    )
+    adversarial_steps: int = Field(
+        default=ADVERSARIAL_STEPS, ge=0, le=MAX_ADVERSARIAL_STEPS, description="With adversarial=true: PGD steps after the FGSM step at each radius."
+    )
+
+    @field_validator("adversarial_epsilons")
+    @classmethod
+    def _radii(cls, value: str) -> str:
+        radii = parse_epsilons(value)
+        if not radii:
+            raise ValueError("list at least one radius, e.g. 1,2,4,8")
+        AnalysisRequest(adversarial=radii)
+        return value
+
+    def analysis_request(self, default_samples: int, max_samples: int, min_area: int, *, default_tta: TtaMode) -> AnalysisRequest:
+        """:meth:`AnalysisForm.analysis_request` with the adversarial attack when asked for."""
+        request = super().analysis_request(default_samples, max_samples, min_area, default_tta=default_tta)
+        if not self.adversarial:
+            return request
+        return replace(request, adversarial=parse_epsilons(self.adversarial_epsilons), adversarial_steps=self.adversarial_steps)
 
 
 class EvaluateForm(AnalysisForm):

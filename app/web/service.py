@@ -31,6 +31,7 @@ from app.web.settings import Settings, env_name
 from app.web.supervision import Disconnected, never_disconnected, supervise
 from app.web.uploads import probe_upload, read_upload
 from app.web.work_estimate import WorkEstimate, estimate_work
+from app.workflows.adversarial import AttackTooLarge, check_attack_size
 from app.workflows.analyzer import Analyzer
 from app.workflows.batching import PrefixBatcher
 from app.workflows.labelled import analyze_labelled
@@ -206,6 +207,11 @@ class AnalysisService:
             self.admission.check_room()
         header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels)
         estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request, header)
+        if request.adversarial:
+            try:
+                check_attack_size(*self.analyzer.analysed_shape(header.height, header.width, request.resolution))
+            except AttackTooLarge as exc:
+                raise TooMuchWork(str(exc)) from exc
         record = current_record()
         record.model, record.samples, record.pixels = self.name, request.samples, estimate.pixels
         if self._as_job(estimate, mode, header.width, header.height, request):

@@ -19,6 +19,7 @@ from app.io.decode_cost import DecodeCost, decode_cost
 from app.io.decoding import ImageHeader
 from app.plural import plural
 from app.request import AnalysisRequest
+from app.workflows.adversarial import adversarial_units
 from app.workflows.analyzer import Analyzer
 
 __all__ = ["WorkEstimate", "decode_units", "describe_decode", "estimate_work"]
@@ -29,7 +30,8 @@ class WorkEstimate:
     """The work of one request.
 
     Attributes:
-        units: Analysed pixels × passes × (samples + 1), plus :attr:`decode_units`.
+        units: Analysed pixels × passes × (samples + 1), plus :attr:`decode_units` and an adversarial attack's units
+            (:func:`~app.workflows.adversarial.adversarial_units`).
         pixels: Analysed pixels.
         describe: ``units``' factors in words.
         advice: What to send instead so the request fits the budget, in words.
@@ -75,17 +77,22 @@ def estimate_work(analyzer: Analyzer, max_work: int, width: int, height: int, re
         cost = decode_cost(header, (rows, cols) if resolution == "working" else None)
         decoding = decode_units(cost)
         describe += f" = {pixels * passes * (samples + 1):,} units, + {decoding:,} units for {describe_decode(header, cost)}"
-    units = pixels * passes * (samples + 1) + decoding
+    attack = adversarial_units(pixels, request)
+    if attack:
+        describe += f", + {attack:,} units for the adversarial attack ({len(request.adversarial)} radii x {request.adversarial_steps + 1} backward passes)"
+    units = pixels * passes * (samples + 1) + decoding + attack
     if decoding > max_work:
         return WorkEstimate(units, pixels, describe, "its decoding alone is over the budget: send a smaller image", decoding)
     advice = []
-    fitting = (max_work - decoding) // (pixels * passes) - 1
+    fitting = (max_work - decoding - attack) // (pixels * passes) - 1
     if 0 <= fitting < samples:
         advice.append(f"samples={fitting}" + (" or fewer" if fitting else ""))
     if tta != DEFAULT_TTA and pixels * (passes // len(tta_plan(tta, 0))) * (samples + 1) + decoding <= max_work:
         advice.append(f"tta={DEFAULT_TTA}")
     if resolution != DEFAULT_RESOLUTION and analyzer.analysed_shape(height, width, DEFAULT_RESOLUTION) != (rows, cols):
         advice.append(f"resolution={DEFAULT_RESOLUTION}")
+    if attack:
+        advice.append("fewer adversarial_epsilons or adversarial_steps")
     advice.append("a smaller image")
     words = "send " + ", ".join(advice[:-1]) + (" or " if len(advice) > 1 else "") + advice[-1]
     return WorkEstimate(units, pixels, describe, words, decoding)

@@ -292,6 +292,103 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
+         * AdversarialLevelOut
+         * @description The attack at one radius ε.
+         */
+        AdversarialLevelOut: {
+            /**
+             * Epsilon
+             * @description The L∞ radius in pixel levels of [0, 255] (2 means 2/255).
+             */
+            epsilon: number;
+            /**
+             * Epsilon Text
+             * @description The radius as a fraction of the range, e.g. '2/255'.
+             */
+            epsilon_text: string;
+            /**
+             * Flip Share
+             * @description Share of pixels whose deterministic class the attack's perturbed image changes (the one image the attack kept at this radius, unrounded): 'fooled at ε = 2/255: 31 % of pixels'. Never falls as ε grows.
+             */
+            flip_share: number;
+            /**
+             * Flippable Share
+             * @description Share of pixels with flip_epsilon ≤ ε: flipped by some step of the attack within this radius (not necessarily all by the same image); at least flip_share.
+             */
+            flippable_share: number;
+            /**
+             * Rounded Flip Share
+             * @description Share of pixels whose class `image` (the perturbed image rounded to 8 bits) changes.
+             */
+            rounded_flip_share: number;
+            /**
+             * Image
+             * @description The perturbed image, rounded to 8 bits, as a lossless data:image/png;base64 URL at the analysed size.
+             */
+            image: string;
+            /**
+             * Labels Png
+             * @description The deterministic prediction of `image` as an 8-bit greyscale PNG of class indices (data URL); null beyond 256 classes.
+             */
+            labels_png: string | null;
+        };
+        /**
+         * AdversarialOut
+         * @description Adversarial sensitivity: how little it takes to change the prediction (asked with adversarial=true).
+         */
+        AdversarialOut: {
+            /**
+             * Description
+             * @description What was attacked and how, in words.
+             */
+            description: string;
+            /**
+             * Epsilons
+             * @description The radii, ascending, in pixel levels of [0, 255].
+             */
+            epsilons: number[];
+            /**
+             * Steps
+             * @description PGD steps after the FGSM step at each radius.
+             */
+            steps: number;
+            /**
+             * Seed
+             * @description Seed of the attack's random start (the request's seed).
+             */
+            seed: number;
+            /**
+             * Passes
+             * @description Forward passes the attack ran (len(epsilons) × (steps + 1) of them with a backward pass).
+             */
+            passes: number;
+            /**
+             * Seconds
+             * @description Time the attack took.
+             */
+            seconds: number;
+            /**
+             * Flip Epsilon Png
+             * @description The flip-ε map as an 8-bit greyscale PNG data URL: value k (0-based) means the smallest radius that flipped the pixel is epsilons[k]; 255 means no radius did (∞).
+             */
+            flip_epsilon_png: string;
+            /**
+             * Clean Labels Png
+             * @description The deterministic prediction of the clean image the flips are counted against (8-bit greyscale class indices; it can differ from `prediction`, the MC mean's); null beyond 256 classes.
+             */
+            clean_labels_png: string | null;
+            /**
+             * Never Flipped Share
+             * @description Share of pixels no radius flipped.
+             */
+            never_flipped_share: number;
+            /**
+             * Levels
+             * @description Per radius, ascending: shares, the perturbed image and its prediction.
+             */
+            levels: components["schemas"]["AdversarialLevelOut"][];
+        };
+        /**
          * AnalyzeForm
          * @description The options of ``POST /api/v1/analyze``.
          */
@@ -363,6 +460,24 @@ export interface components {
              * @default
              */
             save: string;
+            /**
+             * Adversarial
+             * @description Also attack the image (untargeted L∞: FGSM then adversarial_steps PGD steps on its deterministic prediction, at each radius of adversarial_epsilons) and answer `adversarial`: per radius the share of pixels flipped, the flip-ε map, the perturbed images and their predictions. Off by default: it costs backward passes, counted in the work ((steps + 1) × 3 + 2 passes a radius); at most 262,144 analysed pixels (413 too_much_work beyond).
+             * @default false
+             */
+            adversarial: boolean;
+            /**
+             * Adversarial Epsilons
+             * @description With adversarial=true: the L∞ radii in pixel levels of [0, 255], comma-separated (2 or 2/255 mean 2/255), each in (0, 255], at most 8. Anything else → 422 validation_error.
+             * @default 1,2,4,8
+             */
+            adversarial_epsilons: string;
+            /**
+             * Adversarial Steps
+             * @description With adversarial=true: PGD steps after the FGSM step at each radius.
+             * @default 3
+             */
+            adversarial_steps: number;
         };
         /**
          * AnalyzeResponse
@@ -558,6 +673,8 @@ export interface components {
             regions: components["schemas"]["RegionOut"][];
             /** @description Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without. */
             conformal: components["schemas"]["ConformalOut"] | null;
+            /** @description Adversarial sensitivity (with adversarial=true): per radius the share of pixels an L∞ attack flips, the flip-ε map, the perturbed images and their predictions; null when not asked for. */
+            adversarial: components["schemas"]["AdversarialOut"] | null;
         };
         /** Body_analyze_api_v1_analyze_post */
         Body_analyze_api_v1_analyze_post: {
@@ -1090,6 +1207,8 @@ export interface components {
             regions: components["schemas"]["RegionOut"][];
             /** @description Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without. */
             conformal: components["schemas"]["ConformalOut"] | null;
+            /** @description Adversarial sensitivity (with adversarial=true): per radius the share of pixels an L∞ attack flips, the flip-ε map, the perturbed images and their predictions; null when not asked for. */
+            adversarial: components["schemas"]["AdversarialOut"] | null;
             /** @description Segmentation quality, calibration, error and OOD detection on this image. */
             metrics: components["schemas"]["EvaluationMetrics"];
             /** @description Correct / wrong / ignored pixels as a greyscale PNG of codes (and with raw=true a colour PNG and raw codes). */

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from app.defaults import TtaMode
 from app.maps.registry import MAP_NAMES
 from app.web.api_paths import ANALYSES_PATH
+from app.web.schemas.adversarial import AdversarialOut
 from app.web.schemas.base import ApiModel
 from app.web.settings import env_name
 
@@ -253,6 +254,11 @@ class AnalyzeResponse(ApiModel):
     regions: list[RegionOut] = Field(description="Region table: class rows first, then components largest first.")
     conformal: ConformalOut | None = Field(
         default=None, description="Conformal prediction sets at the model's calibrated levels (seg-uncertainty calibrate fits them); null without."
+    )
+    adversarial: AdversarialOut | None = Field(
+        default=None,
+        description="Adversarial sensitivity (with adversarial=true): per radius the share of pixels an L∞ attack flips, the flip-ε map, "
+        "the perturbed images and their predictions; null when not asked for.",
     )
 
 
