@@ -66,7 +66,7 @@ def adversarial_maps(bundle: Bundle, rgb: np.ndarray, request: AnalysisRequest, 
     log_probs = pixel_log_probs(bundle.net, norm.mean, norm.std)
     checkpoint(cancel)
     start = time.perf_counter()
-    image = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0).to(device=device, dtype=torch.float32)
+    image = torch.from_numpy(np.array(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0).to(device)
     result = attack(log_probs, image, settings)
     checkpoint(cancel)
     rounded = result.perturbed[:, 0].round().clamp(0, 255)
