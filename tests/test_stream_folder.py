@@ -12,6 +12,7 @@ import zarr
 from PIL import Image
 
 from app.io.bundle import Bundle
+from app.io.legend import STRIP_HEIGHT
 from app.io.synthetic import make_scene
 from app.io.zarr_store import read_map
 from app.request import AnalysisRequest
@@ -51,8 +52,8 @@ def test_zarr_folder_then_npz_folder_replaces_the_store(tiny_bundle: Bundle, tmp
     assert info["zarr"]["store"] == "maps.zarr" and info["zarr"]["dtypes"]["entropy"] == "float16"
     assert "npz" not in info
     assert info["maps"]["entropy"]["mean"] == pytest.approx(float(read_map(folder / "maps.zarr", "entropy").astype(np.float64).mean()), rel=2e-3)
-    with Image.open(folder / "entropy.png") as png:
-        assert png.size == (160, 160)
+    with Image.open(folder / "entropy.png") as png:  # the preview at the top left, its colour bar below
+        assert png.size[0] >= 160 and png.size[1] == 160 + STRIP_HEIGHT
     ome = json.loads((folder / "maps.zarr" / "entropy" / "zarr.json").read_text())["attributes"]["ome"]
     assert ome["version"] == "0.5" and [d["path"] for d in ome["multiscales"][0]["datasets"]] == ["0"]
     assert zarr.open_array(str(folder / "maps.zarr" / "entropy" / "0"), mode="r").shape == (160, 160)

@@ -26,7 +26,8 @@ from app.engine.free_memory import release_free_memory
 from app.io.adversarial_files import adversarial_pngs
 from app.io.bundle import ModelCard
 from app.io.decoding import ImageDecodeError, probe_image
-from app.io.encoding import map_pngs, summarise
+from app.io.encoding import summarise
+from app.io.legend import legend_pngs
 from app.io.npz import npz_sources, write_npz
 from app.io.pixel_source import TiledImageError, TiledTiffSource, is_tiled_tiff, open_tiled_tiff
 from app.io.zarr_store import STORE_NAME
@@ -183,11 +184,12 @@ class Streaming:
 def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float, save: Sequence[str] = ()) -> tuple[dict[str, bytes], dict[str, float]]:
     """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``) as bytes, and its map means.
 
-    The PNGs are palette PNGs (:func:`~app.io.rendering.indexed_png_bytes`): the colours of the RGB rendering in half the bytes.
+    The PNGs stand alone (:mod:`app.io.legend`): each map's palette PNG has its name, fixed range, scale and colour bar in
+    a strip below it, the prediction's its class names and colours; the map itself is the image's top-left ``H × W``.
     ``maps.npz`` holds the maps and labels, plus the ``(C, H, W)`` arrays named in ``save`` (:mod:`app.io.npz`);
     ``analysis.json`` records each array's dtype under ``npz``.
     """
-    files = {f"{key}.png": png for key, png in map_pngs(analysis, card, indexed=True).items()}
+    files = {f"{key}.png": png for key, png in legend_pngs(analysis, card).items()}
     if analysis.adversarial is not None:
         files.update(adversarial_pngs(analysis.adversarial, [c.colour for c in card.classes]))
     release_free_memory()  # the colour entries' and the encoder's buffers, before the archive's

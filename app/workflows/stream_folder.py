@@ -29,7 +29,8 @@ from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.free_memory import release_free_memory
 from app.engine.sliding_window import RegionReader
-from app.io.encoding import map_pngs, summarise
+from app.io.encoding import summarise
+from app.io.legend import legend_pngs
 from app.io.zarr_store import STORE_NAME
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
@@ -98,7 +99,7 @@ def store_image(
         started = time.perf_counter()
         analysis = analyze_to_store(analyzer, source, request, staging / STORE_NAME, save, cancel=cancel)
         release_free_memory()
-        for key, png in map_pngs(analysis, card, indexed=True).items():
+        for key, png in legend_pngs(analysis, card).items():
             (staging / f"{key}.png").write_bytes(png)
         info = summarise(analysis, card)
         info.zarr = dict(analysis.stored.layout) if analysis.stored is not None else {}
