@@ -56,21 +56,33 @@ async function errorFrom(response) {
   return new ApiError(message, response.status, code, field);
 }
 
+/** How long a request waits, in all, for a model that is still warming up (503 `not_ready`) before it gives up. */
+const WARMING_WAIT_MS = 60_000;
+
 /**
+ * Send a request; while the model is still warming up (503 `not_ready`, e.g. a page opened as the server starts) wait
+ * its `Retry-After` (else 2 s, at most 10 s a time) and send it again, for up to a minute in all.
  * @param {string} url
  * @param {RequestInit} [init]
  * @returns {Promise<Response>} the response, when it is ok
  */
 async function send(url, init) {
-  let response;
-  try {
-    response = await fetch(url, { ...init, headers: { ...authHeaders(), ...(init && init.headers) } });
-  } catch (err) {
-    if (err instanceof DOMException && err.name === "AbortError") throw err;
-    throw new ApiError(`the server could not be reached (${/** @type {Error} */ (err).message})`, 0, "network_error");
+  for (let waited = 0; ; ) {
+    let response;
+    try {
+      response = await fetch(url, { ...init, headers: { ...authHeaders(), ...(init && init.headers) } });
+    } catch (err) {
+      if (err instanceof DOMException && err.name === "AbortError") throw err;
+      throw new ApiError(`the server could not be reached (${/** @type {Error} */ (err).message})`, 0, "network_error");
+    }
+    if (response.ok) return response;
+    const error = await errorFrom(response);
+    if (error.code !== "not_ready" || waited >= WARMING_WAIT_MS) throw error;
+    const seconds = Number(response.headers.get("Retry-After"));
+    const ms = Math.min(10_000, 1000 * (seconds > 0 ? seconds : 2));
+    waited += ms;
+    await pause(ms, init ? init.signal || undefined : undefined);
   }
-  if (!response.ok) throw await errorFrom(response);
-  return response;
 }
 
 /**

@@ -399,6 +399,11 @@ for (const control of [els.setsLevel, els.setsMask]) {
 }
 for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
 for (const control of [els.calibrated, els.resolution, els.tta]) control.addEventListener("change", scheduleRerun);
+/** @type {HTMLElement} */ ($("readout-close")).addEventListener("click", () => {
+  cursor = null;
+  els.panels.classList.remove("has-cursor");
+  clearReadout(els.readout);
+});
 els.rerun.addEventListener("click", () => {
   if (!current || current.status === "busy" || current.status === "queued") return;
   requeue(current);
