@@ -6,10 +6,12 @@ working size) this runs one analysis with the adversarial attack (:mod:`app.engi
 
 1. per split, the mean share of pixels flipped at each ε (the kept perturbed image, unrounded);
 2. the pixel-level AUROC of each uncertainty map (1 − confidence, entropy, expected entropy, mutual information, MC
-   variance, feature distance, TTA-flips entropy) for predicting "flips at ε ≤ ``--target``" (flip-ε map ≤ target),
-   pooled over the split's pixels;
+   variance, feature distance, TTA-flips entropy; and, to tell the softmax's information from its max, the deterministic
+   softmax's margin ``1 − (p₁ − p₂)`` and entropy) for predicting "flips at ε ≤ ``--target``" (flip-ε map ≤ target),
+   pooled over the split's pixels, ± the standard deviation over a bootstrap of the images;
 3. attacked vs clean: the 8-bit perturbed image at ε = ``--target`` analysed like the clean one, and the mean of each
-   map over the pixels the attack flipped and over the others, clean vs attacked (does MI rise where it succeeded?).
+   map over the pixels the attack flipped and over the others, clean vs attacked (does MI rise where it succeeded?), with
+   the number of images whose mean MI over their flipped pixels rose.
 
 Usage: python scripts/adversarial_auroc.py [--scenes 40] [--size 128] [--photos astronaut chelsea coffee] [--samples 20]
        [--epsilons 1,2,4,8] [--target 2] [--steps 3] [--threads 1] [--model default]
@@ -24,7 +26,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
+from app.engine.adversarial import LogProbs
 from app.engine.analysis import Analysis
+from app.engine.attack_target import pixel_log_probs
 from app.io.bundle import load_bundle, resolve_bundle_dir
 from app.io.synthetic import make_scene
 from app.metrics.detection import DetectionStats
@@ -32,7 +36,19 @@ from app.request import AnalysisRequest, parse_epsilons
 from app.workflows.analyzer import Analyzer
 
 MAPS = ("confidence", "entropy", "expected_entropy", "mutual_information", "variance", "feature_distance")
-SCORES = ("1 - confidence", "entropy", "expected_entropy", "mutual_information", "variance", "feature_distance", "tta_entropy")
+SCORES = (
+    "1 - confidence",
+    "1 - margin",
+    "softmax_entropy",
+    "-log_margin",
+    "entropy",
+    "expected_entropy",
+    "mutual_information",
+    "variance",
+    "feature_distance",
+    "tta_entropy",
+)
+BOOTSTRAP = 50
 
 
 def images(args: argparse.Namespace) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -46,12 +62,35 @@ def images(args: argparse.Namespace) -> Iterator[tuple[str, str, np.ndarray]]:
         yield "photos", name, np.ascontiguousarray(rgb[..., :3])
 
 
-def scores(analysis: Analysis, tta: Analysis) -> dict[str, np.ndarray]:
-    """Each uncertainty score, higher = more uncertain."""
+def scores(analysis: Analysis, tta: Analysis, log_probs: LogProbs) -> dict[str, np.ndarray]:
+    """Each uncertainty score, higher = more uncertain. ``-log_margin`` is ``log p₂ − log p₁`` of the deterministic pass,
+    computed in log space (the softmax's own ranking of the pixels, without float32 probabilities saturating at 1)."""
     out = {name: analysis.maps[name] for name in MAPS if name != "confidence"}
     out["1 - confidence"] = 1.0 - analysis.maps["confidence"]
+    probs = np.sort(analysis.probs, axis=0)  # the deterministic softmax, ascending over classes
+    out["1 - margin"] = 1.0 - (probs[-1] - probs[-2])
+    out["softmax_entropy"] = -(analysis.probs * np.log(np.clip(analysis.probs, 1e-30, None))).sum(axis=0)
     out["tta_entropy"] = tta.maps["entropy"]
+    with torch.no_grad():
+        image = torch.from_numpy(np.array(analysis.image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+        top = torch.topk(log_probs(image.double())[0], 2, dim=0).values
+    out["-log_margin"] = (top[1] - top[0]).numpy()
     return out
+
+
+def bootstrap_sd(images: list[tuple[np.ndarray, dict[str, np.ndarray]]], name: str) -> float:
+    """Standard deviation of the pooled AUROC of ``name`` over :data:`BOOTSTRAP` resamples of the images (seeded)."""
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(BOOTSTRAP):
+        stats = DetectionStats()
+        for index in rng.integers(0, len(images), len(images)):
+            positive, scored = images[index]
+            stats.update(scored[name], positive)
+        auroc = stats.auroc()
+        if auroc is not None:
+            values.append(auroc)
+    return float(np.std(values)) if values else float("nan")
 
 
 def main() -> int:
@@ -69,6 +108,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     bundle = load_bundle(resolve_bundle_dir(args.model))
     analyzer = Analyzer(bundle)
+    norm = bundle.card.normalization
+    copy = load_bundle(resolve_bundle_dir(args.model))  # a float64 copy for the log-space margin; the analyser keeps float32
+    log_probs = pixel_log_probs(copy.net.double().eval(), norm.mean, norm.std)
     epsilons = parse_epsilons(args.epsilons)
     if args.target not in epsilons:
         parser.error(f"--target {args.target:g} must be one of --epsilons")
@@ -83,6 +125,8 @@ def main() -> int:
     positives: dict[str, int] = defaultdict(int)
     pixels: dict[str, int] = defaultdict(int)
     unavailable = set(analyzer.unavailable)
+    kept: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = defaultdict(list)
+    rises: dict[str, list[bool]] = defaultdict(list)
     for split, _name, rgb in images(args):
         analysis = analyzer.analyze_image(rgb, request)
         adv = analysis.adversarial
@@ -91,13 +135,17 @@ def main() -> int:
         positive = adv.flip_epsilon <= args.target
         positives[split] += int(positive.sum())
         pixels[split] += positive.size
-        for name, values in scores(analysis, tta).items():
-            if name not in unavailable:
-                detect[split][name].update(values.reshape(-1), positive.reshape(-1))
+        values = {name: v.reshape(-1) for name, v in scores(analysis, tta, log_probs).items() if name not in unavailable}
+        for name, v in values.items():
+            detect[split][name].update(v, positive.reshape(-1))
+        kept[split].append((positive.reshape(-1), values))
         shares[split].append(adv.flip_share)
         attacked = analyzer.analyze_image(adv.perturbed[target], plain)
         flipped = adv.predictions[target] != adv.clean
         counts[split] += (flipped.sum(), (~flipped).sum())
+        if flipped.any():
+            mi = "mutual_information"
+            rises[split].append(bool(attacked.maps[mi][flipped].mean() > analysis.maps[mi][flipped].mean()))
         for name in MAPS:
             if name in unavailable:
                 continue
@@ -119,7 +167,7 @@ def main() -> int:
         cells = []
         for split in detect:
             auroc = detect[split][name].auroc() if name not in unavailable else None
-            cells.append("n/a" if auroc is None else f"{auroc:.3f}")
+            cells.append("n/a" if auroc is None else f"{auroc:.3f} ± {bootstrap_sd(kept[split], name):.3f}")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print(f"\nMean of each map, clean vs attacked (8-bit image at eps = {args.target:g}/255), over flipped and other pixels:\n")
     print("| split | map | flipped: clean | flipped: attacked | others: clean | others: attacked |\n|---|---|---|---|---|---|")
@@ -128,6 +176,8 @@ def main() -> int:
         for name, total in per_map.items():
             a, b, c, d = total[0] / max(flipped_n, 1), total[1] / max(flipped_n, 1), total[2] / max(other_n, 1), total[3] / max(other_n, 1)
             print(f"| {split} | {name} | {a:.4f} | {b:.4f} | {c:.4f} | {d:.4f} |")
+    for split, rose in rises.items():
+        print(f"\n{split}: mean MI over the flipped pixels rose in {sum(rose)} of {len(rose)} images with flipped pixels")
     return 0
 
 
