@@ -42,7 +42,7 @@ def image_folder(tmp_path: Path) -> Path:
 
 def test_folder_with_one_corrupt_file_writes_the_rest_and_fails(image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    code = main(["analyze", str(image_folder), "--out", str(out), "--samples", "3", "--model", str(tiny_bundle_dir), "--quiet"])
+    code = main(["analyze", str(image_folder), "--out", str(out), "--samples", "3", "--model", str(tiny_bundle_dir), "--quiet", "--save", "npz,json"])
     assert code == 1
     with (out / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -134,7 +134,7 @@ def test_an_unknown_save_name_is_a_usage_error(image_folder: Path, tmp_path: Pat
         main(["analyze", str(image_folder / "a.png"), "--out", str(tmp_path / "o"), "--save", "probs,variances", "--quiet"])
     assert stopped.value.code == 2
     err = capsys.readouterr().err
-    assert "--save: unknown array 'variances'" in err and "probs, mean_probs, class_variance, all" in err
+    assert "--save: unknown output 'variances'" in err and "png, npz, json, probs, mean_probs, class_variance, all" in err
     assert not (tmp_path / "o").exists()
 
 

@@ -60,7 +60,7 @@ def test_hostile_file_names_write_inside_out_with_a_summary(tiny_bundle_dir: Pat
     out = tmp_path / "work" / "out"
     out.parent.mkdir()
     (out.parent / "keep.txt").write_text("a file beside --out")
-    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(tiny_bundle_dir), "--quiet"]) == 0
+    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(tiny_bundle_dir), "--quiet", "--save", "npz,json"]) == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["keep.txt", "out"]
     assert (out / "summary.csv").is_file()
     rows = _rows(out)
@@ -82,7 +82,7 @@ def test_file_name_that_is_not_utf8_is_summarised(tiny_bundle_dir: Path, tmp_pat
     raw = os.fsencode(folder) + b"/caf\xe9.png"
     _png(Path(os.fsdecode(raw)))
     out = tmp_path / "out"
-    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(tiny_bundle_dir), "--quiet"]) == 0
+    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(tiny_bundle_dir), "--quiet", "--save", "npz,json"]) == 0
     summary = (out / "summary.csv").read_bytes()
     assert b"caf\\xe9.png" in summary and b"caf\xe9" not in summary
     summary.decode("utf-8")

@@ -66,7 +66,7 @@ def test_signal_drops_the_current_image_and_writes_the_summary(
     _signal_on_call(monkeypatch, 3, [sig])
     before = signal.getsignal(sig)
     out = tmp_path / "out"
-    code = main(["analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "4", "--model", str(tiny_bundle_dir), "--quiet"])
+    code = main(["analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "4", "--model", str(tiny_bundle_dir), "--quiet", "--save", "all"])
     assert code == 130
     _check_outputs(out, 2)
     err = capsys.readouterr().err
@@ -79,7 +79,7 @@ def test_second_signal_stops_at_once(tiny_bundle_dir: Path, tmp_path: Path, monk
     _images(tmp_path / "in", 4)
     _signal_on_call(monkeypatch, 2, [signal.SIGINT, signal.SIGINT])
     out = tmp_path / "out"
-    code = main(["analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "4", "--model", str(tiny_bundle_dir), "--quiet"])
+    code = main(["analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "4", "--model", str(tiny_bundle_dir), "--quiet", "--save", "all"])
     assert code == 130
     _check_outputs(out, 1)
     assert "Traceback" not in capsys.readouterr().err
@@ -92,7 +92,7 @@ def test_signal_to_a_real_process(sig: signal.Signals, tiny_bundle_dir: Path, tm
     total = 30
     _images(tmp_path / "in", total, side=128)
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "app", "analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "32"]
+    command = [sys.executable, "-m", "app", "analyze", str(tmp_path / "in"), "--out", str(out), "--samples", "32", "--save", "all"]
     command += ["--model", str(tiny_bundle_dir), "--device", "cpu"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         deadline = time.monotonic() + 240
@@ -140,7 +140,7 @@ def test_the_first_signal_stops_a_long_decode_within_a_second(tiny_bundle_dir: P
     (folder / "a_bomb.jpg").write_bytes(progressive_scan_bomb(6000, 6000, 1000))
     _images(tmp_path / "more", 1)
     out = tmp_path / "out"
-    command = [sys.executable, "-c", INSTRUMENTED, "analyze", str(folder), str(tmp_path / "more"), "--out", str(out)]
+    command = [sys.executable, "-c", INSTRUMENTED, "analyze", str(folder), str(tmp_path / "more"), "--out", str(out), "--save", "all"]
     command += ["--model", str(tiny_bundle_dir), "--device", "cpu", "--quiet", "--max-pixels", "40000000"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
         assert proc.stderr is not None

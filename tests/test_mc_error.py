@@ -176,7 +176,7 @@ def test_cli_writes_each_error_into_analysis_json_and_summary_csv(tiny_bundle_di
     rgb = np.random.default_rng(5).integers(0, 256, (24, 32, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(folder / "a.png")
     out = tmp_path / "out"
-    assert main(["analyze", str(folder), "--out", str(out), "--samples", "8", "--seed", "4", "--model", str(tiny_bundle_dir), "--quiet"]) == 0
+    assert main(["analyze", str(folder), "--out", str(out), "--samples", "8", "--seed", "4", "--model", str(tiny_bundle_dir), "--quiet", "--save", "json"]) == 0
     expected = Analyzer(load_bundle(tiny_bundle_dir)).analyze_image(rgb, AnalysisRequest(samples=8, seed=4)).mean_errors
     info = json.loads((out / "a" / "analysis.json").read_text())
     assert info["error_method"] == "jackknife"

@@ -58,7 +58,7 @@ def test_ray_data_analysis_writes_the_local_cli_outputs(tiny_bundle_dir: Path, t
     """Same files, byte for byte (PNGs, NPZ), same JSON and summary apart from timings, the same exit status (1: an input
     failed); and Ray is gone when the command returns."""
     folder = _folder(tmp_path)
-    common = [str(folder), "--model", str(tiny_bundle_dir), "--device", "cpu", "--samples", "4", "--seed", "5", "--min-area", "4", "--quiet"]
+    common = [str(folder), "--model", str(tiny_bundle_dir), "--device", "cpu", "--samples", "4", "--seed", "5", "--min-area", "4", "--quiet", "--save", "all"]
     assert main(["analyze", *common, "--out", str(tmp_path / "local")]) == 1
     before = ray_processes()
     assert main(["analyze", *common, "--out", str(tmp_path / "ray"), "--ray", "--actors", "2"]) == 1

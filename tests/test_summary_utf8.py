@@ -25,7 +25,7 @@ def _png(path: Path, seed: int = 0) -> None:
 
 
 def _analyze(folder: Path, out: Path, model: Path) -> list[dict[str, str]]:
-    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(model), "--quiet"]) == 0
+    assert main(["analyze", str(folder), "--out", str(out), "--samples", "0", "--model", str(model), "--quiet", "--save", "json"]) == 0
     text = (out / "summary.csv").read_bytes().decode("utf-8")  # strict: fails on any byte that is not UTF-8
     return list(csv.DictReader(io.StringIO(text, newline="")))
 

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
 from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
-from app.io.npz import RAW_ARRAYS, SAVE_ALL, parse_save
+from app.io.npz import RAW_ARRAYS, SAVE_ALL
 from app.plural import plural
+from app.workflows.outputs import SAVE_NAMES, Outputs, chosen_outputs, parse_save_names
 
 if TYPE_CHECKING:
     from app.cli.interrupt import StopSignals
@@ -49,8 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=_save_names,
         default=(),
         metavar="NAMES",
-        help=f"also store these (C, H, W) float32 arrays in maps.npz, comma-separated: {', '.join(RAW_ARRAYS)} or {SAVE_ALL} "
-        "(default: none; the maps are float16, feature_distance float32, prediction uint8)",
+        help=f"also write these for each image, comma-separated: {', '.join(SAVE_NAMES)}. png: the prediction and every map as "
+        "PNG with its colour bar; npz: maps.npz (maps.zarr when streamed), the maps and labels; json: analysis.json; "
+        f"{', '.join(RAW_ARRAYS)}: (C, H, W) float32 arrays added to maps.npz; {SAVE_ALL}: every file and array. "
+        "Default: png,npz,json for files named one by one; png only when a PATH is a folder (summary.csv always)",
     )
     p.add_argument(
         "--format",
@@ -97,9 +100,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _save_names(text: str) -> tuple[str, ...]:
-    """``--save``'s names (:func:`app.io.npz.parse_save`); an unknown one is a usage error naming the choices."""
+    """``--save``'s names (:func:`app.workflows.outputs.parse_save_names`); an unknown one is a usage error naming the choices."""
     try:
-        return parse_save(text)
+        return parse_save_names(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
@@ -157,6 +160,11 @@ def _inputs(args: argparse.Namespace) -> tuple[list[Path], bool] | None:
         error(f"--out {exc}")
         return None
     return files, bool(missing)
+
+
+def _outputs(args: argparse.Namespace) -> Outputs:
+    """What each image writes: the run's default (maps only when a PATH is a folder) plus ``--save``'s names."""
+    return chosen_outputs(args.save, folder=any(Path(item).is_dir() for item in args.paths))
 
 
 def _request(args: argparse.Namespace, samples: int, tta: TtaMode) -> AnalysisRequest:
@@ -217,7 +225,7 @@ def _analyse_files(args: argparse.Namespace, stop: StopSignals, files: list[Path
             request,
             progress=progress,
             cancel=stop.token,
-            save=args.save,
+            outputs=_outputs(args),
             store_format=args.format,
             max_tiled_pixels=args.max_tiled_pixels,
         )
@@ -263,7 +271,7 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
         finished = {}
         try:
             request = _request(args, samples_for(args.samples, card), tta_for(args.tta, card))
-            results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels, save=args.save)
+            results = analyse_files_ray(args.model, args.device, files, args.out, request, actors, max_pixels=args.max_pixels, outputs=_outputs(args))
             for index, row in tqdm(results, total=len(files), desc="analyze", unit="img", file=sys.stderr, disable=args.quiet):
                 if row.status == "failed":
                     tqdm.write(f"error: {row.file}: {row.error}", file=sys.stderr)

@@ -36,6 +36,7 @@ from app.request import AnalysisRequest
 from app.workflows.adversarial import AttackTooLarge
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, output_names, utf8_name
+from app.workflows.outputs import FILE_DEFAULT, Outputs
 from app.workflows.stream_folder import MAX_TILED_PIXELS, StoreFormat, reduced_rgb, store_image, streams
 
 __all__ = [
@@ -181,26 +182,32 @@ class Streaming:
     max_tiled_pixels: int = MAX_TILED_PIXELS
 
 
-def analysis_files(analysis: Analysis, card: ModelCard, source: str, seconds: float, save: Sequence[str] = ()) -> tuple[dict[str, bytes], dict[str, float]]:
-    """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``) as bytes, and its map means.
+def analysis_files(
+    analysis: Analysis, card: ModelCard, source: str, seconds: float, outputs: Outputs = FILE_DEFAULT
+) -> tuple[dict[str, bytes], dict[str, float]]:
+    """One analysis's output files (map PNGs, ``maps.npz``, ``analysis.json``: those ``outputs`` asks for) as bytes, and its map means.
 
     The PNGs stand alone (:mod:`app.io.legend`): each map's palette PNG has its name, fixed range, scale and colour bar in
     a strip below it, the prediction's its class names and colours; the map itself is the image's top-left ``H × W``.
-    ``maps.npz`` holds the maps and labels, plus the ``(C, H, W)`` arrays named in ``save`` (:mod:`app.io.npz`);
+    ``maps.npz`` holds the maps and labels, plus the ``(C, H, W)`` arrays named in ``outputs.arrays`` (:mod:`app.io.npz`);
     ``analysis.json`` records each array's dtype under ``npz``.
     """
-    files = {f"{key}.png": png for key, png in legend_pngs(analysis, card).items()}
-    if analysis.adversarial is not None:
-        files.update(adversarial_pngs(analysis.adversarial, [c.colour for c in card.classes]))
-    release_free_memory()  # the colour entries' and the encoder's buffers, before the archive's
-    arrays, dtypes = npz_sources(analysis, save)
-    files["maps.npz"] = write_npz(arrays, dtypes)
+    files: dict[str, bytes] = {}
+    if outputs.png:
+        files.update({f"{key}.png": png for key, png in legend_pngs(analysis, card).items()})
+        if analysis.adversarial is not None:
+            files.update(adversarial_pngs(analysis.adversarial, [c.colour for c in card.classes]))
+        release_free_memory()  # the colour entries' and the encoder's buffers, before the archive's
     info = summarise(analysis, card)
-    info.npz = {name: str(dtype) for name, dtype in dtypes.items()}
-    info.timings["total"] = round(seconds, 6)
-    info.source = utf8_name(source)
-    info.threads = torch.get_num_threads()
-    files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
+    if outputs.npz:
+        arrays, dtypes = npz_sources(analysis, outputs.arrays)
+        files["maps.npz"] = write_npz(arrays, dtypes)
+        info.npz = {name: str(dtype) for name, dtype in dtypes.items()}
+    if outputs.json:
+        info.timings["total"] = round(seconds, 6)
+        info.source = utf8_name(source)
+        info.threads = torch.get_num_threads()
+        files["analysis.json"] = json.dumps(info.to_json(), indent=2).encode()
     return files, {k: m.mean for k, m in info.maps.items()}
 
 
@@ -210,14 +217,15 @@ def analyse_image(
     name: str,
     request: AnalysisRequest,
     cancel: CancelToken | None = None,
-    save: Sequence[str] = (),
+    outputs: Outputs = FILE_DEFAULT,
     streaming: Streaming | None = None,
 ) -> AnalysedImage:
     """Analyse the file ``path`` (whose output folder will be ``name``) into its row and files.
 
-    An input that cannot be read gives a ``failed`` row and no files. ``save``: the ``(C, H, W)`` arrays ``maps.npz``
-    adds (:func:`app.io.npz.parse_save`); the analysis keeps those arrays only then (``request.class_arrays`` is set to
-    whether ``save`` names one: nothing else written needs them, and at full resolution they would be ``12·C`` bytes a pixel).
+    An input that cannot be read gives a ``failed`` row and no files. ``outputs``: the files written
+    (:mod:`app.workflows.outputs`) and the ``(C, H, W)`` arrays ``maps.npz`` adds; the analysis keeps those arrays only then
+    (``request.class_arrays`` is set to whether ``outputs.arrays`` names one: nothing else written needs them, and at full
+    resolution they would be ``12·C`` bytes a pixel).
     With ``streaming`` an input that streams (:mod:`app.workflows.stream_folder`: full resolution beyond 4 megapixels, or a
     tiled TIFF beyond ``--max-pixels``) is written straight into ``streaming.out`` and its result is marked ``installed``;
     without it, nothing is written.
@@ -226,7 +234,7 @@ def analyse_image(
         app.engine.cancel.AnalysisCancelled: ``cancel`` was cancelled during the analysis.
     """
     row = SummaryRow(file=str(path), output=name)
-    kept = replace(request, class_arrays=bool(save))
+    kept = replace(request, class_arrays=bool(outputs.arrays))
     try:
         started = time.perf_counter()
         tiled = _tiled_source(analyzer, path, streaming)
@@ -234,7 +242,7 @@ def analyse_image(
             with tiled:
                 size = (tiled.height, tiled.width)
                 if streaming is not None and request.resolution == "full":
-                    means, analysis = store_image(analyzer, tiled, str(path), name, request, streaming.out, save, cancel)
+                    means, analysis = store_image(analyzer, tiled, str(path), name, request, streaming.out, outputs, cancel)
                     return AnalysedImage(fill_row(row, analysis, means, time.perf_counter() - started), installed=True)
                 rgb = reduced_rgb(tiled, analyzer.analysed_shape(*size, "working"), cancel)
             analysis = analyzer.analyze_image(rgb, kept, cancel=cancel, input_size=size)
@@ -243,7 +251,7 @@ def analyse_image(
             header = probe_image(data, analyzer.max_pixels)
             if streaming is not None and streams(streaming.format, request, header.width * header.height):
                 rgb = analyzer.decode(data, cancel=cancel)
-                means, analysis = store_image(analyzer, rgb, str(path), name, request, streaming.out, save, cancel)
+                means, analysis = store_image(analyzer, rgb, str(path), name, request, streaming.out, outputs, cancel)
                 return AnalysedImage(fill_row(row, analysis, means, time.perf_counter() - started), installed=True)
             analysis = analyzer.analyze_bytes(data, kept, cancel=cancel)
         seconds = time.perf_counter() - started
@@ -253,7 +261,7 @@ def analyse_image(
     except (OSError, AttackTooLarge) as exc:
         row.status, row.error = "failed", str(exc)
         return AnalysedImage(row)
-    files, means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, save)
+    files, means = analysis_files(analysis, analyzer.bundle.card, str(path), seconds, outputs)
     return AnalysedImage(fill_row(row, analysis, means, seconds), files)
 
 
@@ -317,7 +325,7 @@ def analyse_files(
     request: AnalysisRequest,
     progress: Callable[[Sequence[Path]], Iterable[Path]] = iter,
     cancel: CancelToken | None = None,
-    save: Sequence[str] = (),
+    outputs: Outputs = FILE_DEFAULT,
     store_format: StoreFormat = "auto",
     max_tiled_pixels: int = MAX_TILED_PIXELS,
 ) -> Iterator[SummaryRow]:
@@ -333,8 +341,8 @@ def analyse_files(
         request: How every image is analysed.
         progress: Wraps the file list, e.g. in a progress bar.
         cancel: Stops the run between images and inside an analysis (see :mod:`app.engine.cancel`).
-        save: The ``(C, H, W)`` arrays each ``maps.npz`` (or ``maps.zarr``) adds to the maps (:func:`app.io.npz.parse_save`);
-            none by default.
+        outputs: The files written for each input and the ``(C, H, W)`` arrays each ``maps.npz`` (or ``maps.zarr``) adds to
+            the maps (:mod:`app.workflows.outputs`); by default the PNGs, ``maps.npz`` and ``analysis.json``, no class arrays.
         store_format: Which full-resolution inputs stream to ``maps.zarr`` (:class:`Streaming`).
         max_tiled_pixels: The largest tiled TIFF read tile by tile.
     """
@@ -343,7 +351,7 @@ def analyse_files(
         if cancel is not None and cancel.expired():
             return
         try:
-            image = analyse_image(analyzer, path, name, request, cancel, save, Streaming(out, store_format, max_tiled_pixels))
+            image = analyse_image(analyzer, path, name, request, cancel, outputs, Streaming(out, store_format, max_tiled_pixels))
         except AnalysisCancelled:
             return
         yield install_image(image, out)

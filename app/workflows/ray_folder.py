@@ -22,6 +22,7 @@ from app.request import AnalysisRequest
 from app.workflows.analyse_folder import AnalysedImage, SummaryRow, analyse_image, install_image
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import output_names
+from app.workflows.outputs import FILE_DEFAULT, Outputs
 
 __all__ = ["ActorOptions", "analyse_files_ray"]
 
@@ -38,14 +39,14 @@ class ActorOptions:
 class _AnalyseRow:
     """A Ray Data actor: loads the bundle once, then turns ``{"index", "path", "name"}`` rows into pickled results."""
 
-    def __init__(self, model: str, device: str, max_pixels: int, request: AnalysisRequest, save: Sequence[str] = ()) -> None:
+    def __init__(self, model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs = FILE_DEFAULT) -> None:
         resolved = resolve_device(device)
         self.analyzer = Analyzer(load_bundle(model, resolved), resolved, max_pixels=max_pixels)
         self.request = request
-        self.save = tuple(save)
+        self.outputs = outputs
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        image = analyse_image(self.analyzer, Path(row["path"]), str(row["name"]), self.request, save=self.save)
+        image = analyse_image(self.analyzer, Path(row["path"]), str(row["name"]), self.request, outputs=self.outputs)
         return {"index": int(row["index"]), "result": pickle.dumps(image)}
 
 
@@ -57,7 +58,7 @@ def analyse_files_ray(
     request: AnalysisRequest,
     actors: ActorOptions = ActorOptions(),
     max_pixels: int = MAX_PIXELS,
-    save: Sequence[str] = (),
+    outputs: Outputs = FILE_DEFAULT,
 ) -> Iterator[tuple[int, SummaryRow]]:
     """Analyse ``files`` into ``out/<name>/`` on the running Ray cluster, yielding ``(input index, row)`` as images finish.
 
@@ -73,7 +74,7 @@ def analyse_files_ray(
         request: How every image is analysed.
         actors: The actor pool.
         max_pixels: Largest decoded image.
-        save: The ``(C, H, W)`` arrays each ``maps.npz`` adds (:func:`app.io.npz.parse_save`).
+        outputs: The files written for each input and the ``(C, H, W)`` arrays each ``maps.npz`` adds (:mod:`app.workflows.outputs`).
     """
     import ray.data
 
@@ -84,7 +85,7 @@ def analyse_files_ray(
     actor_class = cast("Callable[[dict[str, Any]], dict[str, Any]]", _AnalyseRow)  # Ray Data runs a class as an actor pool
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(
         actor_class,
-        fn_constructor_kwargs={"model": model, "device": device, "max_pixels": max_pixels, "request": request, "save": tuple(save)},
+        fn_constructor_kwargs={"model": model, "device": device, "max_pixels": max_pixels, "request": request, "outputs": outputs},
         compute=ray.data.ActorPoolStrategy(size=actors.actors, max_tasks_in_flight_per_actor=2),
         num_cpus=actors.cpus,
         num_gpus=actors.gpus,

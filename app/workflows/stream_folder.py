@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +34,7 @@ from app.io.zarr_store import STORE_NAME
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import install_folder, utf8_name
+from app.workflows.outputs import FILE_DEFAULT, Outputs
 from app.workflows.stream_analysis import STREAM_PIXELS, analyze_to_store
 
 __all__ = ["MAX_TILED_PIXELS", "STORE_FORMATS", "StoreFormat", "reduced_rgb", "store_image", "streams"]
@@ -78,10 +78,13 @@ def store_image(
     name: str,
     request: AnalysisRequest,
     out: Path,
-    save: Sequence[str] = (),
+    outputs: Outputs = FILE_DEFAULT,
     cancel: CancelToken | None = None,
 ) -> tuple[dict[str, float], Analysis]:
-    """Analyse ``source`` at full resolution into ``out/<name>/`` (``maps.zarr``, preview PNGs, ``analysis.json``).
+    """Analyse ``source`` at full resolution into ``out/<name>/`` (``maps.zarr``, preview PNGs, ``analysis.json``: those
+    ``outputs`` asks for, the store with ``outputs.arrays`` added).
+
+    The store is written as the analysis streams, into the staging folder; without ``outputs.npz`` it is dropped there.
 
     Returns:
         The analysis's map means and the :class:`~app.engine.analysis.Analysis` (its maps the previews).
@@ -97,16 +100,21 @@ def store_image(
     staging.mkdir(parents=True)
     try:
         started = time.perf_counter()
-        analysis = analyze_to_store(analyzer, source, request, staging / STORE_NAME, save, cancel=cancel)
+        analysis = analyze_to_store(analyzer, source, request, staging / STORE_NAME, outputs.arrays, cancel=cancel)
         release_free_memory()
-        for key, png in legend_pngs(analysis, card).items():
-            (staging / f"{key}.png").write_bytes(png)
+        if outputs.png:
+            for key, png in legend_pngs(analysis, card).items():
+                (staging / f"{key}.png").write_bytes(png)
         info = summarise(analysis, card)
-        info.zarr = dict(analysis.stored.layout) if analysis.stored is not None else {}
-        info.timings["total"] = round(time.perf_counter() - started, 6)
-        info.source = utf8_name(source_name)
-        info.threads = torch.get_num_threads()
-        (staging / "analysis.json").write_text(json.dumps(info.to_json(), indent=2), encoding="utf-8")
+        if outputs.npz:
+            info.zarr = dict(analysis.stored.layout) if analysis.stored is not None else {}
+        else:
+            shutil.rmtree(staging / STORE_NAME)
+        if outputs.json:
+            info.timings["total"] = round(time.perf_counter() - started, 6)
+            info.source = utf8_name(source_name)
+            info.threads = torch.get_num_threads()
+            (staging / "analysis.json").write_text(json.dumps(info.to_json(), indent=2), encoding="utf-8")
         install_folder(staging, out / name, superseded=("maps.npz",))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
