@@ -92,3 +92,11 @@ def test_the_attack_counts_against_the_work_budget(server: LiveServer) -> None:
     image = random_png(500, 500)
     error = assert_error(post(server, image, adversarial="true", adversarial_steps="20", mode="sync"), 413, "too_much_work")
     assert "adversarial attack" in error["message"]
+
+
+def test_the_npz_answer_carries_the_attack_arrays(server: LiveServer) -> None:
+    response = post(server, random_png(32, 32), adversarial="true", adversarial_epsilons="2,4", format="npz")
+    assert response.status_code == 200, response.text
+    with np.load(io.BytesIO(response.content)) as z:
+        assert z["flip_epsilon"].shape == (32, 32) and z["adversarial_epsilons"].tolist() == [2.0, 4.0]
+        assert z["adversarial_images"].shape == (2, 32, 32, 3)
