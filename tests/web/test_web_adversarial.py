@@ -100,3 +100,19 @@ def test_the_npz_answer_carries_the_attack_arrays(server: LiveServer) -> None:
     with np.load(io.BytesIO(response.content)) as z:
         assert z["flip_epsilon"].shape == (32, 32) and z["adversarial_epsilons"].tolist() == [2.0, 4.0]
         assert z["adversarial_images"].shape == (2, 32, 32, 3)
+
+
+def test_the_default_model_answers_a_256_scene_with_the_map_and_shares(default_server: LiveServer) -> None:
+    """The bar of issue 23 on the shipped model: a 256 x 256 test scene, radii 1, 2, 4, 8 /255."""
+    from app.io.synthetic import make_scene
+
+    buf = io.BytesIO()
+    Image.fromarray(make_scene("test", 1, size=SIZE).image).save(buf, format="PNG")
+    response = post(default_server, buf.getvalue(), adversarial="true", samples="4")
+    assert response.status_code == 200, response.text
+    block = response.json()["adversarial"]
+    index = png_array(block["flip_epsilon_png"])
+    assert index.shape == (SIZE, SIZE)
+    shares = [level["flip_share"] for level in block["levels"]]
+    assert [level["epsilon"] for level in block["levels"]] == [1.0, 2.0, 4.0, 8.0] and shares == sorted(shares)
+    assert 0 < shares[1] < 1  # the default model is fooled on some pixels at 2/255, not all
