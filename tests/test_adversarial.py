@@ -9,6 +9,7 @@ from torch import nn
 
 from app.engine.adversarial import AttackSettings, attack, loss_and_gradient, project
 from app.engine.attack_target import pixel_log_probs
+from app.engine.network import SegmentationNet
 from app.io.bundle import Bundle
 
 EPSILONS = (1.0, 2.0, 4.0, 8.0)
@@ -147,4 +148,45 @@ def test_radii_parse_from_text_and_the_request_checks_them() -> None:
             parse_epsilons(text)
     for options in ({"adversarial": (0.0,)}, {"adversarial": (2.0, 1.0)}, {"adversarial": tuple(range(1, 10))}, {"adversarial_steps": 99}):
         with pytest.raises(ValueError, match="adversarial"):
-            AnalysisRequest(**options)  # type: ignore[arg-type]
+            AnalysisRequest(**options)
+
+
+def test_the_mc_target_is_the_analysis_mc_mean_and_its_gradient_is_right(tiny_bundle: Bundle) -> None:
+    from app.engine.attack_target import mc_log_probs
+    from app.request import AnalysisRequest
+    from app.workflows.analyzer import Analyzer
+
+    analyzer = Analyzer(tiny_bundle)
+    image = scene(32)
+    rgb = image[0].permute(1, 2, 0).round().to(torch.uint8).numpy()
+    analysis = analyzer.analyze_image(rgb, AnalysisRequest(samples=4, seed=3))
+    norm = tiny_bundle.card.normalization
+    log_probs = mc_log_probs(tiny_bundle.net, norm.mean, norm.std, samples=4, seed=3)
+    with torch.no_grad():
+        mean = log_probs(torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float()).exp()[0].numpy()
+    np.testing.assert_allclose(mean, analysis.mean_probs, atol=1e-5)  # the same masks as the analysis with this seed
+    net64 = load_bundle_copy(tiny_bundle)
+    f = mc_log_probs(net64, norm.mean, norm.std, samples=3, seed=1)
+    x = scene(12).double()
+    target = f(x).argmax(1)
+    _, grad, _ = loss_and_gradient(f, x, target)
+    h = 1e-5
+    for index in (5, 100, 301):
+        up, down = x.clone().view(-1), x.clone().view(-1)
+        up[index] += h
+        down[index] -= h
+        with torch.no_grad():
+            numeric = (
+                torch.nn.functional.nll_loss(f(up.view_as(x)), target, reduction="sum")
+                - torch.nn.functional.nll_loss(f(down.view_as(x)), target, reduction="sum")
+            ) / (2 * h)
+        assert float(grad.view(-1)[index]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+
+
+def load_bundle_copy(bundle: Bundle) -> SegmentationNet:
+    """A float64 copy of the bundle's network in eval mode."""
+    import copy
+
+    net = copy.deepcopy(bundle.net)
+    net.double().eval()
+    return net
