@@ -35,6 +35,7 @@ from app.io.density import DENSITY_FILE, write_density
 from app.io.masks import DatasetError
 from app.io.resize import resize_rgb
 from app.maps.density import RIDGE, DensityAccumulator, FeatureDensity, quantile_levels
+from app.plural import plural
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
@@ -174,7 +175,7 @@ def fit_density(
         features=FEATURES,
         channels=density.channels,
         classes=[card.classes[int(c)].name for c in classes],
-        conditioning=f"predicted class (argmax of the deterministic softmax); classes predicted on fewer than {min_pixels} pixels get no mean",
+        conditioning=f"predicted class (argmax of the deterministic softmax); classes predicted on fewer than {plural(min_pixels, 'pixel')} get no mean",
         covariance=f"tied (shared by the classes, maximum likelihood) + {ridge:g} x mean eigenvalue on the diagonal",
         fitted_on={
             "images": str(folder if folder is not None else images[0].parent),

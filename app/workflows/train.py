@@ -23,6 +23,7 @@ from app.io import synthetic
 from app.io.bundle import ClassInfo, DropoutConfig, ModelCard, Normalization, build_network, load_bundle, save_bundle, write_card
 from app.metrics.scoring import Evaluator
 from app.metrics.segmentation import segmentation_scores
+from app.plural import plural
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
@@ -106,7 +107,7 @@ def train(config: TrainConfig, command: str = "") -> ModelCard:
         "batch": config.batch,
         "train_seconds": round(train_seconds, 1),
         "torch": torch.__version__,
-        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "machine": f"{platform.machine()} {plural(torch.get_num_threads(), 'thread')}",
         "weights_dtype": "float16",
     }
     save_bundle(card, net.model, config.out)
