@@ -13,8 +13,12 @@ working size) this runs one analysis with the adversarial attack (:mod:`app.engi
    map over the pixels the attack flipped and over the others, clean vs attacked (does MI rise where it succeeded?), with
    the number of images whose mean MI over their flipped pixels rose.
 
+``--attack-mc T`` attacks the MC mean over T fixed dropout masks instead (expectation over transformation; masks seeded
+apart from the analyses'), and then counts as flipped the pixels whose analysed (MC-mean) prediction changed: the
+stronger test of whether the MC maps notice an attack aimed at them.
+
 Usage: python scripts/adversarial_auroc.py [--scenes 40] [--size 128] [--photos astronaut chelsea coffee] [--samples 20]
-       [--epsilons 1,2,4,8] [--target 2] [--steps 3] [--threads 1] [--model default]
+       [--epsilons 1,2,4,8] [--target 2] [--steps 3] [--threads 1] [--model default] [--attack-mc 0]
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from app.engine.adversarial import LogProbs
+from app.engine.adversarial import AttackSettings, LogProbs, attack
 from app.engine.analysis import Analysis
-from app.engine.attack_target import pixel_log_probs
+from app.engine.attack_target import mc_log_probs, pixel_log_probs
 from app.io.bundle import load_bundle, resolve_bundle_dir
 from app.io.synthetic import make_scene
 from app.metrics.detection import DetectionStats
@@ -49,6 +53,7 @@ SCORES = (
     "tta_entropy",
 )
 BOOTSTRAP = 50
+ATTACK_MASK_SEED = 1000  # --attack-mc's masks: not those of the analyses (seed 0), so the attack must transfer to them
 
 
 def images(args: argparse.Namespace) -> Iterator[tuple[str, str, np.ndarray]]:
@@ -104,6 +109,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=3, help="PGD steps after the FGSM step")
     parser.add_argument("--threads", type=int, default=1, help="PyTorch threads")
     parser.add_argument("--model", default="default", help="bundle name or folder")
+    parser.add_argument(
+        "--attack-mc",
+        type=int,
+        default=0,
+        metavar="T",
+        help="attack the MC mean over T fixed dropout masks (seeded apart from the analyses' masks) instead of the deterministic pass",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     bundle = load_bundle(resolve_bundle_dir(args.model))
@@ -127,21 +139,32 @@ def main() -> int:
     unavailable = set(analyzer.unavailable)
     kept: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]] = defaultdict(list)
     rises: dict[str, list[bool]] = defaultdict(list)
+    mc_target = mc_log_probs(bundle.net, norm.mean, norm.std, args.attack_mc, ATTACK_MASK_SEED) if args.attack_mc else None
+    settings = AttackSettings(epsilons, steps=args.steps, seed=0)
     for split, _name, rgb in images(args):
-        analysis = analyzer.analyze_image(rgb, request)
-        adv = analysis.adversarial
-        assert adv is not None
+        if mc_target is None:
+            analysis = analyzer.analyze_image(rgb, request)
+            adv = analysis.adversarial
+            assert adv is not None
+            flip_epsilon, flip_share, perturbed = adv.flip_epsilon, adv.flip_share, adv.perturbed[target]
+        else:
+            analysis = analyzer.analyze_image(rgb, plain)
+            image = torch.from_numpy(np.array(analysis.image, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
+            result = attack(mc_target, image, settings)
+            flip_epsilon, flip_share = result.flip_epsilon[0].numpy(), [float(v) for v in result.flip_share[:, 0]]
+            perturbed = result.perturbed[target, 0].round().clamp(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
         tta = analyzer.analyze_image(rgb, flips)
-        positive = adv.flip_epsilon <= args.target
+        positive = flip_epsilon <= args.target
         positives[split] += int(positive.sum())
         pixels[split] += positive.size
         values = {name: v.reshape(-1) for name, v in scores(analysis, tta, log_probs).items() if name not in unavailable}
         for name, v in values.items():
             detect[split][name].update(v, positive.reshape(-1))
         kept[split].append((positive.reshape(-1), values))
-        shares[split].append(adv.flip_share)
-        attacked = analyzer.analyze_image(adv.perturbed[target], plain)
-        flipped = adv.predictions[target] != adv.clean
+        shares[split].append(flip_share)
+        attacked = analyzer.analyze_image(perturbed, plain)
+        # flipped: the attacked class (the deterministic one, or with --attack-mc the analysis's MC-mean prediction) changed
+        flipped = adv.predictions[target] != adv.clean if mc_target is None else attacked.prediction != analysis.prediction
         counts[split] += (flipped.sum(), (~flipped).sum())
         if flipped.any():
             mi = "mutual_information"
@@ -152,7 +175,8 @@ def main() -> int:
             clean_map, attacked_map = analysis.maps[name], attacked.maps[name]
             sums[split][name] += (clean_map[flipped].sum(), attacked_map[flipped].sum(), clean_map[~flipped].sum(), attacked_map[~flipped].sum())
     print(
-        f"model {bundle.card.name}; {args.samples} MC samples; attack eps {args.epsilons} (/255), FGSM + {args.steps} PGD steps; "
+        f"model {bundle.card.name}; {args.samples} MC samples; attack eps {args.epsilons} (/255), FGSM + {args.steps} PGD steps "
+        f"on {f'the MC mean of {args.attack_mc} dropout draws' if args.attack_mc else 'the deterministic pass'}; "
         f"positives: flip-eps <= {args.target:g}/255\n"
     )
     header = " | ".join(f"{e:g}/255" for e in epsilons)
