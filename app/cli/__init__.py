@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 from types import ModuleType
 
-from app.cli import analyze, calibrate, evaluate, export, fit_density, serve, train
+from app.cli import analyze, calibrate, evaluate, export, fit_density, rank, serve, train
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
-COMMANDS: tuple[ModuleType, ...] = (analyze, train, export, serve, evaluate, calibrate, fit_density)
+COMMANDS: tuple[ModuleType, ...] = (analyze, rank, train, export, serve, evaluate, calibrate, fit_density)
 
 
 def build_parser() -> argparse.ArgumentParser:
