@@ -9,6 +9,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from app.plural import plural
+
 __all__ = ["GalleryItem", "gallery_html"]
 
 _STYLE = """
@@ -91,7 +93,7 @@ def gallery_html(items: Sequence[GalleryItem], score_title: str, model: str, div
     return (
         '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Label these first · {html.escape(model)}</title><style>{_STYLE}</style></head><body>"
-        f"<h1>Label these first: {len(items)} images by {html.escape(score_title)}</h1>"
+        f"<h1>Label these first: {plural(len(items), 'image')} by {html.escape(score_title)}</h1>"
         f"<p>Model {html.escape(model)}. Highest score first (input, prediction, map). The {chosen} marked <b>label #n</b> are the batch: {how}.</p>"
         f"<ol>{''.join(cards)}</ol></body></html>\n"
     )
