@@ -2241,6 +2241,12 @@ export interface components {
              * @description Drawn as a panel (the answer then carries its quantised PNG).
              */
             panel: boolean;
+            /**
+             * Uncertainwhen
+             * @description Whether a high or a low value means less trustworthy (ranking images: that end first).
+             * @enum {string}
+             */
+            uncertainWhen: "high" | "low";
         };
         /**
          * PageModel

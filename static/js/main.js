@@ -23,6 +23,7 @@ import { clearReadout, exactReader, markUnavailable, showApprox } from "./readou
 import { bindSorting, renderRegions } from "./regions.js";
 import { inputSizeText, runInfoText } from "./runinfo.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
+import { arrangeGallery, fillSortChoice, galleryProgress } from "./gallery.js";
 import { renderVerdict } from "./verdict.js";
 
 /** @typedef {import("./api.js").ApiError} ApiError */
@@ -51,6 +52,8 @@ const els = {
   status: /** @type {HTMLElement} */ ($("status")),
   error: /** @type {HTMLElement} */ ($("error")),
   thumbs: /** @type {HTMLUListElement} */ ($("thumbs")),
+  sortBy: /** @type {HTMLSelectElement} */ ($("sort-by")),
+  galleryBar: /** @type {HTMLElement} */ ($("gallery-bar")),
   panels: /** @type {HTMLElement} */ ($("panels")),
   readout: /** @type {HTMLElement} */ ($("readout")),
   runInfo: /** @type {HTMLElement} */ ($("run-info")),
@@ -122,6 +125,8 @@ function noteTemperature() {
 /** @param {Item} item */
 function renderThumb(item) {
   drawThumb(els.thumbs, item, item === current, select);
+  arrangeGallery(els.thumbs, items, els.sortBy.value, config.maps);
+  galleryProgress(els.galleryBar, items);
 }
 
 /** @param {File[]} files */
@@ -386,7 +391,9 @@ bindPointer(
   () => (current && current.status === "done" ? { width: current.result.width, height: current.result.height, cursor } : null),
   moveTo,
 );
-bindDrop(els.input, els.dropzone, addFiles);
+bindDrop(els.input, /** @type {HTMLInputElement | null} */ ($("folder-input")), els.dropzone, addFiles);
+fillSortChoice(els.sortBy, config.maps);
+els.sortBy.addEventListener("change", () => arrangeGallery(els.thumbs, items, els.sortBy.value, config.maps));
 bindExamples($("examples"), els.model, addFiles, showError);
 els.opacity.addEventListener("input", () => {
   if (current && current.status === "done") drawPanel(/** @type {HTMLElement} */ ($("panel-prediction")), "prediction", current.images, current.result.width, current.result.height, Number(els.opacity.value));

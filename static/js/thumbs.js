@@ -19,7 +19,7 @@ export function renderThumb(list, item, selected, onSelect) {
   if (!li) {
     li = document.createElement("li");
     li.dataset.id = String(item.id);
-    li.innerHTML = '<button type="button"><img alt=""><span class="name"></span><span class="state"></span></button>';
+    li.innerHTML = '<button type="button"><img alt=""><span class="name"></span><span class="state"></span><span class="score" hidden></span></button>';
     /** @type {HTMLButtonElement} */ (li.querySelector("button")).addEventListener("click", () => onSelect(item));
     const img = /** @type {HTMLImageElement} */ (li.querySelector("img"));
     img.addEventListener("error", () => img.removeAttribute("src"));

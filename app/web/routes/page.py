@@ -108,6 +108,7 @@ def page_config(services: ModelServices, settings: Settings) -> PageConfig:
                 colourmap=spec.colourmap,
                 display_power=spec.display_power,
                 panel=spec.panel is not None,
+                uncertain_when=spec.uncertain_when,
             )
             for spec in MAPS
         ],

@@ -7,6 +7,8 @@ API's answers (``static/js/api-types.d.ts``).
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
@@ -37,6 +39,7 @@ class PageMap(_CamelModel):
     colourmap: str = Field(description="Name of its colour table (a key of colourTables).")
     display_power: float = Field(description="Exponent p of the scale: value v sits at ((v - low) / (high - low)) ** p of the colour table.")
     panel: bool = Field(description="Drawn as a panel (the answer then carries its quantised PNG).")
+    uncertain_when: Literal["high", "low"] = Field(description="Whether a high or a low value means less trustworthy (ranking images: that end first).")
 
 
 class PageErrorLegendEntry(_CamelModel):
