@@ -151,7 +151,9 @@ function baseForm(file, params) {
  * @returns {Promise<AnalyzeResponse>}
  */
 export async function analyze(url, file, params, watch) {
-  return answerOf(await send(url, { method: "POST", body: baseForm(file, params) }), watch);
+  const form = baseForm(file, params);
+  if (params.adversarial) form.append("adversarial", "true");
+  return answerOf(await send(url, { method: "POST", body: form }), watch);
 }
 
 /**

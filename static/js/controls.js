@@ -18,6 +18,7 @@ import { modelPage } from "./models.js";
  * @property {HTMLSelectElement} tta
  * @property {HTMLInputElement} ignoreIndex
  * @property {HTMLInputElement} oodLabel
+ * @property {HTMLInputElement} adversarial
  */
 
 /**
@@ -57,6 +58,7 @@ export function readParams(els, config) {
     tta: ttaValue(els.tta.value),
     ignoreIndex: Number.isFinite(ignoreIndex) ? ignoreIndex : config.defaultIgnoreIndex,
     oodLabel: Number.isFinite(ood) ? ood : null,
+    adversarial: els.adversarial.checked,
   };
 }
 

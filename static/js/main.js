@@ -24,6 +24,7 @@ import { bindSorting, renderRegions } from "./regions.js";
 import { inputSizeText, runInfoText } from "./runinfo.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
 import { arrangeGallery, fillSortChoice, galleryProgress } from "./gallery.js";
+import { renderAdversarial } from "./adversarial.js";
 import { renderVerdict } from "./verdict.js";
 
 /** @typedef {import("./api.js").ApiError} ApiError */
@@ -68,6 +69,8 @@ const els = {
   maskNote: /** @type {HTMLElement} */ ($("mask-note")),
   ignoreIndex: /** @type {HTMLInputElement} */ ($("ignore-index")),
   oodLabel: /** @type {HTMLInputElement} */ ($("ood-label")),
+  adversarial: /** @type {HTMLInputElement} */ ($("adversarial")),
+  adversarialSection: /** @type {HTMLElement} */ ($("adversarial-section")),
   errorPanel: /** @type {HTMLElement} */ ($("panel-error")),
   setsPanel: /** @type {HTMLElement} */ ($("panel-sets")),
   setsLevel: /** @type {HTMLSelectElement} */ ($("sets-level")),
@@ -229,6 +232,7 @@ function select(item) {
   else {
     clearPanels(els.panels);
     clearEvaluation(els.evaluation);
+    renderAdversarial(els.adversarialSection, null, [], () => false);
     renderVerdict(els.verdict, null, []);
     els.errorPanel.hidden = true;
     els.setsPanel.hidden = true;
@@ -350,6 +354,7 @@ function render(item) {
   renderVerdict(els.verdict, r.image_check, r.image_ood);
   if (r.metrics) renderEvaluation(els.evaluation, /** @type {ScoredItem} */ (item), mapTitles, config.detectionMaps, config.errorLegend);
   else clearEvaluation(els.evaluation);
+  renderAdversarial(els.adversarialSection, r, r.classes.map((c) => c.colour), () => current === item && item.result === r, item.params.adversarial);
   redrawRegions(item);
   renderDownloads(els.downloads, item, status);
   els.runInfo.textContent = runInfoText(r, config.models.length > 1);
@@ -405,7 +410,7 @@ for (const control of [els.setsLevel, els.setsMask]) {
   });
 }
 for (const control of [els.samples, els.seed]) control.addEventListener("input", scheduleRerun);
-for (const control of [els.calibrated, els.resolution, els.tta]) control.addEventListener("change", scheduleRerun);
+for (const control of [els.calibrated, els.resolution, els.tta, els.adversarial]) control.addEventListener("change", scheduleRerun);
 /** @type {HTMLElement} */ ($("readout-close")).addEventListener("click", () => {
   cursor = null;
   els.panels.classList.remove("has-cursor");

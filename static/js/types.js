@@ -51,6 +51,7 @@
  * @property {Tta} tta
  * @property {number} ignoreIndex
  * @property {number | null} oodLabel
+ * @property {boolean} adversarial Also attack the image (the answer's `adversarial` block).
  */
 
 /**

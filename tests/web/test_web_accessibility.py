@@ -24,6 +24,7 @@ SHOWN = """() => ({
   unavailable: [...document.querySelectorAll('#panels .panel[data-unavailable]')].map((p) => p.dataset.panel),
   compare: !document.querySelector('#compare').hidden,
   evaluation: !document.querySelector('#evaluation').hidden,
+  adversarial: !document.querySelector('#adversarial-section').hidden,
   scroll: [document.documentElement.scrollWidth, document.documentElement.clientWidth],
 })"""
 
@@ -46,8 +47,10 @@ def layout_page(request: pytest.FixtureRequest, browser: Any, default_server: Li
 
 
 def analyse_two_with_mask(page: Any) -> None:
-    """Analyse two synthetic scenes, the first scored against its mask, and show the first (evaluation and comparison)."""
+    """Analyse two synthetic scenes with the attack, the first scored against its mask, and show the first (evaluation,
+    comparison and the adversarial section)."""
     first, second = make_scene("test", 3, size=96), make_scene("test", 4, size=96)
+    page.check("#adversarial")
     page.set_input_files("#mask-input", [{"name": "scene_mask.png", "mimeType": "image/png", "buffer": mask_png(first.mask)}])
     page.set_input_files(
         "#file-input",
@@ -84,8 +87,13 @@ def test_axe_finds_no_violation_before_and_after_an_analysis_with_every_panel(la
     shown = page.evaluate(SHOWN)
     assert shown["unavailable"] == []
     assert set(shown["panels"]) >= {"input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance", "error", "sets"}
-    assert shown["compare"] and shown["evaluation"]
+    assert shown["compare"] and shown["evaluation"] and shown["adversarial"]
+    assert page.inner_text("#adv-summary").startswith("Not attacked: the attack runs on analyses without a mask")
     tap_panel(page, layout, "mutual_information")
+    assert axe_violations(page) == []
+    page.locator("#thumbs button").nth(1).click()
+    page.wait_for_function("() => document.body.dataset.state === 'ready' && document.querySelector('#adv-map').dataset.drawn === '1'", timeout=30_000)
+    assert page.is_visible("#adv-table") and page.is_visible("#adv-map")
     assert axe_violations(page) == []
 
 
