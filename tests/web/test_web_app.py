@@ -158,7 +158,10 @@ def test_openapi_documents_every_field(client: TestClient) -> None:
     assert undocumented == []
     schemas = spec["components"]["schemas"]
     form = form_fields(schemas, "Body_analyze_api_v1_analyze_post")
-    assert set(form) == {"file", "samples", "seed", "calibrated", "resolution", "format", "save", "raw", "raw_dtype", "model", "tta", "mode"}
+    assert set(form) == {
+        *("file", "samples", "seed", "calibrated", "resolution", "format", "save", "raw", "raw_dtype", "model", "tta", "mode"),
+        *("adversarial", "adversarial_epsilons", "adversarial_steps"),
+    }
     assert form["save"]["default"] == "" and "class_variance" in form["save"]["description"]
     npz_query = {p["name"]: p for p in spec["paths"]["/api/v1/analyses/{analysis_id}/maps.npz"]["get"]["parameters"]}
     assert npz_query["save"]["in"] == "query" and "mean_probs" in npz_query["save"]["description"]
