@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
+from app.cli.common import add_analysis_args, error, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, DEFAULT_SEED, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
+from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
 from app.io.npz import RAW_ARRAYS, SAVE_ALL
 from app.plural import plural
 from app.workflows.outputs import SAVE_NAMES, Outputs, chosen_outputs, parse_save_names
@@ -28,11 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The command's arguments."""
     p.add_argument("paths", nargs="+", help="image files, folders or globs")
     p.add_argument("--out", type=Path, required=True, help="output folder")
-    p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T (0: deterministic only; {SAMPLES_DEFAULT_HELP})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the MC dropout masks (the same masks for every image)")
-    add_model_args(p)
-    p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
-    add_tta_arg(p)
+    add_analysis_args(p)
     p.add_argument("--min-area", type=int, default=MIN_AREA, help="smallest component in the region table, in pixels")
     p.add_argument(
         "--max-pixels",

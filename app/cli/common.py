@@ -14,7 +14,17 @@ if TYPE_CHECKING:
     from app.io.card import ModelCard
     from app.workflows.analyzer import Analyzer
 
-__all__ = ["SAMPLES_DEFAULT_HELP", "add_data_args", "add_model_args", "error", "load_analyzer", "progress_bar", "samples_for", "tta_for"]
+__all__ = [
+    "SAMPLES_DEFAULT_HELP",
+    "add_analysis_args",
+    "add_data_args",
+    "add_model_args",
+    "error",
+    "load_analyzer",
+    "progress_bar",
+    "samples_for",
+    "tta_for",
+]
 
 T = TypeVar("T")
 SAMPLES_DEFAULT_HELP = f"default: the model card's default_samples, else {DEFAULT_SAMPLES}"
@@ -57,6 +67,15 @@ def add_tta_arg(p: argparse.ArgumentParser) -> None:
         "photometric (4, seeded); each pass's probabilities are mapped back "
         "and pooled with its --samples MC samples into the same maps",
     )
+
+
+def add_analysis_args(p: argparse.ArgumentParser) -> None:
+    """What an analysis of images asks for: ``--samples``, ``--seed``, ``--model``, ``--device``, ``--calibrated``, ``--tta``."""
+    p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T (0: deterministic only; {SAMPLES_DEFAULT_HELP})")
+    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the MC dropout masks (the same masks for every image)")
+    add_model_args(p)
+    p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
+    add_tta_arg(p)
 
 
 def error(message: object) -> None:

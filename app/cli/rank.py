@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from app.cli.common import SAMPLES_DEFAULT_HELP, add_model_args, add_tta_arg, error, samples_for, tta_for
-from app.defaults import DEFAULT_SEED, MAX_PIXELS
+from app.cli.common import add_analysis_args, error, samples_for, tta_for
+from app.defaults import MAX_PIXELS
 from app.plural import plural
 
 NAME = "rank"
@@ -29,11 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "entropy, expected_entropy, variance, feature_distance, confidence (scored as 1 − mean confidence)",
     )
     p.add_argument("--diverse", action="store_true", help="pick the batch among the 3 × budget top scores by k-center greedy on the images' features")
-    p.add_argument("--samples", type=int, default=None, help=f"MC dropout samples T ({SAMPLES_DEFAULT_HELP})")
-    p.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the MC dropout masks (the same masks for every image)")
-    add_model_args(p)
-    p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
-    add_tta_arg(p)
+    add_analysis_args(p)
     p.add_argument("--max-pixels", type=int, default=MAX_PIXELS, help="largest image accepted, in pixels; a larger one is listed as failed")
     p.add_argument(
         "--image-prefix",
