@@ -110,7 +110,10 @@ def test_cli_analyze_and_evaluate_take_tta_and_report_the_method(ensemble_dir: P
     (images / "s.png").write_bytes(image)
     (masks / "s.png").write_bytes(mask_png(mask))
     out = tmp_path / "out"
-    assert main(["analyze", str(images), "--out", str(out), "--samples", "2", "--tta", "photometric", "--model", str(ensemble_dir), "--quiet", "--save", "json"]) == 0
+    assert (
+        main(["analyze", str(images), "--out", str(out), "--samples", "2", "--tta", "photometric", "--model", str(ensemble_dir), "--quiet", "--save", "json"])
+        == 0
+    )
     facts = json.loads(next(out.glob("*/analysis.json")).read_text())
     assert (facts["method"], facts["passes"], facts["samples"], facts["tta"]) == ("ensemble(2) + tta:photometric + mc_dropout", 8, 2, "photometric")
     evaluated = tmp_path / "eval"
