@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from xml.etree import ElementTree
 
 import numpy as np
 from label_studio_converter.brush import decode_rle
@@ -52,7 +53,11 @@ def test_a_task_has_one_brush_result_per_predicted_class_that_decodes_to_its_pix
         assert np.array_equal(_decoded(result["value"]["rle"], 20, 30)[..., 3] == 255, labels == index)
 
 
-def test_the_labelling_config_names_the_tags_the_results_use() -> None:
-    config = labeling_config(["bg", "disc"], ["#000000", "#ff0000"])
-    assert f'<BrushLabels name="{BRUSH_FROM}" toName="{BRUSH_TO}">' in config and f'<Image name="{BRUSH_TO}" value="${BRUSH_TO}"' in config
-    assert '<Label value="disc" background="#ff0000"/>' in config
+def test_the_labelling_config_parses_and_names_the_tags_the_results_use() -> None:
+    names = ["bg", 'R&D "x" <y>']
+    root = ElementTree.fromstring(labeling_config(names, ["#000000", "#ff0000"]))
+    (image,) = root.iter("Image")
+    (brush,) = root.iter("BrushLabels")
+    assert image.get("name") == BRUSH_TO and image.get("value") == f"${BRUSH_TO}"
+    assert brush.get("name") == BRUSH_FROM and brush.get("toName") == BRUSH_TO
+    assert [(label.get("value"), label.get("background")) for label in brush.iter("Label")] == [("bg", "#000000"), (names[1], "#ff0000")]

@@ -85,7 +85,7 @@ def test_an_interrupted_run_continues_where_it_stopped(folder: Path, tiny_bundle
     token = CancelToken()
     done = []
     with pytest.raises(AnalysisCancelled):
-        for record, reused in analyse_records(analyzer, files, out, AnalysisRequest(samples=2, class_arrays=False), "mutual_information", cancel=token):
+        for record, reused in analyse_records(analyzer, files, out, AnalysisRequest(samples=2, class_arrays=False), cancel=token):
             done.append((record.file, reused))
             if len(done) == 3:
                 token.cancel("test")
@@ -95,6 +95,14 @@ def test_an_interrupted_run_continues_where_it_stopped(folder: Path, tiny_bundle
     code = main(["rank", *map(str, files), "--out", str(out), "--model", str(tiny_bundle_dir), "--samples", "2", "--quiet"])
     assert code == 0
     assert "(2 from an earlier run)" in capsys.readouterr().err
+    code = main(["rank", *map(str, files), "--out", str(out), "--model", str(tiny_bundle_dir), "--samples", "2", "--by", "entropy", "--diverse", "--quiet"])
+    assert code == 0
+    assert "(6 from an earlier run)" in capsys.readouterr().err, "another --by and a diverse batch reuse the analyses"
+    thumb = next((out / "thumbs").glob("*_input.png"))
+    thumb.unlink()
+    code = main(["rank", *map(str, files), "--out", str(out), "--model", str(tiny_bundle_dir), "--samples", "2", "--quiet"])
+    assert code == 0
+    assert "(5 from an earlier run)" in capsys.readouterr().err, "a record whose thumbnail is gone is analysed again"
     code = main(["rank", *map(str, files), "--out", str(out), "--model", str(tiny_bundle_dir), "--samples", "3", "--quiet"])
     assert code == 0
     assert "earlier run" not in capsys.readouterr().err
@@ -124,3 +132,24 @@ def test_feature_distance_puts_shifted_scenes_first_on_the_default_model(tmp_pat
     assert sum(name.startswith("shifted") for name in top) >= 8, top
     tasks = json.loads((out / "label_studio_tasks.json").read_text())
     assert len(tasks) == 10 and all(t["predictions"][0]["result"] for t in tasks)
+
+
+def test_odd_names_an_output_inside_the_folder_and_an_ensemble(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    names = ["R&D #1+a.png", "<b>x.png", os.fsdecode(b"caf\xe9.png")]
+    for i, name in enumerate(names):
+        Image.fromarray(make_scene("test", i, size=64).image).save(root / name)
+    out = root / "ranked"
+    args = ["rank", str(root), "--out", str(out), "--model", "ensemble", "--samples", "0", "--budget", "3", "--diverse", "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "(3 from an earlier run)" in capsys.readouterr().err, "the run's own thumbnails under --out are not ranked"
+    rows = _rows(out)
+    assert sorted(r["file"] for r in rows) == sorted(["R&D #1+a.png", "<b>x.png", "caf\\xe9.png"])
+    page = (out / "gallery.html").read_text(encoding="utf-8")
+    assert "&lt;b&gt;x.png" in page and "<b>x.png" not in page
+    tasks = json.loads((out / "label_studio_tasks.json").read_text())
+    images = {t["data"]["file"]: t["data"]["image"] for t in tasks}
+    assert images["R&D #1+a.png"] == "/data/local-files/?d=R%26D%20%231%2Ba.png"
+    assert len(tasks) == 3 and all(len(t["predictions"][0]["result"]) >= 1 for t in tasks)

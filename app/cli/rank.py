@@ -52,9 +52,9 @@ def run(args: argparse.Namespace) -> int:
     from app.io.bundle import BundleError
     from app.request import AnalysisRequest
     from app.workflows.analyse_folder import expand_inputs
-    from app.workflows.output_folder import OutputError, prepare_output
+    from app.workflows.output_folder import OutputError, prepare_output, utf8_name
     from app.workflows.rank_records import resolve_by
-    from app.workflows.ranking import GALLERY_FILE, RANKING_FILE, TASKS_FILE, analyse_records, choose, write_outputs
+    from app.workflows.ranking import GALLERY_FILE, RANKING_FILE, TASKS_FILE, analyse_records, choose, common_folder, write_outputs
 
     if args.budget < 1:
         error("--budget must be >= 1")
@@ -68,10 +68,12 @@ def run(args: argparse.Namespace) -> int:
         error(f"--by: {exc.args[0]} (or mi)")
         return 2
     files, missing = expand_inputs(args.paths)
+    out = args.out.resolve()
+    files = [f for f in files if not f.resolve().is_relative_to(out)]
     for item in missing:
         error(f"{item}: no such file, folder or matching glob")
     if not files:
-        error("no input images")
+        error("no input images" + (f" (files under --out {args.out} are never ranked)" if not missing else ""))
         return 2
     try:
         prepare_output(args.out)
@@ -85,25 +87,27 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     card = analyzer.bundle.card
-    request = AnalysisRequest(
-        samples=samples_for(args.samples, card), seed=args.seed, calibrated=args.calibrated, tta=tta_for(args.tta, card), class_arrays=False
-    )
-    folders = [Path(p) for p in args.paths if Path(p).is_dir()]
-    folder = folders[0] if len(folders) == 1 else None
+    samples, tta = samples_for(args.samples, card), tta_for(args.tta, card)
+    request = AnalysisRequest(samples=samples, seed=args.seed, calibrated=args.calibrated, tta=tta, class_arrays=False)
+    folder = common_folder(files, [Path(p) for p in args.paths if Path(p).is_dir()])
     records, reused = [], 0
     with StopSignals() as stop:
         try:
-            for record, again in analyse_records(analyzer, files, args.out, request, by, progress_bar("rank", args.quiet), stop.token):
+            for record, again in analyse_records(analyzer, files, args.out, request, args.diverse, progress_bar("rank", args.quiet), stop.token):
                 records.append(record)
                 reused += again
         except (AnalysisCancelled, KeyboardInterrupt):
             print(f"interrupted: {len(records)} of {plural(len(files), 'image')} analysed and kept; run the same command to continue", file=sys.stderr)
             return INTERRUPTED_EXIT
     ranking = choose(records, by, args.budget, args.diverse)
-    write_outputs(args.out, ranking, analyzer, folder, args.image_prefix)
+    try:
+        write_outputs(args.out, ranking, analyzer, folder, args.image_prefix)
+    except OSError as exc:
+        error(f"cannot write the outputs in {args.out}: {exc.strerror or exc}")
+        return 2
     failed = [r for r in records if r.status != "ok"]
     for r in failed:
-        error(f"{r.file}: {r.error}")
+        error(f"{utf8_name(r.file)}: {r.error}")
     kept = f" ({reused} from an earlier run)" if reused else ""
     print(
         f"ranked {plural(len(records) - len(failed), 'image')}{kept} by {by}; batch of {len(ranking.batch)}: "

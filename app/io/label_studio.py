@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -111,6 +112,6 @@ def task(item: LabelledImage, classes: Sequence[str], by: str, model_version: st
 
 def labeling_config(classes: Sequence[str], colours: Sequence[str]) -> str:
     """The Label Studio labelling interface the tasks fit (``<BrushLabels>`` on an ``<Image>``)."""
-    labels = "\n".join(f'    <Label value="{name}" background="{colour}"/>' for name, colour in zip(classes, colours, strict=True))
+    labels = "\n".join(f"    <Label value={quoteattr(name)} background={quoteattr(colour)}/>" for name, colour in zip(classes, colours, strict=True))
     image = f'  <Image name="{BRUSH_TO}" value="${BRUSH_TO}" zoom="true"/>'
     return f'<View>\n{image}\n  <BrushLabels name="{BRUSH_FROM}" toName="{BRUSH_TO}">\n{labels}\n  </BrushLabels>\n</View>\n'

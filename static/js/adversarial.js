@@ -70,10 +70,11 @@ function drawInto(canvas, source, alpha = 1) {
  */
 async function drawLevel(section, adv, classTable, stillShown) {
   const select = /** @type {HTMLSelectElement} */ (section.querySelector("#adv-level"));
-  const level = adv.levels[Number(select.value) || 0];
+  const chosen = select.value;
+  const level = adv.levels[Number(chosen) || 0];
   const image = await loadImage(level.image);
   const labels = level.labels_png ? await decodeGrey(level.labels_png) : null;
-  if (!stillShown()) return;
+  if (!stillShown() || select.value !== chosen) return;
   drawInto(/** @type {HTMLCanvasElement} */ (section.querySelector("#adv-image")), image);
   const prediction = /** @type {HTMLCanvasElement} */ (section.querySelector("#adv-prediction"));
   drawInto(prediction, image);
@@ -115,8 +116,9 @@ export async function renderAdversarial(section, result, classColours, stillShow
     }),
   );
   const never = document.createElement("tr");
-  never.innerHTML = `<th scope="row"><span class="swatch"></span> never (up to ε = ${adv.levels[n - 1].epsilon_text})</th><td class="num"></td><td></td><td></td>`;
+  never.innerHTML = '<th scope="row"><span class="swatch"></span> </th><td class="num"></td><td></td><td></td>';
   /** @type {HTMLElement} */ (never.querySelector(".swatch")).style.background = NEVER;
+  /** @type {HTMLElement} */ (never.querySelector("th")).append(`never (up to ε = ${adv.levels[n - 1].epsilon_text})`);
   /** @type {HTMLElement} */ (never.querySelector("td")).textContent = percent(adv.never_flipped_share);
   body.append(never);
   /** @type {HTMLElement} */ (section.querySelector("#adv-note")).textContent =

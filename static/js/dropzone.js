@@ -58,6 +58,21 @@ export async function droppedFiles(entries) {
 }
 
 /**
+ * Read one entry (a file, or a folder's entries), passing over what cannot be read (a broken link, no permission).
+ * @param {FileSystemEntry} entry
+ * @param {{file: File, path: string}[]} out
+ * @param {boolean} inFolder
+ * @returns {Promise<void>}
+ */
+async function collect(entry, out, inFolder) {
+  try {
+    await collectEntry(entry, out, inFolder);
+  } catch (_) {
+    // unreadable: skipped, the rest of the drop still comes
+  }
+}
+
+/**
  * @param {File[]} files files of a chosen folder
  * @returns {File[]} sorted by their path in it
  */
@@ -72,7 +87,7 @@ function byPath(files) {
  * @param {boolean} inFolder
  * @returns {Promise<void>}
  */
-async function collect(entry, out, inFolder) {
+async function collectEntry(entry, out, inFolder) {
   if (entry.isFile) {
     const file = await new Promise((resolve, reject) => /** @type {FileSystemFileEntry} */ (entry).file(resolve, reject));
     if (!inFolder || isImageFile(file)) out.push({ file, path: entry.fullPath });

@@ -61,8 +61,12 @@ export function arrangeGallery(list, items, by, maps) {
     if (b.score && !a.score) return 1;
     return a.item.id - b.item.id;
   });
+  /** @type {Map<string, HTMLLIElement>} */
+  const byId = new Map();
+  for (const li of /** @type {HTMLCollectionOf<HTMLLIElement>} */ (list.children)) byId.set(li.dataset.id || "", li);
+  const focused = document.activeElement;
   scored.forEach(({ item, score }, index) => {
-    const li = /** @type {HTMLLIElement | null} */ (list.querySelector(`[data-id="${item.id}"]`));
+    const li = byId.get(String(item.id));
     if (!li) return;
     if (list.children[index] !== li) list.insertBefore(li, list.children[index] || null);
     const label = /** @type {HTMLElement} */ (li.querySelector(".score"));
@@ -72,6 +76,7 @@ export function arrangeGallery(list, items, by, maps) {
     if (score) li.dataset.score = String(score.key);
     else delete li.dataset.score;
   });
+  if (focused instanceof HTMLElement && focused !== document.activeElement && list.contains(focused)) focused.focus();
 }
 
 /**

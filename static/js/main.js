@@ -84,6 +84,8 @@ const mapTitles = Object.fromEntries(config.maps.map((m) => [m.name, m.title]));
 const status = { busy: setBusy, idle: setIdle, error: showError };
 /** @type {Item[]} */
 const items = [];
+/** @type {HTMLElement | null} The map view last read (focused or pointed at): Close gives it the focus back. */
+let lastView = null;
 /** @type {Item | null} */
 let current = null;
 let running = false;
@@ -415,6 +417,14 @@ for (const control of [els.calibrated, els.resolution, els.tta, els.adversarial]
   cursor = null;
   els.panels.classList.remove("has-cursor");
   clearReadout(els.readout);
+  if (lastView) lastView.focus({ preventScroll: true });
+});
+els.panels.addEventListener("focusin", (event) => {
+  if (event.target instanceof HTMLElement && event.target.classList.contains("view")) lastView = event.target;
+});
+els.panels.addEventListener("pointerdown", (event) => {
+  const view = event.target instanceof Element ? event.target.closest(".view") : null;
+  if (view instanceof HTMLElement) lastView = view;
 });
 els.rerun.addEventListener("click", () => {
   if (!current || current.status === "busy" || current.status === "queued") return;

@@ -121,6 +121,7 @@ def test_phone_layout_is_one_column_with_the_readout_on_the_first_screen_after_a
         assert readout["y"] > view["y"] + 0.1 * view["height"]
         page.locator("#readout-close").tap()
         page.wait_for_function("() => document.querySelector('#readout').dataset.pixel === undefined")
+        assert page.evaluate("() => document.activeElement.closest('#panel-entropy') !== null"), "Close gives the focus back to the map"
         assert page.locator("#readout").bounding_box()["y"] > 844
 
 
