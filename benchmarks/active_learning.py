@@ -47,7 +47,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
 from app.defaults import IGNORE_INDEX
@@ -61,7 +60,7 @@ from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.fit_density import fit_density
 from app.workflows.rank_records import resolve_by, score_of
-from app.workflows.train import _tensors, train
+from app.workflows.train import scene_tensors, train, train_step
 from app.workflows.train_config import TrainConfig
 
 STRATEGIES = ("random", "mi", "mi_diverse", "feature_distance")
@@ -135,20 +134,11 @@ def fine_tune(bundle: Bundle, labelled: list[Item], steps: int, batch: int, lr: 
     torch.manual_seed(int(np.random.default_rng(seed).integers(2**31)))
     rng = np.random.default_rng(seed)
     net = bundle.net
-    x_all, y_all = _tensors([i.scene for i in labelled], bundle.card.normalization)
+    x_all, y_all = scene_tensors([i.scene for i in labelled], bundle.card.normalization)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     net.train()
     for _ in range(steps):
-        idx = torch.from_numpy(rng.choice(len(x_all), min(batch, len(x_all)), replace=False))
-        x, y = x_all[idx], y_all[idx]
-        if rng.random() < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        k = int(rng.integers(0, 4))
-        x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
-        loss = F.cross_entropy(net(x), y, ignore_index=IGNORE_INDEX)
-        opt.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
-        opt.step()
+        loss = train_step(net, opt, x_all, y_all, min(batch, len(x_all)), rng)
         if not math.isfinite(loss.item()):
             raise RuntimeError("fine-tuning diverged")
     net.eval()

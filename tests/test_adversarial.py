@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 import torch
@@ -30,21 +32,23 @@ def scene(size: int = 32, seed: int = 0) -> torch.Tensor:
     return big.float().clamp(0, 255)
 
 
+def central_difference(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, target: torch.Tensor, index: int, h: float) -> float:
+    """d(summed NLL of ``target`` under ``f``)/d(x.flat[index]) by central differences."""
+    losses = []
+    for step in (h, -h):
+        moved = x.clone().view(-1)
+        moved[index] += step
+        with torch.no_grad():
+            losses.append(float(torch.nn.functional.nll_loss(f(moved.view_as(x)), target, reduction="sum")))
+    return (losses[0] - losses[1]) / (2 * h)
+
+
 def test_gradient_matches_central_differences_on_a_smooth_net() -> None:
     net = smooth_net()
     x = torch.rand(1, 3, 5, 6, dtype=torch.float64) * 255
     target = net(x).argmax(1)
     _, grad, _ = loss_and_gradient(net, x, target)
-    h = 1e-4
-    numeric = torch.zeros_like(x)
-    flat, out = x.view(-1), numeric.view(-1)
-    for i in range(flat.numel()):
-        up, down = flat.clone(), flat.clone()
-        up[i] += h
-        down[i] -= h
-        loss_up = torch.nn.functional.nll_loss(net(up.view_as(x)), target, reduction="sum")
-        loss_down = torch.nn.functional.nll_loss(net(down.view_as(x)), target, reduction="sum")
-        out[i] = (loss_up - loss_down) / (2 * h)
+    numeric = torch.tensor([central_difference(net, x, target, i, 1e-4) for i in range(x.numel())], dtype=torch.float64).view_as(x)
     torch.testing.assert_close(grad, numeric, rtol=1e-6, atol=1e-9)
 
 
@@ -56,17 +60,9 @@ def test_gradient_through_the_bundle_network_matches_finite_differences(tiny_bun
     target = log_probs(x).argmax(1)
     _, grad, _ = loss_and_gradient(log_probs, x, target)
     rng = np.random.default_rng(1)
-    h = 1e-5
     for index in rng.choice(x.numel(), size=12, replace=False):
-        up, down = x.clone().view(-1), x.clone().view(-1)
-        up[index] += h
-        down[index] -= h
-        with torch.no_grad():
-            numeric = (
-                torch.nn.functional.nll_loss(log_probs(up.view_as(x)), target, reduction="sum")
-                - torch.nn.functional.nll_loss(log_probs(down.view_as(x)), target, reduction="sum")
-            ) / (2 * h)
-        assert float(grad.view(-1)[index]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+        numeric = central_difference(log_probs, x, target, int(index), 1e-5)
+        assert float(grad.view(-1)[index]) == pytest.approx(numeric, rel=1e-4, abs=1e-7)
 
 
 def test_no_parameter_gets_a_gradient_and_training_mode_is_refused(tiny_bundle: Bundle) -> None:
@@ -170,17 +166,9 @@ def test_the_mc_target_is_the_analysis_mc_mean_and_its_gradient_is_right(tiny_bu
     x = scene(12).double()
     target = f(x).argmax(1)
     _, grad, _ = loss_and_gradient(f, x, target)
-    h = 1e-5
     for index in (5, 100, 301):
-        up, down = x.clone().view(-1), x.clone().view(-1)
-        up[index] += h
-        down[index] -= h
-        with torch.no_grad():
-            numeric = (
-                torch.nn.functional.nll_loss(f(up.view_as(x)), target, reduction="sum")
-                - torch.nn.functional.nll_loss(f(down.view_as(x)), target, reduction="sum")
-            ) / (2 * h)
-        assert float(grad.view(-1)[index]) == pytest.approx(float(numeric), rel=1e-4, abs=1e-7)
+        numeric = central_difference(f, x, target, index, 1e-5)
+        assert float(grad.view(-1)[index]) == pytest.approx(numeric, rel=1e-4, abs=1e-7)
 
 
 def load_bundle_copy(bundle: Bundle) -> SegmentationNet:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
+
+_Values = TypeVar("_Values", float, np.ndarray)
 
 __all__ = [
     "DETECTION_MAPS",
@@ -109,8 +111,13 @@ class MapSpec:
         """
         lo, hi = self.range(num_classes)
         if self.uncertain_when == "low":
-            return 1.0 - values, 1.0 - hi, 1.0 - lo
+            return self.oriented(values), 1.0 - hi, 1.0 - lo
         return values, lo, hi
+
+    def oriented(self, values: _Values) -> _Values:
+        """``values`` (an array or a number) as a score where higher means less trustworthy: ``1 − v`` for a map that is
+        uncertain when low (softmax confidence), ``v`` itself otherwise."""
+        return 1.0 - values if self.uncertain_when == "low" else values
 
 
 _SCALE_NAMES = {1.0: "linear", 0.5: "square root", round(1 / 3, 6): "cube root"}

@@ -56,10 +56,8 @@ def resolve_by(by: str) -> str:
 def score_of(analysis: Analysis, by: str) -> tuple[float, float | None]:
     """The image-level score of map ``by`` (higher = less trustworthy: ``1 − mean`` for softmax confidence) and its MC
     standard error (``None`` when the analysis has none, e.g. one sample)."""
-    spec = get_map(by)
-    mean = float(np.mean(analysis.maps[by], dtype=np.float64))
+    score = float(get_map(by).oriented(np.mean(analysis.maps[by], dtype=np.float64)))
     error = analysis.mean_errors.get(by) if analysis.mean_errors else None
-    score = 1.0 - mean if spec.uncertain_when == "low" else mean
     return score, (None if error is None or not np.isfinite(error) else float(error))
 
 
@@ -95,9 +93,7 @@ class ImageRecord:
         """The image-level score of map ``by`` (higher = less trustworthy; NaN when failed or not computed) and its error."""
         if self.status != "ok" or by not in self.means:
             return float("nan"), None
-        error = self.errors.get(by)
-        mean = self.means[by]
-        return (1.0 - mean if get_map(by).uncertain_when == "low" else mean), error
+        return float(get_map(by).oriented(self.means[by])), self.errors.get(by)
 
     def predicted_labels(self, root: Path) -> np.ndarray:
         """The predicted labels, ``(H, W)`` int64 at the analysed size."""

@@ -26,6 +26,7 @@ from app.engine.image_embedding import image_embedding
 from app.io.decoding import ImageDecodeError
 from app.io.gallery import GalleryItem, gallery_html
 from app.io.label_studio import LabelledImage, labeling_config, task
+from app.io.npz import label_dtype
 from app.io.rendering import png_bytes, render_labels, render_scalar
 from app.maps.registry import MAP_NAMES, get_map
 from app.metrics.selection import diverse_batch, rank_by_score
@@ -93,9 +94,9 @@ def _thumb(rgb: np.ndarray, root: Path, name: str, nearest: bool) -> str:
 
 
 def _labels_png(labels: np.ndarray, classes: int) -> bytes:
-    """Class indices as a single-channel PNG: 8-bit up to 256 classes, 16-bit beyond."""
+    """Class indices as a single-channel PNG in :func:`~app.io.npz.label_dtype`: 8-bit up to 256 classes, 16-bit beyond."""
     out = io.BytesIO()
-    Image.fromarray(labels.astype(np.uint8 if classes <= 256 else np.uint16)).save(out, format="PNG")
+    Image.fromarray(labels.astype(label_dtype(classes))).save(out, format="PNG")
     return out.getvalue()
 
 

@@ -29,15 +29,34 @@ from app.workflows.analyzer import Analyzer
 from app.workflows.labelled import analyze_labelled
 from app.workflows.train_config import TrainConfig
 
-__all__ = ["TrainConfig", "evaluate_miou", "train"]
+__all__ = ["TrainConfig", "evaluate_miou", "scene_tensors", "train", "train_step"]
 
 
-def _tensors(scenes: list[synthetic.Scene], norm: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
+def scene_tensors(scenes: list[synthetic.Scene], norm: Normalization) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scenes as normalised ``(N, 3, H, W)`` float32 images and ``(N, H, W)`` int64 masks."""
     images = torch.from_numpy(np.stack([s.image for s in scenes])).permute(0, 3, 1, 2).float() / 255.0
     mean = torch.tensor(norm.mean).view(1, 3, 1, 1)
     std = torch.tensor(norm.std).view(1, 3, 1, 1)
     masks = torch.from_numpy(np.stack([s.mask for s in scenes])).long()
     return (images - mean) / std, masks
+
+
+def train_step(
+    net: torch.nn.Module, opt: torch.optim.Optimizer, x_all: torch.Tensor, y_all: torch.Tensor, batch: int, rng: np.random.Generator
+) -> torch.Tensor:
+    """One optimiser step on ``batch`` scenes drawn from ``x_all``/``y_all`` (without replacement), flipped left-right
+    half the time and turned by a random multiple of 90°; the step's cross-entropy (ignore index not scored)."""
+    idx = torch.from_numpy(rng.choice(len(x_all), batch, replace=False))
+    x, y = x_all[idx], y_all[idx]
+    if rng.random() < 0.5:
+        x, y = x.flip(-1), y.flip(-1)
+    k = int(rng.integers(0, 4))
+    x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
+    loss = F.cross_entropy(net(x), y, ignore_index=IGNORE_INDEX)
+    opt.zero_grad(set_to_none=True)
+    torch.autograd.backward(loss)
+    opt.step()
+    return loss
 
 
 def evaluate_miou(bundle_dir: Path, split: str, count: int, size: int, seed: int) -> dict[str, object]:
@@ -76,22 +95,13 @@ def train(config: TrainConfig, command: str = "") -> ModelCard:
     )
     net = build_network(card)
     started = time.perf_counter()
-    x_all, y_all = _tensors(list(synthetic.iter_split("train", config.train_images, size=config.size, seed=config.seed)), card.normalization)
+    x_all, y_all = scene_tensors(list(synthetic.iter_split("train", config.train_images, size=config.size, seed=config.seed)), card.normalization)
     print(f"generated {config.train_images} training scenes in {time.perf_counter() - started:.0f}s", flush=True)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.15)
     net.train()
     for step in range(1, config.steps + 1):
-        idx = torch.from_numpy(rng.choice(len(x_all), config.batch, replace=False))
-        x, y = x_all[idx], y_all[idx]
-        if rng.random() < 0.5:
-            x, y = x.flip(-1), y.flip(-1)
-        k = int(rng.integers(0, 4))
-        x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
-        loss = F.cross_entropy(net(x), y, ignore_index=IGNORE_INDEX)
-        opt.zero_grad(set_to_none=True)
-        torch.autograd.backward(loss)
-        opt.step()
+        loss = train_step(net, opt, x_all, y_all, config.batch, rng)
         sched.step()
         if step % 50 == 0 or step == config.steps:
             print(f"step {step}/{config.steps} loss {loss.item():.4f} {time.perf_counter() - started:.0f}s", flush=True)

@@ -2048,6 +2048,11 @@ export interface components {
              */
             regionRowsShown: number;
             /**
+             * Imagesuffixes
+             * @description File endings taken from a chosen or dropped folder (lower case, with the dot); other files are skipped.
+             */
+            imageSuffixes: string[];
+            /**
              * Panels
              * @description The panels drawn (input, prediction, then the panel maps).
              */

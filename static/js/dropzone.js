@@ -1,8 +1,6 @@
 // @ts-check
 // Image intake: the file input, the folder input and drag-and-drop (files or whole folders) anywhere on the page.
 
-import { isImageFile } from "./gallery.js";
-
 /**
  * Call `addFiles(files)` for files chosen in `input`, the image files of a folder chosen in `folderInput`, or what is
  * dropped on the page (dropped folders: their image files, recursively, by path); `zone` lights up while dragging.
@@ -10,15 +8,16 @@ import { isImageFile } from "./gallery.js";
  * @param {HTMLInputElement | null} folderInput
  * @param {HTMLElement} zone
  * @param {(files: File[]) => void} addFiles
+ * @param {(file: File) => boolean} isImage which files of a folder to take
  */
-export function bindDrop(input, folderInput, zone, addFiles) {
+export function bindDrop(input, folderInput, zone, addFiles, isImage) {
   input.addEventListener("change", () => {
     addFiles(Array.from(/** @type {FileList} */ (input.files)));
     input.value = "";
   });
   if (folderInput)
     folderInput.addEventListener("change", () => {
-      addFiles(byPath(Array.from(/** @type {FileList} */ (folderInput.files)).filter(isImageFile)));
+      addFiles(byPath(Array.from(/** @type {FileList} */ (folderInput.files)).filter(isImage)));
       folderInput.value = "";
     });
   for (const type of ["dragenter", "dragover"]) {
@@ -40,7 +39,7 @@ export function bindDrop(input, folderInput, zone, addFiles) {
       if (transfer.files.length) addFiles(Array.from(transfer.files));
       return;
     }
-    droppedFiles(entries).then(addFiles);
+    droppedFiles(entries, isImage).then(addFiles);
   });
 }
 
@@ -48,12 +47,13 @@ export function bindDrop(input, folderInput, zone, addFiles) {
  * The files of a drop that holds folders: dropped files as they are, the image files inside dropped folders
  * (recursively), all sorted by their path.
  * @param {(FileSystemEntry | null)[]} entries the drop's entries (`DataTransferItem.webkitGetAsEntry()`)
+ * @param {(file: File) => boolean} isImage which files inside a folder to take
  * @returns {Promise<File[]>}
  */
-export async function droppedFiles(entries) {
+export async function droppedFiles(entries, isImage) {
   /** @type {{file: File, path: string}[]} */
   const found = [];
-  for (const entry of entries) if (entry) await collect(entry, found, false);
+  for (const entry of entries) if (entry) await collect(entry, found, false, isImage);
   return found.sort((a, b) => a.path.localeCompare(b.path)).map((f) => f.file);
 }
 
@@ -62,11 +62,12 @@ export async function droppedFiles(entries) {
  * @param {FileSystemEntry} entry
  * @param {{file: File, path: string}[]} out
  * @param {boolean} inFolder
+ * @param {(file: File) => boolean} isImage
  * @returns {Promise<void>}
  */
-async function collect(entry, out, inFolder) {
+async function collect(entry, out, inFolder, isImage) {
   try {
-    await collectEntry(entry, out, inFolder);
+    await collectEntry(entry, out, inFolder, isImage);
   } catch (_) {
     // unreadable: skipped, the rest of the drop still comes
   }
@@ -85,12 +86,13 @@ function byPath(files) {
  * @param {FileSystemEntry} entry
  * @param {{file: File, path: string}[]} out
  * @param {boolean} inFolder
+ * @param {(file: File) => boolean} isImage
  * @returns {Promise<void>}
  */
-async function collectEntry(entry, out, inFolder) {
+async function collectEntry(entry, out, inFolder, isImage) {
   if (entry.isFile) {
     const file = await new Promise((resolve, reject) => /** @type {FileSystemFileEntry} */ (entry).file(resolve, reject));
-    if (!inFolder || isImageFile(file)) out.push({ file, path: entry.fullPath });
+    if (!inFolder || isImage(file)) out.push({ file, path: entry.fullPath });
     return;
   }
   const reader = /** @type {FileSystemDirectoryEntry} */ (entry).createReader();
@@ -98,6 +100,6 @@ async function collectEntry(entry, out, inFolder) {
     /** @type {FileSystemEntry[]} */
     const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
     if (!batch.length) return;
-    for (const child of batch) await collect(child, out, true);
+    for (const child of batch) await collect(child, out, true, isImage);
   }
 }

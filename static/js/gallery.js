@@ -7,16 +7,15 @@ import { formatMean } from "./errorbars.js";
 /** @typedef {import("./types.js").Item} Item */
 /** @typedef {import("./types.js").MapInfo} MapInfo */
 
-/** The suffixes of the files taken from a chosen or dropped folder (anything else in it is skipped). */
-export const IMAGE_SUFFIXES = [".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".gif", ".webp"];
-
 /**
- * @param {File} file
- * @returns {boolean} whether a file found in a folder is an image to analyse
+ * @param {string[]} suffixes the file endings analysed (config.imageSuffixes)
+ * @returns {(file: File) => boolean} whether a file found in a folder is an image to analyse
  */
-export function isImageFile(file) {
-  const name = file.name.toLowerCase();
-  return IMAGE_SUFFIXES.some((suffix) => name.endsWith(suffix));
+export function imageFilter(suffixes) {
+  return (file) => {
+    const name = file.name.toLowerCase();
+    return suffixes.some((suffix) => name.endsWith(suffix));
+  };
 }
 
 /**

@@ -23,7 +23,7 @@ import { clearReadout, exactReader, markUnavailable, showApprox } from "./readou
 import { bindSorting, renderRegions } from "./regions.js";
 import { inputSizeText, runInfoText } from "./runinfo.js";
 import { renderThumb as drawThumb } from "./thumbs.js";
-import { arrangeGallery, fillSortChoice, galleryProgress } from "./gallery.js";
+import { arrangeGallery, fillSortChoice, galleryProgress, imageFilter } from "./gallery.js";
 import { renderAdversarial } from "./adversarial.js";
 import { renderVerdict } from "./verdict.js";
 
@@ -398,7 +398,7 @@ bindPointer(
   () => (current && current.status === "done" ? { width: current.result.width, height: current.result.height, cursor } : null),
   moveTo,
 );
-bindDrop(els.input, /** @type {HTMLInputElement | null} */ ($("folder-input")), els.dropzone, addFiles);
+bindDrop(els.input, /** @type {HTMLInputElement | null} */ ($("folder-input")), els.dropzone, addFiles, imageFilter(config.imageSuffixes));
 fillSortChoice(els.sortBy, config.maps);
 els.sortBy.addEventListener("change", () => arrangeGallery(els.thumbs, items, els.sortBy.value, config.maps));
 bindExamples($("examples"), els.model, addFiles, showError);

@@ -55,6 +55,8 @@ def test_a_folder_fills_a_gallery_sorted_by_the_chosen_score(page: Any, tmp_path
 
 DROPPED = """async () => {
   const { droppedFiles } = await import('/static/js/dropzone.js');
+  const { imageFilter } = await import('/static/js/gallery.js');
+  const config = JSON.parse(document.querySelector('#segu-config').textContent);
   const file = (path) => ({ isFile: true, isDirectory: false, fullPath: path, file: (ok) => ok(new File(['x'], path.split('/').pop())) });
   const folder = (path, children) => {
     let calls = 0;
@@ -63,7 +65,7 @@ DROPPED = """async () => {
   };
   const sub = folder('/photos/sub', [file('/photos/sub/a.JPG')]);
   const tree = folder('/photos', [file('/photos/b.png'), file('/photos/notes.txt'), sub, file('/photos/c.webp')]);
-  const files = await droppedFiles([file('/loose.txt'), tree, null]);
+  const files = await droppedFiles([file('/loose.txt'), tree, null], imageFilter(config.imageSuffixes));
   return files.map((f) => f.name);
 }"""
 

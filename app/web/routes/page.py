@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
+from app.defaults import DEFAULT_SEED, ECE_BINS, IGNORE_INDEX, IMAGE_SUFFIXES, MAX_LABEL, NOISE_Z, PIXEL_DEBOUNCE_MS, REGION_ROWS_SHOWN, RERUN_DEBOUNCE_MS
 from app.io.card import dropout_note
 from app.io.rendering import colour_lut, error_legend, set_legend
 from app.io.resources import templates_dir
@@ -114,6 +114,7 @@ def page_config(services: ModelServices, settings: Settings) -> PageConfig:
         ],
         colour_tables={name: colour_table_hex(name) for name in sorted({spec.colourmap for spec in MAPS})},
         region_rows_shown=REGION_ROWS_SHOWN,
+        image_suffixes=sorted(IMAGE_SUFFIXES),
         panels=["input", "prediction", *PANEL_MAPS],
         detection_maps=list(DETECTION_MAPS),
         error_legend=[PageErrorLegendEntry(**entry) for entry in error_legend()],

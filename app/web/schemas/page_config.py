@@ -107,6 +107,7 @@ class PageConfig(_CamelModel):
     maps: list[PageMap] = Field(description="Every map, in display order.")
     colour_tables: dict[str, str] = Field(description="Each colour table as 256 entries of rrggbb hex, position 0 first.")
     region_rows_shown: int = Field(description='Region rows shown before "show all".')
+    image_suffixes: list[str] = Field(description="File endings taken from a chosen or dropped folder (lower case, with the dot); other files are skipped.")
     panels: list[str] = Field(description="The panels drawn (input, prediction, then the panel maps).")
     detection_maps: list[str] = Field(description="Maps scored for error and OOD detection, in display order.")
     error_legend: list[PageErrorLegendEntry] = Field(description="Meaning and colour of each error-map code, indexed by the code.")
