@@ -77,6 +77,7 @@ class ImageHeader(NamedTuple):
         decoder: PIL's decoder of the pixels (``"jpeg"``, ``"zip"``, ``"raw"``, ``"bmp_rle"``, ``"libtiff"``, ...; ``""``
             for WebP, which libwebp decodes whole).
         tiles: The pieces PIL decodes one by one (a raw TIFF's strips or tiles; 1 for most files).
+        tiled: A tiled TIFF beyond the decoded images' pixel limit, to be read tile by tile (never decoded whole).
     """
 
     format: str
@@ -88,6 +89,7 @@ class ImageHeader(NamedTuple):
     orientation: int | None = 1
     decoder: str = ""
     tiles: int = 1
+    tiled: bool = False
 
 
 class Decoded(NamedTuple):

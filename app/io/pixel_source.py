@@ -20,7 +20,7 @@ from __future__ import annotations
 import zlib
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import BinaryIO, Protocol, Self
 
 import numpy as np
 import tifffile
@@ -34,11 +34,13 @@ __all__ = ["ArraySource", "PixelSource", "TiledImageError", "TiledTiffSource", "
 
 
 class TiledImageError(ValueError):
-    """A tiled TIFF that cannot be read in windows; ``.message`` is a sentence for the user naming the problem."""
+    """A tiled TIFF that cannot be read in windows; ``.message`` is a sentence for the user naming the problem, ``.too_large``
+    tells that the image is only over the pixel limit."""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, too_large: bool = False) -> None:
         super().__init__(message)
         self.message = message
+        self.too_large = too_large
 
 
 class PixelSource(RegionReader, Protocol):
@@ -143,31 +145,38 @@ def _to_rgb(raw: np.ndarray, alpha: str | None, invert: bool) -> np.ndarray:
     return np.broadcast_to(np.clip(np.rint(out), 0, 255).astype(np.uint8), (*raw.shape[:2], 3)).copy()
 
 
-def is_tiled_tiff(path: Path) -> bool:
-    """Whether ``path`` is a TIFF whose first page is tiled (reads the header and first page); never raises."""
+def is_tiled_tiff(path: Path | BinaryIO) -> bool:
+    """Whether ``path`` (a file, or an open binary file from its start) is a TIFF whose first page is tiled (reads the
+    header and first page); never raises."""
     try:
-        with tifffile.TiffFile(path) as tiff:
+        if not isinstance(path, Path):
+            path.seek(0)
+        with tifffile.TiffFile(path, name=None if isinstance(path, Path) else "upload.tif") as tiff:
             return bool(tiff.pages.first.is_tiled)
     except Exception:
         return False
 
 
-def open_tiled_tiff(path: Path, max_pixels: int) -> TiledTiffSource:
+def open_tiled_tiff(path: Path | BinaryIO, max_pixels: int, name: str | None = None) -> TiledTiffSource:
     """Open a tiled TIFF or BigTIFF for reading in windows (the caller closes it, or uses it in ``with``).
 
     Args:
-        path: The file.
+        path: The file, or an open seekable binary file (an upload; closing the source leaves it open).
         max_pixels: The most pixels (height times width) accepted.
+        name: What messages call it (default: the file's name).
 
     Raises:
         TiledImageError: Not a readable tiled TIFF of a supported kind, over ``max_pixels``, or missing or truncated tiles.
     """
+    label = name if name is not None else path.name if isinstance(path, Path) else "the file"
     try:
-        tiff = tifffile.TiffFile(path)
+        if not isinstance(path, Path):
+            path.seek(0)
+        tiff = tifffile.TiffFile(path, name=None if isinstance(path, Path) else label)
     except Exception as error:
-        raise TiledImageError(f"{path.name} is not a readable TIFF file ({error}).") from error
+        raise TiledImageError(f"{label} is not a readable TIFF file ({error}).") from error
     try:
-        return _open(tiff, path.name, max_pixels)
+        return _open(tiff, label, max_pixels)
     except BaseException:
         tiff.close()
         raise
@@ -192,7 +201,7 @@ def _open(tiff: tifffile.TiffFile, name: str, max_pixels: int) -> TiledTiffSourc
         raise TiledImageError(f"{name} uses {COMPRESSION(page.compression).name} compression, which cannot be decoded here (it needs the imagecodecs package).")
     height, width = page.imagelength, page.imagewidth
     if height * width > max_pixels:
-        raise TiledImageError(f"{name} has {height * width:,} pixels ({width}x{height}), more than the {max_pixels:,} allowed.")
+        raise TiledImageError(f"{name} has {height * width:,} pixels ({width}x{height}), more than the {max_pixels:,} allowed.", too_large=True)
     _check_tiles(tiff, page, name)
     alpha = None if samples in (1, 3) else "premultiplied" if EXTRASAMPLE.ASSOCALPHA in page.extrasamples else "straight"
     return TiledTiffSource(tiff, name, series.axes, alpha, photometric == PHOTOMETRIC.MINISWHITE)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import time
@@ -19,7 +18,7 @@ from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.error_codes import ErrorCode
 from app.io.bundle import Bundle
-from app.io.decoding import probe_image
+from app.io.decoding import ImageHeader, probe_image
 from app.request import AnalysisRequest
 from app.web.access_log import current_record
 from app.web.admission import Admission, Overloaded, Reservation, TooMuchWork
@@ -29,6 +28,7 @@ from app.web.jobs import Answer, Job, JobKind, JobMode, JobStore, failure_of
 from app.web.metrics import Metrics
 from app.web.settings import Settings, env_name
 from app.web.supervision import Disconnected, never_disconnected, supervise
+from app.web.tiled_uploads import analyse_tiled, is_tiff, require_full_resolution, spooled_copy
 from app.web.uploads import probe_upload, read_upload
 from app.web.work_estimate import WorkEstimate, estimate_work
 from app.workflows.adversarial import AttackTooLarge, check_attack_size
@@ -146,7 +146,7 @@ class AnalysisService:
         """
 
         def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
-            analysis = self._analyse(read_upload(files[0]), request, token)
+            analysis = self._analyse_upload(files[0], request, token)
             try:
                 self._analysed(analysis, token)
                 return encode(analysis)
@@ -155,6 +155,12 @@ class AnalysisService:
                     shutil.rmtree(analysis.stored.path, ignore_errors=True)
 
         return await self._admitted([upload], request, work, disconnected, mode, "analyze")
+
+    def _analyse_upload(self, upload: BinaryIO, request: AnalysisRequest, token: CancelToken) -> Analysis:
+        """Analyse an upload: a tiled TIFF beyond the decode limit tile by tile (:mod:`app.web.tiled_uploads`), else its bytes."""
+        if request.resolution == "full" and is_tiff(upload) and probe_upload(upload, self.settings.max_pixels, self.settings.max_tiled_pixels).tiled:
+            return analyse_tiled(self.analyzer, upload, request, self.cache.new_store(), self.settings.max_tiled_pixels, token)
+        return self._analyse(read_upload(upload), request, token)
 
     def _analyse(self, data: bytes, request: AnalysisRequest, token: CancelToken) -> Analysis:
         """Decode and analyse ``data``: in memory, or at full resolution beyond ``stream_pixels`` streamed to a store in the
@@ -205,8 +211,10 @@ class AnalysisService:
     ) -> Answer | Job:
         if mode == "sync":
             self.admission.check_room()
-        header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels)
-        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request, header)
+        tiled_limit = self.settings.max_tiled_pixels if kind == "analyze" else 0
+        header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels, tiled_limit)
+        require_full_resolution(header, request, self.settings.max_pixels)
+        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request, None if header.tiled else header)
         if request.adversarial:
             try:
                 check_attack_size(*self.analyzer.analysed_shape(header.height, header.width, request.resolution))
@@ -214,10 +222,10 @@ class AnalysisService:
                 raise TooMuchWork(str(exc)) from exc
         record = current_record()
         record.model, record.samples, record.pixels = self.name, request.samples, estimate.pixels
-        if self._as_job(estimate, mode, header.width, header.height, request):
+        if self._as_job(estimate, mode, header, request):
             return await self._submit(uploads, estimate, work, kind)
         advice = estimate.advice
-        if mode == "sync" and self.jobs.enabled and self._job_refusal(estimate, header.width, header.height, request) is None:
+        if mode == "sync" and self.jobs.enabled and self._job_refusal(estimate, header, request) is None:
             advice += ", or mode=auto to run it as a job (202) with progress"
         reservation = self.admission.reserve(estimate.units, estimate.describe, advice)
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
@@ -228,23 +236,25 @@ class AnalysisService:
             self.metrics.finished_checks(token)
             self.admission.release(reservation, self.admission.held_seconds(reservation))
 
-    def _job_refusal(self, estimate: WorkEstimate, width: int, height: int, request: AnalysisRequest) -> str | None:
-        """Why no job can hold this request (its 413 message), or ``None`` when one can."""
+    def _job_refusal(self, estimate: WorkEstimate, header: ImageHeader, request: AnalysisRequest) -> str | None:
+        """Why no job can hold this request (its 413 message), or ``None`` when one can. A tiled TIFF's pixels are bounded
+        by ``max_tiled_pixels`` (its memory by one band of windows), not by ``max_job_pixels``."""
         settings = self.settings
+        width, height = header.width, header.height
         if estimate.units > settings.max_job_work:
             advice = estimate_work(self.analyzer, settings.max_job_work, width, height, request).advice
             return (
                 f"{estimate.describe} = {estimate.units:,} units of work, more than a job may take ({settings.max_job_work:,}, "
                 f"{env_name('max_job_work')}); {advice}"
             )
-        if estimate.pixels > settings.max_job_pixels:
+        if estimate.pixels > settings.max_job_pixels and not header.tiled:
             return (
                 f"{estimate.describe}: {estimate.pixels:,} analysed pixels, more than a job may analyse ({settings.max_job_pixels:,}, "
                 f"{env_name('max_job_pixels')}); send resolution=working or a smaller image"
             )
         return None
 
-    def _as_job(self, estimate: WorkEstimate, mode: JobMode, width: int, height: int, request: AnalysisRequest) -> bool:
+    def _as_job(self, estimate: WorkEstimate, mode: JobMode, header: ImageHeader, request: AnalysisRequest) -> bool:
         """Whether the request runs as a job: ``mode="job"``, or ``"auto"`` and over the synchronous budget (jobs enabled).
 
         Raises:
@@ -255,7 +265,7 @@ class AnalysisService:
             return False
         if not self.jobs.enabled:
             raise ApiError(ErrorCode.VALIDATION_ERROR, f"mode: this server runs no jobs ({env_name('max_jobs')} = 0); send mode=auto or sync", "mode")
-        refusal = self._job_refusal(estimate, width, height, request)
+        refusal = self._job_refusal(estimate, header, request)
         if refusal is not None:
             raise TooMuchWork(refusal)
         return True
@@ -263,10 +273,14 @@ class AnalysisService:
     async def _submit(self, uploads: Sequence[BinaryIO], estimate: WorkEstimate, work: Work, kind: JobKind) -> Job:
         """Accept the request as a job: read its uploads now (the request's files close when it is answered), then run it in the background."""
         self.jobs.check_room()
-        copies = [io.BytesIO(await anyio.to_thread.run_sync(read_upload, upload)) for upload in uploads]
+        copies = [await anyio.to_thread.run_sync(spooled_copy, upload) for upload in uploads]
 
         async def run(job: Job) -> None:
-            await self._run_job(job, estimate, lambda token: work(token, copies))
+            try:
+                await self._run_job(job, estimate, lambda token: work(token, copies))
+            finally:
+                for copy in copies:
+                    copy.close()
 
         return self.jobs.submit(kind, self.name, estimate.units, estimate.describe, run)
 

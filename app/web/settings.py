@@ -32,6 +32,7 @@ from app.defaults import (
     MAX_PIXELS,
     MAX_QUEUE,
     MAX_SAMPLES,
+    MAX_TILED_PIXELS,
     MAX_WAIT_MS,
     MAX_WORK,
     MEMORY_BUDGET,
@@ -76,6 +77,13 @@ class Settings(BaseSettings):
     max_samples: int = Field(default=MAX_SAMPLES, ge=0, le=4096, description="Largest number of MC samples a request may ask for.")
     max_body_bytes: int = Field(default=MAX_BODY_BYTES, ge=1024, description="Largest request body in bytes; enforced while the body streams in.")
     max_pixels: int = Field(default=MAX_PIXELS, ge=1, description="Largest width x height of a decoded image.")
+    max_tiled_pixels: int = Field(
+        default=MAX_TILED_PIXELS,
+        ge=0,
+        description="Largest width x height of a tiled TIFF or BigTIFF beyond max_pixels, analysed at resolution=full tile by tile (never "
+        "decoded whole; memory bounded by one band of windows) into a chunked store; 0: such files are refused. Their uploads are "
+        "bounded by max_body_bytes too.",
+    )
     max_concurrent: int = Field(default=1, ge=1, le=16, description="Analyses allowed to run at the same time (bounds memory).")
     memory_budget: int = Field(default=MEMORY_BUDGET, ge=2**20, description="Bytes one chunk of MC samples may use.")
     min_area: int = Field(default=MIN_AREA, ge=1, description="Smallest connected component listed in the region table, in pixels.")

@@ -14,14 +14,18 @@ from typing import BinaryIO
 from app.error_codes import ErrorCode
 from app.io.containers import ContainerError, count_jpeg_scans
 from app.io.decoding import ImageDecodeError, ImageHeader, container_error, probe_image
+from app.web.tiled_uploads import probe_tiled
 
 __all__ = ["PROBE_BYTES", "probe_upload", "read_upload"]
 
 PROBE_BYTES = 2**20
 
 
-def probe_upload(file: BinaryIO, max_pixels: int) -> ImageHeader:
+def probe_upload(file: BinaryIO, max_pixels: int, max_tiled_pixels: int = 0) -> ImageHeader:
     """What an upload's header says (:func:`~app.io.decoding.probe_image`), decoding no pixel.
+
+    With ``max_tiled_pixels``, a tiled TIFF that Pillow's probe refuses (over ``max_pixels``, or a BigTIFF) is probed
+    as one read in windows instead (:func:`~app.web.tiled_uploads.probe_tiled`, ``tiled=True``).
 
     The first :data:`PROBE_BYTES` are probed; only when they do not hold a readable header (a JPEG with large
     metadata, a TIFF whose directory is at its end) is the whole file read for the probe, and let go before the
@@ -36,6 +40,9 @@ def probe_upload(file: BinaryIO, max_pixels: int) -> ImageHeader:
     try:
         header = probe_image(head, max_pixels)
     except ImageDecodeError as exc:
+        tiled = probe_tiled(file, max_tiled_pixels)
+        if tiled is not None:
+            return tiled
         if exc.code is ErrorCode.TOO_MANY_PIXELS or len(head) < PROBE_BYTES:
             raise
         return probe_image(read_upload(file), max_pixels)

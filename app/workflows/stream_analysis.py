@@ -7,8 +7,8 @@ pixels come from a :class:`~app.engine.sliding_window.RegionReader` (a tiled TIF
 What is held besides the network's working memory (the analyser's budget) is one band of maps and the previews:
 about ``40 · W`` bytes a band row and ``4 · 8`` bytes a preview pixel, whatever the image's height.
 
-The result is an :class:`~app.engine.analysis.Analysis` whose ``maps``, ``prediction`` and (for a decoded array)
-``image`` are the previews (so PNGs are drawn from them as from any analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution
+The result is an :class:`~app.engine.analysis.Analysis` whose ``maps``, ``prediction`` and ``image`` (for a reader:
+``f × f`` box averages read a band of rows at a time) are the previews (so PNGs are drawn from them as from any analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution
 means and class shares. Connected components are not listed (they need the whole label map); class rows are, exact.
 Sampled means carry the tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
 """
@@ -43,6 +43,7 @@ from app.workflows.analyzer import Analyzer
 __all__ = ["PREVIEW_SIDE", "STREAM_PIXELS", "analyze_to_store", "stream_grid"]
 
 PREVIEW_SIDE = 2048
+PREVIEW_BAND_ROWS = 256
 CODEC = "blosc zstd level 5, byte shuffle"
 _CLASS_ARRAYS = ("probs", "mean_probs", "class_variance")
 
@@ -74,14 +75,21 @@ def _band(parts: list[tuple[int, UncertaintyMaps]], rows: int, width: int, save:
     return {name: joined(name) for name in ("prediction", *MAP_NAMES, *save)}
 
 
-def _preview_image(source: np.ndarray | RegionReader, shape: tuple[int, ...]) -> np.ndarray:
-    """The input at the previews' size (bilinear, as the page's input is drawn); empty for a reader (nothing shows it)."""
-    if not isinstance(source, np.ndarray):
-        return np.empty((0, 0, 3), dtype=np.uint8)
-    if source.shape[:2] == shape:
-        return source
-    image = Image.fromarray(np.ascontiguousarray(source)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(image)
+def _preview_image(source: np.ndarray | RegionReader, shape: tuple[int, ...], factor: int) -> np.ndarray:
+    """The input at the previews' ``shape``: an array resized bilinearly (as the page's input is drawn); a reader's pixels
+    averaged over ``factor × factor`` boxes, read a band of rows at a time (never the whole image at once)."""
+    if isinstance(source, np.ndarray):
+        if source.shape[:2] == shape:
+            return source
+        image = Image.fromarray(np.ascontiguousarray(source)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return np.asarray(image)
+    out = np.empty((shape[0], shape[1], 3), dtype=np.uint8)
+    rows = factor * max(1, PREVIEW_BAND_ROWS // factor)
+    for top in range(0, source.height, rows):
+        band = Image.fromarray(source.read(top, 0, min(rows, source.height - top), source.width))
+        small = np.asarray(band.reduce(factor) if factor > 1 else band)
+        out[top // factor : top // factor + small.shape[0]] = small[:, : shape[1]]
+    return out
 
 
 def analyze_to_store(
@@ -168,7 +176,7 @@ def analyze_to_store(
         }
     )
     return Analysis(
-        image=_preview_image(source, preview_labels.shape),
+        image=_preview_image(source, preview_labels.shape, summary.factor),
         prediction=preview_labels.astype(np.int64),
         maps={name: preview_maps[name].astype(np.float32, copy=False) for name in MAP_NAMES},
         class_arrays=None,
