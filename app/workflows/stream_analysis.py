@@ -8,9 +8,10 @@ What is held besides the network's working memory (the analyser's budget) is one
 about ``40 · W`` bytes a band row and ``4 · 8`` bytes a preview pixel, whatever the image's height.
 
 The result is an :class:`~app.engine.analysis.Analysis` whose ``maps``, ``prediction`` and ``image`` (for a reader:
-``f × f`` box averages read a band of rows at a time) are the previews (so PNGs are drawn from them as from any analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution
-means and class shares. Connected components are not listed (they need the whole label map); class rows are, exact.
-Sampled means carry the tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
+``f × f`` box averages read a band of rows at a time) are the previews (so PNGs are drawn from them as from any
+analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution means and class shares.
+Connected components are not listed (they need the whole label map); class rows are, exact. Sampled means carry the
+tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
 """
 
 from __future__ import annotations
