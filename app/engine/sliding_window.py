@@ -17,7 +17,8 @@ get no error.
 
 Tiles run row by row. A row of tiles covers a band of rows; once the row is done, the band's rows
 that no later tile touches are finalised into the output maps (in blocks one tile wide) and dropped,
-so working memory is one tile's analysis plus one band's accumulators, whatever the image's height.
+so working memory is one tile's analysis plus one band's accumulators, whatever the image's height; a streamed
+analysis also cuts a wide image into column strips (:mod:`app.engine.strips`), so that the band is no wider than a strip.
 The outputs themselves (the analysis's maps, ``(H, W)``, and unless ``class_arrays=False`` the ``(C, H, W)``
 probabilities and variances) are allocated on the host at the input's size: 32 bytes a pixel for the maps and
 labels, ``12·C`` more for the class arrays.
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -38,6 +39,7 @@ from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.network import SegmentationNet
 from app.engine.options import SamplingOptions
 from app.engine.passes import pass_plan, run_passes
+from app.engine.strips import Strip
 from app.engine.tile_budget import TileCost, choose_tile
 from app.maps.mc_error import jackknife_se
 from app.maps.moments import UncertaintyMaps
@@ -45,6 +47,7 @@ from app.metrics.risk_control import set_sizes
 
 __all__ = [
     "OVERLAP",
+    "Band",
     "RegionReader",
     "TileGrid",
     "analyse_rgb",
@@ -206,6 +209,16 @@ def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, cla
             target[..., top : top + rows, left : left + cols].copy_(source[..., :rows, :cols])
 
 
+class Band(NamedTuple):
+    """A finished band of one strip: output rows from ``top`` and columns ``[left, right)``, as ``[(left, maps), …]``
+    blocks at most one tile wide (the last band may reach past the image's rows into its padding: crop it)."""
+
+    top: int
+    left: int
+    right: int
+    parts: list[tuple[int, UncertaintyMaps]]
+
+
 def blended_bands(
     net: SegmentationNet,
     rgb: np.ndarray | RegionReader,
@@ -215,35 +228,48 @@ def blended_bands(
     grid: TileGrid,
     options: SamplingOptions,
     bound: dict[str, float],
-) -> Iterator[tuple[int, list[tuple[int, UncertaintyMaps]]]]:
-    """Analyse ``rgb`` tile by tile, yielding each finished band of rows: ``(top, [(left, maps), …])``.
+    strips: Sequence[Strip] | None = None,
+) -> Iterator[Band]:
+    """Analyse ``rgb`` tile by tile, yielding each finished band of rows of each column strip (:mod:`app.engine.strips`).
 
-    A band is the rows of a row of tiles that no later tile touches, finalised in blocks one tile wide (the
-    last block and band may reach past the image into its padding: crop them). ``bound`` receives, per
-    sampled map, the largest jackknife error of any tile's mean (the image mean's MC error bound).
+    Strips come left to right, each band by band top to bottom; without ``strips`` the image is one strip. A band is
+    the rows of a row of tiles that no later tile touches. ``bound`` receives, per sampled map, the largest jackknife
+    error of any tile's mean (the image mean's MC error bound).
     """
     device = next(iter(net.parameters())).device
     th, tw = grid.tile
     weights = gaussian_weights(th, tw, device)
     height, width = image_size(rgb)
     draws = pass_plan(net, options.tta, options.samples).draws
-    blender = BandBlender(classes, th, grid.lefts[-1] + tw, device, options.density is not None)
-    tile_done = progress_steps(options.cancel, len(grid.tops) * len(grid.lefts), "tile")
-    for row, top in enumerate(grid.tops):
-        for left in grid.lefts:
-            checkpoint(options.cancel)
-            x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
-            maps = run_passes(net, x, options, mean, std)
-            for name, replicates in (maps.replicates or {}).items():
-                bound[name] = max(bound.get(name, 0.0), jackknife_se(replicates[0].mean(dim=(-2, -1), dtype=torch.float64).cpu().numpy()))
-            distance = maps.feature_distance[0] if maps.feature_distance is not None else None
-            blender.add(0, left, weights, BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0], distance))
-            del maps, x
-            tile_done()
-        step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
-        rows = min(step, height - top)
-        yield top, [(left, finalize_blend(blender.rows(rows, slice(left, left + tw)), draws)) for left in range(0, width, tw)]
-        blender.advance(step)
+    strips = strips or [Strip(0, width, 0, len(grid.lefts) - 1)]
+    tile_done = progress_steps(options.cancel, len(grid.tops) * sum(s.last - s.first + 1 for s in strips), "tile")
+    for strip in strips:
+        origin = grid.lefts[strip.first]
+        lefts = grid.lefts[strip.first : strip.last + 1]
+        blender = BandBlender(classes, th, lefts[-1] + tw - origin, device, options.density is not None)
+        for row, top in enumerate(grid.tops):
+            for left in lefts:
+                checkpoint(options.cancel)
+                x = to_tensor(tile_pixels(rgb, top, left, grid.tile, net.stride), mean, std).to(device)
+                maps = run_passes(net, x, options, mean, std)
+                for name, replicates in (maps.replicates or {}).items():
+                    se = jackknife_se(replicates[0].mean(dim=(-2, -1), dtype=torch.float64).cpu().numpy())
+                    bound[name] = max(bound.get(name, 0.0), se)
+                distance = maps.feature_distance[0] if maps.feature_distance is not None else None
+                statistics = BlendedStatistics(maps.probs[0], maps.mean_probs[0], maps.class_variance[0], maps.expected_entropy[0], distance)
+                blender.add(0, left - origin, weights, statistics)
+                del maps, x, statistics, distance  # nothing of a tile outlives it, nor of a band its yield
+                tile_done()
+            step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
+            rows = min(step, height - top)
+            blocks = range(strip.left, strip.right, tw)
+            yield Band(
+                top,
+                strip.left,
+                strip.right,
+                [(a, finalize_blend(blender.rows(rows, slice(a - origin, min(a + tw, strip.right) - origin)), draws)) for a in blocks],
+            )
+            blender.advance(step)
 
 
 def sliding_window_mc(
@@ -281,9 +307,9 @@ def sliding_window_mc(
     if set_thresholds and not class_arrays:
         out.set_sizes = torch.empty(1, len(set_thresholds), *size, dtype=torch.uint8)
     bound: dict[str, float] = {}
-    for top, parts in blended_bands(net, rgb, mean, std, classes, grid, options, bound):
-        for left, part in parts:
-            _write(out, part, top, left, class_arrays, set_thresholds)
+    for band in blended_bands(net, rgb, mean, std, classes, grid, options, bound):
+        for left, part in band.parts:
+            _write(out, part, band.top, left, class_arrays, set_thresholds)
     out.error_bound = bound or None
     return out
 

@@ -117,7 +117,7 @@ def _multiples(stride: int, top: int, bottom: int) -> range:
     return range(top - top % stride, bottom - 1, -stride)
 
 
-def choose_tile(height: int, width: int, cost: TileCost, budget: int, stride: int) -> tuple[int, int] | None:
+def choose_tile(height: int, width: int, cost: TileCost, budget: int, stride: int, band_columns: int | None = None) -> tuple[int, int] | None:
     """The tile for a padded ``height × width`` image, or ``None`` when it is analysed whole.
 
     The tile is the largest square of side ``s`` (a multiple of ``stride``) that, clipped to the image,
@@ -130,9 +130,15 @@ def choose_tile(height: int, width: int, cost: TileCost, budget: int, stride: in
         cost: The network's :class:`TileCost`.
         budget: Bytes the whole analysis may take.
         stride: The network's stride.
+        band_columns: The widest column strip the blending band spans (:mod:`app.engine.strips`; plus a tile on each
+            side); ``None``: the whole width.
     """
     if cost.image_bytes(height, width) <= budget:
         return None
     smallest = MIN_TILE_STRIDES * stride
-    side = next((s for s in _multiples(stride, max(height, width), smallest) if cost.tile_bytes((min(s, height), min(s, width)), width) <= budget), smallest)
+
+    def band(s: int) -> int:
+        return width if band_columns is None else min(width, band_columns + 2 * s)
+
+    side = next((s for s in _multiples(stride, max(height, width), smallest) if cost.tile_bytes((min(s, height), min(s, width)), band(s)) <= budget), smallest)
     return min(side, height), min(side, width)

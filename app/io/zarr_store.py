@@ -102,16 +102,17 @@ class MapStore:
                 name, shape=(num_classes, *size), chunks=(1, rows, cols), dtype=np.float32, compressors=_compressor(), fill_value=0
             )
 
-    def write_band(self, top: int, arrays: Mapping[str, np.ndarray]) -> None:
-        """Write rows ``[top, top + rows)`` of every array: maps and labels ``(rows, W)``, class arrays ``(C, rows, W)``.
+    def write_band(self, top: int, arrays: Mapping[str, np.ndarray], left: int = 0) -> None:
+        """Write rows ``[top, top + rows)`` and columns ``[left, left + cols)`` of every array: maps and labels
+        ``(rows, cols)``, class arrays ``(C, rows, cols)``.
 
         Raises:
             KeyError: an array of the store is missing from ``arrays``.
         """
         for name, target in self._arrays.items():
             band = np.asarray(arrays[name], dtype=self.dtypes[name])
-            rows = band.shape[-2]
-            target[..., top : top + rows, :] = band
+            rows, cols = band.shape[-2:]
+            target[..., top : top + rows, left : left + cols] = band
 
     def write_previews(self, factor: int, previews: Mapping[str, np.ndarray]) -> None:
         """Write each map's level-1 preview (when ``factor`` reaches :data:`PREVIEW_LEVEL_FACTOR`) and its OME-NGFF

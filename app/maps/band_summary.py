@@ -16,7 +16,7 @@ import numpy as np
 
 from app.maps.regions import Region
 
-__all__ = ["BandSummary"]
+__all__ = ["BandSummary", "class_rows"]
 
 _CHUNK_PIXELS = 1 << 20  # pixels of a band handled at once: bounds the temporaries whatever the band's height
 _COUNT_CELLS = 1 << 22  # (block, class) label counts held at once by the mode preview
@@ -31,12 +31,15 @@ class BandSummary:
         class_names: Name of each class index (a label past the end is named by its index, as in ``region_table``).
         map_names: The maps to summarise, in the order of the results' dicts; ``add`` ignores other maps.
         preview_side: The previews' longest side is at most this; the factor is ``ceil(max(H, W) / preview_side)``.
+        factor: The previews' factor instead (a strip of a wider image uses the image's, :mod:`app.maps.strip_summary`).
 
     Raises:
         ValueError: On an empty image, a ``preview_side`` below 1 or repeated map names.
     """
 
-    def __init__(self, height: int, width: int, class_names: Sequence[str], map_names: Sequence[str], preview_side: int = 2048) -> None:
+    def __init__(
+        self, height: int, width: int, class_names: Sequence[str], map_names: Sequence[str], preview_side: int = 2048, factor: int | None = None
+    ) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
         if preview_side < 1:
@@ -46,7 +49,7 @@ class BandSummary:
         self.height, self.width = height, width
         self.class_names = list(class_names)
         self.map_names = list(map_names)
-        f = self._f = max(1, math.ceil(max(height, width) / preview_side))
+        f = self._f = factor if factor is not None else max(1, math.ceil(max(height, width) / preview_side))
         self._col_sizes = np.diff(np.append(np.arange(0, width, f), width))
         self._col_block = np.arange(width) // f
         self._preview_shape = (-(-height // f), len(self._col_sizes))
@@ -61,6 +64,11 @@ class BandSummary:
         self._map_previews = np.zeros((len(self.map_names), *self._preview_shape), dtype=np.float32)
         self._label_preview: np.ndarray | None = None
         self._grow(len(self.class_names))
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row has been added."""
+        return self._next == self.height
 
     @property
     def factor(self) -> int:
@@ -114,30 +122,19 @@ class BandSummary:
         total = self.height * self.width
         return {name: float(self._totals[i] / total) for i, name in enumerate(self.map_names)}
 
+    def class_totals(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per class index: pixels ``(K,)``, map sums ``(maps, K)`` (float64) and boxes ``x0, y0, x1, y1`` ``(4, K)``."""
+        self._require_complete()
+        return self._pixels.copy(), self._sums.copy(), self._box.copy()
+
     def class_regions(self) -> list[Region]:
         """The class rows of ``region_table`` (classes present, ascending), with ``errors`` of ``None`` for every map."""
         self._require_complete()
-        total = self.height * self.width
-        rows = []
-        for c in np.flatnonzero(self._pixels):
-            pixels = int(self._pixels[c])
-            rows.append(
-                Region(
-                    kind="class",
-                    class_index=int(c),
-                    class_name=self.class_names[c] if c < len(self.class_names) else str(c),
-                    component=None,
-                    pixels=pixels,
-                    share=float(pixels / total),
-                    bbox=[int(v) for v in self._box[:, c]],
-                    means={name: float(self._sums[i, c] / pixels) for i, name in enumerate(self.map_names)},
-                    errors=dict.fromkeys(self.map_names),
-                )
-            )
-        return rows
+        return class_rows(self._pixels, self._sums, self._box, self.height * self.width, self.class_names, self.map_names)
 
-    def previews(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The prediction's and the maps' previews, ``(ceil(H / f), ceil(W / f))`` for the factor ``f``.
+    def previews(self, copy: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The prediction's and the maps' previews, ``(ceil(H / f), ceil(W / f))`` for the factor ``f`` (``copy=False``:
+        the summary's own arrays, valid while it lives).
 
         Returns:
             The block mode of the prediction (ties: the smaller class; the input's dtype) and map name → the block mean
@@ -145,6 +142,8 @@ class BandSummary:
         """
         self._require_complete()
         assert self._label_preview is not None
+        if not copy:
+            return self._label_preview, {name: self._map_previews[i] for i, name in enumerate(self.map_names)}
         return self._label_preview.copy(), {name: self._map_previews[i].copy() for i, name in enumerate(self.map_names)}
 
     def _require_complete(self) -> None:
@@ -217,3 +216,24 @@ def _block_sums(v: np.ndarray, offset: int, f: int, groups: int, blocks: int) ->
         part = rows[:, j::f]
         out[:, : part.shape[1]] += part
     return out
+
+
+def class_rows(pixels: np.ndarray, sums: np.ndarray, box: np.ndarray, total: int, class_names: Sequence[str], map_names: Sequence[str]) -> list[Region]:
+    """The class rows of ``region_table`` from per-class totals (:meth:`BandSummary.class_totals`) of a ``total``-pixel image."""
+    rows = []
+    for c in np.flatnonzero(pixels):
+        count = int(pixels[c])
+        rows.append(
+            Region(
+                kind="class",
+                class_index=int(c),
+                class_name=class_names[int(c)] if c < len(class_names) else str(c),
+                component=None,
+                pixels=count,
+                share=float(count / total),
+                bbox=[int(v) for v in box[:, c]],
+                means={name: float(sums[i, c] / count) for i, name in enumerate(map_names)},
+                errors=dict.fromkeys(map_names),
+            )
+        )
+    return rows

@@ -31,13 +31,13 @@ from app.engine.analysis import Analysis, StoredMaps
 from app.engine.cancel import CancelToken
 from app.engine.passes import pass_plan, plan_cost
 from app.engine.sampling import SamplingOptions
-from app.engine.sliding_window import RegionReader, TileGrid, blended_bands, image_size, plan_grid
+from app.engine.sliding_window import Band, RegionReader, TileGrid, blended_bands, image_size, plan_grid
+from app.engine.strips import STRIP_COLUMNS, plan_strips
 from app.engine.tile_budget import choose_tile
 from app.io.zarr_store import CHUNK_COLUMNS, MapStore
-from app.maps.band_summary import BandSummary
 from app.maps.mc_error import mean_errors
-from app.maps.moments import UncertaintyMaps
 from app.maps.registry import MAP_NAMES, map_ranges
+from app.maps.strip_summary import StripedSummary
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 
@@ -57,21 +57,22 @@ def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRe
     cost = plan_cost(analyzer.cost, plan)
     stride = net.stride
     hp, wp = height + (-height) % stride, width + (-width) % stride
-    tile = choose_tile(hp, wp, cost, analyzer.memory_budget, stride) or (hp, wp)
+    tile = choose_tile(hp, wp, cost, analyzer.memory_budget, stride, band_columns=STRIP_COLUMNS) or (hp, wp)
     grid = plan_grid(hp, wp, tile, stride)
-    return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, wp)
+    return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, min(wp, STRIP_COLUMNS + 2 * grid.tile[1]))
 
 
-def _band(parts: list[tuple[int, UncertaintyMaps]], rows: int, width: int, save: Sequence[str]) -> dict[str, np.ndarray]:
-    """A band's full-width host arrays from its blocks: maps and labels ``(rows, W)``, class arrays ``(C, rows, W)``."""
+def _band(band: Band, rows: int, save: Sequence[str]) -> dict[str, np.ndarray]:
+    """A band's host arrays from its blocks: maps and labels ``(rows, right - left)``, class arrays ``(C, rows, right - left)``."""
 
-    scalars = [part.scalar_maps() for _, part in parts]
+    scalars = [part.scalar_maps() for _, part in band.parts]
 
     def joined(pick: str) -> np.ndarray:
         blocks = [
-            (maps[pick] if pick in MAP_NAMES else getattr(part, pick))[0, ..., :rows, :].cpu().numpy() for maps, (_, part) in zip(scalars, parts, strict=True)
+            (maps[pick] if pick in MAP_NAMES else getattr(part, pick))[0, ..., :rows, :].cpu().numpy()
+            for maps, (_, part) in zip(scalars, band.parts, strict=True)
         ]
-        return np.concatenate(blocks, axis=-1)[..., :width]
+        return np.concatenate(blocks, axis=-1)
 
     return {name: joined(name) for name in ("prediction", *MAP_NAMES, *save)}
 
@@ -102,6 +103,7 @@ def analyze_to_store(
     *,
     cancel: CancelToken | None = None,
     preview_side: int = PREVIEW_SIDE,
+    strip_columns: int | None = STRIP_COLUMNS,
 ) -> Analysis:
     """Analyse every pixel of ``source`` in sliding windows, writing the maps to a ``maps.zarr`` at ``store_path``.
 
@@ -113,6 +115,7 @@ def analyze_to_store(
         save: The ``(C, H, W)`` arrays the store keeps as well (:func:`app.io.npz.parse_save`).
         cancel: Checked between tiles and sample chunks.
         preview_side: The previews' longest side at most.
+        strip_columns: The widest column strip (:mod:`app.engine.strips`; ``None``: the whole width at once).
 
     Returns:
         The analysis, its maps the previews (:attr:`~app.engine.analysis.Analysis.stored` says where the full maps are).
@@ -139,18 +142,23 @@ def analyze_to_store(
     classes = len(card.classes)
     band_rows = grid.tile[0] - grid.overlap[0] if len(grid.tops) > 1 else grid.tile[0]
     store = MapStore(store_path, (height, width), classes, band_rows, save)
-    summary = BandSummary(height, width, bundle.class_names, MAP_NAMES, preview_side)
+    summary = StripedSummary(height, width, bundle.class_names, MAP_NAMES, preview_side)
+    strips = plan_strips(grid.lefts, grid.tile[1], width, strip_columns, math.lcm(summary.factor, CHUNK_COLUMNS))
+    strip_summary = None
     squares = 0.0
     bound: dict[str, float] = {}
     start = time.perf_counter()
     norm = card.normalization
-    for top, parts in blended_bands(bundle.net, source, norm.mean, norm.std, classes, grid, options, bound):
-        rows = min(int(parts[0][1].prediction.shape[-2]), height - top)
-        band = _band(parts, rows, width, save)
-        store.write_band(top, band)
-        summary.add(top, band["prediction"], {name: band[name] for name in MAP_NAMES})
-        squares += float(np.square(band["feature_distance"], dtype=np.float64).sum())
-        del band, parts
+    for band in blended_bands(bundle.net, source, norm.mean, norm.std, classes, grid, options, bound, strips):
+        if band.top == 0:
+            strip_summary = summary.strip(band.left, band.right)
+        assert strip_summary is not None
+        rows = min(int(band.parts[0][1].prediction.shape[-2]), height - band.top)
+        arrays = _band(band, rows, save)
+        store.write_band(band.top, arrays, band.left)
+        strip_summary.add(band.top, arrays["prediction"], {name: arrays[name] for name in MAP_NAMES})
+        squares += float(np.square(arrays["feature_distance"], dtype=np.float64).sum())
+        del band, arrays
     if analyzer.device.type == "cuda":
         torch.cuda.synchronize(analyzer.device)
     inference = time.perf_counter() - start
