@@ -28,7 +28,7 @@ from app.web.jobs import Answer, Job, JobKind, JobMode, JobStore, failure_of
 from app.web.metrics import Metrics
 from app.web.settings import Settings, env_name
 from app.web.supervision import Disconnected, never_disconnected, supervise
-from app.web.tiled_uploads import analyse_tiled, is_tiff, require_full_resolution, spooled_copy
+from app.web.tiled_uploads import analyse_tiled, is_tiff, reading_units, spooled_copy
 from app.web.uploads import probe_upload, read_upload
 from app.web.work_estimate import WorkEstimate, estimate_work
 from app.workflows.adversarial import AttackTooLarge, check_attack_size
@@ -158,7 +158,7 @@ class AnalysisService:
 
     def _analyse_upload(self, upload: BinaryIO, request: AnalysisRequest, token: CancelToken) -> Analysis:
         """Analyse an upload: a tiled TIFF beyond the decode limit tile by tile (:mod:`app.web.tiled_uploads`), else its bytes."""
-        if request.resolution == "full" and is_tiff(upload) and probe_upload(upload, self.settings.max_pixels, self.settings.max_tiled_pixels).tiled:
+        if is_tiff(upload) and probe_upload(upload, self.settings.max_pixels, self.settings.max_tiled_pixels).tiled:
             return analyse_tiled(self.analyzer, upload, request, self.cache.new_store(), self.settings.max_tiled_pixels, token)
         return self._analyse(read_upload(upload), request, token)
 
@@ -213,8 +213,10 @@ class AnalysisService:
             self.admission.check_room()
         tiled_limit = self.settings.max_tiled_pixels if kind == "analyze" else 0
         header = await anyio.to_thread.run_sync(probe_upload, uploads[0], self.settings.max_pixels, tiled_limit)
-        require_full_resolution(header, request, self.settings.max_pixels)
-        estimate = estimate_work(self.analyzer, self.settings.max_work, header.width, header.height, request, None if header.tiled else header)
+        decoded = None if header.tiled else header
+        estimate = estimate_work(
+            self.analyzer, self.settings.max_work, header.width, header.height, request, decoded, reading_units(header, request.resolution)
+        )
         if request.adversarial:
             try:
                 check_attack_size(*self.analyzer.analysed_shape(header.height, header.width, request.resolution))

@@ -2,19 +2,22 @@
 
 A TIFF or BigTIFF whose first image is tiled and whose pixels are more than ``SEGU_MAX_PIXELS`` (or that Pillow cannot
 read, as a BigTIFF) is never decoded whole: its header is probed with tifffile from the uploaded file (spooled to disk
-by Starlette, or by :func:`spooled_copy` for a job), and ``resolution=full`` analyses it in sliding windows, reading
+by Starlette, or by :func:`spooled_copy` for a job). ``resolution=full`` analyses it in sliding windows, reading
 only the tiles each window touches (:class:`~app.io.pixel_source.TiledTiffSource`), into a ``maps.zarr`` in the cache's
-folder (:func:`~app.workflows.stream_analysis.analyze_to_store`): previews in the answer, exact pixels by id. Its size is
-bounded by ``SEGU_MAX_TILED_PIXELS``; its memory by one band of windows, whatever its size.
+folder (:func:`~app.workflows.stream_analysis.analyze_to_store`): previews in the answer, exact pixels by id; the
+working resolution reduces it band by band to the working size first. Its size is bounded by ``SEGU_MAX_TILED_PIXELS``;
+its memory by one band of windows (or of rows), whatever its size.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from app.defaults import DECODE_NS_PER_WORK_UNIT
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.error_codes import ErrorCode
@@ -23,11 +26,13 @@ from app.io.pixel_source import TiledImageError, is_tiled_tiff, open_tiled_tiff
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
 from app.workflows.stream_analysis import analyze_to_store
+from app.workflows.stream_folder import reduced_rgb
 
-__all__ = ["SPOOL_BYTES", "analyse_tiled", "is_tiff", "probe_tiled", "require_full_resolution", "spooled_copy"]
+__all__ = ["READ_NS_PER_PIXEL", "SPOOL_BYTES", "analyse_tiled", "is_tiff", "probe_tiled", "reading_units", "spooled_copy"]
 
 TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 SPOOL_BYTES = 16 * 2**20
+READ_NS_PER_PIXEL = 40.0  # reading and reducing a zlib-tiled RGB slide to the working size, measured 2 cores, rounded up
 UPLOAD_NAME = "the uploaded TIFF"
 
 
@@ -61,31 +66,28 @@ def probe_tiled(file: BinaryIO, max_tiled_pixels: int) -> ImageHeader | None:
     return ImageHeader("TIFF", width, height, file_bytes=size, decoder="tiled", tiled=True)
 
 
-def require_full_resolution(header: ImageHeader, request: AnalysisRequest, max_pixels: int) -> None:
-    """Refuse a tiled TIFF analysed at anything but full resolution: it is only ever read in windows.
-
-    Raises:
-        ImageDecodeError: ``too_many_pixels`` (or ``unsupported_media_type`` for a small one Pillow cannot read).
-    """
-    if not header.tiled or request.resolution == "full":
-        return
-    pixels = header.width * header.height
-    code = ErrorCode.TOO_MANY_PIXELS if pixels > max_pixels else ErrorCode.UNSUPPORTED_MEDIA_TYPE
-    raise ImageDecodeError(
-        code,
-        f"{UPLOAD_NAME} ({header.width}x{header.height}, {pixels:,} pixels) is a tiled image that is never decoded whole "
-        f"(SEGU_MAX_PIXELS = {max_pixels:,}): send resolution=full to analyse it tile by tile",
-    )
+def reading_units(header: ImageHeader, resolution: str) -> int:
+    """Work units of reading a tiled upload whole to reduce it to the working size (0 at full resolution, where the
+    windows read the tiles as part of the analysis), at :data:`READ_NS_PER_PIXEL`."""
+    if not header.tiled or resolution == "full":
+        return 0
+    return math.ceil(header.width * header.height * READ_NS_PER_PIXEL / DECODE_NS_PER_WORK_UNIT)
 
 
 def analyse_tiled(analyzer: Analyzer, file: BinaryIO, request: AnalysisRequest, store_path: Path, max_tiled_pixels: int, token: CancelToken) -> Analysis:
-    """Analyse a tiled TIFF upload at full resolution into a ``maps.zarr`` at ``store_path`` (removed on failure).
+    """Analyse a tiled TIFF upload: at full resolution into a ``maps.zarr`` at ``store_path`` (removed on failure); at the
+    working resolution reduced band by band to the working size (:func:`~app.workflows.stream_folder.reduced_rgb`, as
+    ``analyze`` does) and analysed as any photo (``store_path`` unused).
 
     Raises:
         ImageDecodeError: ``corrupt_image`` when a tile cannot be decoded (the message names its rows and columns).
     """
     try:
         with open_tiled_tiff(file, max_tiled_pixels, name=UPLOAD_NAME) as source:
+            if request.resolution != "full":
+                size = (source.height, source.width)
+                rgb = reduced_rgb(source, analyzer.analysed_shape(*size, "working"), token)
+                return analyzer.analyze_image(rgb, request, cancel=token, input_size=size)
             return analyze_to_store(analyzer, source, request, store_path, ("mean_probs",), cancel=token)
     except TiledImageError as exc:
         shutil.rmtree(store_path, ignore_errors=True)

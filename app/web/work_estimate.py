@@ -59,12 +59,14 @@ def describe_decode(header: ImageHeader, cost: DecodeCost) -> str:
     return f"decoding the {header.width}x{header.height} {name} ({header.mode}{scans}{reduced}; {estimated})"
 
 
-def estimate_work(analyzer: Analyzer, max_work: int, width: int, height: int, request: AnalysisRequest, header: ImageHeader | None = None) -> WorkEstimate:
+def estimate_work(
+    analyzer: Analyzer, max_work: int, width: int, height: int, request: AnalysisRequest, header: ImageHeader | None = None, reading: int = 0
+) -> WorkEstimate:
     """The work of analysing a ``width × height`` upload as ``request`` asks, against a budget of ``max_work`` units.
 
     Every pass (ensemble member × test-time augmentation, :mod:`app.engine.passes`) runs its deterministic pass and
     its ``samples`` MC samples. With the upload's ``header`` its decoding is counted too (reduced at working resolution
-    where the format allows).
+    where the format allows); ``reading`` adds the units of reading a tiled image that is never decoded whole.
     """
     samples, resolution, tta = request.samples, request.resolution, request.tta
     rows, cols = analyzer.analysed_shape(height, width, resolution)
@@ -77,6 +79,9 @@ def estimate_work(analyzer: Analyzer, max_work: int, width: int, height: int, re
         cost = decode_cost(header, (rows, cols) if resolution == "working" else None)
         decoding = decode_units(cost)
         describe += f" = {pixels * passes * (samples + 1):,} units, + {decoding:,} units for {describe_decode(header, cost)}"
+    if reading:
+        decoding += reading
+        describe += f" = {pixels * passes * (samples + 1):,} units, + {reading:,} units for reading the tiled image in bands"
     attack = adversarial_units(pixels, request)
     if attack:
         describe += f", + {attack:,} units for the adversarial attack ({len(request.adversarial)} radii x {request.adversarial_steps + 1} backward passes)"

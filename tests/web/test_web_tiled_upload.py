@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +28,15 @@ from test_web_streamed import FORM, HEIGHT, TIMEOUT, WIDTH, analyse, settings_of
 from webutil import LiveServer, assert_error
 
 from app.error_codes import ErrorCode
+from app.io.bundle import load_bundle
 from app.io.decoding import ImageDecodeError
+from app.io.pixel_source import ArraySource
 from app.maps.registry import MAP_NAMES
+from app.request import AnalysisRequest
 from app.web.encoding import jpeg_bytes
 from app.web.uploads import probe_upload
+from app.workflows.analyzer import Analyzer
+from app.workflows.stream_folder import reduced_rgb
 
 TILE = 64
 
@@ -118,10 +125,34 @@ def test_a_tiled_tiff_beyond_max_pixels_is_analysed_in_windows_as_its_png_is_in_
     assert float(np.abs(preview - expected_preview).mean()) <= 1.0, "the input's preview is not the JPEG of the slide's 2x2 box average"
 
 
-def test_another_resolution_is_refused_with_the_way_to_analyse_it(tiled: LiveServer) -> None:
-    response = post(tiled.url, tiled_tiff(pixels()), resolution="working")
-    body = assert_error(response, 413, "too_many_pixels", "file")
-    assert "resolution=full" in body["message"] and "tile by tile" in body["message"]
+@pytest.fixture(scope="module")
+def resizing_bundle_dir(tiny_bundle_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny bundle with a working size of 512 pixels (long side)."""
+    folder = tmp_path_factory.mktemp("resizing") / "tiny512"
+    shutil.copytree(tiny_bundle_dir, folder)
+    card = json.loads((folder / "model.json").read_text())
+    card["input"]["working_size"] = 512
+    (folder / "model.json").write_text(json.dumps(card))
+    return folder
+
+
+def test_at_the_working_resolution_it_is_reduced_band_by_band_as_analyze_reduces_it(resizing_bundle_dir: Path) -> None:
+    rgb = pixels()
+    live = LiveServer(settings_of(resizing_bundle_dir, max_pixels=100_000, max_body_bytes=2**22)).start()
+    try:
+        response = post(live.url, tiled_tiff(rgb), resolution="working")
+    finally:
+        live.stop()
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    analyzer = Analyzer(load_bundle(resizing_bundle_dir), memory_budget=2**20)
+    shape = analyzer.analysed_shape(HEIGHT, WIDTH, "working")
+    assert answer["analysed_size"] == [shape[1], shape[0]] and shape[1] == 512
+    assert (answer["input_width"], answer["input_height"]) == (WIDTH, HEIGHT)
+    request = AnalysisRequest(samples=int(FORM["samples"]), seed=int(FORM["seed"]))
+    want = analyzer.analyze_image(reduced_rgb(ArraySource(rgb), shape), request, input_size=(HEIGHT, WIDTH))
+    for got in answer["maps"]:
+        assert got["mean"] == pytest.approx(float(want.maps[got["name"]].mean(dtype=np.float64)), rel=1e-5, abs=1e-7), got["name"]
 
 
 def test_a_truncated_tiled_tiff_is_refused_before_it_runs(tiled: LiveServer, tiled_stores: Path) -> None:
