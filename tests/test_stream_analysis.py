@@ -192,3 +192,30 @@ def test_column_strips_give_the_same_store_and_summary(tiny_bundle: Bundle, tmp_
     np.testing.assert_array_equal(striped.prediction, whole.prediction)
     for name in MAP_NAMES:
         np.testing.assert_allclose(striped.maps[name], whole.maps[name], rtol=1e-6)
+
+
+def test_a_streamed_analysis_has_the_in_memory_sets_counted_at_full_resolution(tiny_bundle: Bundle, tmp_path) -> None:
+    """Set sizes in the store equal the in-memory analysis's; the shares of one-class sets, the mean sizes and each class
+    row's sure share are counted at full resolution (the previews are 2x smaller)."""
+    from test_prediction_sets import THRESHOLDS, _card_sets
+
+    from app.io.zarr_store import StoreArrays
+    from app.maps.registry import set_size_name
+
+    tiny_bundle.card.conformal_sets = _card_sets(samples=SAMPLES)
+    analyzer = _tiled_analyzer(tiny_bundle)
+    rgb = _scene()
+    memory = analyzer.analyze_image(rgb, REQUEST)
+    streamed = analyze_to_store(analyzer, rgb, REQUEST, tmp_path / "maps.zarr", preview_side=WIDTH // 2)
+    assert memory.sets is not None and streamed.sets is not None and streamed.stored is not None and streamed.stored.factor == 2
+    arrays = StoreArrays(tmp_path / "maps.zarr")
+    for alpha in THRESHOLDS:
+        np.testing.assert_array_equal(arrays[set_size_name(alpha)], memory.sets.sizes[alpha])
+        assert streamed.sets.sizes[alpha].shape == streamed.prediction.shape
+    for got, want in zip(streamed.sets.summaries(), memory.sets.summaries(), strict=True):
+        assert got["singleton_share"] == pytest.approx(want["singleton_share"], rel=1e-12)
+        assert got["mean_set_size"] == pytest.approx(want["mean_set_size"], rel=1e-12)
+    memory_rows = {r.class_index: r for r in memory.regions if r.kind == "class"}
+    for row in streamed.regions:
+        assert row.sure_share == pytest.approx(memory_rows[row.class_index].sure_share, rel=1e-12)
+        assert set(row.means) == set(MAP_NAMES)

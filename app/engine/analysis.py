@@ -66,6 +66,7 @@ class PredictionSets:
         guarantee: The guarantee in words, with what it assumes.
         approximate: Why this analysis is not the method the card calibrated (``""``: it is).
         class_masks: ``(class name, alpha, threshold)`` of every calibrated class mask (pixels with ``p_class >= threshold``).
+        exact: ``alpha`` → (share of one-class sets, mean set size) counted at full resolution, when ``sizes`` are previews.
     """
 
     thresholds: dict[float, float]
@@ -74,18 +75,20 @@ class PredictionSets:
     guarantee: str
     approximate: str = ""
     class_masks: list[tuple[str, float, float]] = field(default_factory=list)
+    exact: dict[float, tuple[float, float]] | None = None
 
     def summaries(self) -> list[dict[str, float]]:
-        """Per level: ``alpha``, ``threshold``, the share of one-class sets and the mean set size over the image."""
-        return [
-            {
-                "alpha": alpha,
-                "threshold": self.thresholds[alpha],
-                "singleton_share": float(np.count_nonzero(sizes == 1) / max(sizes.size, 1)),
-                "mean_set_size": float(sizes.mean(dtype=np.float64)) if sizes.size else 0.0,
-            }
-            for alpha, sizes in self.sizes.items()
-        ]
+        """Per level: ``alpha``, ``threshold``, the share of one-class sets and the mean set size over the image (from
+        ``exact`` when given: a streamed analysis's ``sizes`` are previews, its shares are counted at full resolution)."""
+        out = []
+        for alpha, sizes in self.sizes.items():
+            if self.exact is not None:
+                singletons, mean_size = self.exact[alpha]
+            else:
+                singletons = float(np.count_nonzero(sizes == 1) / max(sizes.size, 1))
+                mean_size = float(sizes.mean(dtype=np.float64)) if sizes.size else 0.0
+            out.append({"alpha": alpha, "threshold": self.thresholds[alpha], "singleton_share": singletons, "mean_set_size": mean_size})
+        return out
 
 
 @dataclass(frozen=True)

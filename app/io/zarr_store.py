@@ -72,7 +72,7 @@ def multiscales(name: str, factor: int) -> dict[str, Any]:
 
 
 class MapStore:
-    """A ``maps.zarr`` being written: bands of full-width rows, then previews, then the attributes that mark it complete.
+    """A ``maps.zarr`` being written: bands of rows (of a column strip), then previews, then the attributes that mark it complete.
 
     Args:
         path: The store's folder (created; an existing one is replaced).
@@ -80,9 +80,10 @@ class MapStore:
         num_classes: ``C``.
         band_rows: Rows per chunk (a band of the sliding windows).
         save: The ``(C, H, W)`` arrays to keep (:func:`app.io.npz.parse_save`).
+        set_sizes: The ``(H, W)`` uint8 conformal set-size arrays to keep (``set_size_10``, …).
     """
 
-    def __init__(self, path: Path, size: tuple[int, int], num_classes: int, band_rows: int, save: Sequence[str] = ()) -> None:
+    def __init__(self, path: Path, size: tuple[int, int], num_classes: int, band_rows: int, save: Sequence[str] = (), set_sizes: Sequence[str] = ()) -> None:
         self.path = path
         self.size = size
         self.save = tuple(save)
@@ -96,6 +97,9 @@ class MapStore:
         for name, dtype in self.dtypes.items():
             group = self.root.create_group(name)
             self._arrays[name] = group.create_array("0", shape=size, chunks=(rows, cols), dtype=dtype, compressors=_compressor(), fill_value=0)
+        for name in set_sizes:
+            self.dtypes[name] = np.dtype(np.uint8)
+            self._arrays[name] = self.root.create_array(name, shape=size, chunks=(rows, cols), dtype=np.uint8, compressors=_compressor(), fill_value=0)
         for name in self.save:
             self.dtypes[name] = np.dtype(np.float32)
             self._arrays[name] = self.root.create_array(
@@ -130,6 +134,9 @@ class MapStore:
     def finish(self, attrs: Mapping[str, Any]) -> None:
         """Record ``attrs`` (with every array's dtype) under the root's ``seg_uncertainty`` attribute, ``complete`` last."""
         self.root.attrs[_ATTRS] = {**attrs, "dtypes": {name: str(dtype) for name, dtype in self.dtypes.items()}, "complete": True}
+
+
+SET_SIZE_PREFIX = "set_size_"
 
 
 def read_map(path: Path, name: str, level: int = 0) -> np.ndarray:
@@ -174,12 +181,14 @@ class StoreArrays(Mapping[str, np.ndarray]):
     def __init__(self, path: Path, names: Sequence[str] | None = None) -> None:
         self._root = _open_complete(path)
         stored = [n for n in ("probs", "mean_probs", "class_variance") if n in self._root]
-        self._names = list(names) if names is not None else [*MAP_NAMES, "prediction", *stored]
+        sets = sorted(n for n in self._root.array_keys() if n.startswith(SET_SIZE_PREFIX))
+        self._names = list(names) if names is not None else [*MAP_NAMES, "prediction", *sets, *stored]
 
     def __getitem__(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
-        return np.asarray(_array(self._root, name if name in ("probs", "mean_probs", "class_variance") else f"{name}/0")[...])
+        plain = name in ("probs", "mean_probs", "class_variance") or name.startswith(SET_SIZE_PREFIX)
+        return np.asarray(_array(self._root, name if plain else f"{name}/0")[...])
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

@@ -40,6 +40,7 @@ from app.maps.registry import MAP_NAMES, map_ranges
 from app.maps.strip_summary import StripedSummary
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
+from app.workflows.stream_sets import StreamedSets
 
 __all__ = ["PREVIEW_SIDE", "STREAM_PIXELS", "analyze_to_store", "stream_grid"]
 
@@ -141,8 +142,9 @@ def analyze_to_store(
     )
     classes = len(card.classes)
     band_rows = grid.tile[0] - grid.overlap[0] if len(grid.tops) > 1 else grid.tile[0]
-    store = MapStore(store_path, (height, width), classes, band_rows, save)
-    summary = StripedSummary(height, width, bundle.class_names, MAP_NAMES, preview_side)
+    sets = StreamedSets(card.conformal_sets)
+    store = MapStore(store_path, (height, width), classes, band_rows, save, sets.store_names)
+    summary = StripedSummary(height, width, bundle.class_names, [*MAP_NAMES, *sets.summary_names], preview_side)
     strips = plan_strips(grid.lefts, grid.tile[1], width, strip_columns, math.lcm(summary.factor, CHUNK_COLUMNS))
     strip_summary = None
     squares = 0.0
@@ -155,24 +157,27 @@ def analyze_to_store(
         assert strip_summary is not None
         rows = min(int(band.parts[0][1].prediction.shape[-2]), height - band.top)
         arrays = _band(band, rows, save)
-        store.write_band(band.top, arrays, band.left)
-        strip_summary.add(band.top, arrays["prediction"], {name: arrays[name] for name in MAP_NAMES})
+        sizes = sets.band_sizes(band, rows)
+        store.write_band(band.top, {**arrays, **sizes}, band.left)
+        strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **sets.summary_maps(sizes)})
         squares += float(np.square(arrays["feature_distance"], dtype=np.float64).sum())
-        del band, arrays
+        del band, arrays, sizes
     if analyzer.device.type == "cuda":
         torch.cuda.synchronize(analyzer.device)
     inference = time.perf_counter() - start
     start = time.perf_counter()
-    preview_labels, preview_maps = summary.previews()
+    preview_labels, previews = summary.previews()
+    preview_maps = {name: previews[name] for name in MAP_NAMES}
     store.write_previews(summary.factor, {"prediction": preview_labels, **preview_maps})
-    means = summary.means()
-    regions = summary.class_regions()
+    all_means = summary.means()
+    means = {name: all_means[name] for name in MAP_NAMES}
+    random_draws = plan.draws if plan.random else 0
+    prediction_sets, regions = sets.finish(all_means, previews, summary.class_regions(), plan.method, request.samples, temperature)
     shares = [0.0] * classes
     for region in regions:
         shares[region.class_index] = region.share
     distance_std = math.sqrt(max(squares / (height * width) - means["feature_distance"] ** 2, 0.0))
     verdicts, image_check = analyzer.image_verdicts(means, distance_std, replace(request, resolution="full"))
-    random_draws = plan.draws if plan.random else 0
     store.finish(
         {
             "model": card.name,
@@ -209,6 +214,7 @@ def analyze_to_store(
         method=plan.method,
         unavailable=analyzer.unavailable,
         image_check=image_check,
+        sets=prediction_sets,
         stored=StoredMaps(
             store_path,
             (height, width),
