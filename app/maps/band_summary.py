@@ -32,13 +32,21 @@ class BandSummary:
         map_names: The maps to summarise, in the order of the results' dicts; ``add`` ignores other maps.
         preview_side: The previews' longest side is at most this; the factor is ``ceil(max(H, W) / preview_side)``.
         factor: The previews' factor instead (a strip of a wider image uses the image's, :mod:`app.maps.strip_summary`).
+        preview_names: The maps that get a preview (``None``: all); the others get their means and class sums only.
 
     Raises:
         ValueError: On an empty image, a ``preview_side`` below 1 or repeated map names.
     """
 
     def __init__(
-        self, height: int, width: int, class_names: Sequence[str], map_names: Sequence[str], preview_side: int = 2048, factor: int | None = None
+        self,
+        height: int,
+        width: int,
+        class_names: Sequence[str],
+        map_names: Sequence[str],
+        preview_side: int = 2048,
+        factor: int | None = None,
+        preview_names: Sequence[str] | None = None,
     ) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
@@ -59,9 +67,11 @@ class BandSummary:
         self._sums = np.zeros((len(self.map_names), 0))  # map × class sums
         self._box = np.zeros((4, 0), dtype=np.int64)  # x0, y0, x1, y1 per class
         self._totals = np.zeros(len(self.map_names))
-        self._pending = np.zeros((len(self.map_names), self._preview_shape[1]))  # the partial block-row's map sums
+        self.preview_names = [n for n in self.map_names if preview_names is None or n in preview_names]
+        self._slot = {name: self.preview_names.index(name) for name in self.preview_names}
+        self._pending = np.zeros((len(self.preview_names), self._preview_shape[1]))  # the partial block-row's map sums
         self._pending_counts = np.zeros((self._preview_shape[1], 0), dtype=np.int64)  # its label counts per block
-        self._map_previews = np.zeros((len(self.map_names), *self._preview_shape), dtype=np.float32)
+        self._map_previews = np.zeros((len(self.preview_names), *self._preview_shape), dtype=np.float32)
         self._label_preview: np.ndarray | None = None
         self._grow(len(self.class_names))
 
@@ -133,7 +143,7 @@ class BandSummary:
         return class_rows(self._pixels, self._sums, self._box, self.height * self.width, self.class_names, self.map_names)
 
     def previews(self, copy: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The prediction's and the maps' previews, ``(ceil(H / f), ceil(W / f))`` for the factor ``f`` (``copy=False``:
+        """The prediction's and the previewed maps' previews, ``(ceil(H / f), ceil(W / f))`` for the factor ``f`` (``copy=False``:
         the summary's own arrays, valid while it lives).
 
         Returns:
@@ -143,8 +153,8 @@ class BandSummary:
         self._require_complete()
         assert self._label_preview is not None
         if not copy:
-            return self._label_preview, {name: self._map_previews[i] for i, name in enumerate(self.map_names)}
-        return self._label_preview.copy(), {name: self._map_previews[i].copy() for i, name in enumerate(self.map_names)}
+            return self._label_preview, {name: self._map_previews[i] for i, name in enumerate(self.preview_names)}
+        return self._label_preview.copy(), {name: self._map_previews[i].copy() for i, name in enumerate(self.preview_names)}
 
     def _require_complete(self) -> None:
         if self._next != self.height:
@@ -183,13 +193,16 @@ class BandSummary:
         done = len(starts) if end % f == 0 or end == self.height else len(starts) - 1
         heights = np.minimum(np.arange(first + 1, first + done + 1) * f, self.height) - np.arange(first, first + done) * f
         areas = heights[:, None] * self._col_sizes
-        for i, v in enumerate(values):
+        for i, (name, v) in enumerate(zip(self.map_names, values, strict=True)):
             self._totals[i] += v.sum(dtype=np.float64)
             self._sums[i] += np.bincount(lab.ravel(), weights=v.ravel(), minlength=k)
+            if name not in self._slot:
+                continue
+            j = self._slot[name]
             g = _block_sums(v, top % f, f, len(starts), self._preview_shape[1])
-            g[0] += self._pending[i]
-            self._map_previews[i, first : first + done] = g[:done] / areas
-            self._pending[i] = g[-1] if done < len(starts) else 0.0
+            g[0] += self._pending[j]
+            self._map_previews[j, first : first + done] = g[:done] / areas
+            self._pending[j] = g[-1] if done < len(starts) else 0.0
         assert self._label_preview is not None
         if f == 1:
             self._label_preview[top:end] = pred

@@ -22,13 +22,22 @@ __all__ = ["StripedSummary"]
 class StripedSummary:
     """Accumulates an image's prediction and maps strip by strip (arguments as :class:`~app.maps.band_summary.BandSummary`)."""
 
-    def __init__(self, height: int, width: int, class_names: Sequence[str], map_names: Sequence[str], preview_side: int = 2048) -> None:
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        class_names: Sequence[str],
+        map_names: Sequence[str],
+        preview_side: int = 2048,
+        preview_names: Sequence[str] | None = None,
+    ) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
         if preview_side < 1:
             raise ValueError(f"preview_side must be >= 1, got {preview_side}")
         self.height, self.width = height, width
         self.class_names, self.map_names = list(class_names), list(map_names)
+        self.preview_names = [n for n in self.map_names if preview_names is None or n in preview_names]
         self.factor = max(1, math.ceil(max(height, width) / preview_side))
         self._strips: list[tuple[int, BandSummary]] = []
 
@@ -46,7 +55,7 @@ class StripedSummary:
             raise ValueError(f"a strip must start at a multiple of the preview factor {self.factor}, not at column {left}")
         if self._strips and not self._strips[-1][1].complete:
             raise ValueError(f"the strip before column {left} is not complete: add all its rows first")
-        summary = BandSummary(self.height, right - left, self.class_names, self.map_names, factor=self.factor)
+        summary = BandSummary(self.height, right - left, self.class_names, self.map_names, factor=self.factor, preview_names=self.preview_names)
         self._strips.append((left, summary))
         return summary
 
@@ -79,7 +88,7 @@ class StripedSummary:
             return self._strips[0][1].previews()
         parts = [s.previews(copy=False) for _, s in self._strips]
         labels = np.concatenate([p[0] for p in parts], axis=1)
-        return labels, {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in self.map_names}
+        return labels, {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in self.preview_names}
 
     def _require_complete(self) -> None:
         covered = self._strips[-1][0] + self._strips[-1][1].width if self._strips else 0

@@ -144,7 +144,7 @@ def analyze_to_store(
     band_rows = grid.tile[0] - grid.overlap[0] if len(grid.tops) > 1 else grid.tile[0]
     sets = StreamedSets(card.conformal_sets)
     store = MapStore(store_path, (height, width), classes, band_rows, save, sets.store_names)
-    summary = StripedSummary(height, width, bundle.class_names, [*MAP_NAMES, *sets.summary_names], preview_side)
+    summary = StripedSummary(height, width, bundle.class_names, [*MAP_NAMES, *sets.summary_names], preview_side, [*MAP_NAMES, *sets.preview_names])
     strips = plan_strips(grid.lefts, grid.tile[1], width, strip_columns, math.lcm(summary.factor, CHUNK_COLUMNS))
     strip_summary = None
     squares = 0.0

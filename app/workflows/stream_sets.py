@@ -42,6 +42,11 @@ class StreamedSets:
         """The extra summary maps: each level's size, then each level's one-class indicator."""
         return [f"size@{alpha}" for alpha, _ in self.levels] + [f"one@{alpha}" for alpha, _ in self.levels]
 
+    @property
+    def preview_names(self) -> list[str]:
+        """The extra summary maps that get previews: each level's size (the one-class indicators need none)."""
+        return [f"size@{alpha}" for alpha, _ in self.levels]
+
     def band_sizes(self, band: Band, rows: int) -> dict[str, np.ndarray]:
         """Store name → the band's ``(rows, right - left)`` uint8 set sizes at that level."""
         return {
