@@ -16,7 +16,7 @@ import numpy as np
 
 from app.maps.regions import Region
 
-__all__ = ["BandSummary", "class_rows"]
+__all__ = ["BandSummary", "class_rows", "preview_factor"]
 
 _CHUNK_PIXELS = 1 << 20  # pixels of a band handled at once: bounds the temporaries whatever the band's height
 _COUNT_CELLS = 1 << 22  # (block, class) label counts held at once by the mode preview
@@ -48,16 +48,11 @@ class BandSummary:
         factor: int | None = None,
         preview_names: Sequence[str] | None = None,
     ) -> None:
-        if height < 1 or width < 1:
-            raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
-        if preview_side < 1:
-            raise ValueError(f"preview_side must be >= 1, got {preview_side}")
-        if len(set(map_names)) != len(map_names):
-            raise ValueError(f"map names repeat: {list(map_names)}")
+        natural = preview_factor(height, width, map_names, preview_side)
         self.height, self.width = height, width
         self.class_names = list(class_names)
         self.map_names = list(map_names)
-        f = self._f = factor if factor is not None else max(1, math.ceil(max(height, width) / preview_side))
+        f = self._f = factor if factor is not None else natural
         self._col_sizes = np.diff(np.append(np.arange(0, width, f), width))
         self._col_block = np.arange(width) // f
         self._preview_shape = (-(-height // f), len(self._col_sizes))
@@ -229,6 +224,21 @@ def _block_sums(v: np.ndarray, offset: int, f: int, groups: int, blocks: int) ->
         part = rows[:, j::f]
         out[:, : part.shape[1]] += part
     return out
+
+
+def preview_factor(height: int, width: int, map_names: Sequence[str], preview_side: int) -> int:
+    """``ceil(max(H, W) / preview_side)``, the previews' factor.
+
+    Raises:
+        ValueError: On an empty image, a ``preview_side`` below 1 or repeated map names.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
+    if preview_side < 1:
+        raise ValueError(f"preview_side must be >= 1, got {preview_side}")
+    if len(set(map_names)) != len(map_names):
+        raise ValueError(f"map names repeat: {list(map_names)}")
+    return max(1, math.ceil(max(height, width) / preview_side))
 
 
 def class_rows(pixels: np.ndarray, sums: np.ndarray, box: np.ndarray, total: int, class_names: Sequence[str], map_names: Sequence[str]) -> list[Region]:

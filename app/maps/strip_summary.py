@@ -8,12 +8,11 @@ shifted to image columns), previews side by side. One strip is exactly a :class:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from app.maps.band_summary import BandSummary, class_rows
+from app.maps.band_summary import BandSummary, class_rows, preview_factor
 from app.maps.regions import Region
 
 __all__ = ["StripedSummary"]
@@ -31,14 +30,10 @@ class StripedSummary:
         preview_side: int = 2048,
         preview_names: Sequence[str] | None = None,
     ) -> None:
-        if height < 1 or width < 1:
-            raise ValueError(f"the image must have at least one pixel, got {height}×{width}")
-        if preview_side < 1:
-            raise ValueError(f"preview_side must be >= 1, got {preview_side}")
+        self.factor = preview_factor(height, width, map_names, preview_side)
         self.height, self.width = height, width
         self.class_names, self.map_names = list(class_names), list(map_names)
         self.preview_names = [n for n in self.map_names if preview_names is None or n in preview_names]
-        self.factor = max(1, math.ceil(max(height, width) / preview_side))
         self._strips: list[tuple[int, BandSummary]] = []
 
     def strip(self, left: int, right: int) -> BandSummary:
