@@ -137,6 +137,8 @@ def _open(data: bytes, formats: Sequence[str], max_pixels: int | None, cancel: C
         raise container_error(exc) from exc
     except DecodeError as exc:
         raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"the image header could not be read: {exc}") from exc
+    except Warning as exc:  # raised only where warnings are errors (Pillow warns, e.g., of a TIFF tag past the file's end)
+        raise ImageDecodeError(ErrorCode.CORRUPT_IMAGE, f"the image header is damaged: {exc}") from exc
     width, height = img.size
     if max_pixels is not None and width * height > max_pixels:
         raise ImageDecodeError(ErrorCode.TOO_MANY_PIXELS, f"image has {width}x{height} = {width * height} pixels; the limit is {max_pixels}")
