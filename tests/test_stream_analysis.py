@@ -13,6 +13,7 @@ from app.io.bundle import Bundle
 from app.io.npz import FLOAT32_MAPS
 from app.io.synthetic import make_scene
 from app.io.zarr_store import read_map
+from app.maps.regions import Region
 from app.maps.registry import MAP_NAMES
 from app.request import AnalysisRequest
 from app.workflows.analyzer import Analyzer
@@ -59,7 +60,7 @@ class _Reader:
 
 def test_streamed_store_equals_the_in_memory_analysis(tiny_bundle: Bundle, tmp_path) -> None:
     """Every map of the store is the in-memory map in its stored dtype (float16: within half a unit in the last place,
-    ``2⁻¹¹`` relative), the labels are equal, and the means, class rows and MC errors are the in-memory ones."""
+    ``2⁻¹¹`` relative), the labels are equal, and the means, class and component rows and MC errors are the in-memory ones."""
     analyzer = _tiled_analyzer(tiny_bundle)
     rgb = _scene()
     memory = analyzer.analyze_image(rgb, REQUEST)
@@ -75,10 +76,14 @@ def test_streamed_store_equals_the_in_memory_analysis(tiny_bundle: Bundle, tmp_p
     assert streamed.analysed_size == memory.analysed_size
     assert streamed.mean_errors == pytest.approx(memory.mean_errors)
     assert streamed.error_method == memory.error_method == "tile_bound"
-    classes = [r for r in memory.regions if r.kind == "class"]
-    assert [(r.class_index, r.pixels, r.bbox) for r in streamed.regions] == [(r.class_index, r.pixels, r.bbox) for r in classes]
-    for got, want in zip(streamed.regions, classes, strict=True):
-        assert got.means == pytest.approx(want.means, rel=1e-9, abs=1e-12)
+
+    def key(r: Region) -> tuple[object, ...]:
+        return (r.kind, r.class_index, r.component, r.pixels, r.bbox)
+
+    assert [key(r) for r in streamed.regions] == [key(r) for r in memory.regions]
+    assert any(r.kind == "component" for r in streamed.regions)
+    for got, want in zip(streamed.regions, memory.regions, strict=True):
+        assert got.means == pytest.approx(want.means, rel=1e-6, abs=1e-9)
     assert [streamed.class_share(i) for i in range(3)] == pytest.approx([memory.class_share(i) for i in range(3)])
 
 
@@ -215,7 +220,7 @@ def test_a_streamed_analysis_has_the_in_memory_sets_counted_at_full_resolution(t
     for got, want in zip(streamed.sets.summaries(), memory.sets.summaries(), strict=True):
         assert got["singleton_share"] == pytest.approx(want["singleton_share"], rel=1e-12)
         assert got["mean_set_size"] == pytest.approx(want["mean_set_size"], rel=1e-12)
-    memory_rows = {r.class_index: r for r in memory.regions if r.kind == "class"}
-    for row in streamed.regions:
-        assert row.sure_share == pytest.approx(memory_rows[row.class_index].sure_share, rel=1e-12)
+    assert [(r.kind, r.class_index, r.component) for r in streamed.regions] == [(r.kind, r.class_index, r.component) for r in memory.regions]
+    for row, want in zip(streamed.regions, memory.regions, strict=True):
+        assert row.sure_share == pytest.approx(want.sure_share, rel=1e-12)
         assert set(row.means) == set(MAP_NAMES)

@@ -77,10 +77,11 @@ class StripedSummary:
         return class_rows(pixels, sums, box, self.height * self.width, self.class_names, self.map_names)
 
     def previews(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The prediction's and the maps' previews, ``(ceil(H / f), ceil(W / f))``, the strips' side by side."""
+        """The prediction's and the previewed maps' previews, ``(ceil(H / f), ceil(W / f))``, the strips' side by side (one
+        strip: its summary's own arrays, not copies)."""
         self._require_complete()
         if len(self._strips) == 1:
-            return self._strips[0][1].previews()
+            return self._strips[0][1].previews(copy=False)
         parts = [s.previews(copy=False) for _, s in self._strips]
         labels = np.concatenate([p[0] for p in parts], axis=1)
         return labels, {name: np.concatenate([p[1][name] for p in parts], axis=1) for name in self.preview_names}

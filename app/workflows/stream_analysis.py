@@ -10,8 +10,8 @@ about ``40 · W`` bytes a band row and ``4 · 8`` bytes a preview pixel, whateve
 The result is an :class:`~app.engine.analysis.Analysis` whose ``maps``, ``prediction`` and ``image`` (for a reader:
 ``f × f`` box averages read a band of rows at a time) are the previews (so PNGs are drawn from them as from any
 analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution means and class shares.
-Connected components are not listed (they need the whole label map); class rows are, exact. Sampled means carry the
-tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
+Class rows and the connected components of at least ``min_area`` pixels (:mod:`app.maps.band_components`) are exact.
+Sampled means carry the tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from app.engine.sliding_window import Band, RegionReader, TileGrid, blended_band
 from app.engine.strips import STRIP_COLUMNS, plan_strips
 from app.engine.tile_budget import choose_tile
 from app.io.zarr_store import CHUNK_COLUMNS, MapStore
+from app.maps.band_components import StreamedComponents
 from app.maps.mc_error import mean_errors
 from app.maps.registry import MAP_NAMES, map_ranges
 from app.maps.strip_summary import StripedSummary
@@ -147,6 +148,8 @@ def analyze_to_store(
     summary = StripedSummary(height, width, bundle.class_names, [*MAP_NAMES, *sets.summary_names], preview_side, [*MAP_NAMES, *sets.preview_names])
     strips = plan_strips(grid.lefts, grid.tile[1], width, strip_columns, math.lcm(summary.factor, CHUNK_COLUMNS))
     strip_summary = None
+    sure = sets.sure_name
+    components = StreamedComponents(height, width, [*MAP_NAMES, *([sure] if sure else [])], request.min_area)
     squares = 0.0
     bound: dict[str, float] = {}
     start = time.perf_counter()
@@ -159,9 +162,11 @@ def analyze_to_store(
         arrays = _band(band, rows, save)
         sizes = sets.band_sizes(band, rows)
         store.write_band(band.top, {**arrays, **sizes}, band.left)
-        strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **sets.summary_maps(sizes)})
+        extra = sets.summary_maps(sizes)
+        strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **extra})
+        components.add(band.top, band.left, arrays["prediction"], [arrays[name] for name in MAP_NAMES] + ([extra[sure]] if sure else []))
         squares += float(np.square(arrays["feature_distance"], dtype=np.float64).sum())
-        del band, arrays, sizes
+        del band, arrays, sizes, extra
     if analyzer.device.type == "cuda":
         torch.cuda.synchronize(analyzer.device)
     inference = time.perf_counter() - start
@@ -173,9 +178,11 @@ def analyze_to_store(
     means = {name: all_means[name] for name in MAP_NAMES}
     random_draws = plan.draws if plan.random else 0
     prediction_sets, regions = sets.finish(all_means, previews, summary.class_regions(), plan.method, request.samples, temperature)
+    regions += components.rows(bundle.class_names, sure=sure)
     shares = [0.0] * classes
     for region in regions:
-        shares[region.class_index] = region.share
+        if region.kind == "class":
+            shares[region.class_index] = region.share
     distance_std = math.sqrt(max(squares / (height * width) - means["feature_distance"] ** 2, 0.0))
     verdicts, image_check = analyzer.image_verdicts(means, distance_std, replace(request, resolution="full"))
     store.finish(

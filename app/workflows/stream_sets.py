@@ -20,7 +20,7 @@ from app.io.card import ConformalSets
 from app.maps.regions import Region
 from app.maps.registry import set_size_name
 from app.metrics.risk_control import set_sizes
-from app.workflows.prediction_sets import prediction_sets
+from app.workflows.prediction_sets import DEFAULT_ALPHA, prediction_sets
 
 __all__ = ["StreamedSets"]
 
@@ -41,6 +41,14 @@ class StreamedSets:
     def summary_names(self) -> list[str]:
         """The extra summary maps: each level's size, then each level's one-class indicator."""
         return [f"size@{alpha}" for alpha, _ in self.levels] + [f"one@{alpha}" for alpha, _ in self.levels]
+
+    @property
+    def sure_name(self) -> str | None:
+        """The summary map whose class and component means are the rows' ``sure_share``: the shown level's one-class indicator."""
+        if not self.levels:
+            return None
+        alphas = [alpha for alpha, _ in self.levels]
+        return f"one@{DEFAULT_ALPHA if DEFAULT_ALPHA in alphas else alphas[0]}"
 
     @property
     def preview_names(self) -> list[str]:
@@ -78,5 +86,6 @@ class StreamedSets:
         sizes = {alpha: np.clip(np.rint(previews[f"size@{alpha}"]), 0, 255).astype(np.uint8) for alpha, _ in self.levels}
         sets = prediction_sets(self.card_sets, sizes, method, samples, temperature)
         sets = replace(sets, exact={alpha: (means[f"one@{alpha}"], means[f"size@{alpha}"]) for alpha, _ in self.levels})
-        shown = f"one@{sets.default_alpha}"
+        shown = self.sure_name
+        assert shown == f"one@{sets.default_alpha}"
         return sets, [replace(r, sure_share=original.means[shown]) for r, original in zip(cleaned, regions, strict=True)]

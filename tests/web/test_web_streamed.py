@@ -1,6 +1,6 @@
 """Full-resolution uploads beyond ``stream_pixels`` are streamed to a store on the server, against real uvicorn servers:
-a job with rising progress, previews in the answer and by id, exact pixels and the NPZ read from the store, equal to the
-in-memory analysis of the same image; the store goes when its id does.
+a job with rising progress, previews in the answer and by id, exact pixels and the NPZ read from the store, the region
+table (class rows and components), all equal to the in-memory analysis of the same image; the store goes when its id does.
 
 The tiny model with a 1 MiB memory budget analyses a 64×2100 strip in sliding windows either way, so the streamed and the
 in-memory analyses run the same tiles; its previews are ``⌈2100 / 2048⌉ = 2`` times smaller.
@@ -98,9 +98,11 @@ def test_a_streamed_job_answers_previews_and_reads_exact_pixels_from_its_store(s
     assert reference["preview_factor"] == 1 and (reference["width"], reference["height"]) == (WIDTH, HEIGHT)
     for got, want in zip(answer["maps"], reference["maps"], strict=True):
         assert got["mean"] == pytest.approx(want["mean"], rel=1e-6, abs=1e-9), got["name"]
-    classes = [r for r in reference["regions"] if r["kind"] == "class"]
-    assert [(r["class_index"], r["pixels"], r["bbox"]) for r in answer["regions"]] == [(r["class_index"], r["pixels"], r["bbox"]) for r in classes]
-    for got, want in zip(answer["regions"], classes, strict=True):
+    regions = reference["regions"]
+    assert any(r["kind"] == "component" for r in answer["regions"])
+    fields = ("kind", "class_index", "component", "pixels", "bbox")
+    assert [tuple(r[f] for f in fields) for r in answer["regions"]] == [tuple(r[f] for f in fields) for r in regions]
+    for got, want in zip(answer["regions"], regions, strict=True):
         assert got["means"] == pytest.approx(want["means"], rel=1e-5, abs=1e-9)
     [store] = list(stores.glob("*.zarr"))
     assert png_size(f"{streamed.url}{answer['maps'][1]['url']}") == (WIDTH // 2, HEIGHT // 2)
