@@ -14,6 +14,7 @@ as ``ndimage.label`` numbers them. Pure numpy and scipy; no model here.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage
@@ -23,6 +24,17 @@ from app.maps.regions import Region
 __all__ = ["StreamedComponents"]
 
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+class _Edges(NamedTuple):
+    """A band's fragment ids along its first and last row and its first and last column (int64)."""
+
+    top: np.ndarray
+    bottom: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+
 _BIG = np.iinfo(np.int64).max
 
 
@@ -57,20 +69,20 @@ class StreamedComponents:
         """Add the band at ``(top, left)``: ``(rows, cols)`` labels and one ``(rows, cols)`` map per name, in order."""
         if left != self._strip:
             self._previous, self._right, self._above, self._strip = self._right, np.full(self.height, -1, dtype=np.int64), None, left
-        ids = self._label(top, left, np.asarray(prediction), values)
+        edges = self._label(top, left, np.asarray(prediction), values)
+        rows = edges.left.size
         pairs = []
         if self._above is not None:
-            pairs += _neighbours(self._above, ids[0])
+            pairs += _neighbours(self._above, edges.top)
         if left > 0:
-            rows = ids.shape[0]
             for d in (-1, 0, 1):
                 lo, hi = max(0, -(top + d)), min(rows, self.height - top - d)
                 if lo < hi:
-                    pairs.append((self._previous[top + d + lo : top + d + hi], ids[lo:hi, 0]))
+                    pairs.append((self._previous[top + d + lo : top + d + hi], edges.left[lo:hi]))
         self._join(pairs)
-        self._above = ids[-1].copy()
-        self._right[top : top + ids.shape[0]] = ids[:, -1]
-        open_ids = [self._above, self._right[: top + ids.shape[0]], self._previous[max(0, top + ids.shape[0] - 1) :]]
+        self._above = edges.bottom
+        self._right[top : top + rows] = edges.right
+        open_ids = [self._above, self._right[: top + rows], self._previous[max(0, top + rows - 1) :]]
         self._close(np.concatenate(open_ids))
 
     def rows(self, class_names: Sequence[str], sure: str | None = None) -> list[Region]:
@@ -105,39 +117,44 @@ class StreamedComponents:
             )
         return rows
 
-    def _label(self, top: int, left: int, pred: np.ndarray, values: Sequence[np.ndarray]) -> np.ndarray:
-        """Label the band's fragments with new ids, append their statistics; the ``(rows, cols)`` id image."""
+    def _label(self, top: int, left: int, pred: np.ndarray, values: Sequence[np.ndarray]) -> _Edges:
+        """Label the band's fragments with new ids and append their statistics; the ids on the band's four edges.
+
+        Temporaries are about 20 bytes a band pixel (int32 labels, the stable sort behind the first pixels, one float64
+        map at a time).
+        """
         rows, cols = pred.shape
-        local = np.zeros((rows, cols), dtype=np.int64)
+        local = np.zeros((rows, cols), dtype=np.int32)
         classes: list[np.ndarray] = []
         count = 0
         for c in np.flatnonzero(np.bincount(pred.ravel().astype(np.intp))):
-            labels, n = ndimage.label(pred == c, structure=_EIGHT)
-            inside = labels > 0
-            local[inside] = labels[inside] + count
+            labels, n = ndimage.label(pred == c, structure=_EIGHT, output=np.int32)
+            np.add(labels, count, out=local, where=labels > 0)
             classes.append(np.full(n, c, dtype=np.int64))
             count += n
-        flat = local.ravel() - 1
-        pix = np.bincount(flat, minlength=count)
-        sums = (
-            np.stack([np.bincount(flat, weights=np.asarray(v, dtype=np.float64).ravel(), minlength=count) for v in values]) if values else np.zeros((0, count))
-        )
+            del labels
+        flat = local.ravel()
+        pix = np.bincount(flat, minlength=count + 1)[1:].astype(np.int64)
+        sums = np.zeros((len(values), count))
+        for k, v in enumerate(values):
+            sums[k] = np.bincount(flat, weights=np.asarray(v, dtype=np.float32).ravel(), minlength=count + 1)[1:]
         boxes = ndimage.find_objects(local)
         y0 = np.array([b[0].start for b in boxes], dtype=np.int64) + top
         x0 = np.array([b[1].start for b in boxes], dtype=np.int64) + left
         y1 = np.array([b[0].stop for b in boxes], dtype=np.int64) + top
         x1 = np.array([b[1].stop for b in boxes], dtype=np.int64) + left
-        raster = (np.arange(rows, dtype=np.int64)[:, None] + top) * self.width + np.arange(cols, dtype=np.int64)[None, :] + left
-        first = np.asarray(ndimage.minimum(raster, local, np.arange(1, count + 1)), dtype=np.int64).reshape(count)
+        _, at = np.unique(flat, return_index=True)
+        first = (at // cols + top) * self.width + at % cols + left
         base = self._parent.size
         self._parent = np.concatenate([self._parent, np.arange(base, base + count, dtype=np.int64)])
         self._cls = np.concatenate([self._cls, *classes])
         self._pix = np.concatenate([self._pix, pix])
-        self._lo = np.concatenate([self._lo, np.stack([x0, y0, first])], axis=1)
+        self._lo = np.concatenate([self._lo, np.stack([x0, y0, first.astype(np.int64)])], axis=1)
         self._hi = np.concatenate([self._hi, np.stack([x1, y1])], axis=1)
         self._sums = np.concatenate([self._sums, sums], axis=1)
         self._alive = np.concatenate([self._alive, np.ones(count, dtype=bool)])
-        return local - 1 + base
+        shift = base - 1
+        return _Edges(*(edge.astype(np.int64) + shift for edge in (local[0], local[-1], local[:, 0], local[:, -1])))
 
     def _find(self, i: int) -> int:
         parent = self._parent
