@@ -65,3 +65,17 @@ def test_memory_holds_the_open_components_only() -> None:
         streamed.add(top, 0, pred[top : top + 8], [np.zeros((min(8, height - top), width), np.float32)])
         assert streamed._parent.size < 4000
     assert streamed.rows(NAMES) == []
+
+
+def test_bands_larger_than_a_chunk_are_taken_a_chunk_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 100-pixel chunks every band of a 61×83 map is split into single rows: the rows still equal region_table's."""
+    from app.maps import band_components
+
+    monkeypatch.setattr(band_components, "CHUNK_PIXELS", 100)
+    pred = labels(9, 61, 83)
+    streamed = StreamedComponents(61, 83, [], min_area=3)
+    streamed.add(0, 0, pred[:40], [])
+    streamed.add(40, 0, pred[40:], [])
+    got = [(r.class_index, r.component, r.pixels, r.bbox) for r in streamed.rows(NAMES)]
+    want = [(r.class_index, r.component, r.pixels, r.bbox) for r in region_table(pred, {}, NAMES, min_area=3) if r.kind == "component"]
+    assert got == want and len(got) > 20

@@ -21,7 +21,9 @@ from scipy import ndimage
 
 from app.maps.regions import Region
 
-__all__ = ["StreamedComponents"]
+__all__ = ["CHUNK_PIXELS", "StreamedComponents"]
+
+CHUNK_PIXELS = 1 << 18
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -66,7 +68,14 @@ class StreamedComponents:
         self._kept: list[tuple[int, int, list[int], int, np.ndarray]] = []  # class, pixels, box, first, sums
 
     def add(self, top: int, left: int, prediction: np.ndarray, values: Sequence[np.ndarray]) -> None:
-        """Add the band at ``(top, left)``: ``(rows, cols)`` labels and one ``(rows, cols)`` map per name, in order."""
+        """Add the band at ``(top, left)``: ``(rows, cols)`` labels and one ``(rows, cols)`` map per name, in order (taken
+        :data:`CHUNK_PIXELS` at a time, so the temporaries are bounded whatever the band's size)."""
+        pred = np.asarray(prediction)
+        step = max(1, CHUNK_PIXELS // max(1, pred.shape[1]))
+        for a in range(0, pred.shape[0], step):
+            self._add_rows(top + a, left, pred[a : a + step], [np.asarray(v)[a : a + step] for v in values])
+
+    def _add_rows(self, top: int, left: int, prediction: np.ndarray, values: Sequence[np.ndarray]) -> None:
         if left != self._strip:
             self._previous, self._right, self._above, self._strip = self._right, np.full(self.height, -1, dtype=np.int64), None, left
         edges = self._label(top, left, np.asarray(prediction), values)
