@@ -221,6 +221,6 @@ def test_a_streamed_analysis_has_the_in_memory_sets_counted_at_full_resolution(t
         assert got["singleton_share"] == pytest.approx(want["singleton_share"], rel=1e-12)
         assert got["mean_set_size"] == pytest.approx(want["mean_set_size"], rel=1e-12)
     assert [(r.kind, r.class_index, r.component) for r in streamed.regions] == [(r.kind, r.class_index, r.component) for r in memory.regions]
-    for row, want in zip(streamed.regions, memory.regions, strict=True):
-        assert row.sure_share == pytest.approx(want.sure_share, rel=1e-12)
+    for row, expected in zip(streamed.regions, memory.regions, strict=True):
+        assert row.sure_share == pytest.approx(expected.sure_share, rel=1e-12)
         assert set(row.means) == set(MAP_NAMES)
