@@ -28,7 +28,7 @@ from app.web.jobs import Answer, Job, JobKind, JobMode, JobStore, failure_of
 from app.web.metrics import Metrics
 from app.web.settings import Settings, env_name
 from app.web.supervision import Disconnected, never_disconnected, supervise
-from app.web.tiled_uploads import analyse_tiled, is_tiff, reading_units, spooled_copy
+from app.web.tiled_uploads import analyse_tiled, reading_units, spooled_copy
 from app.web.uploads import probe_upload, read_upload
 from app.web.work_estimate import WorkEstimate, estimate_work
 from app.workflows.adversarial import AttackTooLarge, check_attack_size
@@ -41,7 +41,7 @@ __all__ = ["JOB_POLL_SECONDS", "AnalysisService", "new_cache", "new_jobs"]
 
 log = logging.getLogger("app.web")
 JOB_POLL_SECONDS = 0.1
-Work = Callable[[CancelToken, Sequence[BinaryIO]], Answer]
+Work = Callable[[CancelToken, Sequence[BinaryIO], ImageHeader], Answer]
 
 
 def new_cache(settings: Settings) -> AnalysisCache:
@@ -145,8 +145,8 @@ class AnalysisService:
             ApiError: 504 past the deadline; 499 when the client went away.
         """
 
-        def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
-            analysis = self._analyse_upload(files[0], request, token)
+        def work(token: CancelToken, files: Sequence[BinaryIO], header: ImageHeader) -> Answer:
+            analysis = self._analyse_upload(files[0], header, request, token)
             try:
                 self._analysed(analysis, token)
                 return encode(analysis)
@@ -156,9 +156,10 @@ class AnalysisService:
 
         return await self._admitted([upload], request, work, disconnected, mode, "analyze")
 
-    def _analyse_upload(self, upload: BinaryIO, request: AnalysisRequest, token: CancelToken) -> Analysis:
-        """Analyse an upload: a tiled TIFF beyond the decode limit tile by tile (:mod:`app.web.tiled_uploads`), else its bytes."""
-        if is_tiff(upload) and probe_upload(upload, self.settings.max_pixels, self.settings.max_tiled_pixels).tiled:
+    def _analyse_upload(self, upload: BinaryIO, header: ImageHeader, request: AnalysisRequest, token: CancelToken) -> Analysis:
+        """Analyse an upload whose ``header`` was probed before admission: a tiled TIFF beyond the decode limit tile by tile
+        (:mod:`app.web.tiled_uploads`), else its bytes."""
+        if header.tiled:
             return analyse_tiled(self.analyzer, upload, request, self.cache.new_store(), self.settings.max_tiled_pixels, token)
         return self._analyse(read_upload(upload), request, token)
 
@@ -199,7 +200,7 @@ class AnalysisService:
             app.io.decoding.ImageDecodeError, TooMuchWork, Overloaded, ApiError: as :meth:`analyze`.
         """
 
-        def work(token: CancelToken, files: Sequence[BinaryIO]) -> Answer:
+        def work(token: CancelToken, files: Sequence[BinaryIO], _header: ImageHeader) -> Answer:
             labelled = analyze_labelled(self.analyzer, read_upload(files[0]), read_upload(files[1]), request, mask_name=mask_name, cancel=token)
             self._analysed(labelled.analysis, token)
             return encode(labelled.analysis, labelled.mask)
@@ -225,7 +226,7 @@ class AnalysisService:
         record = current_record()
         record.model, record.samples, record.pixels = self.name, request.samples, estimate.pixels
         if self._as_job(estimate, mode, header, request):
-            return await self._submit(uploads, estimate, work, kind)
+            return await self._submit(uploads, header, estimate, work, kind)
         advice = estimate.advice
         if mode == "sync" and self.jobs.enabled and self._job_refusal(estimate, header, request) is None:
             advice += ", or mode=auto to run it as a job (202) with progress"
@@ -233,7 +234,9 @@ class AnalysisService:
         token = CancelToken(deadline=time.monotonic() + self.settings.request_timeout)
         self.metrics.running_checks(token)
         try:
-            return await supervise(self.admission, reservation, token, lambda t: work(t, uploads), disconnected, self._started, self.settings.request_timeout)
+            return await supervise(
+                self.admission, reservation, token, lambda t: work(t, uploads, header), disconnected, self._started, self.settings.request_timeout
+            )
         finally:
             self.metrics.finished_checks(token)
             self.admission.release(reservation, self.admission.held_seconds(reservation))
@@ -272,14 +275,14 @@ class AnalysisService:
             raise TooMuchWork(refusal)
         return True
 
-    async def _submit(self, uploads: Sequence[BinaryIO], estimate: WorkEstimate, work: Work, kind: JobKind) -> Job:
+    async def _submit(self, uploads: Sequence[BinaryIO], header: ImageHeader, estimate: WorkEstimate, work: Work, kind: JobKind) -> Job:
         """Accept the request as a job: read its uploads now (the request's files close when it is answered), then run it in the background."""
         self.jobs.check_room()
         copies = [await anyio.to_thread.run_sync(spooled_copy, upload) for upload in uploads]
 
         async def run(job: Job) -> None:
             try:
-                await self._run_job(job, estimate, lambda token: work(token, copies))
+                await self._run_job(job, estimate, lambda token: work(token, copies, header))
             finally:
                 for copy in copies:
                     copy.close()
