@@ -20,16 +20,16 @@ MAX_SAMPLES = 64
 MC_GROUPS = 10
 NOISE_Z = 2.0
 # How the sampled maps are estimated (app/engine/options.py): "sampled" (plug-in statistics of T textbook samples, the
-# reference), "rao_blackwellised" (channel dropout before a linear head: each pixel's ENUMERATED_CHANNELS strongest channels
-# summed over exactly in every draw, bias-corrected; app/maps/rao_blackwell.py), "propagated" (the same channels exact,
-# the others to second order, nothing sampled; app/maps/propagation.py) or "auto" (rao_blackwellised where it applies,
-# else sampled). The engine's own default is "sampled"; analyses (API, CLI, page) use DEFAULT_ESTIMATOR, kept at
-# "sampled" until the Rao–Blackwellised head is fast enough (measured 4.0x a deterministic pass at 512², target 2.0x) and
-# the default model's image_test is refitted with it (its image means shift: MI +30 % with the plug-in bias removed).
+# reference), "rao_blackwellised" (channel dropout before a linear head: each pixel's ENUMERATED_CHANNELS widest channels
+# summed over exactly in every draw, draws independent per block of pixels, jackknife bias-corrected;
+# app/engine/rb_head.py), "propagated" (the same channels exact, the others to second order, nothing sampled;
+# app/maps/propagation.py) or "auto" (rao_blackwellised where it applies, else sampled). The engine's own default is
+# "sampled"; analyses at the working size (API, CLI, page) use DEFAULT_ESTIMATOR; sliding-window analyses sample.
 Estimator = Literal["auto", "sampled", "rao_blackwellised", "propagated"]
 ESTIMATORS: Final[tuple[Estimator, ...]] = get_args(Estimator)
-DEFAULT_ESTIMATOR: Final[Estimator] = "sampled"
-ENUMERATED_CHANNELS = 3
+DEFAULT_ESTIMATOR: Final[Estimator] = "auto"
+# The Rao–Blackwellised estimator spends `samples` head evaluations per pixel as samples // 2^k draws of 2^k branches.
+ENUMERATED_CHANNELS = 2
 # Test-time augmentation modes (app/engine/augment.py); "none" is the default.
 TtaMode = Literal["none", "flips", "flips+scales", "photometric"]
 TTA_MODES: Final[tuple[TtaMode, ...]] = get_args(TtaMode)

@@ -84,7 +84,7 @@ def test_enumerating_every_channel_is_exact_whatever_the_seed(tiny_bundle: Bundl
     x = torch.randn(1, 3, 16, 24, generator=torch.Generator().manual_seed(1))
     exact = exact_maps(net, x)
     for seed in (0, 5):
-        maps = run_mc(net, x, SamplingOptions(samples=4, seed=seed, estimator="rao_blackwellised", enumerated=8))
+        maps = run_mc(net, x, SamplingOptions(samples=3 * 2**8, seed=seed, estimator="rao_blackwellised", enumerated=8))
         assert maps.estimator == "rao_blackwellised" and maps.enumerated == 8
         assert torch.allclose(maps.mean_probs[0].double(), exact["mean_probs"], atol=2e-6)
         for name in ("entropy", "expected_entropy", "mutual_information", "variance"):
@@ -98,7 +98,7 @@ def test_the_mean_over_seeds_is_the_exact_expectation(tiny_bundle: Bundle) -> No
     net = tiny_bundle.net
     x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
     mean_p, _, mean_h = exact_moments(net, x)
-    runs = [run_mc(net, x, SamplingOptions(samples=4, seed=s, estimator="rao_blackwellised", enumerated=2)) for s in range(60)]
+    runs = [run_mc(net, x, SamplingOptions(samples=16, seed=s, estimator="rao_blackwellised", enumerated=2)) for s in range(60)]
     p = torch.stack([r.mean_probs[0].double().mean((1, 2)) for r in runs])
     h = torch.stack([r.expected_entropy[0].double().mean() for r in runs])
     assert float(p.std(0).max()) > 1e-4  # the draws are random: the test has something to average
@@ -177,10 +177,13 @@ def test_select_channels_picks_the_drops_that_move_the_softmax_not_the_widest_ra
 
 def test_auto_picks_rao_blackwell_for_one_plain_pass_only(tiny_bundle: Bundle) -> None:
     net = tiny_bundle.net
-    auto = SamplingOptions(samples=4, estimator="auto")
+    auto = SamplingOptions(samples=6, estimator="auto", enumerated=1)
     assert isinstance(choose_sampler(net, Augmentation(), auto), RaoBlackwellTail)
     assert isinstance(choose_sampler(net, Augmentation(flip_h=True), auto), TiledTail)
     assert isinstance(choose_sampler(net, Augmentation(), SamplingOptions(samples=1, estimator="auto")), TiledTail)
+    # fewer than three draws of 2^k branches leave no jackknife: auto samples instead; asked for by name, it still runs
+    assert isinstance(choose_sampler(net, Augmentation(), SamplingOptions(samples=5, estimator="auto", enumerated=1)), TiledTail)
+    assert isinstance(choose_sampler(net, Augmentation(), SamplingOptions(samples=5, estimator="rao_blackwellised", enumerated=1)), RaoBlackwellTail)
     assert isinstance(choose_sampler(net, Augmentation(), SamplingOptions(samples=4)), TiledTail)
     with pytest.raises(ValueError, match="estimator"):
         SamplingOptions(estimator="bogus")  # type: ignore[arg-type]

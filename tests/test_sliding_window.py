@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from app.defaults import DEFAULT_ESTIMATOR
 from app.engine.analysis import ClassArraysNotKept
 from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
 from app.engine.geometry import pad_to_stride, to_tensor
@@ -53,7 +54,7 @@ def test_tiled_analysis_agrees_with_one_pass(tiny_bundle: Bundle, strides: int) 
     then fails (checked once by replacing ``gaussian_weights`` with ones).
     """
     rgb = _scene()
-    whole = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=SEED, resolution="full"))
+    whole = Analyzer(tiny_bundle, estimator="sampled").analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=SEED, resolution="full"))
     assert Analyzer(tiny_bundle).tile_grid(200, 232) is None
     tiled = _tiled(tiny_bundle, rgb, (strides * tiny_bundle.net.stride,) * 2)
     assert tiled.samples == SAMPLES
@@ -91,7 +92,7 @@ def test_band_finalisation_equals_blending_the_whole_image_at_once(tiny_bundle: 
 def test_analyzer_tiles_when_the_budget_is_small(tiny_bundle: Bundle, samples: int) -> None:
     """A budget of a third of the whole image's cost makes the analyser tile; the result stays within the tolerance above."""
     rgb = _scene()
-    whole = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=samples, seed=SEED))
+    whole = Analyzer(tiny_bundle, estimator="sampled").analyze_image(rgb, AnalysisRequest(samples=samples, seed=SEED))
     small = Analyzer(tiny_bundle)
     small.memory_budget = int(small.cost.image_bytes(200, 232) / 3)
     grid = small.tile_grid(200, 232)
@@ -112,7 +113,7 @@ def test_an_image_that_fits_runs_the_untiled_path_unchanged(tiny_bundle: Bundle)
     analysis = Analyzer(tiny_bundle).analyze_image(rgb, AnalysisRequest(samples=SAMPLES, seed=SEED))
     norm = tiny_bundle.card.normalization
     padded, _ = pad_to_stride(to_tensor(rgb, norm.mean, norm.std), tiny_bundle.net.stride)
-    ref = run_mc(tiny_bundle.net, padded, SamplingOptions(samples=SAMPLES, seed=SEED))
+    ref = run_mc(tiny_bundle.net, padded, SamplingOptions(samples=SAMPLES, seed=SEED, estimator=DEFAULT_ESTIMATOR))
     assert np.array_equal(analysis.prediction, ref.prediction[0, :200, :232].numpy())
     for name, values in analysis.maps.items():
         assert np.array_equal(values, ref.scalar_maps()[name][0, :200, :232].numpy()), name

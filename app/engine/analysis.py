@@ -187,7 +187,7 @@ class Analysis:
             ``"rao_blackwellised"`` (each pixel's ``enumerated_channels`` widest channels summed exactly in every draw,
             bias-corrected; :mod:`app.maps.rao_blackwell`).
         enumerated_channels: ``k`` of the Rao–Blackwellised estimator (0 for ``"sampled"``).
-        effort: Softmax evaluations per pixel and pass: ``samples × 2^k`` (``samples`` for ``"sampled"``).
+        effort: Softmax evaluations per pixel and pass: ``(T // 2^k) × 2^k`` for the Rao–Blackwellised estimator, ``T`` for ``"sampled"``.
         image_check: The one image-level verdict (:mod:`app.metrics.conformal`): unusual, not flagged or not checked,
             with its p-value and reference; ``image_ood`` holds the per-map percentiles behind it.
         sets: The conformal prediction sets at the card's calibrated levels, with their guarantee; ``None`` when the card has

@@ -45,11 +45,14 @@ class SamplingOptions:
         tta: Test-time augmentation mode (:data:`app.defaults.TTA_MODES`), run by
             :func:`app.engine.passes.run_passes`; :func:`~app.engine.sampling.run_mc` runs one unaugmented pass.
         estimator: ``"sampled"`` (the textbook sampler, the reference), ``"rao_blackwellised"`` (a tileable head's
-            draws with ``enumerated`` channels per pixel summed exactly, :mod:`app.engine.rb_head`; one unaugmented pass
-            of ``T >= 2``, else sampled), ``"propagated"`` (the same channels exact, the others to second order, nothing
-            sampled, :mod:`app.engine.propagated_head`; one unaugmented pass of ``T >= 1``, else sampled) or ``"auto"``
-            (as ``"rao_blackwellised"``). The maps say which ran (``UncertaintyMaps.estimator``).
-        enumerated: ``k`` of the Rao–Blackwellised estimator (``2^k`` exact branches per draw).
+            ``T // 2^k`` draws with ``enumerated`` channels per pixel summed exactly, drawn independently per block of
+            pixels and jackknife bias-corrected, :mod:`app.engine.rb_head`; one unaugmented pass of ``T >= 2``, else
+            sampled), ``"propagated"`` (the same channels exact, the others to second order, nothing sampled,
+            :mod:`app.engine.propagated_head`; one unaugmented pass of ``T >= 1``, else sampled) or ``"auto"`` (as
+            ``"rao_blackwellised"`` when that gives three draws or more, else sampled). The maps say which ran
+            (``UncertaintyMaps.estimator``).
+        enumerated: ``k`` of the Rao–Blackwellised estimator (``2^k`` exact branches per draw; ``T`` head evaluations
+            per pixel buy ``T // 2^k`` draws).
         density: A fitted feature density (:mod:`app.maps.density`): the maps get its ``feature_distance``, computed
             from the deterministic pass's decoder output (:func:`app.engine.feature_density.density_map`); ``None``: none.
 

@@ -4,8 +4,11 @@ For a network where :func:`~app.engine.tiled_head.tileable` holds, the image is 
 :class:`~app.engine.tiled_head.TiledHeadSampler`. Per tile, the per-channel head outputs are computed once; every
 draw then keeps its sampled mask on all channels but the pixel's ``k`` strongest (:mod:`app.maps.rao_blackwell`), which
 are summed over exactly, and the draws' group sums are finalised into bias-corrected maps and linearised jackknife
-replicates (:mod:`app.maps.rb_finalize`) while the tile is still in the cache. Draws use independent (``"iid"``)
-masks, so the groups are independent and the jackknife applies as written.
+replicates while the tile is still in the cache. Each block of ``L`` pixels of a row draws its own masks
+(:mod:`app.engine.block_masks`): every pixel's estimator is unchanged, but the errors of different blocks are
+independent, so image and region means average them out. The draws of a pixel are independent, so its groups are
+too; with three groups or more the maps are bias-corrected by the delete-a-group jackknife
+(:mod:`app.maps.rb_jackknife`), with fewer by the second-order term alone (:mod:`app.maps.rb_finalize`).
 """
 
 from __future__ import annotations
@@ -14,33 +17,105 @@ import torch
 import torch.nn.functional as F
 
 from app.defaults import MC_GROUPS
+from app.engine.block_masks import block_length, block_masks, from_blocks, to_blocks
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
 from app.engine.compiled import Kernel
-from app.engine.dropout import SamplingPlan
 from app.engine.network import SegmentationNet
-from app.engine.tiled_head import DEFAULT_TILE_BYTES, TiledHeadSampler
+from app.engine.tiled_head import TiledHeadSampler
 from app.maps.functions import softmax_confidence
 from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import UncertaintyMaps
-from app.maps.rao_blackwell import draw_moments, enumeration, tile_branches
-from app.maps.rb_finalize import GroupSums, finalize_block, finalize_sums
+from app.maps.rao_blackwell import branch_moments, enumeration, grouped_moments, tile_branches
+from app.maps.rb_finalize import MAP_ORDER, REPLICATED, GroupSums, finalize_sums, t_widening
+from app.maps.rb_jackknife import jackknife_maps
 from app.maps.registry import SAMPLED_MAPS
 
-__all__ = ["DRAW_KERNEL", "FINALIZE_KERNEL", "RB_SCHEME", "EnumeratingHead", "RaoBlackwellHead"]
+__all__ = [
+    "DRAW_KERNEL",
+    "FINALIZE_KERNEL",
+    "GROUPED_KERNEL",
+    "JACKKNIFE_KERNEL",
+    "RB_TILE_BYTES",
+    "EnumeratingHead",
+    "RaoBlackwellHead",
+    "draw_count",
+    "finalize_blocks",
+]
 
-RB_SCHEME = "iid"
+DRAW_KERNEL = Kernel(branch_moments)
+GROUPED_KERNEL = Kernel(grouped_moments)
+RB_TILE_BYTES = 8 * 2**20
 
-DRAW_KERNEL = Kernel(draw_moments)
 
-
-def _same_maps(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+def _same_maps(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...], atol: float = 1e-6) -> bool:
     """Float maps equal to rounding; the arg-max (index 2) equal but for near ties (≥ 99 % of pixels)."""
     floats = [i for i in range(len(expected)) if i != 2]
-    close = all(torch.allclose(got[i], expected[i], rtol=1e-4, atol=1e-6, equal_nan=True) for i in floats)
+    close = all(torch.allclose(got[i], expected[i], rtol=1e-4, atol=atol, equal_nan=True) for i in floats)
     return close and float((got[2] == expected[2]).float().mean()) >= 0.99
 
 
+def _same_jackknifed(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+    """As :func:`_same_maps`, to 2e-5: ``G θ - Σ w θ₋g`` multiplies float32 rounding (1e-7 of values near 1) by ``G``."""
+    return _same_maps(got, expected, atol=2e-5)
+
+
 FINALIZE_KERNEL = Kernel(finalize_sums, compare=_same_maps)
+JACKKNIFE_KERNEL = Kernel(jackknife_maps, compare=_same_jackknifed)
+
+
+def _same_branches(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> bool:
+    """The softmax equal to rounding; the branch factors equal at ≥ 99 % of pixels (a near tie may pick another channel)."""
+    if not torch.allclose(got[0], expected[0], rtol=1e-4, atol=1e-6):
+        return False
+    same = [(torch.isclose(g, e, rtol=1e-4, atol=1e-5).flatten(0, -2).all(0)) for g, e in zip(got[1:], expected[1:], strict=True)]
+    return all(float(s.float().mean()) >= 0.99 for s in same)
+
+
+BRANCHES_KERNEL = Kernel(tile_branches, compare=_same_branches)
+
+
+def finalize_blocks(
+    sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    sizes: list[int],
+    batch: int,
+    width: int,
+    out: dict[str, torch.Tensor],
+    replicates: dict[str, torch.Tensor] | None,
+) -> None:
+    """Write the maps of a tile's block-major group sums into ``out`` (``(B, C, n)`` / ``(B, n)`` views) and ``replicates`` (``(B, G, n)``).
+
+    Args:
+        sums: Group sums of ``P``, ``Q`` ``(N, G, C, L)`` and ``H`` ``(N, G, L)``.
+        sizes: Draws per group.
+        batch: ``B``.
+        width: ``W``.
+        out: The maps' views to fill.
+        replicates: Sampled map name → view to fill, or ``None``.
+
+    With three groups or more the maps are jackknife bias-corrected (:func:`~app.maps.rb_jackknife.jackknife_maps`),
+    else second-order corrected (:func:`~app.maps.rb_finalize.finalize_sums`); replicates need two groups or more.
+    """
+    p, q, h = sums
+    g = len(sizes)
+    sizes_t = torch.tensor(sizes, dtype=torch.float32, device=p.device)
+    widen = torch.tensor(t_widening(g) if g >= 2 else 1.0, device=p.device)
+    if g >= 3:
+        result = JACKKNIFE_KERNEL(p, q, h, sizes_t, widen)
+    else:
+        result = FINALIZE_KERNEL(p.transpose(0, 1), q.transpose(0, 1), h.transpose(0, 1), sizes_t, widen, replicates is not None and g >= 2)
+        if len(result) > 7:
+            result = (*result[:7], result[7].transpose(1, 2))
+    for name, value in zip(MAP_ORDER, result[:7], strict=True):
+        out[name].copy_(from_blocks(value, batch, width))
+    if replicates is not None and g >= 2:
+        reps = from_blocks(result[7].transpose(0, 1), batch, width)
+        for i, name in enumerate(REPLICATED):
+            replicates[name].copy_(reps[:, i])
+
+
+def draw_count(samples: int, enumerated: int) -> int:
+    """Draws of ``2^k`` exact branches that ``samples`` head evaluations per pixel buy: ``max(1, samples // 2^k)``."""
+    return max(1, samples // (1 << enumerated))
 
 
 class EnumeratingHead(TiledHeadSampler):
@@ -53,8 +128,9 @@ class EnumeratingHead(TiledHeadSampler):
         tile_bytes: Target size of one tile's largest temporary.
     """
 
-    def __init__(self, net: SegmentationNet, decoded: torch.Tensor, enumerated: int, tile_bytes: int = DEFAULT_TILE_BYTES) -> None:
+    def __init__(self, net: SegmentationNet, decoded: torch.Tensor, enumerated: int, tile_bytes: int = RB_TILE_BYTES) -> None:
         super().__init__(net, decoded, tile_bytes)
+        self.padded = self.padded.contiguous()
         self.enumerated = max(0, min(enumerated, self.k))
         self.keep = 1.0 - float(self.dropout.p)
 
@@ -69,17 +145,17 @@ class RaoBlackwellHead(EnumeratingHead):
     """Rao–Blackwellised draws of a tileable head, tile by tile (arguments as :class:`EnumeratingHead`)."""
 
     def maps(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None) -> UncertaintyMaps:
-        """The maps of ``samples`` draws (ids ``0..samples-1``) with replicates when ``groups`` allows (``None``: ``MC_GROUPS``).
+        """The maps of ``samples`` head evaluations per pixel, spent as :func:`draw_count` draws of ``2^k`` branches each.
 
-        The bias correction uses ``min(MC_GROUPS, T)`` groups even when no replicates are asked for (``groups`` 0 or 1).
+        Replicates come when ``groups`` allows (``None``: ``MC_GROUPS``); the bias correction uses
+        ``min(MC_GROUPS, draws)`` groups even when no replicates are asked for (``groups`` 0 or 1).
         """
         b, k, h, w = self.shape
         c, device, dtype = self.classes, self.padded.device, self.padded.dtype
+        draws = draw_count(samples, self.enumerated)
         wanted = MC_GROUPS if groups is None else groups
-        count = group_count(samples, wanted if wanted >= 2 else MC_GROUPS)
-        spans = sample_groups(samples, max(count, 1))
-        plan = SamplingPlan(seed, tuple(range(samples)), RB_SCHEME)
-        masks = self.dropout.masks(plan, torch.Size((samples * b, k, 1, 1)), device, dtype).view(samples, b, k).transpose(0, 1).contiguous()
+        count = group_count(draws, wanted if wanted >= 2 else MC_GROUPS)
+        spans = sample_groups(draws, max(count, 1))
         probs = torch.empty(b, c, h, w, device=device)
         full = {name: torch.empty(b, c, h, w, device=device) for name in ("mean_probs", "class_variance")}
         flat = {name: torch.empty(b, h, w, device=device) for name in ("entropy", "expected_entropy", "mutual_information", "variance")}
@@ -88,28 +164,29 @@ class RaoBlackwellHead(EnumeratingHead):
         replicates = {name: torch.empty(b, len(spans), h, w, device=device) for name in SAMPLED_MAPS} if keep_replicates else None
         branches = 2**self.enumerated
         per_row = 4 * c * w * max(k + 2 * len(spans) + 2, branches * 3)
-        rows = max(1, min(h, self.tile_bytes // max(per_row, 1)))
-        per_draw = 4 * rows * w * (3 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
-        chunk = max(2, self.tile_bytes // per_draw)
+        draw_row = 4 * w * (3 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
+        rows = max(1, min(h, self.tile_bytes // max(per_row, draw_row * draws, 1)))
+        chunk = max(2, self.tile_bytes // (draw_row * rows))
         row_done = progress_steps(cancel, -(-h // rows), "row tile")
         bias = self.bias.view(-1) if self.bias is not None else torch.zeros(c, device=device, dtype=dtype)
         tau = torch.tensor(float(temperature), device=device, dtype=dtype)
         patterns, weights = enumeration(self.enumerated, self.keep, device, dtype)
+        length = block_length(w, h)
+        sizes = [len(s) for s in spans]
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
             n = (r1 - r0) * w
-            det, rest, log_s = tile_branches(self.tile_parts(r0, r1), bias, patterns, tau, self.enumerated)
+            det, rest, log_s = BRANCHES_KERNEL(self.tile_parts(r0, r1), bias, patterns, tau, self.enumerated)
             probs[:, :, r0:r1] = det.view(b, c, r1 - r0, w)
-            sums = GroupSums([len(s) for s in spans], b, c, n, device)
-            for s0 in range(0, samples, chunk):
-                checkpoint(cancel)
-                s1 = min(samples, s0 + chunk)
-                sums.add(s0, *DRAW_KERNEL(masks[:, s0:s1], rest, bias, tau, log_s, weights))
+            rest_blocks = to_blocks(rest.view(b, k, c, n), length, w).reshape(-1, k, c * length)
+            log_blocks = to_blocks(log_s, length, w)
+            masks = block_masks(seed, self.dropout.site, float(self.dropout.p), range(r0, r1), b, w, length, draws, k).to(device, dtype)
+            sums = self._draws(masks, rest_blocks, log_blocks, bias, tau, weights, sizes, chunk, cancel)
             out: dict[str, torch.Tensor] = {name: t[:, :, r0:r1].view(b, c, n) for name, t in full.items()}
             out.update({name: t[:, r0:r1].view(b, n) for name, t in flat.items()})
             out["prediction"] = prediction[:, r0:r1].view(b, n)
             reps = {name: t[:, :, r0:r1].view(b, len(spans), n) for name, t in replicates.items()} if replicates is not None else None
-            finalize_block(sums, out, reps, FINALIZE_KERNEL)
+            finalize_blocks(sums, sizes, b, w, out, reps)
             row_done()
         return UncertaintyMaps(
             prediction=prediction,
@@ -126,3 +203,37 @@ class RaoBlackwellHead(EnumeratingHead):
             mutual_information=flat["mutual_information"],
             variance=flat["variance"],
         )
+
+    @staticmethod
+    def _draws(
+        masks: torch.Tensor,
+        rest: torch.Tensor,
+        log_s: torch.Tensor,
+        bias: torch.Tensor,
+        tau: torch.Tensor,
+        weights: torch.Tensor,
+        sizes: list[int],
+        chunk: int,
+        cancel: CancelToken | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Group sums ``(N, G, C, L)``, ``(N, G, L)`` of a tile's draws: masks ``(N, T, K)``, ``rest`` ``(N, K, C·L)``, ``log_s`` ``(N, S, C, L)``.
+
+        All draws in one kernel when they fit one chunk and the groups are equal, else chunk by chunk into
+        :class:`~app.maps.rb_finalize.GroupSums`.
+        """
+        n, samples, _ = masks.shape
+        c, length = log_s.shape[2], log_s.shape[3]
+
+        def logits(s0: int, s1: int) -> torch.Tensor:
+            return torch.bmm(masks[:, s0:s1], rest).view(n, s1 - s0, c, length).add_(bias.view(1, 1, c, 1)).div_(tau)
+
+        if chunk >= samples and len(set(sizes)) == 1:
+            checkpoint(cancel)
+            p, q, h = GROUPED_KERNEL(logits(0, samples), log_s, weights, len(sizes))
+            return p, q, h
+        sums = GroupSums(sizes, n, c, length, masks.device)
+        for s0 in range(0, samples, chunk):
+            checkpoint(cancel)
+            s1 = min(samples, s0 + chunk)
+            sums.add(s0, *DRAW_KERNEL(logits(s0, s1), log_s, weights))
+        return sums.p.transpose(0, 1), sums.q.transpose(0, 1), sums.h.transpose(0, 1)

@@ -36,7 +36,7 @@ from app.engine.network import SegmentationNet
 from app.engine.options import SamplingOptions
 from app.engine.pool import PassPool
 from app.engine.propagated_head import PropagatedHead
-from app.engine.rb_head import RaoBlackwellHead
+from app.engine.rb_head import RaoBlackwellHead, draw_count
 from app.engine.tiled_head import TiledHeadSampler, tileable
 from app.maps.moments import UncertaintyMaps
 
@@ -244,6 +244,13 @@ class PropagatedTail(RaoBlackwellTail):
         return PropagatedHead(job.member, job.cached, o.enumerated).maps(o.samples, o.temperature, o.cancel)
 
 
+def _draws_enough(options: SamplingOptions) -> bool:
+    """Whether the Rao–Blackwellised head may run: ``T >= 2``, and for ``"auto"`` at least three draws (a jackknife)."""
+    if options.estimator == "auto":
+        return draw_count(options.samples, options.enumerated) >= 3
+    return options.samples >= 2
+
+
 def choose_sampler(member: SegmentationNet, aug: Augmentation, options: SamplingOptions) -> Sampler:
     """The sampler of one pass: the fastest of :class:`TiledTail`, :class:`FactorisedTail`, :class:`CachedTail` that applies, or :class:`FullPasses`.
 
@@ -256,7 +263,7 @@ def choose_sampler(member: SegmentationNet, aug: Augmentation, options: Sampling
         return FullPasses(options)
     if options.factorise and options.estimator == "propagated" and options.samples >= 1 and aug.identity and tileable(member):
         return PropagatedTail(options)
-    if options.factorise and options.estimator in ("auto", "rao_blackwellised") and options.samples >= 2 and aug.identity and tileable(member):
+    if options.factorise and options.estimator in ("auto", "rao_blackwellised") and _draws_enough(options) and aug.identity and tileable(member):
         return RaoBlackwellTail(options)
     if options.factorise and options.samples > 0 and aug.permutes and tileable(member):
         return TiledTail(options)

@@ -56,14 +56,19 @@ class GroupSums:
         self.p = torch.zeros(g, batch, classes, pixels, device=device)
         self.q = torch.zeros_like(self.p)
         self.h = torch.zeros(g, batch, pixels, device=device)
-        self.group_of = torch.repeat_interleave(torch.arange(g, device=device), torch.tensor(sizes, device=device))
 
     def add(self, first: int, p: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> None:
         """Add the draws ``first, first + 1, …`` (``(B, t, C, n)``, ``(B, t, C, n)``, ``(B, t, n)``) to their groups."""
-        groups = self.group_of[first : first + p.shape[1]]
-        self.p.index_add_(0, groups, p.transpose(0, 1))
-        self.q.index_add_(0, groups, q.transpose(0, 1))
-        self.h.index_add_(0, groups, h.transpose(0, 1))
+        last = first + p.shape[1]
+        start = 0
+        for g, size in enumerate(self.sizes):
+            lo, hi = max(start, first), min(start + size, last)
+            if lo < hi:
+                block = slice(lo - first, hi - first)
+                self.p[g] += p[:, block].sum(1)
+                self.q[g] += q[:, block].sum(1)
+                self.h[g] += h[:, block].sum(1)
+            start += size
 
 
 REPLICATED = ("entropy", "expected_entropy", "mutual_information", "variance")

@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from app.defaults import DEFAULT_ESTIMATOR, DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Resolution, TtaMode
+from app.defaults import DEFAULT_ESTIMATOR, DEFAULT_RESOLUTION, MAX_PIXELS, MEMORY_BUDGET, RESOLUTIONS, Estimator, Resolution, TtaMode
 from app.engine.analysis import Analysis, ClassArrays
 from app.engine.cancel import CancelToken, checkpoint
 from app.engine.free_memory import release_free_memory
 from app.engine.geometry import crop
 from app.engine.passes import network_cost, pass_plan, plan_cost
+from app.engine.rb_head import draw_count
 from app.engine.sampling import SamplingOptions
 from app.engine.sliding_window import TileGrid, analyse_rgb, plan_grid
 from app.engine.tile_budget import TileCost, choose_tile
@@ -50,6 +51,8 @@ class Analyzer:
             are analysed in sliding windows (see :mod:`app.engine.tile_budget`).
         batcher: Runs the deterministic prefix of images analysed whole, batched with concurrent analyses'
             (:mod:`app.workflows.batching`); ``None``: every analysis runs its own.
+        estimator: How images analysed whole estimate the sampled maps (:data:`~app.defaults.DEFAULT_ESTIMATOR`:
+            Rao–Blackwellised where the head allows); sliding-window analyses always sample.
     """
 
     def __init__(
@@ -60,8 +63,10 @@ class Analyzer:
         memory_budget: int = MEMORY_BUDGET,
         *,
         batcher: PrefixBatcher | None = None,
+        estimator: Estimator = DEFAULT_ESTIMATOR,
     ) -> None:
         self.bundle = bundle
+        self.estimator = estimator
         self.device = torch.device(device)
         self.bundle.net.to(self.device).eval()
         self.max_pixels = max_pixels
@@ -196,7 +201,7 @@ class Analyzer:
             prefix_runner=runner,
             tta=tta,
             density=self.bundle.density,
-            estimator=DEFAULT_ESTIMATOR if self.tile_grid(int(analysed.shape[0]), int(analysed.shape[1])) is None else "sampled",
+            estimator=self.estimator if self.tile_grid(int(analysed.shape[0]), int(analysed.shape[1])) is None else "sampled",
         )
         norm = card.normalization
         classes = len(card.classes)
@@ -263,7 +268,7 @@ class Analyzer:
             image_check=image_check,
             estimator=result.estimator,
             enumerated_channels=result.enumerated,
-            effort=samples * 2**result.enumerated,
+            effort=draw_count(samples, result.enumerated) * 2**result.enumerated if result.enumerated else samples,
             sets=sets,
             adversarial=adversarial,
         )

@@ -256,6 +256,6 @@ def test_map_and_region_errors_equal_the_library(base_url: str, tiny_bundle_dir:
     assert {m["name"]: m["mean_error"] for m in body["maps"]} == pytest.approx(expected.mean_errors, rel=1e-9)
     assert len(body["regions"]) == len(expected.regions)
     for row, region in zip(body["regions"], expected.regions, strict=True):
-        assert row["errors"] == pytest.approx(region.errors, rel=2e-3), row
+        assert row["errors"] == pytest.approx(region.errors, rel=5e-3), row
     mutual_information = expected.mean_errors["mutual_information"]
     assert mutual_information is not None and mutual_information > 0

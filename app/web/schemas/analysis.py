@@ -220,13 +220,14 @@ class AnalyzeResponse(ApiModel):
     estimator: str = Field(
         default="sampled",
         description="How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in "
-        "statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw "
-        "each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the "
-        "mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised "
-        "delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).",
+        "statistics of the MC samples, the textbook estimator) or rao_blackwellised (the default where the model allows: channel dropout "
+        "before a linear head; samples / 2^enumerated_channels draws, in each of which each pixel's enumerated_channels widest head "
+        "channels are summed over exactly, with their probabilities; draws are independent for every block of pixels, so the image "
+        "and region means average their errors out; the entropy of the mean and the variance are bias-corrected by the delete-a-group "
+        "jackknife, and mean_error is that jackknife's error widened to a t-interval of 95 % at ±1.96 errors).",
     )
     enumerated_channels: int = Field(default=0, description="k of the rao_blackwellised estimator: 2^k exact branches per draw (0 for sampled).")
-    effort: int = Field(default=0, description="Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.")
+    effort: int = Field(default=0, description="Softmax evaluations per pixel and pass: samples (rao_blackwellised: its draws × 2^enumerated_channels).")
     unavailable: list[str] = Field(
         default_factory=list,
         description="Maps this model cannot compute (they are all zeros): feature_distance when the bundle has no fitted feature density.",
