@@ -587,7 +587,7 @@ export interface components {
             error_method: string;
             /**
              * Estimator
-             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).
+             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (the default where the model allows: channel dropout before a linear head; samples / 2^enumerated_channels draws, in each of which each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; draws are independent for every block of pixels, so the image and region means average their errors out; the entropy of the mean and the variance are bias-corrected by the delete-a-group jackknife, and mean_error is that jackknife's error widened to a t-interval of 95 % at ±1.96 errors).
              * @default sampled
              */
             estimator: string;
@@ -599,7 +599,7 @@ export interface components {
             enumerated_channels: number;
             /**
              * Effort
-             * @description Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.
+             * @description Softmax evaluations per pixel and pass: samples (rao_blackwellised: its draws × 2^enumerated_channels).
              * @default 0
              */
             effort: number;
@@ -1121,7 +1121,7 @@ export interface components {
             error_method: string;
             /**
              * Estimator
-             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (channel dropout before a linear head: in every draw each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; the entropy of the mean and the variance are bias-corrected by the second-order jackknife correction, and mean_error is the linearised delete-a-group jackknife widened to a t-interval of 95 % at ±1.96 errors).
+             * @description How the sampled maps (entropy, expected entropy, mutual information, variance) were estimated: sampled (plug-in statistics of the MC samples, the textbook estimator) or rao_blackwellised (the default where the model allows: channel dropout before a linear head; samples / 2^enumerated_channels draws, in each of which each pixel's enumerated_channels widest head channels are summed over exactly, with their probabilities; draws are independent for every block of pixels, so the image and region means average their errors out; the entropy of the mean and the variance are bias-corrected by the delete-a-group jackknife, and mean_error is that jackknife's error widened to a t-interval of 95 % at ±1.96 errors).
              * @default sampled
              */
             estimator: string;
@@ -1133,7 +1133,7 @@ export interface components {
             enumerated_channels: number;
             /**
              * Effort
-             * @description Softmax evaluations per pixel and pass: samples × 2^enumerated_channels.
+             * @description Softmax evaluations per pixel and pass: samples (rao_blackwellised: its draws × 2^enumerated_channels).
              * @default 0
              */
             effort: number;
