@@ -17,7 +17,9 @@ from app.io.synthetic import make_scene
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 PANELS = ["input", "prediction", "confidence", "entropy", "variance", "mutual_information", "feature_distance", "sets"]
-MAX_BYTES_PER_PIXEL = 4.0
+# 4 B/px held for the textbook estimator's spatially coherent MC noise; the default Rao–Blackwellised maps carry
+# independent per-pixel noise (a grain PNG cannot compress): 4.5 B/px measured on this photo (docs/results.md).
+MAX_BYTES_PER_PIXEL = 5.5
 
 
 def jpeg(rgb: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
