@@ -24,11 +24,21 @@ const METHODS = {
   unavailable: "1 MC sample: the Monte-Carlo error of a sampled map cannot be estimated (it needs at least 2 samples): ± ?. Means without ± are exact.",
 };
 
+const RAO_BLACKWELLISED =
+  "± is the Monte-Carlo standard error of each mean: a delete-a-group jackknife over the draws, widened so that ±1.96 errors is a 95 % interval. Means without ± come from the deterministic pass and are exact.";
+
 /**
  * @param {ErrorMethod} method
+ * @param {string} [estimator] the answer's estimator ("sampled" or "rao_blackwellised")
+ * @param {number} [enumerated] its enumerated channels
  * @returns {string} how an analysis found its errors, in words
  */
-export function methodText(method) {
+export function methodText(method, estimator = "sampled", enumerated = 0) {
+  if (estimator === "rao_blackwellised") {
+    const channels = `${enumerated} channel${enumerated === 1 ? "" : "s"}`;
+    const how = `Rao–Blackwellised: each pixel's ${channels} summed exactly, draws independent per block of pixels (so the image and region means average the noise out; the maps keep a fine grain), bias-corrected by the jackknife.`;
+    return `${method === "jackknife" ? RAO_BLACKWELLISED : methodText(method)} ${how}`;
+  }
   return METHODS[method] || `Monte-Carlo errors: ${method}.`;
 }
 

@@ -350,7 +350,7 @@ function render(item) {
   markUnavailable(els.readout, r.unavailable);
   drawAll(item);
   renderPanelMeans(els.panels, r);
-  els.errorMethod.textContent = `${methodText(r.error_method)}${r.estimator === "rao_blackwellised" ? ` · Rao–Blackwellised (${r.enumerated_channels} channels exact)` : ""}`;
+  els.errorMethod.textContent = methodText(r.error_method, r.estimator, r.enumerated_channels);
   comparison.show(item, items);
   els.inputSize.textContent = inputSizeText(r);
   renderVerdict(els.verdict, r.image_check, r.image_ood);

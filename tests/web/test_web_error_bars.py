@@ -131,8 +131,16 @@ def test_panels_and_region_table_show_the_apis_means_and_errors(page: Any, base_
         for name in maps:
             expected = "—" if name == "feature_distance" else expected_cell(row["means"][name], row["errors"][name])  # tiny: no density
             assert cells[columns.index(name)] == expected, (name, cells, row)
-    assert "jackknife" in page.inner_text("#error-method")
+    method = page.inner_text("#error-method")
+    assert "jackknife" in method and answer["estimator"] == "sampled" and "Rao–Blackwellised" not in method  # 4 samples: 1 draw of 4
     assert page.is_hidden("#compare"), "one image: nothing to compare with"
+    page.fill("#samples", "16")
+    upload(page, ("scene.png", image))
+    page.wait_for_function(READY, timeout=60_000)
+    answer = api(base_url, "scene.png", image, samples="16")
+    assert answer["estimator"] == "rao_blackwellised" and answer["enumerated_channels"] == 2
+    method = page.inner_text("#error-method")
+    assert "Rao–Blackwellised: each pixel's 2 channels summed exactly" in method and "95 % interval" in method
 
 
 def test_two_uploads_are_compared_within_and_beyond_mc_noise(page: Any, base_url: str) -> None:
