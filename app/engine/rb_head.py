@@ -2,9 +2,9 @@
 
 For a network where :func:`~app.engine.tiled_head.tileable` holds, the image is cut into row tiles as in
 :class:`~app.engine.tiled_head.TiledHeadSampler`. Per tile, the per-channel head outputs are computed once; every
-draw then keeps its sampled mask on all channels but the pixel's ``k`` strongest (:mod:`app.maps.rao_blackwell`), which
-are summed over exactly, and the draws' group sums are finalised into bias-corrected maps and linearised jackknife
-replicates while the tile is still in the cache. Each block of ``L`` pixels of a row draws its own masks
+draw then keeps its sampled mask on all channels but the pixel's ``k`` widest (:mod:`app.maps.rao_blackwell`), which
+are summed over exactly, and the draws' group sums are finalised into bias-corrected maps and jackknife replicates
+while the tile is still in the cache. Each block of ``L`` pixels of a row draws its own masks
 (:mod:`app.engine.block_masks`): every pixel's estimator is unchanged, but the errors of different blocks are
 independent, so image and region means average them out. The draws of a pixel are independent, so its groups are
 too; with three groups or more the maps are bias-corrected by the delete-a-group jackknife
@@ -25,7 +25,7 @@ from app.engine.tiled_head import TiledHeadSampler
 from app.maps.functions import softmax_confidence
 from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import UncertaintyMaps
-from app.maps.rao_blackwell import branch_moments, enumeration, grouped_moments, tile_branches
+from app.maps.rao_blackwell import branch_moments, draw_logits, enumeration, grouped_moments, tile_branches
 from app.maps.rb_finalize import MAP_ORDER, REPLICATED, GroupSums, finalize_sums, t_widening
 from app.maps.rb_jackknife import jackknife_maps
 from app.maps.registry import SAMPLED_MAPS
@@ -223,17 +223,13 @@ class RaoBlackwellHead(EnumeratingHead):
         """
         n, samples, _ = masks.shape
         c, length = log_s.shape[2], log_s.shape[3]
-
-        def logits(s0: int, s1: int) -> torch.Tensor:
-            return torch.bmm(masks[:, s0:s1], rest).view(n, s1 - s0, c, length).add_(bias.view(1, 1, c, 1)).div_(tau)
-
         if chunk >= samples and len(set(sizes)) == 1:
             checkpoint(cancel)
-            p, q, h = GROUPED_KERNEL(logits(0, samples), log_s, weights, len(sizes))
+            p, q, h = GROUPED_KERNEL(draw_logits(masks, rest, bias, tau, c), log_s, weights, len(sizes))
             return p, q, h
         sums = GroupSums(sizes, n, c, length, masks.device)
         for s0 in range(0, samples, chunk):
             checkpoint(cancel)
             s1 = min(samples, s0 + chunk)
-            sums.add(s0, *DRAW_KERNEL(logits(s0, s1), log_s, weights))
+            sums.add(s0, *DRAW_KERNEL(draw_logits(masks[:, s0:s1], rest, bias, tau, c), log_s, weights))
         return sums.p.transpose(0, 1), sums.q.transpose(0, 1), sums.h.transpose(0, 1)

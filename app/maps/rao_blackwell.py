@@ -24,6 +24,7 @@ __all__ = [
     "Draws",
     "branch_factors",
     "branch_moments",
+    "draw_logits",
     "draw_moments",
     "enumeration",
     "grouped_moments",
@@ -207,13 +208,18 @@ def grouped_moments(z: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor,
     return p.view(n, groups, per, c, length).sum(2), q.view(n, groups, per, c, length).sum(2), h.view(n, groups, per, length).sum(2)
 
 
+def draw_logits(masks: torch.Tensor, rest: torch.Tensor, bias: torch.Tensor, temperature: torch.Tensor, classes: int) -> torch.Tensor:
+    """The draws' logits over the non-enumerated channels: ``(B, T, K)`` masks, ``rest`` ``(B, K, C·n)``, ``bias`` ``(C,)``,
+    0-d ``τ`` → ``(B, T, C, n)``."""
+    b, t, _ = masks.shape
+    return torch.bmm(masks, rest).view(b, t, classes, -1).add_(bias.view(1, 1, classes, 1)).div_(temperature)
+
+
 def draw_moments(
     masks: torch.Tensor, rest: torch.Tensor, bias: torch.Tensor, temperature: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """:func:`branch_moments` of draws given by their masks: ``(B, T, K)`` masks, ``rest`` ``(B, K, C·n)``, ``bias`` ``(C,)``, 0-d ``τ``."""
-    b, _, c, n = log_s.shape
-    z = (torch.bmm(masks, rest).view(b, masks.shape[1], c, n) + bias.view(1, 1, c, 1)) / temperature
-    return branch_moments(z, log_s, weights)
+    """:func:`branch_moments` of draws given by their masks (arguments as :func:`draw_logits`; ``log_s`` ``(B, S, C, n)``)."""
+    return branch_moments(draw_logits(masks, rest, bias, temperature, log_s.shape[2]), log_s, weights)
 
 
 def rao_blackwell_draws(branches: Branches, bias: torch.Tensor | None, masks: torch.Tensor) -> Draws:

@@ -13,7 +13,7 @@ import anyio.to_thread
 import numpy as np
 import torch
 
-from app.defaults import TtaMode
+from app.defaults import DEFAULT_SAMPLES, TtaMode
 from app.engine.analysis import Analysis
 from app.engine.cancel import CancelToken
 from app.error_codes import ErrorCode
@@ -338,9 +338,10 @@ class AnalysisService:
         token.check()
 
     def warm_up(self) -> None:
-        """One small analysis so the first request does not pay for lazy initialisation."""
+        """One small analysis at the default sample count, so the first request pays neither for lazy initialisation nor
+        for compiling the default estimator's kernels (seconds on a CPU; measured 4.4 s on the first request without it)."""
         image = np.full((64, 64, 3), 127, dtype=np.uint8)
-        self.analyzer.analyze_image(image, AnalysisRequest(samples=min(2, self.settings.max_samples), seed=0))
+        self.analyzer.analyze_image(image, AnalysisRequest(samples=min(DEFAULT_SAMPLES, self.settings.max_samples), seed=0))
 
     async def start(self) -> None:
         """Warm up (if configured) in a worker thread, then report ready.

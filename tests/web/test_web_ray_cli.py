@@ -36,6 +36,9 @@ def test_serve_on_ray_answers_then_stops_ray_on_sigterm(tiny_bundle_dir: Path, t
                 assert time.monotonic() < deadline, "not serving in time"
                 time.sleep(0.5)
             ready = httpx.get(f"{url}/readyz", timeout=10)
+            while ready.status_code == 503 and time.monotonic() < deadline:  # the replica's warm-up analysis may still run
+                time.sleep(0.5)
+                ready = httpx.get(f"{url}/readyz", timeout=10)
             assert ready.status_code == 200 and ready.json()["model"] == "tiny"
             replica = ready.headers["x-replica-id"]
             answer = httpx.post(f"{url}/api/v1/analyze", files={"file": ("a.png", random_png(), "image/png")}, data={"samples": "2"}, timeout=60)
