@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from app.engine.block_masks import MIN_BLOCKS, block_length, block_masks, from_blocks, to_blocks
+from app.engine.block_masks import MIN_BLOCKS, block_length, block_masks, from_blocks, to_blocks, write_blocks
 from app.engine.sampling import SamplingOptions, run_mc
 from app.io.bundle import Bundle
 
@@ -47,6 +47,15 @@ def test_blocks_interleave_along_the_row_and_from_blocks_undoes_it() -> None:
     assert torch.equal(blocks[0], x[0, :, [0, 2, 4, 6]]) and torch.equal(blocks[1], x[0, :, [1, 3, 5, 7]])
     assert torch.equal(blocks[2], x[0, :, [8, 10, 12, 14]]) and torch.equal(blocks[4], x[1, :, [0, 2, 4, 6]])
     assert torch.equal(from_blocks(blocks, 2, 8), x)
+
+
+def test_write_blocks_puts_every_pixel_back_in_place_in_a_strided_destination() -> None:
+    """Into rows 1:3 of a ``(B, G, H, W)`` buffer (its ``G`` slices not adjacent), as the head writes a tile's replicates."""
+    x = torch.arange(2 * 3 * 16, dtype=torch.float32).view(2, 3, 16)
+    buffer = torch.full((2, 3, 4, 8), -1.0)
+    write_blocks(buffer[:, :, 1:3].view(2, 3, 16), to_blocks(x, 4, 8), 2, 8)
+    assert torch.equal(buffer[:, :, 1:3].reshape(2, 3, 16), x)
+    assert bool((buffer[:, :, [0, 3]] == -1.0).all())
 
 
 def test_independent_blocks_take_the_seed_to_seed_noise_out_of_the_image_mean(tiny_bundle: Bundle, monkeypatch: pytest.MonkeyPatch) -> None:

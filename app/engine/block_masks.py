@@ -20,7 +20,7 @@ import torch
 
 from app.engine.dropout_masks import mask_seed
 
-__all__ = ["BLOCK_STREAM", "MAX_BLOCK", "MIN_BLOCKS", "ROW_BAND", "block_length", "block_masks", "from_blocks", "to_blocks"]
+__all__ = ["BLOCK_STREAM", "MAX_BLOCK", "MIN_BLOCKS", "ROW_BAND", "block_length", "block_masks", "from_blocks", "to_blocks", "write_blocks"]
 
 MAX_BLOCK = 64
 MIN_BLOCKS = 4096
@@ -86,3 +86,13 @@ def from_blocks(x: torch.Tensor, batch: int, width: int) -> torch.Tensor:
     rows = blocks // (batch * per)
     grouped = x.reshape(batch, rows, per, -1, length).permute(0, 3, 1, 4, 2)
     return grouped.reshape(batch, *features, rows * width)
+
+
+def write_blocks(dest: torch.Tensor, x: torch.Tensor, batch: int, width: int) -> None:
+    """``dest.copy_(from_blocks(x, batch, width))`` in one strided copy, without the intermediate: ``dest`` ``(B, *F, n)``, its last dim contiguous."""
+    blocks, *features, length = x.shape
+    per = width // length
+    rows = blocks // (batch * per)
+    f = len(features)
+    target = dest.view(batch, *features, rows, length, per).permute(0, f + 1, f + 3, *range(1, f + 1), f + 2)
+    target.copy_(x.view(batch, rows, per, *features, length))

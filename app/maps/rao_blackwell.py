@@ -30,7 +30,7 @@ __all__ = [
     "grouped_moments",
     "rao_blackwell_draws",
     "select_channels",
-    "tile_branches",
+    "top_channels",
     "widest_channels",
 ]
 
@@ -80,7 +80,11 @@ def widest_channels(parts: torch.Tensor, k: int) -> torch.Tensor:
     per block of pixels (:mod:`app.engine.block_masks`) the choice changes the noise of a pixel, not of the image mean,
     and the two choices give the same bias (measured: ``docs/results.md``).
     """
-    span = parts.amax(dim=2) - parts.amin(dim=2)
+    return top_channels(parts.amax(dim=2) - parts.amin(dim=2), k)
+
+
+def top_channels(span: torch.Tensor, k: int) -> torch.Tensor:
+    """The ``k`` largest of ``span`` ``(B, K, n)`` along dim 1: ``(B, k, n)`` indices (argmax rounds for small ``k``: cheaper than top-k)."""
     if k > 3:
         return span.topk(k, dim=1).indices
     chosen = []
@@ -120,7 +124,7 @@ class Branches:
 
 
 def branch_factors(
-    parts: torch.Tensor, chosen: torch.Tensor, patterns: torch.Tensor, inv_temperature: float | torch.Tensor
+    parts: torch.Tensor, chosen: torch.Tensor, patterns: torch.Tensor, inv_temperature: float | torch.Tensor, shift: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The factors of :class:`Branches`: the other channels' parts and the branches' offsets.
 
@@ -129,10 +133,11 @@ def branch_factors(
         chosen: ``(B, k, n)`` the enumerated channels.
         patterns: ``(2^k, k)`` scaled keep patterns (:func:`enumeration`).
         inv_temperature: ``1 / τ``.
+        shift: Whether to make the offsets relative to their class maximum.
 
     Returns:
-        ``rest`` ``(B, K, C·n)`` (the chosen channels zeroed) and the offsets ``o_s`` ``(B, 2^k, C, n)`` relative to
-        their class maximum.
+        ``rest`` ``(B, K, C·n)`` (the chosen channels zeroed) and the offsets ``o_s`` ``(B, 2^k, C, n)`` (relative to
+        their class maximum with ``shift``).
     """
     b, kk, c, n = parts.shape
     k = chosen.shape[1]
@@ -140,28 +145,7 @@ def branch_factors(
     rest = (parts * (1.0 - selected).unsqueeze(2)).reshape(b, kk, c * n)
     picked = parts.gather(1, chosen.unsqueeze(2).expand(b, k, c, n))
     offsets = torch.matmul(patterns, picked.reshape(b, k, c * n)).view(b, patterns.shape[0], c, n) * inv_temperature
-    return rest, offsets - offsets.amax(dim=2, keepdim=True)
-
-
-def tile_branches(
-    parts: torch.Tensor, bias: torch.Tensor, patterns: torch.Tensor, temperature: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Everything a block's draws share, from its per-channel head outputs: one kernel for :mod:`app.engine.rb_head`.
-
-    Args:
-        parts: ``(B, K, C, n)`` per-channel head outputs.
-        bias: ``(C,)`` head bias (zeros without one).
-        patterns: ``(2^k, k)`` scaled keep patterns.
-        temperature: 0-d ``τ``.
-        k: Channels enumerated per pixel.
-
-    Returns:
-        The deterministic softmax ``(B, C, n)`` and :func:`branch_factors` of the :func:`widest_channels` choice.
-    """
-    c = parts.shape[2]
-    probs = torch.softmax((parts.sum(dim=1) + bias.view(1, c, 1)) / temperature, dim=1)
-    rest, log_s = branch_factors(parts, widest_channels(parts, k), patterns, 1.0 / temperature)
-    return probs, rest, log_s
+    return rest, (offsets - offsets.amax(dim=2, keepdim=True) if shift else offsets)
 
 
 def branch_moments(z: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

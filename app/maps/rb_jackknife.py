@@ -84,11 +84,11 @@ def jackknife_maps(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: tor
     mean_g = leave_one_out(p) / rest
     square_g = leave_one_out(p.square() / ng) / rest
     var_g = (square_g - mean_g.square()).clamp(min=0.0) / (g - 2)
-    second_g = leave_one_out(q) / rest
     entropy_g = _entropy(mean_g, var_g, g - 1, 2)
     expected_g = leave_one_out(h) / rest.view(1, -1, 1)
     top_g = top.unsqueeze(1).expand(-1, g, -1, -1)
-    variance_g = (second_g - mean_g.square() + var_g).gather(2, top_g).squeeze(2)
+    second_g = leave_one_out(q.gather(2, top_g)) / rest
+    variance_g = (second_g - (mean_g.square() - var_g).gather(2, top_g)).squeeze(2)
     weight = (1.0 - sizes / total).view(1, -1, 1)
     entropy_j = (g * entropy - (weight * entropy_g).sum(1)).clamp(0.0, math.log(c))
     variance_j = (g * variance - (weight * variance_g).sum(1)).clamp(min=0.0)
