@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from app.engine.rb_head import GROUPED_KERNEL, RaoBlackwellHead
@@ -68,3 +69,17 @@ def test_logits_too_far_apart_for_the_factors_fall_back_to_direct_exponentials()
     torch.testing.assert_close(p.view(3), torch.tensor([0.5, 0.5, 0.0]))
     torch.testing.assert_close(q.view(3), torch.tensor([0.25, 0.25, 0.0]))
     torch.testing.assert_close(float(h), 0.6931472, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("span", [46.0, 55.0, 68.0])
+def test_factorised_moments_hold_where_logits_span_far_but_no_product_underflows(span: float) -> None:
+    """Two classes, draw logits (0, s) and branch offsets (0, -s): each softmax (½, ½); the normaliser 2e^{-s} is small, never squared."""
+    masks, rest = torch.ones(1, 1, 1), torch.tensor([[[span]]])
+    log_s = torch.tensor([0.0, -span]).view(1, 1, 2, 1)
+    bias, tau, weights = torch.zeros(1), torch.tensor(1.0), torch.ones(1)
+    *_, smallest = factorised_grouped_moments(rest.view(1, 1, 1, 1), bias, tau, log_s, weights, 1)
+    assert float(smallest) >= SAFE_NORM  # the factorised path is the one that runs
+    p, q, h = RaoBlackwellHead._draws(masks, rest, log_s, bias, tau, weights, [1], 8, None)
+    torch.testing.assert_close(p.view(2), torch.tensor([0.5, 0.5]))
+    torch.testing.assert_close(q.view(2), torch.tensor([0.25, 0.25]))
+    torch.testing.assert_close(float(h), 0.6931472, rtol=0.0, atol=span * 2e-7)
