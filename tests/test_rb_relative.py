@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from app.engine.rb_head import GROUPED_KERNEL, RaoBlackwellHead
-from app.maps.rao_blackwell import branch_factors, enumeration, widest_channels
+from app.maps.rao_blackwell import branch_factors, enumeration
 from app.maps.rb_relative import SAFE_NORM, factorised_grouped_moments, relative_widest, tile_branches, with_reference_class
 
 
@@ -34,7 +34,7 @@ def test_relative_branches_equal_the_full_class_ones() -> None:
     patterns, _ = enumeration(2, 0.8, parts.device)
     probs, rest, offsets = tile_branches(_relative(parts), bias[1:] - bias[0], patterns, tau, 2)
     torch.testing.assert_close(probs, torch.softmax((parts.sum(1) + bias.view(1, 5, 1)) / tau, dim=1))
-    chosen = widest_channels(parts, 2)
+    chosen = (parts.amax(2) - parts.amin(2)).topk(2, dim=1).indices  # the span over all classes
     assert torch.equal(relative_widest(_relative(parts), 2), chosen)
     full_rest, full_offsets = branch_factors(parts, chosen, patterns, 1.0 / tau)
     torch.testing.assert_close(rest.view(2, 7, 4, 40), _relative(full_rest.view(2, 7, 5, 40)))

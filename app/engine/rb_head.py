@@ -185,7 +185,7 @@ class RaoBlackwellHead(EnumeratingHead):
         replicates = {name: torch.empty(b, len(spans), h, w, device=device) for name in SAMPLED_MAPS} if keep_replicates else None
         branches = 2**self.enumerated
         per_row = 4 * c * w * max(k + 2 * len(spans) + 2, branches * 3)
-        draw_row = 4 * w * (3 * c + 1 if DRAW_KERNEL.mode == "compiled" else 3 * branches * c)
+        draw_row = 4 * w * 3 * branches * c
         rows = max(1, min(h, self.tile_bytes // max(per_row, draw_row * draws, 1)))
         chunk = max(2, self.tile_bytes // (draw_row * rows))
         row_done = progress_steps(cancel, -(-h // rows), "row tile")

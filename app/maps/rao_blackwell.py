@@ -27,11 +27,11 @@ __all__ = [
     "draw_logits",
     "draw_moments",
     "enumeration",
+    "group_sums",
     "grouped_moments",
     "rao_blackwell_draws",
     "select_channels",
     "top_channels",
-    "widest_channels",
 ]
 
 
@@ -70,17 +70,6 @@ def select_channels(parts: torch.Tensor, k: int, bias: torch.Tensor | None = Non
     base = torch.softmax(mean / temperature, dim=2)
     effect = (torch.softmax((mean - parts) / temperature, dim=2) - base).abs().sum(dim=2)
     return effect.topk(k, dim=1).indices
-
-
-def widest_channels(parts: torch.Tensor, k: int) -> torch.Tensor:
-    """Per pixel, the ``k`` channels whose head outputs span the most logits: ``parts`` ``(B, K, C, n)`` → ``(B, k, n)`` indices.
-
-    A channel's span ``max_c a_kc - min_c a_kc`` bounds how far dropping it moves any logit margin; unlike
-    :func:`select_channels` it needs no softmax per channel, so choosing costs next to nothing. With draws independent
-    per block of pixels (:mod:`app.engine.block_masks`) the choice changes the noise of a pixel, not of the image mean,
-    and the two choices give the same bias (measured: ``docs/results.md``).
-    """
-    return top_channels(parts.amax(dim=2) - parts.amin(dim=2), k)
 
 
 def top_channels(span: torch.Tensor, k: int) -> torch.Tensor:
@@ -186,8 +175,12 @@ def grouped_moments(z: torch.Tensor, log_s: torch.Tensor, weights: torch.Tensor,
     Returns:
         Group sums of ``P_t`` and ``Q_t`` ``(N, G, C, L)`` and of ``H_t`` ``(N, G, L)``.
     """
-    p, q, h = branch_moments(z, log_s, weights)
-    n, t, c, length = z.shape
+    return group_sums(*branch_moments(z, log_s, weights), groups)
+
+
+def group_sums(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``P_t``, ``Q_t`` ``(N, T, C, L)`` and ``H_t`` ``(N, T, L)`` summed over ``groups`` groups of ``T / groups`` consecutive draws."""
+    n, t, c, length = p.shape
     per = t // groups
     return p.view(n, groups, per, c, length).sum(2), q.view(n, groups, per, c, length).sum(2), h.view(n, groups, per, length).sum(2)
 

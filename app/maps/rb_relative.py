@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from app.maps.rao_blackwell import branch_factors, branch_moments, grouped_moments, top_channels
+from app.maps.rao_blackwell import branch_factors, branch_moments, group_sums, grouped_moments, top_channels
 
 __all__ = [
     "SAFE_NORM",
@@ -37,9 +37,13 @@ SAFE_NORM = 1e-30
 
 
 def relative_widest(parts: torch.Tensor, k: int) -> torch.Tensor:
-    """:func:`widest_channels` of head outputs relative to class 0: ``parts`` ``(B, K, C-1, n)`` (``a_kc - a_k0``, ``c >= 1``) → ``(B, k, n)``.
+    """Per pixel, the ``k`` channels whose head outputs span the most logits: ``parts`` ``(B, K, C-1, n)`` (``a_kc - a_k0``, ``c >= 1``) → ``(B, k, n)``.
 
-    The span over all ``C`` classes counts class 0's relative output, 0.
+    A channel's span ``max_c a_kc - min_c a_kc`` bounds how far dropping it moves any logit margin, and needs no
+    softmax per channel; counted over all ``C`` classes, class 0's relative output (0) included. With draws
+    independent per block of pixels (:mod:`app.engine.block_masks`) the choice changes the noise of a pixel, not of
+    the image mean, and it gives the same bias as the softmax-effect choice of
+    :func:`~app.maps.rao_blackwell.select_channels` (measured: ``docs/results.md``).
     """
     span = parts.amax(dim=2).clamp(min=0.0) - parts.amin(dim=2).clamp(max=0.0)
     return top_channels(span, k)
@@ -117,11 +121,4 @@ def factorised_grouped_moments(
     p = (probs * w).sum(dim=2)
     q = (probs.square() * w).sum(dim=2)
     h = (entropy * w[..., 0]).sum(dim=2)
-    n, t, c, length = full.shape
-    per = t // groups
-    return (
-        p.view(n, groups, per, c, length).sum(2),
-        q.view(n, groups, per, c, length).sum(2),
-        h.view(n, groups, per, length).sum(2),
-        norm.amin(),
-    )
+    return (*group_sums(p, q, h, groups), norm.amin())
