@@ -122,7 +122,7 @@ def test_a_preview_level_is_stored_only_from_a_factor_of_three(tiny_bundle: Bund
 
 
 def test_a_region_reader_gives_the_arrays_store_reading_each_tile_once(tiny_bundle: Bundle, tmp_path) -> None:
-    """A reader is asked for regions only (the windows, then bands of rows for the input's preview) and the store equals the array's."""
+    """A reader is asked for regions only (the windows, then blocks for the input's preview) and the store equals the array's."""
     analyzer = _tiled_analyzer(tiny_bundle)
     rgb = _scene()
     reader = _Reader(rgb)
@@ -224,3 +224,25 @@ def test_a_streamed_analysis_has_the_in_memory_sets_counted_at_full_resolution(t
     for row, expected in zip(streamed.regions, memory.regions, strict=True):
         assert row.sure_share == pytest.approx(expected.sure_share, rel=1e-12)
         assert set(row.means) == set(MAP_NAMES)
+
+
+def test_a_readers_input_preview_is_read_in_blocks_and_equals_the_whole_images() -> None:
+    """The input's preview from a reader is the ``f × f`` box average of the whole image, read in blocks no wider than
+    :data:`PREVIEW_BLOCK` columns (a row as wide as a slide would cost memory in its width)."""
+    from PIL import Image
+
+    from app.workflows.stream_analysis import PREVIEW_BLOCK, _preview_image
+
+    rgb = np.random.default_rng(0).integers(0, 256, (700, 1300, 3), dtype=np.uint8)
+    widths: list[int] = []
+
+    class Recording(_Reader):
+        def read(self, top: int, left: int, rows: int, cols: int) -> np.ndarray:
+            widths.append(cols)
+            return super().read(top, left, rows, cols)
+
+    factor = 3
+    shape = (-(-700 // factor), -(-1300 // factor))
+    expected = np.asarray(Image.fromarray(rgb).reduce(factor))
+    np.testing.assert_array_equal(_preview_image(Recording(rgb), shape, factor), expected)
+    assert max(widths) <= PREVIEW_BLOCK

@@ -56,6 +56,7 @@ def _measure(folder: Path) -> dict[str, Any]:
     import torch
 
     from app.cli.common import load_analyzer
+    from app.engine.free_memory import release_free_memory
     from app.request import AnalysisRequest
     from app.workflows.analyse_folder import analyse_files
 
@@ -67,6 +68,7 @@ def _measure(folder: Path) -> dict[str, Any]:
     growth, statuses = {}, {}
     for height, slide in zip(HEIGHTS, slides, strict=True):
         gc.collect()
+        release_free_memory()
         Path("/proc/self/clear_refs").write_text("5")
         base = _status_kib("VmRSS")
         [row] = analyse_files(analyzer, [slide], folder / f"out{height}", request, store_format="zarr")
@@ -79,6 +81,7 @@ def _measure_widths(folder: Path, strip_columns: int | None) -> dict[str, Any]:
     import torch
 
     from app.cli.common import load_analyzer
+    from app.engine.free_memory import release_free_memory
     from app.io.pixel_source import open_tiled_tiff
     from app.request import AnalysisRequest
     from app.workflows.stream_analysis import analyze_to_store, stream_grid
@@ -92,6 +95,7 @@ def _measure_widths(folder: Path, strip_columns: int | None) -> dict[str, Any]:
     growth = {}
     for width, slide in zip(WIDTHS, slides, strict=True):
         gc.collect()
+        release_free_memory()
         Path("/proc/self/clear_refs").write_text("5")
         base = _status_kib("VmRSS")
         with open_tiled_tiff(slide, 10**9) as source:

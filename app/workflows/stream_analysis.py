@@ -8,7 +8,7 @@ What is held besides the network's working memory (the analyser's budget) is one
 about ``40 · W`` bytes a band row and ``4 · 8`` bytes a preview pixel, whatever the image's height.
 
 The result is an :class:`~app.engine.analysis.Analysis` whose ``maps``, ``prediction`` and ``image`` (for a reader:
-``f × f`` box averages read a band of rows at a time) are the previews (so PNGs are drawn from them as from any
+``f × f`` box averages read a block at a time) are the previews (so PNGs are drawn from them as from any
 analysis) and whose :attr:`~app.engine.analysis.Analysis.stored` gives the full-resolution means and class shares.
 Class rows and the connected components of at least ``min_area`` pixels (:mod:`app.maps.band_components`) are exact.
 Sampled means carry the tile bound as their MC error (``error_method = "tile_bound"``), as every tiled analysis does.
@@ -46,7 +46,7 @@ from app.workflows.stream_sets import StreamedSets
 __all__ = ["PREVIEW_SIDE", "STREAM_PIXELS", "analyze_to_store", "stream_grid"]
 
 PREVIEW_SIDE = 2048
-PREVIEW_BAND_ROWS = 256
+PREVIEW_BLOCK = 512
 CODEC = "blosc zstd level 5, byte shuffle"
 _CLASS_ARRAYS = ("probs", "mean_probs", "class_variance")
 
@@ -81,18 +81,19 @@ def _band(band: Band, rows: int, save: Sequence[str]) -> dict[str, np.ndarray]:
 
 def _preview_image(source: np.ndarray | RegionReader, shape: tuple[int, ...], factor: int) -> np.ndarray:
     """The input at the previews' ``shape``: an array resized bilinearly (as the page's input is drawn); a reader's pixels
-    averaged over ``factor × factor`` boxes, read a band of rows at a time (never the whole image at once)."""
+    averaged over ``factor × factor`` boxes, read a square block at a time (never a whole row of the image)."""
     if isinstance(source, np.ndarray):
         if source.shape[:2] == shape:
             return source
         image = Image.fromarray(np.ascontiguousarray(source)).resize((shape[1], shape[0]), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return np.asarray(image)
     out = np.empty((shape[0], shape[1], 3), dtype=np.uint8)
-    rows = factor * max(1, PREVIEW_BAND_ROWS // factor)
+    rows = factor * max(1, PREVIEW_BLOCK // factor)
     for top in range(0, source.height, rows):
-        band = Image.fromarray(source.read(top, 0, min(rows, source.height - top), source.width))
-        small = np.asarray(band.reduce(factor) if factor > 1 else band)
-        out[top // factor : top // factor + small.shape[0]] = small[:, : shape[1]]
+        for left in range(0, source.width, rows):
+            block = Image.fromarray(source.read(top, left, min(rows, source.height - top), min(rows, source.width - left)))
+            small = np.asarray(block.reduce(factor) if factor > 1 else block)[: shape[0] - top // factor, : shape[1] - left // factor]
+            out[top // factor : top // factor + small.shape[0], left // factor : left // factor + small.shape[1]] = small
     return out
 
 
