@@ -15,7 +15,6 @@ The head's outputs are carried relative to class 0 and the draws' exponentials f
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from app.defaults import MC_GROUPS
 from app.engine.block_masks import block_length, block_masks, to_blocks, write_blocks
@@ -133,15 +132,12 @@ class EnumeratingHead(TiledHeadSampler):
 
     def __init__(self, net: SegmentationNet, decoded: torch.Tensor, enumerated: int, tile_bytes: int = RB_TILE_BYTES) -> None:
         super().__init__(net, decoded, tile_bytes)
-        self.padded = self.padded.contiguous()
         self.enumerated = max(0, min(enumerated, self.k))
         self.keep = 1.0 - float(self.dropout.p)
 
     def tile_parts(self, r0: int, r1: int) -> torch.Tensor:
         """Per-channel head outputs ``(B, K, C, n)`` of rows ``r0:r1``."""
-        b, k, _, w = self.shape
-        tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-        return tile.reshape(b, k, self.classes, (r1 - r0) * w)
+        return self.parts(r0, r1, self.weight)
 
 
 class RaoBlackwellHead(EnumeratingHead):
@@ -149,8 +145,7 @@ class RaoBlackwellHead(EnumeratingHead):
 
     def __init__(self, net: SegmentationNet, decoded: torch.Tensor, enumerated: int, tile_bytes: int = RB_TILE_BYTES) -> None:
         super().__init__(net, decoded, enumerated, tile_bytes)
-        weight = self.weight.view(self.k, self.classes, *self.weight.shape[1:])
-        self.relative_weight = (weight[:, 1:] - weight[:, :1]).reshape(self.k * (self.classes - 1), *self.weight.shape[1:])
+        self.relative_weight = (self.weight[:, 1:] - self.weight[:, :1]).contiguous()
         bias = self.bias.view(-1) if self.bias is not None else torch.zeros(self.classes, device=decoded.device, dtype=decoded.dtype)
         self.relative_bias = bias[1:] - bias[0]
 
@@ -161,9 +156,7 @@ class RaoBlackwellHead(EnumeratingHead):
         head convolution with class 0's weights subtracted gives them directly: a fifth less to compute and carry
         through every draw at ``C = 5``.
         """
-        b, k, _, w = self.shape
-        tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.relative_weight, None, 1, (0, self.pw), 1, groups=k)
-        return tile.reshape(b, k, self.classes - 1, (r1 - r0) * w)
+        return self.parts(r0, r1, self.relative_weight)
 
     def maps(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None) -> UncertaintyMaps:
         """The maps of ``samples`` head evaluations per pixel, spent as :func:`draw_count` draws of ``2^k`` branches each.

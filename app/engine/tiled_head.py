@@ -22,13 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
+from app.engine.compiled import Kernel
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
+from app.maps.head_parts import per_channel_outputs
 from app.maps.moments import StreamingMoments
 from app.maps.replicates import GroupedMoments, empty_replicates
 
 DEFAULT_TILE_BYTES = 4 * 2**20
+PARTS_KERNEL = Kernel(per_channel_outputs, atol=1e-5)
 
 
 def tileable(net: SegmentationNet) -> bool:
@@ -53,14 +56,18 @@ class TiledHeadSampler:
         self.dropout = cast(MCDropout, net.dropouts[0])
         self.k = decoded.shape[1]
         self.classes = conv.out_channels
-        kh, kw = conv.kernel_size
         ph, pw = cast(tuple[int, int], conv.padding)
-        self.ph, self.pw = ph, pw
-        self.weight = conv.weight.permute(1, 0, 2, 3).reshape(self.k * self.classes, 1, kh, kw)
+        self.ph = ph
+        self.weight = conv.weight.transpose(0, 1).contiguous()
         self.bias = conv.bias.view(1, 1, self.classes, 1, 1) if conv.bias is not None else None
-        self.padded = F.pad(decoded, (0, 0, ph, ph))
+        self.padded = F.pad(decoded, (pw, pw, ph, ph)).contiguous()
         self.shape = decoded.shape
         self.tile_bytes = tile_bytes
+
+    def parts(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor:
+        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous (:data:`PARTS_KERNEL`)."""
+        outputs: torch.Tensor = PARTS_KERNEL(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
+        return outputs.reshape(self.shape[0], self.k, weight.shape[1], (r1 - r0) * self.shape[3])
 
     def run(
         self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None
@@ -139,8 +146,7 @@ class TiledHeadSampler:
         row_done = progress_steps(cancel, -(-h // rows), "row tile")
         for r0 in range(0, h, rows):
             r1 = min(h, r0 + rows)
-            tile = F.conv2d(self.padded[:, :, r0 : r1 + 2 * self.ph], self.weight, None, 1, (0, self.pw), 1, groups=k)
-            parts = tile.reshape(b, k, c * (r1 - r0) * w)
+            parts = self.parts(r0, r1, self.weight).view(b, k, c * (r1 - r0) * w)
             shift = None
             tile_groups = GroupedMoments(None, samples, groups)
             tile_groups.zeros(b, c, r1 - r0, w, device)
