@@ -30,6 +30,10 @@ ESTIMATORS: Final[tuple[Estimator, ...]] = get_args(Estimator)
 DEFAULT_ESTIMATOR: Final[Estimator] = "auto"
 # The Rao–Blackwellised estimator spends `samples` head evaluations per pixel as samples // 2^k draws of 2^k branches.
 ENUMERATED_CHANNELS = 2
+# The order α of the entropy's residual bias that the Rao–Blackwellised estimator's jackknife removes (bias ∝ T^-α after
+# the second-order term; α = 1 is the textbook jackknife). Fitted on images disjoint from the noise benchmark's by
+# benchmarks/jackknife_order.py (docs/results.md "The jackknife's order").
+JACKKNIFE_ORDER = 1.1
 # Test-time augmentation modes (app/engine/augment.py); "none" is the default.
 TtaMode = Literal["none", "flips", "flips+scales", "photometric"]
 TTA_MODES: Final[tuple[TtaMode, ...]] = get_args(TtaMode)

@@ -120,7 +120,8 @@ def test_default_model_intervals_cover_the_exact_value_and_the_bias_left_in_leav
         assert _coverage(trials, name, scale=2.0) > 0.98, name
         assert _coverage(trials, name, scale=0.5) < 0.90, name
 
-    def second_order_only(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: torch.Tensor, widen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def second_order_only(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        p, q, h, sizes, widen = args[:5]
         out = rb_head.FINALIZE_KERNEL(p.transpose(0, 1), q.transpose(0, 1), h.transpose(0, 1), sizes, widen, True)
         return (*out[:7], out[7].transpose(1, 2))
 

@@ -1,13 +1,15 @@
-"""The delete-a-group jackknife of grouped draws: against a direct recomputation, and unbiased on a known case."""
+"""The delete-a-group jackknife of grouped draws: against a direct recomputation, unbiased on a known case, and of order α
+exact for a bias ``∝ T^-α``."""
 
 from __future__ import annotations
 
 import itertools
 import math
 
+import pytest
 import torch
 
-from app.maps.rb_jackknife import jackknife_maps
+from app.maps.rb_jackknife import jackknife_maps, order_weights
 
 
 def _estimate(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -50,7 +52,7 @@ def test_maps_equal_a_direct_leave_one_group_out_recomputation() -> None:
     want_variance = g * variance - sum(w * v for w, v in zip(weight, leave_var, strict=True))
     assert float(var_mean.max()) > 0
     widen = torch.tensor(1.3, dtype=torch.float64)
-    out = jackknife_maps(p[None, :, :, None], q[None, :, :, None], h[None, :, None], sizes.double(), widen)
+    out = jackknife_maps(p[None, :, :, None], q[None, :, :, None], h[None, :, None], sizes.double(), widen, torch.tensor(1.0, dtype=torch.float64))
     assert int(out[2]) == int(top)
     torch.testing.assert_close(out[3].flatten()[0], want_entropy)
     torch.testing.assert_close(out[4].flatten()[0], expected)
@@ -73,7 +75,7 @@ def test_jackknife_entropy_is_unbiased_where_the_plug_in_is_not() -> None:
     p = draws.view(reps, g, t // g, 2).sum(2).unsqueeze(-1)
     q = (draws**2).view(reps, g, t // g, 2).sum(2).unsqueeze(-1)
     h = torch.zeros(reps, g, 1)
-    out = jackknife_maps(p, q, h, torch.full((g,), float(t // g)), torch.tensor(1.0))
+    out = jackknife_maps(p, q, h, torch.full((g,), float(t // g)), torch.tensor(1.0), torch.tensor(1.0))
     truth = -(0.3 * math.log(0.3) + 0.7 * math.log(0.7))
     entropy = out[3].double().flatten()
     se = float(entropy.std()) / math.sqrt(reps)
@@ -100,7 +102,22 @@ def test_a_class_held_by_one_group_leaves_the_other_replicates_exact_in_float32(
     for i in range(g):
         keep = [j for j in range(g) if j != i]
         want.append(_estimate(p[keep], q[keep], h[keep], sizes[keep])[0])
-    out = jackknife_maps(p.float()[None, :, :, None], q.float()[None, :, :, None], h.float()[None, :, None], sizes.float(), torch.tensor(1.0))
+    one = torch.tensor(1.0)
+    out = jackknife_maps(p.float()[None, :, :, None], q.float()[None, :, :, None], h.float()[None, :, None], sizes.float(), one, one)
     got = out[7][0, 0, :, 0].double()
     reference = torch.stack(want)
     torch.testing.assert_close(got - got.mean(), reference - reference.mean(), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("order", [1.0, 1.15, 1.5, 2.0])
+def test_order_weights_remove_a_bias_proportional_to_t_to_the_minus_order(order: float) -> None:
+    """An estimate whose bias is exactly ``c · T^-α``, from ``T`` draws and from ``T - n_g`` (groups of unequal size): the
+    order-α jackknife gives the truth; the textbook one (α = 1) leaves part of a bias of another order."""
+    sizes = torch.tensor([2.0, 1.0, 2.0, 1.0, 1.0], dtype=torch.float64)
+    total, truth, c = float(sizes.sum()), 0.25, -0.3
+    theta = truth + c * total**-order
+    leave = truth + c * (total - sizes) ** -order
+    corrected = theta + float((order_weights(sizes, torch.tensor(order, dtype=torch.float64)) * (theta - leave)).sum())
+    assert abs(corrected - truth) < 1e-12
+    textbook = len(sizes) * theta - float(((1.0 - sizes / total) * leave).sum())
+    assert (abs(textbook - truth) < 1e-12) == (order == 1.0), textbook

@@ -8,7 +8,19 @@ from typing import Any
 
 import torch
 
-from app.defaults import DEFAULT_SAMPLES, DEFAULT_SEED, DEFAULT_TTA, ENUMERATED_CHANNELS, ESTIMATORS, MC_GROUPS, MEMORY_BUDGET, TTA_MODES, Estimator, TtaMode
+from app.defaults import (
+    DEFAULT_SAMPLES,
+    DEFAULT_SEED,
+    DEFAULT_TTA,
+    ENUMERATED_CHANNELS,
+    ESTIMATORS,
+    JACKKNIFE_ORDER,
+    MC_GROUPS,
+    MEMORY_BUDGET,
+    TTA_MODES,
+    Estimator,
+    TtaMode,
+)
 from app.engine.cancel import CancelToken
 from app.maps.density import FeatureDensity
 
@@ -53,6 +65,7 @@ class SamplingOptions:
             (``UncertaintyMaps.estimator``).
         enumerated: ``k`` of the Rao–Blackwellised estimator (``2^k`` exact branches per draw; ``T`` head evaluations
             per pixel buy ``T // 2^k`` draws).
+        jackknife_order: ``α`` of the Rao–Blackwellised entropy's jackknife (:mod:`app.maps.rb_jackknife`), in ``[1, 3]``.
         density: A fitted feature density (:mod:`app.maps.density`): the maps get its ``feature_distance``, computed
             from the deterministic pass's decoder output (:func:`app.engine.feature_density.density_map`); ``None``: none.
 
@@ -74,6 +87,7 @@ class SamplingOptions:
     density: FeatureDensity | None = field(default=None, compare=False, repr=False)
     estimator: Estimator = "sampled"
     enumerated: int = ENUMERATED_CHANNELS
+    jackknife_order: float = JACKKNIFE_ORDER
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -92,5 +106,7 @@ class SamplingOptions:
             raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
         if not 0 <= self.enumerated <= 8:
             raise ValueError(f"enumerated must be in [0, 8], got {self.enumerated}")
+        if not 1.0 <= self.jackknife_order <= 3.0:
+            raise ValueError(f"jackknife_order must be in [1, 3], got {self.jackknife_order}")
         if self.prefix_runner is not None and self.strategy != "cached":
             raise ValueError(f"prefix_runner runs the deterministic prefix, which strategy={self.strategy!r} never runs; use strategy='cached' or drop it")

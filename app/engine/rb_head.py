@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from app.defaults import MC_GROUPS
+from app.defaults import JACKKNIFE_ORDER, MC_GROUPS
 from app.engine.block_masks import block_length, block_masks, to_blocks, write_blocks
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
 from app.engine.compiled import Kernel
@@ -84,6 +84,7 @@ def finalize_blocks(
     width: int,
     out: dict[str, torch.Tensor],
     replicates: dict[str, torch.Tensor] | None,
+    order: float = JACKKNIFE_ORDER,
 ) -> None:
     """Write the maps of a tile's block-major group sums into ``out`` (``(B, C, n)`` / ``(B, n)`` views) and ``replicates`` (``(B, G, n)``).
 
@@ -94,6 +95,7 @@ def finalize_blocks(
         width: ``W``.
         out: The maps' views to fill.
         replicates: Sampled map name → view to fill, or ``None``.
+        order: ``α`` of the entropy's jackknife.
 
     With three groups or more the maps are jackknife bias-corrected (:func:`~app.maps.rb_jackknife.jackknife_maps`),
     else second-order corrected (:func:`~app.maps.rb_finalize.finalize_sums`); replicates need two groups or more.
@@ -103,7 +105,7 @@ def finalize_blocks(
     sizes_t = torch.tensor(sizes, dtype=torch.float32, device=p.device)
     widen = torch.tensor(t_widening(g) if g >= 2 else 1.0, device=p.device)
     if g >= 3:
-        result = JACKKNIFE_KERNEL(p, q, h, sizes_t, widen)
+        result = JACKKNIFE_KERNEL(p, q, h, sizes_t, widen, torch.tensor(float(order), device=p.device))
     else:
         result = FINALIZE_KERNEL(p.transpose(0, 1), q.transpose(0, 1), h.transpose(0, 1), sizes_t, widen, replicates is not None and g >= 2)
         if len(result) > 7:
@@ -158,11 +160,20 @@ class RaoBlackwellHead(EnumeratingHead):
         """
         return self.parts(r0, r1, self.relative_weight)
 
-    def maps(self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None) -> UncertaintyMaps:
+    def maps(
+        self,
+        seed: int,
+        samples: int,
+        temperature: float,
+        cancel: CancelToken | None = None,
+        groups: int | None = None,
+        order: float = JACKKNIFE_ORDER,
+    ) -> UncertaintyMaps:
         """The maps of ``samples`` head evaluations per pixel, spent as :func:`draw_count` draws of ``2^k`` branches each.
 
         Replicates come when ``groups`` allows (``None``: ``MC_GROUPS``); the bias correction uses
-        ``min(MC_GROUPS, draws)`` groups even when no replicates are asked for (``groups`` 0 or 1).
+        ``min(MC_GROUPS, draws)`` groups even when no replicates are asked for (``groups`` 0 or 1), the entropy's of
+        order ``order`` (:func:`~app.maps.rb_jackknife.jackknife_maps`).
         """
         b, k, h, w = self.shape
         c, device, dtype = self.classes, self.padded.device, self.padded.dtype
@@ -200,7 +211,7 @@ class RaoBlackwellHead(EnumeratingHead):
             out.update({name: t[:, r0:r1].view(b, n) for name, t in flat.items()})
             out["prediction"] = prediction[:, r0:r1].view(b, n)
             reps = {name: t[:, :, r0:r1].view(b, len(spans), n) for name, t in replicates.items()} if replicates is not None else None
-            finalize_blocks(sums, sizes, b, w, out, reps)
+            finalize_blocks(sums, sizes, b, w, out, reps, order)
             row_done()
         return UncertaintyMaps(
             prediction=prediction,

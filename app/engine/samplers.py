@@ -231,7 +231,8 @@ class RaoBlackwellTail:
     def maps(self, job: PassJob, pool: PassPool) -> UncertaintyMaps:
         """The one pass's finished maps."""
         o = self.options
-        return RaoBlackwellHead(job.member, job.cached, o.enumerated).maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups)
+        head = RaoBlackwellHead(job.member, job.cached, o.enumerated)
+        return head.maps(job.seed, o.samples, o.temperature, o.cancel, pool.groups, o.jackknife_order)
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ The ``T`` draws of a pixel fall into ``G >= 3`` groups of ``n_g`` independent dr
 ``H_g`` (:class:`~app.maps.rb_finalize.GroupSums`). A map is first estimated as in :mod:`app.maps.rb_finalize`
 (``θ``: the entropy of ``P̄`` plus the second-order term ``½ Σ_c V_c / P̄_c``, ``V`` the between-group estimate of
 ``Var(P̄)``; the class variance ``Q̄ - P̄² + V``), then again without each group (``θ₋g``, the same formulas on the
-other ``G - 1`` groups), and corrected with the delete-a-group jackknife (Busing, Meijer and van der Leeden 1999):
+other ``G - 1`` groups), and corrected with a delete-a-group jackknife:
 
-    θ_J = G · θ - Σ_g (1 - n_g / T) · θ₋g
+    θ_J = θ + Σ_g c_g · (θ - θ₋g)
 
-which removes the ``1/T`` term of the bias left by the second-order correction (the one that comes from the heavy
-tail of rare drops, which ``V`` misses). The expected entropy is linear in the draws, so it stays ``H̄``.
+The class variance's bias is ``∝ 1/T`` and takes the textbook weights ``c_g = 1 - n_g / T`` (Busing, Meijer and van
+der Leeden 1999), i.e. ``θ_J = G θ - Σ_g (1 - n_g / T) θ₋g``. What the second-order term leaves of the entropy's bias
+(the heavy tail of rare drops, which ``V`` misses) decays faster than ``1/T``, and those weights over-correct it; the
+entropy takes :func:`order_weights`, exact for a bias ``∝ T^-α``, at ``α = JACKKNIFE_ORDER`` (1.1, measured:
+``benchmarks/jackknife_order.py``). The expected entropy is linear in the draws, so it stays ``H̄``.
 The replicates handed on for the standard errors (:mod:`app.maps.mc_error`) are ``θ_J + w · (θ₋g - mean_g θ₋g)``,
 ``w`` the Student-t widening of ``G - 1`` degrees of freedom (:func:`~app.maps.rb_finalize.t_widening`).
 
@@ -27,7 +30,7 @@ import math
 
 import torch
 
-__all__ = ["jackknife_maps", "leave_one_out"]
+__all__ = ["jackknife_maps", "leave_one_out", "order_weights"]
 
 _TINY = 1e-30
 
@@ -52,7 +55,24 @@ def leave_one_out(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def jackknife_maps(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: torch.Tensor, widen: torch.Tensor) -> tuple[torch.Tensor, ...]:
+def order_weights(sizes: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """``c_g`` of ``θ_J = θ + Σ_g c_g (θ - θ₋g)`` that removes a bias ``∝ T^-α`` exactly: ``(n_g / T) · a_g``, ``a_g = (T - n_g)^α / (T^α - (T - n_g)^α)``.
+
+    Args:
+        sizes: ``(G,)`` draws per group.
+        order: 0-d ``α >= 1``.
+
+    Returns:
+        ``(G,)``; at ``α = 1`` the delete-a-group weights ``1 - n_g / T`` (Busing, Meijer and van der Leeden 1999).
+    """
+    total = sizes.sum()
+    kept = ((total - sizes) / total).pow(order)
+    return sizes / total * kept / (1.0 - kept)
+
+
+def jackknife_maps(
+    p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: torch.Tensor, widen: torch.Tensor, order: torch.Tensor
+) -> tuple[torch.Tensor, ...]:
     """Jackknife bias-corrected maps and replicates of a block's group sums (the pure kernel of :func:`~app.maps.rb_finalize.finalize_block`).
 
     Args:
@@ -61,6 +81,7 @@ def jackknife_maps(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: tor
         h: ``(N, G, L)`` group sums of ``H_t``.
         sizes: ``(G,)`` float draws per group (``G >= 3``).
         widen: 0-d Student-t widening of the replicates' spread.
+        order: 0-d ``α`` of the entropy's residual bias (:func:`order_weights`; 1: the textbook jackknife).
 
     Returns:
         ``mean_probs``, ``class_variance`` ``(N, C, L)``, ``prediction`` ``(N, L)`` int64, ``entropy``,
@@ -90,7 +111,7 @@ def jackknife_maps(p: torch.Tensor, q: torch.Tensor, h: torch.Tensor, sizes: tor
     second_g = leave_one_out(q.gather(2, top_g)) / rest
     variance_g = (second_g - (mean_g.square() - var_g).gather(2, top_g)).squeeze(2)
     weight = (1.0 - sizes / total).view(1, -1, 1)
-    entropy_j = (g * entropy - (weight * entropy_g).sum(1)).clamp(0.0, math.log(c))
+    entropy_j = (entropy + (order_weights(sizes, order).view(1, -1, 1) * (entropy.unsqueeze(1) - entropy_g)).sum(1)).clamp(0.0, math.log(c))
     variance_j = (g * variance - (weight * variance_g).sum(1)).clamp(min=0.0)
     mutual_j = (entropy_j - expected).clamp(min=0.0)
     mutual_g = entropy_g - expected_g
