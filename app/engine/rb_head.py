@@ -23,6 +23,7 @@ from app.engine.compiled import Kernel
 from app.engine.network import SegmentationNet
 from app.engine.tiled_head import TiledHeadSampler
 from app.maps.functions import softmax_confidence
+from app.maps.head_parts import per_channel_outputs
 from app.maps.mc_error import group_count, sample_groups
 from app.maps.moments import UncertaintyMaps
 from app.maps.rao_blackwell import draw_logits, enumeration
@@ -37,6 +38,7 @@ __all__ = [
     "FINALIZE_KERNEL",
     "GROUPED_KERNEL",
     "JACKKNIFE_KERNEL",
+    "PARTS_KERNEL",
     "RB_TILE_BYTES",
     "EnumeratingHead",
     "RaoBlackwellHead",
@@ -45,6 +47,7 @@ __all__ = [
 ]
 
 DRAW_KERNEL = Kernel(relative_branch_moments)
+PARTS_KERNEL = Kernel(per_channel_outputs, atol=1e-5)
 GROUPED_KERNEL = Kernel(factorised_grouped_moments)
 DIRECT_GROUPED_KERNEL = Kernel(relative_grouped_moments)
 RB_TILE_BYTES = 32 * 2**20
@@ -136,6 +139,11 @@ class EnumeratingHead(TiledHeadSampler):
         super().__init__(net, decoded, tile_bytes)
         self.enumerated = max(0, min(enumerated, self.k))
         self.keep = 1.0 - float(self.dropout.p)
+
+    def parts(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor:
+        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous (:data:`PARTS_KERNEL`)."""
+        outputs: torch.Tensor = PARTS_KERNEL(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
+        return outputs.reshape(self.shape[0], self.k, weight.shape[1], (r1 - r0) * self.shape[3])
 
     def tile_parts(self, r0: int, r1: int) -> torch.Tensor:
         """Per-channel head outputs ``(B, K, C, n)`` of rows ``r0:r1``."""

@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
-from app.engine.compiled import Kernel
 from app.engine.dropout import MCDropout, SamplingPlan
 from app.engine.factorised_head import factorisable, head_after_is_identity
 from app.engine.network import SegmentationNet
@@ -31,7 +30,6 @@ from app.maps.moments import StreamingMoments
 from app.maps.replicates import GroupedMoments, empty_replicates
 
 DEFAULT_TILE_BYTES = 4 * 2**20
-PARTS_KERNEL = Kernel(per_channel_outputs, atol=1e-5)
 
 
 def tileable(net: SegmentationNet) -> bool:
@@ -65,8 +63,12 @@ class TiledHeadSampler:
         self.tile_bytes = tile_bytes
 
     def parts(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor:
-        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous (:data:`PARTS_KERNEL`)."""
-        outputs: torch.Tensor = PARTS_KERNEL(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
+        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous.
+
+        Eager (the library's grouped convolution): the sampled path compiles nothing, so that a full-resolution
+        analysis does not pay the compiler's time and memory (the Rao–Blackwellised head compiles it).
+        """
+        outputs = per_channel_outputs(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
         return outputs.reshape(self.shape[0], self.k, weight.shape[1], (r1 - r0) * self.shape[3])
 
     def run(
