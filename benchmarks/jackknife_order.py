@@ -25,8 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mc_noise import exact_maps
-from PIL import Image
+from mc_noise import exact_maps, resized_photo
 
 from app.engine.geometry import pad_to_stride, to_tensor
 from app.engine.sampling import SamplingOptions, run_mc
@@ -39,16 +38,11 @@ MAPS = ("mutual_information", "entropy")
 
 def calibration_images() -> dict[str, np.ndarray]:
     """Images none of which ``benchmarks/mc_noise.py`` uses, as ``(H, W, 3)`` uint8."""
-    import skimage.data
-
-    cat = Image.fromarray(skimage.data.chelsea())  # type: ignore[no-untyped-call]
-    scale = 160 / max(cat.size)
-    cat = cat.resize((round(cat.size[0] * scale), round(cat.size[1] * scale)), Image.Resampling.LANCZOS)
     return {
         "test scene 2": make_scene("test", 2, size=128, seed=0).image,
         "test scene 3": make_scene("test", 3, size=128, seed=0).image,
         "ood scene 1": make_scene("ood", 1, size=128, seed=0).image,
-        "chelsea (photo)": np.asarray(cat),
+        "chelsea (photo)": resized_photo("chelsea", 160),
     }
 
 

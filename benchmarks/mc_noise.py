@@ -56,18 +56,22 @@ MAPS = ("mutual_information", "variance", "entropy")
 SCHEMES = ("iid", "stratified")
 
 
-def images() -> dict[str, np.ndarray]:
-    """The benchmark images as ``(H, W, 3)`` uint8."""
+def resized_photo(name: str, long_side: int) -> np.ndarray:
+    """``skimage.data.<name>()`` resized (Lanczos) to a longer side of ``long_side``, as ``(H, W, 3)`` uint8."""
     import skimage.data
 
-    coffee = Image.fromarray(skimage.data.coffee())  # type: ignore[no-untyped-call]
-    scale = 256 / max(coffee.size)
-    coffee = coffee.resize((round(coffee.size[0] * scale), round(coffee.size[1] * scale)), Image.Resampling.LANCZOS)
+    photo = Image.fromarray(getattr(skimage.data, name)())
+    scale = long_side / max(photo.size)
+    return np.asarray(photo.resize((round(photo.size[0] * scale), round(photo.size[1] * scale)), Image.Resampling.LANCZOS))
+
+
+def images() -> dict[str, np.ndarray]:
+    """The benchmark images as ``(H, W, 3)`` uint8."""
     return {
         "test scene 0": make_scene("test", 0, size=128, seed=0).image,
         "test scene 1": make_scene("test", 1, size=128, seed=0).image,
         "ood scene 0": make_scene("ood", 0, size=128, seed=0).image,
-        "coffee (photo)": np.asarray(coffee),
+        "coffee (photo)": resized_photo("coffee", 256),
     }
 
 
