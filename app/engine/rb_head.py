@@ -140,10 +140,10 @@ class EnumeratingHead(TiledHeadSampler):
         self.enumerated = max(0, min(enumerated, self.k))
         self.keep = 1.0 - float(self.dropout.p)
 
-    def parts(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor:
-        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous (:data:`PARTS_KERNEL`)."""
-        outputs: torch.Tensor = PARTS_KERNEL(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
-        return outputs.reshape(self.shape[0], self.k, weight.shape[1], (r1 - r0) * self.shape[3])
+    def outputs(self, framed: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:func:`~app.maps.head_parts.per_channel_outputs` compiled (:data:`PARTS_KERNEL`), as the head's other kernels are."""
+        outputs: torch.Tensor = PARTS_KERNEL(framed, weight)
+        return outputs
 
     def tile_parts(self, r0: int, r1: int) -> torch.Tensor:
         """Per-channel head outputs ``(B, K, C, n)`` of rows ``r0:r1``."""

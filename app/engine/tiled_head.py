@@ -63,13 +63,14 @@ class TiledHeadSampler:
         self.tile_bytes = tile_bytes
 
     def parts(self, r0: int, r1: int, weight: torch.Tensor) -> torch.Tensor:
-        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous.
-
-        Eager (the library's grouped convolution): the sampled path compiles nothing, so that a full-resolution
-        analysis does not pay the compiler's time and memory (the Rao–Blackwellised head compiles it).
-        """
-        outputs = per_channel_outputs(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
+        """Per-channel outputs ``(B, K, M, n)`` of rows ``r0:r1`` for a ``(K, M, kh, kw)`` weight, contiguous."""
+        outputs = self.outputs(self.padded[:, :, r0 : r1 + 2 * self.ph], weight)
         return outputs.reshape(self.shape[0], self.k, weight.shape[1], (r1 - r0) * self.shape[3])
+
+    def outputs(self, framed: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """:func:`~app.maps.head_parts.per_channel_outputs`, eager (the library's grouped convolution): the sampled
+        path compiles nothing, so a full-resolution analysis does not pay the compiler's time and memory."""
+        return per_channel_outputs(framed, weight)
 
     def run(
         self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None

@@ -110,9 +110,12 @@ def jackknife_maps(
     top_g = top.unsqueeze(1).expand(-1, g, -1, -1)
     second_g = leave_one_out(q.gather(2, top_g)) / rest
     variance_g = (second_g - (mean_g.square() - var_g).gather(2, top_g)).squeeze(2)
-    weight = (1.0 - sizes / total).view(1, -1, 1)
-    entropy_j = (entropy + (order_weights(sizes, order).view(1, -1, 1) * (entropy.unsqueeze(1) - entropy_g)).sum(1)).clamp(0.0, math.log(c))
-    variance_j = (g * variance - (weight * variance_g).sum(1)).clamp(min=0.0)
+
+    def corrected(theta: torch.Tensor, leave: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+        return theta + (order_weights(sizes, alpha).view(1, -1, 1) * (theta.unsqueeze(1) - leave)).sum(1)
+
+    entropy_j = corrected(entropy, entropy_g, order).clamp(0.0, math.log(c))
+    variance_j = corrected(variance, variance_g, torch.ones_like(order)).clamp(min=0.0)
     mutual_j = (entropy_j - expected).clamp(min=0.0)
     mutual_g = entropy_g - expected_g
 
