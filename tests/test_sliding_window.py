@@ -163,6 +163,26 @@ def test_blend_is_the_weighted_mixture_of_the_tiles() -> None:
     assert float(out.class_variance.min()) >= 0.0
 
 
+def test_a_blend_without_samples_keeps_only_p_and_finalises_the_same() -> None:
+    """Without samples only ``p`` and the distance are blended (no MC planes held), and the band's maps, across an
+    advance, equal those of the full blender finalised with ``samples = 0``."""
+    rng = np.random.default_rng(1)
+    full, lean = BandBlender(3, 20, 30, density=True), BandBlender(3, 20, 30, density=True, sampled=False)
+    assert lean.stats.class_variance.numel() == 0 and lean.stats.expected_entropy.numel() == 0 and lean.stats.mean_probs is lean.stats.probs
+    weights = gaussian_weights(12, 12)
+    for round_ in range(2):
+        for top, left in TILES:
+            probs = torch.from_numpy(rng.dirichlet(np.ones(3), (12, 12)).transpose(2, 0, 1).astype(np.float32))
+            tile = BlendedStatistics(probs, probs, torch.zeros_like(probs), torch.rand(12, 12), torch.rand(12, 12))
+            full.add(top, left, weights, tile)
+            lean.add(top, left, weights, tile)
+        a, b = finalize_blend(full.rows(15), 0), finalize_blend(lean.rows(15), 0)
+        for name in ("prediction", "confidence", "entropy", "probs", "feature_distance"):
+            torch.testing.assert_close(getattr(b, name), getattr(a, name), atol=0.0, rtol=0.0, msg=f"{name} (round {round_})")
+        full.advance(7)
+        lean.advance(7)
+
+
 def test_advance_keeps_the_overlap_and_clears_the_rest() -> None:
     band = BandBlender(2, 10, 4)
     band.add(0, 0, torch.ones(10, 4), _stats((0.0, 0.0, 0.0, 0.0), (10, 4), 2))

@@ -68,3 +68,21 @@ def test_tiles_and_chunks_do_not_change_the_result(tmp_path: Path, tile_bytes: i
 def test_element_dropout_and_decoder_sites_are_not_tiled(tmp_path: Path) -> None:
     assert not tileable(load_bundle(make_tiny_bundle(tmp_path / "e", mode="element")).net)
     assert not tileable(load_bundle(make_tiny_bundle(tmp_path / "d", sites=["head", "decoder.blocks.1"])).net)
+
+
+@pytest.mark.parametrize("tile_bytes", [1, 3_000, 10**9], ids=["one-row-one-sample", "several-tiles", "one-tile"])
+@pytest.mark.parametrize("step", [2, 3])
+def test_replicates_on_a_sub_grid_are_those_pixels_of_the_full_replicates(tmp_path: Path, tile_bytes: int, step: int) -> None:
+    bundle = load_bundle(make_tiny_bundle(tmp_path / "b"))
+    net = bundle.net
+    x = torch.randn(1, 3, 40, 24, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        cached = net.prefix(x)
+        probs, moments, every = TiledHeadSampler(net, cached, tile_bytes=tile_bytes).run(5, 7, 1.0)
+        sub_probs, sub_moments, sub = TiledHeadSampler(net, cached, tile_bytes=tile_bytes).run(5, 7, 1.0, replicate_step=step)
+    assert every is not None and sub is not None
+    for name, replicate in every.items():
+        assert sub[name].shape == (1, 7, -(-40 // step), -(-24 // step)), name
+        torch.testing.assert_close(sub[name], replicate[..., ::step, ::step], atol=0.0, rtol=0.0, msg=name)
+    torch.testing.assert_close(sub_probs, probs, atol=0.0, rtol=0.0)
+    torch.testing.assert_close(sub_moments.mean(), moments.mean(), atol=0.0, rtol=0.0)

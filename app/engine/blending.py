@@ -78,15 +78,20 @@ class BandBlender:
         width: Band width (the padded image width).
         device: Where the accumulators live.
         density: Also blend the feature distance (one more plane).
+        sampled: Also blend the MC statistics (``p̄``, the class variance, ``E[H]``); without samples only ``p`` (and
+            the distance) is blended, :func:`finalize_blend` reading nothing else, and the others are empty placeholders.
     """
 
-    def __init__(self, classes: int, rows: int, width: int, device: torch.device | str = "cpu", density: bool = False) -> None:
+    def __init__(self, classes: int, rows: int, width: int, device: torch.device | str = "cpu", density: bool = False, sampled: bool = True) -> None:
         self.weight = torch.zeros(rows, width, device=device)
+        self.sampled = sampled
+        shape = (rows, width) if sampled else (0, 0)
+        probs = torch.zeros(classes, rows, width, device=device)
         self.stats = BlendedStatistics(
-            probs=torch.zeros(classes, rows, width, device=device),
-            mean_probs=torch.zeros(classes, rows, width, device=device),
-            class_variance=torch.zeros(classes, rows, width, device=device),
-            expected_entropy=torch.zeros(rows, width, device=device),
+            probs=probs,
+            mean_probs=torch.zeros(classes, *shape, device=device) if sampled else probs,
+            class_variance=torch.zeros(classes, *shape, device=device),
+            expected_entropy=torch.zeros(shape, device=device),
             feature_distance=torch.zeros(rows, width, device=device) if density else None,
         )
 
@@ -111,9 +116,11 @@ class BandBlender:
         share = weights / total
         acc = self.stats
         acc.probs[:, rows, cols] += share * (tile.probs - acc.probs[:, rows, cols])
-        acc.expected_entropy[rows, cols] += share * (tile.expected_entropy - acc.expected_entropy[rows, cols])
         if acc.feature_distance is not None and tile.feature_distance is not None:
             acc.feature_distance[rows, cols] += share * (tile.feature_distance - acc.feature_distance[rows, cols])
+        if not self.sampled:
+            return
+        acc.expected_entropy[rows, cols] += share * (tile.expected_entropy - acc.expected_entropy[rows, cols])
         delta = tile.mean_probs - acc.mean_probs[:, rows, cols]
         acc.mean_probs[:, rows, cols] += share * delta
         var = acc.class_variance[:, rows, cols]
@@ -129,7 +136,8 @@ class BandBlender:
 
     def advance(self, count: int) -> None:
         """Drop the first ``count`` rows: the rest move up, the freed rows at the bottom start empty."""
-        tensors: tuple[torch.Tensor, ...] = (self.weight, self.stats.expected_entropy, self.stats.probs, self.stats.mean_probs, self.stats.class_variance)
+        tensors: tuple[torch.Tensor, ...] = (self.weight, self.stats.probs)
+        tensors += (self.stats.expected_entropy, self.stats.mean_probs, self.stats.class_variance) if self.sampled else ()
         tensors += (self.stats.feature_distance,) if self.stats.feature_distance is not None else ()
         height = self.weight.shape[0]
         count = min(count, height)

@@ -158,6 +158,6 @@ class SegmentationNet(nn.Module):
             features = [f.repeat(copies, *([1] * (f.dim() - 1))) for f in cached]
             decoded = cast(nn.Module, self.model.decoder)(features)
         else:
-            decoded = cached.repeat(copies, 1, 1, 1)
+            decoded = cached if copies == 1 else cached.repeat(copies, 1, 1, 1)
         logits: torch.Tensor = cast(nn.Module, self.model.segmentation_head)(decoded)
         return logits

@@ -66,6 +66,9 @@ class SamplingOptions:
         enumerated: ``k`` of the Rao–Blackwellised estimator (``2^k`` exact branches per draw; ``T`` head evaluations
             per pixel buy ``T // 2^k`` draws).
         jackknife_order: ``α`` of the Rao–Blackwellised entropy's jackknife (:mod:`app.maps.rb_jackknife`), in ``[1, 3]``.
+        replicate_step: The tiled head (one pass) makes its jackknife replicate maps on every ``replicate_step``-th
+            row and column only, ``(B, G, ⌈H/s⌉, ⌈W/s⌉)``: a sliding-window analysis takes only their means (the tile
+            bound), whole-image analyses keep every pixel's (region errors need them).
         density: A fitted feature density (:mod:`app.maps.density`): the maps get its ``feature_distance``, computed
             from the deterministic pass's decoder output (:func:`app.engine.feature_density.density_map`); ``None``: none.
 
@@ -88,6 +91,7 @@ class SamplingOptions:
     estimator: Estimator = "sampled"
     enumerated: int = ENUMERATED_CHANNELS
     jackknife_order: float = JACKKNIFE_ORDER
+    replicate_step: int = 1
 
     def __post_init__(self) -> None:
         if self.samples < 0:
@@ -108,5 +112,7 @@ class SamplingOptions:
             raise ValueError(f"enumerated must be in [0, 8], got {self.enumerated}")
         if not 1.0 <= self.jackknife_order <= 3.0:
             raise ValueError(f"jackknife_order must be in [1, 3], got {self.jackknife_order}")
+        if self.replicate_step < 1:
+            raise ValueError(f"replicate_step must be >= 1, got {self.replicate_step}")
         if self.prefix_runner is not None and self.strategy != "cached":
             raise ValueError(f"prefix_runner runs the deterministic prefix, which strategy={self.strategy!r} never runs; use strategy='cached' or drop it")

@@ -204,7 +204,7 @@ class TiledTail:
         o = self.options
         head = TiledHeadSampler(job.member, job.cached)
         if pool.passes == 1:
-            pool.adopt(*head.run(job.seed, o.samples, o.temperature, o.cancel, pool.groups))
+            pool.adopt(*head.run(job.seed, o.samples, o.temperature, o.cancel, pool.groups, o.replicate_step))
             return
         if pool.needs_deterministic:
             pool.deterministic(job.index, job.aug, job.member.tail(job.cached, 1))

@@ -13,7 +13,8 @@ a scaled pass resizes the tile (its borders see the tile's edge instead of the n
 No replicate maps are kept for a tiled image (they would cost ``G`` planes per map at full size): the MC
 error of an image mean is bounded by the largest jackknife error of any tile's mean (the image mean is a
 weighted mixture of the tiles', whose errors, sharing masks, are positively correlated); region means
-get no error.
+get no error. A tile's replicate maps are made on every :data:`REPLICATE_STEP`-th row and column only: their means
+are all the bound uses, and the replicates were a third of what sampling added to a tile.
 
 Tiles run row by row. A row of tiles covers a band of rows; once the row is done, the band's rows
 that no later tile touches are finalised into the output maps (in blocks one tile wide) and dropped,
@@ -47,6 +48,7 @@ from app.metrics.risk_control import set_sizes
 
 __all__ = [
     "OVERLAP",
+    "REPLICATE_STEP",
     "Band",
     "RegionReader",
     "TileGrid",
@@ -60,6 +62,7 @@ __all__ = [
 ]
 
 OVERLAP = 0.25
+REPLICATE_STEP = 2
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ def blended_bands(
     error of any tile's mean (the image mean's MC error bound).
     """
     device = next(iter(net.parameters())).device
+    options = replace(options, replicate_step=REPLICATE_STEP)
     th, tw = grid.tile
     weights = gaussian_weights(th, tw, device)
     height, width = image_size(rgb)
@@ -246,7 +250,7 @@ def blended_bands(
     for strip in strips:
         origin = grid.lefts[strip.first]
         lefts = grid.lefts[strip.first : strip.last + 1]
-        blender = BandBlender(classes, th, lefts[-1] + tw - origin, device, options.density is not None)
+        blender = BandBlender(classes, th, lefts[-1] + tw - origin, device, options.density is not None, sampled=draws > 0)
         for row, top in enumerate(grid.tops):
             for left in lefts:
                 checkpoint(options.cancel)

@@ -73,7 +73,7 @@ class TiledHeadSampler:
         return per_channel_outputs(framed, weight)
 
     def run(
-        self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None
+        self, seed: int, samples: int, temperature: float, cancel: CancelToken | None = None, groups: int | None = None, replicate_step: int = 1
     ) -> tuple[torch.Tensor, StreamingMoments, dict[str, torch.Tensor] | None]:
         """The deterministic softmax, the sums of ``samples`` MC samples (ids ``0..samples-1``) and the jackknife replicates.
 
@@ -87,6 +87,8 @@ class TiledHeadSampler:
             temperature: ``τ`` in ``softmax(z / τ)``.
             cancel: Checked before every chunk of samples of every row tile.
             groups: Jackknife groups (``None``: ``MC_GROUPS``; 0 or 1: one group, no replicates).
+            replicate_step: Make the replicate maps on every ``replicate_step``-th row and column only (from row and
+                column 0): ``(B, G, ⌈H/s⌉, ⌈W/s⌉)``, for callers that only take their means.
 
         Returns:
             ``(B, C, H, W)`` deterministic probabilities ``p``, the moments of all samples shifted by ``p``, and the
@@ -98,13 +100,17 @@ class TiledHeadSampler:
         sum_d2 = torch.empty_like(sum_d)
         sum_h = torch.empty(b, h, w, dtype=torch.float32, device=device)
         groups_count = GroupedMoments(None, samples, groups).groups
-        replicates = empty_replicates(b, groups_count, h, w, device) if groups_count >= 2 else None
+        step = replicate_step
+        replicates = empty_replicates(b, groups_count, -(-h // step), -(-w // step), device) if groups_count >= 2 else None
 
         def sink(r0: int, r1: int, tile_groups: GroupedMoments) -> None:
             tile_total = tile_groups.total()
             sum_d[:, :, r0:r1], sum_d2[:, :, r0:r1], sum_h[:, r0:r1] = _sums(tile_total)
-            if replicates is not None:
-                tile_groups.replicates(tile_total, {name: out[:, :, r0:r1] for name, out in replicates.items()})
+            first = -(-r0 // step) * step
+            if replicates is not None and first < r1:
+                rows = slice(first // step, (r1 - 1) // step + 1)
+                pixels = (slice(first - r0, r1 - r0, step), slice(0, w, step))
+                tile_groups.replicates(tile_total, {name: out[:, :, rows] for name, out in replicates.items()}, pixels=pixels)
 
         probs = self.stream(seed, samples, temperature, sink, cancel, groups)
         total = StreamingMoments(probs)

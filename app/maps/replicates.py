@@ -86,7 +86,13 @@ class GroupedMoments:
         out.sum_d, out.sum_d2, out.sum_h, out.count = self.sum_d.sum(0), self.sum_d2.sum(0), self.sum_h.sum(0), self.samples * self.passes
         return out
 
-    def replicates(self, total: StreamingMoments, out: dict[str, torch.Tensor], block_bytes: int = REPLICATE_BLOCK_BYTES) -> None:
+    def replicates(
+        self,
+        total: StreamingMoments,
+        out: dict[str, torch.Tensor],
+        block_bytes: int = REPLICATE_BLOCK_BYTES,
+        pixels: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> None:
         """Write the leave-one-group-out maps into ``out[name]`` ``(B, G, H, W)``, all groups at once.
 
         Made by the same formulas as :func:`~app.maps.moments.finalize` (mean clamped at 0, MI and variance clamped
@@ -98,17 +104,23 @@ class GroupedMoments:
             total: :meth:`total` of these sums.
             out: Sampled map name → ``(B, G, H, W)`` float32 tensors (views are fine) to fill.
             block_bytes: Size of one temporary of a row block.
+            pixels: ``(rows, columns)`` slices of the sums to make replicates of (e.g. every second row and column:
+                ``out`` is then that sub-grid's size); all pixels by default.
         """
         if self.sum_d is None or self.sum_d2 is None or self.sum_h is None or total.sum_d is None or total.sum_d2 is None or total.sum_h is None:
             raise ValueError("no samples accumulated")
-        g, b, c, h, w = self.sum_d.shape
+        ys, xs = pixels
+        sum_d, sum_d2, sum_h = self.sum_d[..., ys, xs], self.sum_d2[..., ys, xs], self.sum_h[..., ys, xs]
+        all_d, all_d2, all_h = total.sum_d[..., ys, xs], total.sum_d2[..., ys, xs], total.sum_h[..., ys, xs]
+        shifts = self.shift[..., ys, xs] if self.shift is not None else None
+        g, b, c, h, w = sum_d.shape
         rows = max(1, min(h, block_bytes // max(4 * g * b * c * w, 1)))
-        kept = torch.tensor([self.passes * (self.samples - len(span)) for span in self.ranges], dtype=torch.float32, device=self.sum_d.device)
+        kept = torch.tensor([self.passes * (self.samples - len(span)) for span in self.ranges], dtype=torch.float32, device=sum_d.device)
         for r0 in range(0, h, rows):
             r = slice(r0, min(h, r0 + rows))
-            shift = self.shift[:, :, r] if self.shift is not None else None
-            sums = (total.sum_d[:, :, r], total.sum_d2[:, :, r], total.sum_h[:, r])
-            mine = (self.sum_d[:, :, :, r], self.sum_d2[:, :, :, r], self.sum_h[:, :, r])
+            shift = shifts[:, :, r] if shifts is not None else None
+            sums = (all_d[:, :, r], all_d2[:, :, r], all_h[:, r])
+            mine = (sum_d[:, :, :, r], sum_d2[:, :, :, r], sum_h[:, :, r])
             _replicate_block(kept, shift, sums, mine, {name: m[:, :, r] for name, m in out.items()})
 
 
