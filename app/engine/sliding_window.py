@@ -27,7 +27,7 @@ labels, ``12·C`` more for the class arrays.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
@@ -213,13 +213,23 @@ def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, cla
 
 
 class Band(NamedTuple):
-    """A finished band of one strip: output rows from ``top`` and columns ``[left, right)``, as ``[(left, maps), …]``
-    blocks at most one tile wide (the last band may reach past the image's rows into its padding: crop it)."""
+    """A finished band of one strip: ``rows`` output rows from ``top``, columns ``[left, right)``.
+
+    :meth:`blocks` finalises it block by block, so no more than one block's maps exist at a time; the blocks read the
+    blender's rows, valid until the band generator resumes.
+    """
 
     top: int
     left: int
     right: int
-    parts: list[tuple[int, UncertaintyMaps]]
+    rows: int
+    finalize: Callable[[int], UncertaintyMaps]
+    width: int
+
+    def blocks(self) -> Iterator[tuple[int, UncertaintyMaps]]:
+        """``(left, maps)`` of each block at most one tile wide, left to right, each made when it is reached."""
+        for a in range(self.left, self.right, self.width):
+            yield a, self.finalize(a)
 
 
 def blended_bands(
@@ -266,13 +276,11 @@ def blended_bands(
                 tile_done()
             step = grid.tops[row + 1] - top if row + 1 < len(grid.tops) else th
             rows = min(step, height - top)
-            blocks = range(strip.left, strip.right, tw)
-            yield Band(
-                top,
-                strip.left,
-                strip.right,
-                [(a, finalize_blend(blender.rows(rows, slice(a - origin, min(a + tw, strip.right) - origin)), draws)) for a in blocks],
-            )
+
+            def block(a: int, rows: int = rows, right: int = strip.right, origin: int = origin, blender: BandBlender = blender) -> UncertaintyMaps:
+                return finalize_blend(blender.rows(rows, slice(a - origin, min(a + tw, right) - origin)), draws)
+
+            yield Band(top, strip.left, strip.right, rows, block, tw)
             blender.advance(step)
 
 
@@ -312,7 +320,7 @@ def sliding_window_mc(
         out.set_sizes = torch.empty(1, len(set_thresholds), *size, dtype=torch.uint8)
     bound: dict[str, float] = {}
     for band in blended_bands(net, rgb, mean, std, classes, grid, options, bound):
-        for left, part in band.parts:
+        for left, part in band.blocks():
             _write(out, part, band.top, left, class_arrays, set_thresholds)
     out.error_bound = bound or None
     return out

@@ -64,19 +64,22 @@ def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRe
     return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, min(wp, STRIP_COLUMNS + 2 * grid.tile[1]))
 
 
-def _band(band: Band, rows: int, save: Sequence[str]) -> dict[str, np.ndarray]:
-    """A band's host arrays from its blocks: maps and labels ``(rows, right - left)``, class arrays ``(C, rows, right - left)``."""
-
-    scalars = [part.scalar_maps() for _, part in band.parts]
-
-    def joined(pick: str) -> np.ndarray:
-        blocks = [
-            (maps[pick] if pick in MAP_NAMES else getattr(part, pick))[0, ..., :rows, :].cpu().numpy()
-            for maps, (_, part) in zip(scalars, band.parts, strict=True)
-        ]
-        return np.concatenate(blocks, axis=-1)
-
-    return {name: joined(name) for name in ("prediction", *MAP_NAMES, *save)}
+def _band(band: Band, rows: int, save: Sequence[str], sets: StreamedSets) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A band's host arrays, its blocks finalised one at a time into them: maps and labels ``(rows, right - left)``, class
+    arrays ``(C, rows, right - left)``; and the set sizes by store name."""
+    arrays: dict[str, np.ndarray] = {}
+    sizes: dict[str, np.ndarray] = {}
+    for left, part in band.blocks():
+        scalars = part.scalar_maps()
+        tensors = {name: scalars[name] if name in MAP_NAMES else getattr(part, name) for name in ("prediction", *MAP_NAMES, *save)}
+        block = {name: t[0, ..., :rows, :].cpu().numpy() for name, t in tensors.items()}
+        for out, values in ((arrays, block), (sizes, sets.block_sizes(part, rows))):
+            for name, value in values.items():
+                if name not in out:
+                    out[name] = np.empty((*value.shape[:-1], band.right - band.left), dtype=value.dtype)
+                out[name][..., left - band.left : left - band.left + value.shape[-1]] = value
+        del part, scalars, tensors, block
+    return arrays, sizes
 
 
 def _preview_image(source: np.ndarray | RegionReader, shape: tuple[int, ...], factor: int) -> np.ndarray:
@@ -159,9 +162,8 @@ def analyze_to_store(
         if band.top == 0:
             strip_summary = summary.strip(band.left, band.right)
         assert strip_summary is not None
-        rows = min(int(band.parts[0][1].prediction.shape[-2]), height - band.top)
-        arrays = _band(band, rows, save)
-        sizes = sets.band_sizes(band, rows)
+        rows = min(band.rows, height - band.top)
+        arrays, sizes = _band(band, rows, save, sets)
         store.write_band(band.top, {**arrays, **sizes}, band.left)
         extra = sets.summary_maps(sizes)
         strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **extra})

@@ -15,8 +15,8 @@ from dataclasses import replace
 import numpy as np
 
 from app.engine.analysis import PredictionSets
-from app.engine.sliding_window import Band
 from app.io.card import ConformalSets
+from app.maps.moments import UncertaintyMaps
 from app.maps.regions import Region
 from app.maps.registry import set_size_name
 from app.metrics.risk_control import set_sizes
@@ -55,12 +55,9 @@ class StreamedSets:
         """The extra summary maps that get previews: each level's size (the one-class indicators need none)."""
         return [f"size@{alpha}" for alpha, _ in self.levels]
 
-    def band_sizes(self, band: Band, rows: int) -> dict[str, np.ndarray]:
-        """Store name → the band's ``(rows, right - left)`` uint8 set sizes at that level."""
-        return {
-            set_size_name(alpha): np.concatenate([set_sizes(part.mean_probs, t)[0, :rows].cpu().numpy() for _, part in band.parts], axis=-1)
-            for alpha, t in self.levels
-        }
+    def block_sizes(self, block: UncertaintyMaps, rows: int) -> dict[str, np.ndarray]:
+        """Store name → a band block's ``(rows, columns)`` uint8 set sizes at that level."""
+        return {set_size_name(alpha): set_sizes(block.mean_probs, t)[0, :rows].cpu().numpy() for alpha, t in self.levels}
 
     def summary_maps(self, sizes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The extra summary maps of a band's set sizes (float32)."""
