@@ -246,3 +246,32 @@ def test_a_readers_input_preview_is_read_in_blocks_and_equals_the_whole_images()
     expected = np.asarray(Image.fromarray(rgb).reduce(factor))
     np.testing.assert_array_equal(_preview_image(Recording(rgb), shape, factor), expected)
     assert max(widths) <= PREVIEW_BLOCK
+
+
+def test_a_band_is_finalised_one_block_at_a_time(tiny_bundle: Bundle, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """At most one block's finalised maps (all ``C×H×W`` arrays of a tile-wide block) exist at once, whatever the band's width."""
+    import weakref
+
+    import app.engine.sliding_window as sliding_window
+
+    finalize = sliding_window.finalize_blend
+    alive: set[int] = set()
+    most = [0]
+    made = [0]
+
+    def tracked(*args: object, **kwargs: object) -> object:
+        maps = finalize(*args, **kwargs)  # type: ignore[arg-type]
+        made[0] += 1
+        key = made[0]
+        alive.add(key)
+        most[0] = max(most[0], len(alive))
+        weakref.finalize(maps.probs, alive.discard, key)
+        return maps
+
+    monkeypatch.setattr(sliding_window, "finalize_blend", tracked)
+    analyzer = _tiled_analyzer(tiny_bundle)
+    analyze_to_store(analyzer, _scene(), REQUEST, tmp_path / "maps.zarr")
+    grid = analyzer.tile_grid(HEIGHT, WIDTH)
+    assert grid is not None
+    assert made[0] == len(grid.tops) * math.ceil(WIDTH / grid.tile[1]) and made[0] > len(grid.tops)
+    assert most[0] == 1
