@@ -208,3 +208,26 @@ def test_row_blocked_replicates_equal_the_whole_image_at_once(block_bytes: int) 
     moments.replicates(total, blocked, block_bytes=block_bytes)
     for name in whole:
         assert torch.equal(whole[name], blocked[name]), name
+
+
+@pytest.mark.parametrize(("samples", "groups", "chunks"), [(20, 10, (21,)), (20, 10, (3, 7, 10)), (13, 10, (13,)), (13, 10, (5, 5, 3)), (8, 4, (1,) * 8)])
+def test_grouped_sums_are_each_groups_own_sums_however_the_samples_are_chunked(samples: int, groups: int, chunks: tuple[int, ...]) -> None:
+    """Against float64 sums per group: chunks spanning several equal groups (summed in one reshape), unequal groups and
+    chunks that cut a group (summed group by group) give the same sums."""
+    gen = torch.Generator().manual_seed(4)
+    shift = torch.softmax(torch.randn(2, 3, 5, 4, generator=gen), 1)
+    probs = torch.softmax(torch.randn(2, samples, 3, 5, 4, generator=gen) * 2, 2)
+    entropies = torch.special.entr(probs).sum(2)
+    moments = GroupedMoments(shift, samples, groups)
+    start = 0
+    for size in chunks:
+        size = min(size, samples - start)
+        moments.add(range(start, start + size), probs[:, start : start + size] - shift[:, None], entropies[:, start : start + size])
+        start += size
+    assert start == samples and moments.sum_d is not None and moments.sum_d2 is not None and moments.sum_h is not None
+    d = (probs - shift[:, None]).double()
+    for g, span in enumerate(sample_groups(samples, groups)):
+        ids = list(span)
+        torch.testing.assert_close(moments.sum_d[g].double(), d[:, ids].sum(1), atol=1e-6, rtol=0)
+        torch.testing.assert_close(moments.sum_d2[g].double(), d[:, ids].square().sum(1), atol=1e-6, rtol=0)
+        torch.testing.assert_close(moments.sum_h[g].double(), entropies[:, ids].double().sum(1), atol=1e-6, rtol=0)

@@ -63,13 +63,28 @@ class GroupedMoments:
         if self.sum_d is None or self.sum_d2 is None or self.sum_h is None:
             self.zeros(d.shape[0], d.shape[2], d.shape[3], d.shape[4], d.device)
         assert self.sum_d is not None and self.sum_d2 is not None and self.sum_h is not None
-        for g, span in enumerate(self.ranges):
-            lo, hi = max(span.start, ids.start), min(span.stop, ids.stop)
-            if lo < hi:
-                block = slice(lo - ids.start, hi - ids.start)
-                self.sum_h[g] += entropies[:, block].sum(dim=1)
-                self.sum_d[g] += d[:, block].sum(dim=1)
-                self.sum_d2[g] += d[:, block].square().sum(dim=1)
+        spans = [(g, max(span.start, ids.start), min(span.stop, ids.stop)) for g, span in enumerate(self.ranges)]
+        spans = [(g, lo - ids.start, hi - ids.start) for g, lo, hi in spans if lo < hi]
+        if len(spans) > 1 and len({hi - lo for _, lo, hi in spans}) == 1:
+            self._add_equal(spans, d, entropies)
+            return
+        for g, lo, hi in spans:
+            self.sum_h[g] += entropies[:, lo:hi].sum(dim=1)
+            self.sum_d[g] += d[:, lo:hi].sum(dim=1)
+            self.sum_d2[g] += d[:, lo:hi].square().sum(dim=1)
+
+    def _add_equal(self, spans: list[tuple[int, int, int]], d: torch.Tensor, entropies: torch.Tensor) -> None:
+        """:meth:`add` of consecutive groups ``(g, lo, hi)`` that each get the same number of samples, in one sum per statistic."""
+        assert self.sum_d is not None and self.sum_d2 is not None and self.sum_h is not None
+        g0, g1 = spans[0][0], spans[-1][0] + 1
+        lo, hi = spans[0][1], spans[-1][2]
+        per = spans[0][2] - spans[0][1]
+        for j in range(per):
+            picked = slice(lo + j, hi, per)
+            x = d[:, picked].transpose(0, 1)
+            self.sum_h[g0:g1] += entropies[:, picked].transpose(0, 1)
+            self.sum_d[g0:g1] += x
+            self.sum_d2[g0:g1].addcmul_(x, x)
 
     def update(self, probs: torch.Tensor, ids: range, entropies: torch.Tensor) -> None:
         """Add the sample-major chunk of consecutive sample ``ids``: ``probs`` ``(n * B, C, H, W)``, ``entropies`` ``(n * B, H, W)``."""
