@@ -18,7 +18,6 @@ from collections.abc import Callable
 from typing import cast
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from app.engine.cancel import CancelToken, checkpoint, progress_steps
@@ -58,7 +57,9 @@ class TiledHeadSampler:
         self.ph = ph
         self.weight = conv.weight.transpose(0, 1).contiguous()
         self.bias = conv.bias.view(1, 1, self.classes, 1, 1) if conv.bias is not None else None
-        self.padded = F.pad(decoded, (pw, pw, ph, ph)).contiguous()
+        b, k, h, w = decoded.shape
+        self.padded = decoded.new_zeros(b, k, h + 2 * ph, w + 2 * pw)
+        self.padded[:, :, ph : ph + h, pw : pw + w] = decoded
         self.shape = decoded.shape
         self.tile_bytes = tile_bytes
 
