@@ -182,8 +182,9 @@ def test_tiled_analysis_blends_the_map_like_the_softmax(fitted_dir: Path) -> Non
     rgb = make_scene("test", 1, size=232).image[:200]
     whole = Analyzer(bundle).analyze_image(rgb, AnalysisRequest(samples=0, resolution="full"))
     small = Analyzer(load_bundle(fitted_dir))
-    small.memory_budget = int(small.cost.image_bytes(200, 232) / 3)
-    assert small.tile_grid(200, 232) is not None
+    small.memory_budget = int(small.cost.tile_bytes((120, 120), 232)) + 1
+    grid = small.tile_grid(200, 232)
+    assert grid is not None and grid.tile == (120, 120)
     tiled = small.analyze_image(rgb, AnalysisRequest(samples=0, resolution="full"))
     diff = np.abs(tiled.maps["feature_distance"] - whole.maps["feature_distance"])
     assert diff.mean() <= 0.005 and np.quantile(diff, 0.99) <= 0.06 and diff.max() <= 0.35

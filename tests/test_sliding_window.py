@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import pytest
@@ -14,8 +15,9 @@ from app.defaults import DEFAULT_ESTIMATOR
 from app.engine.analysis import ClassArraysNotKept
 from app.engine.blending import BandBlender, BlendedStatistics, finalize_blend, gaussian_weights
 from app.engine.geometry import pad_to_stride, to_tensor
+from app.engine.network import SegmentationNet
 from app.engine.sampling import SamplingOptions, run_mc
-from app.engine.sliding_window import TileGrid, plan_grid, sliding_window_mc, tile_offsets, tile_pixels
+from app.engine.sliding_window import MAX_OVERLAP, TileGrid, plan_grid, sliding_window_mc, tile_offsets, tile_pixels
 from app.engine.tile_budget import MIN_TILE_STRIDES, TileCost, choose_tile, measure_cost
 from app.io.bundle import Bundle
 from app.io.npz import npz_bytes
@@ -279,6 +281,45 @@ def test_measured_cost_charges_one_sample_like_auto_chunk(tiny_bundle: Bundle) -
     assert cost.sample == (3 * 8 + 4 * 3) * 4
     assert cost.band == 4 * (3 * 3 + 3)
     assert cost.fixed > 4 * (8 + 3 + 9)
+
+
+class _Chain(torch.nn.Module):
+    """A stand-in network of ``depth`` 1×1 convolutions of 4 channels; ``keep`` holds every output to the end."""
+
+    stride = 8
+
+    def __init__(self, depth: int, keep: bool) -> None:
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Conv2d(3 if i == 0 else 4, 4, 1) for i in range(depth)])
+        self.keep = keep
+
+    def prefix(self, x: torch.Tensor) -> torch.Tensor:
+        kept = []
+        for layer in self.layers:
+            x = layer(x)
+            kept.append(x) if self.keep else None
+        return x
+
+    def tail(self, cached: torch.Tensor, copies: int) -> torch.Tensor:
+        return cached[:, :3]
+
+
+def test_the_probe_charges_the_outputs_alive_at_once_not_every_output() -> None:
+    """A chain that frees each output once the next exists peaks at two outputs (2 × 16 B a pixel) whatever its depth;
+    one that keeps every output peaks at all of them (the rule before counted that for every network)."""
+
+    def fixed(depth: int, keep: bool) -> float:
+        return measure_cost(cast(SegmentationNet, _Chain(depth, keep).eval()), 3).fixed
+
+    assert fixed(6, keep=False) == fixed(2, keep=False) == fixed(2, keep=True)
+    assert fixed(6, keep=True) - fixed(6, keep=False) == 4 * 16
+
+
+def test_the_overlap_is_a_quarter_of_the_tile_up_to_the_seam_safe_maximum() -> None:
+    assert plan_grid(2000, 2000, (256, 256), 32).overlap == (64, 64)
+    assert plan_grid(2000, 2000, (480, 480), 32).overlap == (96, 96) == (MAX_OVERLAP,) * 2
+    assert plan_grid(2000, 2000, (1024, 1024), 32).overlap == (96, 96)
+    assert plan_grid(2000, 2000, (1024, 1024), 16).overlap == (96, 96)
 
 
 @pytest.mark.parametrize("tiled", [False, True])

@@ -2,8 +2,9 @@
 
 Like MONAI's ``sliding_window_inference``: the stride-padded image is cut into tiles of the size
 :func:`~app.engine.tile_budget.choose_tile` picks from the memory budget, overlapping by a quarter of
-the tile (rounded to a multiple of the network stride, so every tile sits on the stride grid), the last
-tile of each row and column aligned with the image's end. Each tile is analysed by
+the tile but at most :data:`MAX_OVERLAP` pixels (the seam error depends on the pixels of context a tile's
+edge has, not on the tile's size: ``benchmarks/tile_overlap.py``), rounded to a multiple of the network
+stride, so every tile sits on the stride grid; the last tile of each row and column is aligned with the image's end. Each tile is analysed by
 :func:`~app.engine.sampling.run_mc` with the request's seed (dropout masks depend on
 ``(seed, sample, site)`` only), and its statistics are blended with Gaussian weights
 (:mod:`app.engine.blending`, ``σ = tile/8``). Ensemble members and test-time augmentations run per tile
@@ -47,6 +48,7 @@ from app.maps.moments import UncertaintyMaps
 from app.metrics.risk_control import set_sizes
 
 __all__ = [
+    "MAX_OVERLAP",
     "OVERLAP",
     "REPLICATE_STEP",
     "Band",
@@ -62,6 +64,7 @@ __all__ = [
 ]
 
 OVERLAP = 0.25
+MAX_OVERLAP = 96
 REPLICATE_STEP = 2
 
 
@@ -85,7 +88,7 @@ class TileGrid:
 def _overlap(tile: int, length: int, stride: int) -> int:
     if tile >= length:
         return 0
-    return min(tile - stride, max(stride, int(OVERLAP * tile / stride + 0.5) * stride))
+    return min(tile - stride, max(stride, int(min(OVERLAP * tile, MAX_OVERLAP) / stride + 0.5) * stride))
 
 
 def tile_offsets(length: int, tile: int, overlap: int) -> tuple[int, ...]:
