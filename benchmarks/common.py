@@ -1,11 +1,13 @@
-"""Helpers the benchmark scripts share: a phone-sized photo, a server's memory and readiness."""
+"""Helpers the benchmark scripts share: a phone-sized photo, a server's memory and readiness, the network's own time."""
 
 from __future__ import annotations
 
 import io
+import statistics
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -53,3 +55,19 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 180.0
             pass
         time.sleep(0.2)
     raise RuntimeError(f"server at {url} not ready after {timeout} s")
+
+
+def network_seconds(net: Any, tile: tuple[int, int], pixels: int, rounds: int = 5) -> float:
+    """The network alone on ``pixels`` pixels: the median of ``rounds`` forwards of a zero ``tile``-sized input (after a
+    warm-up), per pixel, times ``pixels``."""
+    import torch
+
+    probe = torch.zeros(1, 3, *tile)
+    with torch.inference_mode():
+        net(probe)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            net(probe)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times) / (tile[0] * tile[1]) * pixels

@@ -20,23 +20,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+from common import network_seconds
+from full_resolution_memory import astronaut_jpeg
 from PIL import Image
-
-
-def astronaut(width: int, height: int) -> np.ndarray:
-    """``skimage.data.astronaut`` resized to ``width x height`` (bicubic), through a quality-90 JPEG."""
-    from skimage import data
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(data.astronaut())).resize((width, height), Image.Resampling.BICUBIC).save(buf, format="JPEG", quality=90)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
 
 
 def timed(call: Callable[..., Any], spent: list[float]) -> Callable[..., Any]:
@@ -68,20 +60,12 @@ def main() -> None:
     from app.workflows.stream_analysis import stream_grid
 
     torch.set_num_threads(args.threads)
-    rgb = astronaut(args.width, args.height)
+    rgb = np.asarray(Image.open(io.BytesIO(astronaut_jpeg(args.width, args.height))).convert("RGB"))
     analyzer = Analyzer(load_bundle(args.model))
     bundle, net = analyzer.bundle, analyzer.bundle.net
     grid, budget = stream_grid(analyzer, args.height, args.width, AnalysisRequest(samples=0, resolution="full"))
     th, tw = grid.tile
-    probe = torch.zeros(1, 3, th, tw)
-    with torch.inference_mode():
-        net(probe)
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            net(probe)
-            times.append(time.perf_counter() - start)
-    network = statistics.median(times) / (th * tw) * args.width * args.height
+    network = network_seconds(net, (th, tw), args.width * args.height)
 
     spent = [0.0]
     net.prefix = timed(net.prefix, spent)  # type: ignore[method-assign]

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 import torch
+from common import network_seconds
 from PIL import Image
 
 from app.engine.sampling import SamplingOptions
@@ -57,15 +58,7 @@ def main() -> None:
     classes = len(bundle.card.classes)
     stride = net.stride
     hp, wp = args.height + (-args.height) % stride, args.width + (-args.width) % stride
-    probe = torch.zeros(1, 3, args.tile, args.tile)
-    with torch.no_grad():
-        net(probe)
-        times = []
-        for _ in range(args.rounds + 2):
-            start = time.perf_counter()
-            net(probe)
-            times.append(time.perf_counter() - start)
-    network = statistics.median(times) / args.tile**2 * args.width * args.height
+    network = network_seconds(net, (args.tile, args.tile), args.width * args.height, rounds=args.rounds + 2)
     print(f"{args.model}: tile {args.tile} px, {args.width}x{args.height}, T = {args.samples}; network alone {network:.2f} s on these pixels")
     print(f"{'overlap':>8} {'tiles':>6} {'T=0 s':>7} {'/ network':>10} {'photo':>10} {'agree %':>8} " + " ".join(f"{m[:12]:>12}" for m in SAMPLED_MAPS))
     for photo, rgb in _photos(args.width, args.height).items():

@@ -15,11 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from common import network_seconds
 
 
 def _measure(side: int, overlap: int, samples: int, width: int, height: int, threads: int) -> dict[str, float]:
@@ -36,15 +37,7 @@ def _measure(side: int, overlap: int, samples: int, width: int, height: int, thr
     bundle = load_bundle("default")
     net, norm = bundle.net, bundle.card.normalization
     rgb = np.asarray(Image.fromarray(data.astronaut()).resize((width, height)))
-    probe = torch.zeros(1, 3, side, side)
-    with torch.inference_mode():
-        net(probe)
-        times = []
-        for _ in range(3):
-            start = time.perf_counter()
-            net(probe)
-            times.append(time.perf_counter() - start)
-    network = statistics.median(times) / side**2 * width * height
+    network = network_seconds(net, (side, side), width * height, rounds=3)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     stride = net.stride
     grid = plan_grid(height + (-height) % stride, width + (-width) % stride, (side, side), stride, overlap)

@@ -216,7 +216,7 @@ def _write(out: UncertaintyMaps, part: UncertaintyMaps, top: int, left: int, cla
 
 
 class Band(NamedTuple):
-    """A finished band of one strip: ``rows`` output rows from ``top``, columns ``[left, right)``.
+    """A finished band of one strip: ``rows`` output rows from ``top`` (none past the image's), columns ``[left, right)``.
 
     :meth:`blocks` finalises it block by block, so no more than one block's maps exist at a time; the blocks read the
     blender's rows, valid until the band generator resumes.

@@ -64,7 +64,7 @@ def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRe
     return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, min(wp, STRIP_COLUMNS + 2 * grid.tile[1]))
 
 
-def _band(band: Band, rows: int, save: Sequence[str], sets: StreamedSets) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def _band(band: Band, save: Sequence[str], sets: StreamedSets) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """A band's host arrays, its blocks finalised one at a time into them: maps and labels ``(rows, right - left)``, class
     arrays ``(C, rows, right - left)``; and the set sizes by store name."""
     arrays: dict[str, np.ndarray] = {}
@@ -72,8 +72,8 @@ def _band(band: Band, rows: int, save: Sequence[str], sets: StreamedSets) -> tup
     for left, part in band.blocks():
         scalars = part.scalar_maps()
         tensors = {name: scalars[name] if name in MAP_NAMES else getattr(part, name) for name in ("prediction", *MAP_NAMES, *save)}
-        block = {name: t[0, ..., :rows, :].cpu().numpy() for name, t in tensors.items()}
-        for out, values in ((arrays, block), (sizes, sets.block_sizes(part, rows))):
+        block = {name: t[0].cpu().numpy() for name, t in tensors.items()}
+        for out, values in ((arrays, block), (sizes, sets.block_sizes(part))):
             for name, value in values.items():
                 if name not in out:
                     out[name] = np.empty((*value.shape[:-1], band.right - band.left), dtype=value.dtype)
@@ -162,8 +162,7 @@ def analyze_to_store(
         if band.top == 0:
             strip_summary = summary.strip(band.left, band.right)
         assert strip_summary is not None
-        rows = min(band.rows, height - band.top)
-        arrays, sizes = _band(band, rows, save, sets)
+        arrays, sizes = _band(band, save, sets)
         store.write_band(band.top, {**arrays, **sizes}, band.left)
         extra = sets.summary_maps(sizes)
         strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **extra})

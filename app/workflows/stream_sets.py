@@ -55,9 +55,9 @@ class StreamedSets:
         """The extra summary maps that get previews: each level's size (the one-class indicators need none)."""
         return [f"size@{alpha}" for alpha, _ in self.levels]
 
-    def block_sizes(self, block: UncertaintyMaps, rows: int) -> dict[str, np.ndarray]:
+    def block_sizes(self, block: UncertaintyMaps) -> dict[str, np.ndarray]:
         """Store name → a band block's ``(rows, columns)`` uint8 set sizes at that level."""
-        return {set_size_name(alpha): set_sizes(block.mean_probs, t)[0, :rows].cpu().numpy() for alpha, t in self.levels}
+        return {set_size_name(alpha): set_sizes(block.mean_probs, t)[0].cpu().numpy() for alpha, t in self.levels}
 
     def summary_maps(self, sizes: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The extra summary maps of a band's set sizes (float32)."""
