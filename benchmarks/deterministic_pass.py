@@ -13,7 +13,7 @@ Prints the tiles and their cover, the pass, the network's share of it, and the r
 <= 1.3), the network inside the pass / network (the cover, plus what a tile's edge costs the network) and the rest /
 network (blending, feature density, finalising).
 
-Usage: python benchmarks/deterministic_pass.py [--width 4000] [--height 3000] [--threads 1] [--model default]
+Usage: python benchmarks/deterministic_pass.py [--width 4000] [--height 3000] [--threads 1] [--model default] [--memory-budget 512M]
 """
 
 from __future__ import annotations
@@ -50,8 +50,10 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=3000)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--memory-budget", default="512M", metavar="SIZE", help="the analyser's memory budget (as analyze --memory-budget)")
     args = parser.parse_args()
 
+    from app.cli.common import memory_size
     from app.engine.sampling import SamplingOptions
     from app.engine.sliding_window import blended_bands
     from app.io.bundle import load_bundle
@@ -61,7 +63,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     rgb = np.asarray(Image.open(io.BytesIO(astronaut_jpeg(args.width, args.height))).convert("RGB"))
-    analyzer = Analyzer(load_bundle(args.model))
+    analyzer = Analyzer(load_bundle(args.model), memory_budget=memory_size(args.memory_budget))
     bundle, net = analyzer.bundle, analyzer.bundle.net
     grid, budget = stream_grid(analyzer, args.height, args.width, AnalysisRequest(samples=0, resolution="full"))
     th, tw = grid.tile
@@ -79,7 +81,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     tiles = len(grid.tops) * len(grid.lefts)
     cover = tiles * th * tw / (args.width * args.height)
-    print(f"{args.model}, {args.width}x{args.height}, T = 0, {args.threads} thread(s): ", end="")
+    print(f"{args.model}, {args.width}x{args.height}, T = 0, {args.threads} thread(s), budget {args.memory_budget}: ", end="")
     print(f"{tiles} tiles of {th}x{tw} (overlap {grid.overlap[0]} px), cover {cover:.2f}")
     print(f"  network alone on the image's pixels: {network:.1f} s ({network / (args.width * args.height) * 1e9:.0f} ns a pixel, one {th}x{tw} forward)")
     print(f"  the pass: {seconds:.1f} s, of which the network's calls {spent[0]:.1f} s and the rest {seconds - spent[0]:.1f} s")

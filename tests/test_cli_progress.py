@@ -5,29 +5,16 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
 from PIL import Image
 
-import app.cli.common as common
 from app.cli import main
 from app.io.bundle import load_bundle
 from app.io.synthetic import make_scene
 from app.workflows.analyzer import Analyzer
 
-BUDGET = 2**20  # tiles the 200x232 scene
-
-
-@pytest.fixture
-def small_budget(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The command's analyser with a 1 MiB memory budget, so a 200x232 image is analysed in sliding windows."""
-    load = common.load_analyzer
-
-    def load_small(model: str, device: str, **kwargs: Any) -> Analyzer:
-        return load(model, device, memory_budget=BUDGET, **kwargs)
-
-    monkeypatch.setattr(common, "load_analyzer", load_small)
+BUDGET = 2**20  # tiles the 200x232 scene: `--memory-budget 1M`
 
 
 def scenes(folder: Path) -> Path:
@@ -37,13 +24,13 @@ def scenes(folder: Path) -> Path:
     return folder
 
 
-@pytest.mark.usefixtures("small_budget")
 def test_full_resolution_shows_a_bar_per_tile_for_each_image(tiny_bundle_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     grid = Analyzer(load_bundle(tiny_bundle_dir), memory_budget=BUDGET).tile_grid(200, 232)
     assert grid is not None
     tiles = len(grid.tops) * len(grid.lefts)
     folder = scenes(tmp_path / "in")
-    args = ["analyze", str(folder), "--out", str(tmp_path / "out"), "--samples", "2", "--model", str(tiny_bundle_dir), "--full-resolution"]
+    args = ["analyze", str(folder), "--out", str(tmp_path / "out"), "--samples", "2", "--model", str(tiny_bundle_dir), "--memory-budget", "1M"]
+    args.append("--full-resolution")
     assert main(args) == 0
     err = capsys.readouterr().err
     counts = [int(done) for done in re.findall(rf"  tiles:[^|]*\|[^|]*\| *(\d+)/{tiles} ", err)]

@@ -79,3 +79,14 @@ def test_analyze_on_ray_refuses_bad_counts_before_starting_ray(tmp_path: Path, c
     assert "--actors must be >= 1" in capsys.readouterr().err
     assert main(["analyze", str(image), "--out", str(tmp_path / "out"), "--ray", "--cpus-per-actor", "-0.5"]) == 2
     assert "--cpus-per-actor must be >= 0" in capsys.readouterr().err
+
+
+def test_each_actor_analyses_within_the_commands_memory_budget(tiny_bundle_dir: Path) -> None:
+    """``--memory-budget`` reaches every actor's analyser: the pool's constructor arguments build it (no Ray needed)."""
+    from app.request import AnalysisRequest
+    from app.workflows.outputs import FILE_DEFAULT
+    from app.workflows.ray_folder import ActorOptions, _AnalyseRow, actor_arguments
+
+    for budget in (3 * 2**20, ActorOptions().memory_budget):
+        arguments = actor_arguments(str(tiny_bundle_dir), "cpu", 10**6, AnalysisRequest(), FILE_DEFAULT, ActorOptions(memory_budget=budget))
+        assert _AnalyseRow(**arguments).analyzer.memory_budget == budget

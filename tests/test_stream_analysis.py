@@ -275,3 +275,32 @@ def test_a_band_is_finalised_one_block_at_a_time(tiny_bundle: Bundle, tmp_path, 
     assert grid is not None
     assert made[0] == len(grid.tops) * math.ceil(WIDTH / grid.tile[1]) and made[0] > len(grid.tops)
     assert most[0] == 1
+
+
+def test_band_labels_and_their_preview_are_held_in_the_smallest_label_dtype(tiny_bundle: Bundle, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each band's labels reach the store, the summary and the components as ``uint8`` (not the argmax's ``int64``, eight
+    times the bytes a band row holds), and the prediction preview the summary keeps for the whole image is ``uint8`` too."""
+    import app.workflows.stream_analysis as stream_analysis
+    from app.maps.strip_summary import StripedSummary
+
+    seen: list[np.dtype] = []
+    write_band = stream_analysis.MapStore.write_band
+
+    def spy(self: object, top: int, arrays: dict[str, np.ndarray], left: int = 0) -> None:
+        seen.append(arrays["prediction"].dtype)
+        write_band(self, top, arrays, left)  # type: ignore[arg-type]
+
+    previews: list[np.ndarray] = []
+    own = StripedSummary.previews
+
+    def kept(self: StripedSummary) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        result = own(self)
+        previews.append(result[0])
+        return result
+
+    monkeypatch.setattr(stream_analysis.MapStore, "write_band", spy)
+    monkeypatch.setattr(StripedSummary, "previews", kept)
+    analysis = analyze_to_store(_tiled_analyzer(tiny_bundle), _scene(), REQUEST, tmp_path / "maps.zarr")
+    assert seen and all(d == np.uint8 for d in seen)
+    assert previews[0].dtype == np.uint8
+    np.testing.assert_array_equal(previews[0], analysis.prediction)

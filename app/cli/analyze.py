@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from app.cli.common import add_analysis_args, error, samples_for, tta_for
+from app.cli.common import add_analysis_args, error, memory_size, samples_for, tta_for
 from app.cli.ray_cluster import add_ray_args
-from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, MAX_PIXELS, MAX_TILED_PIXELS, MIN_AREA, TtaMode
+from app.defaults import ADVERSARIAL_STEPS, DEFAULT_ADVERSARIAL_EPSILONS, MAX_PIXELS, MAX_TILED_PIXELS, MEMORY_BUDGET, MIN_AREA, TtaMode
 from app.io.npz import RAW_ARRAYS, SAVE_ALL
 from app.plural import plural
 from app.workflows.outputs import SAVE_NAMES, Outputs, chosen_outputs, parse_save_names
@@ -63,6 +63,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=MAX_TILED_PIXELS,
         help="largest tiled TIFF or BigTIFF read tile by tile (beyond --max-pixels, which bounds images decoded whole)",
+    )
+    p.add_argument(
+        "--memory-budget",
+        type=memory_size,
+        default=MEMORY_BUDGET,
+        metavar="SIZE",
+        help=f"what the engine's working memory may take per image (tiles, MC sample chunks, the blending band; not the "
+        f"interpreter, the model or the outputs), e.g. 256M or 1G (default {MEMORY_BUDGET >> 20}M): a lower budget means "
+        "smaller sliding-window tiles, a lower peak and a slower full-resolution analysis",
     )
     p.add_argument(
         "--threads",
@@ -205,7 +214,7 @@ def _analyse_files(args: argparse.Namespace, stop: StopSignals, files: list[Path
     from app.workflows.analyse_folder import analyse_files
 
     try:
-        analyzer = load_analyzer(args.model, args.device, max_pixels=args.max_pixels)
+        analyzer = load_analyzer(args.model, args.device, max_pixels=args.max_pixels, memory_budget=args.memory_budget)
     except (BundleError, ValueError) as exc:
         error(exc)
         return 2
@@ -262,7 +271,7 @@ def _analyse_on_ray(args: argparse.Namespace) -> int:
     except BundleError as exc:
         error(exc)
         return 2
-    actors = ActorOptions(actors=args.actors, cpus=args.cpus_per_actor, gpus=args.gpus_per_actor)
+    actors = ActorOptions(actors=args.actors, cpus=args.cpus_per_actor, gpus=args.gpus_per_actor, memory_budget=args.memory_budget)
     with ray_session(args.ray_address), StopSignals() as stop:
         finished = {}
         try:

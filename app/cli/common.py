@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "add_model_args",
     "error",
     "load_analyzer",
+    "memory_size",
     "progress_bar",
     "samples_for",
     "tta_for",
@@ -76,6 +78,24 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
     add_model_args(p)
     p.add_argument("--calibrated", action="store_true", help="apply the bundle's temperature")
     add_tta_arg(p)
+
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMG]?)(?:I?B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def memory_size(text: str) -> int:
+    """An argparse type: bytes, as a whole number or a number with ``K``, ``M`` or ``G`` (binary: ``512M``, ``512MiB`` and
+    ``512MB`` are 512 MiB), from 1 MiB to 1 TiB.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else, naming the accepted forms.
+    """
+    match = _SIZE.fullmatch(text)
+    value = float(match[1]) * _UNITS[match[2].upper()] if match else 0.0
+    if not 2**20 <= value <= 2**40:
+        raise argparse.ArgumentTypeError(f"a memory size is bytes or a number with K, M or G (512M = 512 MiB), from 1M to 1024G; got {text!r}")
+    return int(value)
 
 
 def error(message: object) -> None:

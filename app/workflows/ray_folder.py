@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
-from app.defaults import MAX_PIXELS
+from app.defaults import MAX_PIXELS, MEMORY_BUDGET
 from app.engine.device import resolve_device
 from app.io.bundle import load_bundle
 from app.request import AnalysisRequest
@@ -24,30 +24,38 @@ from app.workflows.analyzer import Analyzer
 from app.workflows.output_folder import output_names
 from app.workflows.outputs import FILE_DEFAULT, Outputs
 
-__all__ = ["ActorOptions", "analyse_files_ray"]
+__all__ = ["ActorOptions", "actor_arguments", "analyse_files_ray"]
 
 
 @dataclass(frozen=True)
 class ActorOptions:
-    """The actor pool: how many actors (one model each) and what each one reserves."""
+    """The actor pool: how many actors (one model each), what each one reserves and its analyser's memory budget."""
 
     actors: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
+    memory_budget: int = MEMORY_BUDGET
 
 
 class _AnalyseRow:
     """A Ray Data actor: loads the bundle once, then turns ``{"index", "path", "name"}`` rows into pickled results."""
 
-    def __init__(self, model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs = FILE_DEFAULT) -> None:
+    def __init__(
+        self, model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs = FILE_DEFAULT, memory_budget: int = MEMORY_BUDGET
+    ) -> None:
         resolved = resolve_device(device)
-        self.analyzer = Analyzer(load_bundle(model, resolved), resolved, max_pixels=max_pixels)
+        self.analyzer = Analyzer(load_bundle(model, resolved), resolved, max_pixels=max_pixels, memory_budget=memory_budget)
         self.request = request
         self.outputs = outputs
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         image = analyse_image(self.analyzer, Path(row["path"]), str(row["name"]), self.request, outputs=self.outputs)
         return {"index": int(row["index"]), "result": pickle.dumps(image)}
+
+
+def actor_arguments(model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs, actors: ActorOptions) -> dict[str, Any]:
+    """What each actor of the pool is built with: ``_AnalyseRow``'s arguments."""
+    return {"model": model, "device": device, "max_pixels": max_pixels, "request": request, "outputs": outputs, "memory_budget": actors.memory_budget}
 
 
 def analyse_files_ray(
@@ -85,7 +93,7 @@ def analyse_files_ray(
     actor_class = cast("Callable[[dict[str, Any]], dict[str, Any]]", _AnalyseRow)  # Ray Data runs a class as an actor pool
     dataset = ray.data.from_items(items, override_num_blocks=max(1, len(items))).map(
         actor_class,
-        fn_constructor_kwargs={"model": model, "device": device, "max_pixels": max_pixels, "request": request, "outputs": outputs},
+        fn_constructor_kwargs=actor_arguments(model, device, max_pixels, request, outputs, actors),
         compute=ray.data.ActorPoolStrategy(size=actors.actors, max_tasks_in_flight_per_actor=2),
         num_cpus=actors.cpus,
         num_gpus=actors.gpus,

@@ -34,6 +34,7 @@ from app.engine.sampling import SamplingOptions
 from app.engine.sliding_window import Band, RegionReader, TileGrid, blended_bands, image_size, plan_grid
 from app.engine.strips import STRIP_COLUMNS, plan_strips
 from app.engine.tile_budget import choose_tile
+from app.io.npz import label_dtype
 from app.io.zarr_store import CHUNK_COLUMNS, MapStore
 from app.maps.band_components import StreamedComponents
 from app.maps.mc_error import mean_errors
@@ -64,15 +65,17 @@ def stream_grid(analyzer: Analyzer, height: int, width: int, request: AnalysisRe
     return grid, cost.chunk_budget(analyzer.memory_budget, grid.tile, min(wp, STRIP_COLUMNS + 2 * grid.tile[1]))
 
 
-def _band(band: Band, save: Sequence[str], sets: StreamedSets) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """A band's host arrays, its blocks finalised one at a time into them: maps and labels ``(rows, right - left)``, class
-    arrays ``(C, rows, right - left)``; and the set sizes by store name."""
+def _band(band: Band, save: Sequence[str], sets: StreamedSets, classes: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A band's host arrays, its blocks finalised one at a time into them: maps and labels ``(rows, right - left)`` (labels in
+    :func:`~app.io.npz.label_dtype` of ``classes``), class arrays ``(C, rows, right - left)``; and the set sizes by store name."""
+    labels = label_dtype(classes)
     arrays: dict[str, np.ndarray] = {}
     sizes: dict[str, np.ndarray] = {}
     for left, part in band.blocks():
         scalars = part.scalar_maps()
         tensors = {name: scalars[name] if name in MAP_NAMES else getattr(part, name) for name in ("prediction", *MAP_NAMES, *save)}
         block = {name: t[0].cpu().numpy() for name, t in tensors.items()}
+        block["prediction"] = block["prediction"].astype(labels)
         for out, values in ((arrays, block), (sizes, sets.block_sizes(part))):
             for name, value in values.items():
                 if name not in out:
@@ -162,7 +165,7 @@ def analyze_to_store(
         if band.top == 0:
             strip_summary = summary.strip(band.left, band.right)
         assert strip_summary is not None
-        arrays, sizes = _band(band, save, sets)
+        arrays, sizes = _band(band, save, sets, classes)
         store.write_band(band.top, {**arrays, **sizes}, band.left)
         extra = sets.summary_maps(sizes)
         strip_summary.add(band.top, arrays["prediction"], {**{name: arrays[name] for name in MAP_NAMES}, **extra})
