@@ -252,3 +252,36 @@ def test_a_bad_memory_budget_is_a_usage_error_naming_the_forms(text: str, image_
     err = capsys.readouterr().err
     assert "--memory-budget" in err and "K, M or G" in err and repr(text) in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("choice", "images", "expected"),
+    [("auto", 1, False), ("auto", 119, False), ("auto", 120, True), ("auto", 5000, True), ("yes", 1, True), ("no", 5000, False)],
+)
+def test_kernels_compile_only_when_asked_or_when_the_run_is_long_enough_to_pay(choice: str, images: int, expected: bool) -> None:
+    from app.cli.analyze import COMPILE_MIN_IMAGES, compiles
+
+    assert COMPILE_MIN_IMAGES == 120
+    assert compiles(choice, images) is expected
+
+
+@pytest.mark.parametrize(("flag", "expected"), [([], False), (["--compile-kernels", "yes"], True), (["--compile-kernels", "no"], False)])
+def test_the_commands_compile_setting_holds_during_the_run_and_is_restored_after(
+    flag: list[str], expected: bool, image_folder: Path, tiny_bundle_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import app.engine.compiled as compiled
+    import app.workflows.analyse_folder as analyse_folder
+
+    monkeypatch.setattr(compiled, "_enabled", not expected)
+    during: list[bool] = []
+    analyse = analyse_folder.analyse_files
+
+    def spy(*args: object, **kwargs: object) -> object:
+        during.append(compiled.compilation_enabled())
+        return analyse(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analyse_folder, "analyse_files", spy)
+    args = ["analyze", str(image_folder / "a.png"), "--out", str(tmp_path / "out"), "--samples", "0", "--model", str(tiny_bundle_dir), "--quiet", *flag]
+    assert main(args) == 0
+    assert during == [expected]
+    assert compiled.compilation_enabled() is (not expected)

@@ -81,12 +81,17 @@ def test_analyze_on_ray_refuses_bad_counts_before_starting_ray(tmp_path: Path, c
     assert "--cpus-per-actor must be >= 0" in capsys.readouterr().err
 
 
-def test_each_actor_analyses_within_the_commands_memory_budget(tiny_bundle_dir: Path) -> None:
-    """``--memory-budget`` reaches every actor's analyser: the pool's constructor arguments build it (no Ray needed)."""
+def test_each_actor_analyses_within_the_commands_memory_budget_and_compile_setting(tiny_bundle_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--memory-budget`` and ``--compile-kernels`` reach every actor: the pool's constructor arguments build its analyser
+    and set its process's compilation (no Ray needed to build one)."""
+    import app.engine.compiled as compiled
     from app.request import AnalysisRequest
     from app.workflows.outputs import FILE_DEFAULT
     from app.workflows.ray_folder import ActorOptions, _AnalyseRow, actor_arguments
 
-    for budget in (3 * 2**20, ActorOptions().memory_budget):
-        arguments = actor_arguments(str(tiny_bundle_dir), "cpu", 10**6, AnalysisRequest(), FILE_DEFAULT, ActorOptions(memory_budget=budget))
+    monkeypatch.setattr(compiled, "_enabled", compiled.compilation_enabled())  # the actor sets it process-wide: restored after
+    for budget, compile_kernels in ((3 * 2**20, False), (ActorOptions().memory_budget, True)):
+        options = ActorOptions(memory_budget=budget, compile_kernels=compile_kernels)
+        arguments = actor_arguments(str(tiny_bundle_dir), "cpu", 10**6, AnalysisRequest(), FILE_DEFAULT, options)
         assert _AnalyseRow(**arguments).analyzer.memory_budget == budget
+        assert compiled.compilation_enabled() is compile_kernels

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from app.defaults import MAX_PIXELS, MEMORY_BUDGET
+from app.engine.compiled import set_compilation
 from app.engine.device import resolve_device
 from app.io.bundle import load_bundle
 from app.request import AnalysisRequest
@@ -29,20 +30,30 @@ __all__ = ["ActorOptions", "actor_arguments", "analyse_files_ray"]
 
 @dataclass(frozen=True)
 class ActorOptions:
-    """The actor pool: how many actors (one model each), what each one reserves and its analyser's memory budget."""
+    """The actor pool: how many actors (one model each), what each one reserves, its analyser's memory budget and whether
+    it compiles the estimator's kernels (:func:`app.engine.compiled.set_compilation`, in the actor's process)."""
 
     actors: int = 2
     cpus: float = 1.0
     gpus: float = 0.0
     memory_budget: int = MEMORY_BUDGET
+    compile_kernels: bool = True
 
 
 class _AnalyseRow:
     """A Ray Data actor: loads the bundle once, then turns ``{"index", "path", "name"}`` rows into pickled results."""
 
     def __init__(
-        self, model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs = FILE_DEFAULT, memory_budget: int = MEMORY_BUDGET
+        self,
+        model: str,
+        device: str,
+        max_pixels: int,
+        request: AnalysisRequest,
+        outputs: Outputs = FILE_DEFAULT,
+        memory_budget: int = MEMORY_BUDGET,
+        compile_kernels: bool = True,
     ) -> None:
+        set_compilation(compile_kernels)
         resolved = resolve_device(device)
         self.analyzer = Analyzer(load_bundle(model, resolved), resolved, max_pixels=max_pixels, memory_budget=memory_budget)
         self.request = request
@@ -55,7 +66,15 @@ class _AnalyseRow:
 
 def actor_arguments(model: str, device: str, max_pixels: int, request: AnalysisRequest, outputs: Outputs, actors: ActorOptions) -> dict[str, Any]:
     """What each actor of the pool is built with: ``_AnalyseRow``'s arguments."""
-    return {"model": model, "device": device, "max_pixels": max_pixels, "request": request, "outputs": outputs, "memory_budget": actors.memory_budget}
+    return {
+        "model": model,
+        "device": device,
+        "max_pixels": max_pixels,
+        "request": request,
+        "outputs": outputs,
+        "memory_budget": actors.memory_budget,
+        "compile_kernels": actors.compile_kernels,
+    }
 
 
 def analyse_files_ray(
