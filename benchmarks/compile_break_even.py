@@ -73,8 +73,9 @@ def main() -> None:
         print(f"{name:>9} {seconds[0]:8.2f} {statistics.median(seconds[1:]):21.3f} {sum(seconds):7.2f}")
     saving = statistics.median(eager[1:]) - statistics.median(compiled[1:])
     cost = compiled[0] - eager[0]
+    speed = statistics.median(eager[1:]) / statistics.median(compiled[1:])
     print(f"compiling costs {cost:.1f} s once and saves {saving:.3f} s a photo", end="")
-    print(f" ({statistics.median(eager[1:]) / statistics.median(compiled[1:]):.2f}x): break-even at {cost / saving:.0f} photos" if saving > 0 else ": never pays")
+    print(f" ({speed:.2f}x): break-even at {cost / saving:.0f} photos" if saving > 0 else ": never pays")
 
 
 if __name__ == "__main__":
