@@ -236,7 +236,16 @@ def test_negative_threads_is_a_usage_error(image_folder: Path, tmp_path: Path, c
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("512M", 512 * 2**20), ("1G", 2**30), ("1.5g", 3 * 2**29), ("256MiB", 256 * 2**20), ("300mb", 300 * 2**20), (" 64 M ", 64 * 2**20), ("1048576", 2**20)],
+    [
+        ("512M", 512 * 2**20),
+        ("1G", 2**30),
+        ("1.5g", 3 * 2**29),
+        ("256MiB", 256 * 2**20),
+        ("300mb", 300 * 2**20),
+        (" 64 M ", 64 * 2**20),
+        ("1048576", 2**20),
+        ("2097152B", 2**21),
+    ],
 )
 def test_a_memory_size_is_bytes_or_a_binary_unit(text: str, expected: int) -> None:
     from app.cli.common import memory_size
@@ -244,7 +253,7 @@ def test_a_memory_size_is_bytes_or_a_binary_unit(text: str, expected: int) -> No
     assert memory_size(text) == expected
 
 
-@pytest.mark.parametrize("text", ["abc", "0", "-5M", "1K", "1e9", "inf", "M", "12X", "2048G"])
+@pytest.mark.parametrize("text", ["abc", "0", "-5M", "1K", "1e9", "inf", "M", "12X", "2048G", "2000000IB", "5MM"])
 def test_a_bad_memory_budget_is_a_usage_error_naming_the_forms(text: str, image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["analyze", str(image_folder), "--out", str(tmp_path / "out"), f"--memory-budget={text}", "--quiet"])

@@ -80,7 +80,7 @@ def add_analysis_args(p: argparse.ArgumentParser) -> None:
     add_tta_arg(p)
 
 
-_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*([KMG]?)(?:I?B)?\s*", re.IGNORECASE)
+_SIZE = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(?:([KMG])(?:I?B)?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30}
 
 
@@ -92,7 +92,7 @@ def memory_size(text: str) -> int:
         argparse.ArgumentTypeError: anything else, naming the accepted forms.
     """
     match = _SIZE.fullmatch(text)
-    value = float(match[1]) * _UNITS[match[2].upper()] if match else 0.0
+    value = float(match[1]) * _UNITS[(match[2] or "").upper()] if match else 0.0
     if not 2**20 <= value <= 2**40:
         raise argparse.ArgumentTypeError(f"a memory size is bytes or a number with K, M or G (512M = 512 MiB), from 1M to 1024G; got {text!r}")
     return int(value)
