@@ -85,7 +85,12 @@ class Settings(BaseSettings):
         "bounded by max_body_bytes too.",
     )
     max_concurrent: int = Field(default=1, ge=1, le=16, description="Analyses allowed to run at the same time (bounds memory).")
-    memory_budget: int = Field(default=MEMORY_BUDGET, ge=2**20, description="Bytes one chunk of MC samples may use.")
+    memory_budget: int = Field(
+        default=MEMORY_BUDGET,
+        ge=2**20,
+        description="Bytes the engine's working memory may take for one analysis (tiles, MC sample chunks, the blending band): "
+        "it sizes the sliding-window tiles; `analyze --memory-budget` is the same knob.",
+    )
     min_area: int = Field(default=MIN_AREA, ge=1, description="Smallest connected component listed in the region table, in pixels.")
     warmup: bool = Field(default=True, description="Run one small analysis before reporting ready.")
     torch_threads: int = Field(
